@@ -1,0 +1,476 @@
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::SqlSafeStr;
+
+use crate::traits::*;
+use crate::Error;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to open the database.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub max_connections: u32,
+    /// Relative SQLite paths are resolved against this directory.
+    pub base_dir: PathBuf,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            max_connections: 8,
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// The database behind every store trait.
+#[derive(Clone)]
+pub struct Store {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl std::fmt::Debug for Store {
+    // Connection URLs may hold a password: show the backend only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend()).finish()
+    }
+}
+
+/// Runs the same statement text on whichever pool the store holds.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.inner {
+            Inner::Sqlite($pool) => $body,
+            Inner::Postgres($pool) => $body,
+        }
+    };
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../migrations/sqlite/0001_foundation.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../migrations/postgres/0001_foundation.sql"),
+)];
+
+fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
+    Migrator::with_migrations(
+        list.iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    (*description).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The backend a database URL names, without connecting.
+pub fn backend_of(url: &str) -> Result<Backend, Error> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(Error::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// Removes a password from a URL before it goes into a message.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn sqlite_path(url: &str, base_dir: &Path) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = rest.split('?').next().unwrap_or(rest);
+    if rest.is_empty() || rest == ":memory:" {
+        return None;
+    }
+    let path = PathBuf::from(rest);
+    Some(if path.is_absolute() {
+        path
+    } else {
+        base_dir.join(path)
+    })
+}
+
+impl Store {
+    /// Connects and runs the backend's migrations.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Store, Error> {
+        let inner = match backend_of(url)? {
+            Backend::Sqlite => {
+                let (connect, max) = match sqlite_path(url, &options.base_dir) {
+                    Some(path) => {
+                        if let Some(parent) = path.parent() {
+                            std::fs::create_dir_all(parent).map_err(|source| Error::Directory {
+                                path: parent.display().to_string(),
+                                source,
+                            })?;
+                        }
+                        (
+                            SqliteConnectOptions::new().filename(path),
+                            options.max_connections.max(1),
+                        )
+                    }
+                    // Every pooled connection would get its own empty in-memory database.
+                    None => (SqliteConnectOptions::from_str("sqlite::memory:")?, 1),
+                };
+                let connect = connect
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .connect_with(connect)
+                    .await?;
+                migrator(SQLITE_MIGRATIONS).run(&pool).await?;
+                Inner::Sqlite(pool)
+            }
+            Backend::Postgres => {
+                let connect = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.max_connections.max(1))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(connect)
+                    .await?;
+                // The migrator takes an advisory lock, so concurrent starts are safe.
+                migrator(POSTGRES_MIGRATIONS).run(&pool).await?;
+                Inner::Postgres(pool)
+            }
+        };
+        Ok(Store { inner })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.inner {
+            Inner::Sqlite(_) => Backend::Sqlite,
+            Inner::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Waits for in-flight queries and closes every connection.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+
+    /// A trivial round trip, for health checks.
+    pub async fn ping(&self) -> Result<(), Error> {
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for Store {
+    async fn create_session(&self, s: &Session) -> Result<(), Error> {
+        with_pool!(self, pool => sqlx::query(
+            "INSERT INTO sessions (cookie, username, ip, created_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&s.cookie).bind(&s.username).bind(&s.ip).bind(s.created_ms).bind(s.last_seen_ms)
+            .execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn session(&self, cookie: &str) -> Result<Option<Session>, Error> {
+        let row = with_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT username, ip, created_ms, last_seen_ms FROM sessions WHERE cookie = $1")
+                .bind(cookie).fetch_optional(pool).await?;
+            row.map(|r| -> Result<_, sqlx::Error> {
+                Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?,
+                    r.try_get::<i64, _>(2)?, r.try_get::<i64, _>(3)?))
+            }).transpose()?
+        });
+        Ok(row.map(|(username, ip, created_ms, last_seen_ms)| Session {
+            cookie: cookie.to_owned(),
+            username,
+            ip,
+            created_ms,
+            last_seen_ms,
+        }))
+    }
+
+    async fn touch_session(&self, cookie: &str, last_seen_ms: i64) -> Result<(), Error> {
+        with_pool!(self, pool => sqlx::query(
+            "UPDATE sessions SET last_seen_ms = $2 WHERE cookie = $1 AND last_seen_ms < $2")
+            .bind(cookie).bind(last_seen_ms).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, cookie: &str) -> Result<bool, Error> {
+        let done = with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE cookie = $1")
+            .bind(cookie).execute(pool).await?.rows_affected());
+        Ok(done > 0)
+    }
+
+    async fn delete_sessions_of(&self, username: &str) -> Result<u64, Error> {
+        Ok(with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE username = $1")
+            .bind(username).execute(pool).await?.rows_affected()))
+    }
+
+    async fn delete_idle_sessions(&self, last_seen_before_ms: i64) -> Result<u64, Error> {
+        Ok(with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE last_seen_ms < $1")
+            .bind(last_seen_before_ms).execute(pool).await?.rows_affected()))
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for Store {
+    async fn insert_challenge(
+        &self,
+        challenge: &str,
+        username: &str,
+        ip: &str,
+        expires_ms: i64,
+    ) -> Result<(), Error> {
+        with_pool!(self, pool => sqlx::query(
+            "INSERT INTO challenges (challenge, username, ip, expires_ms) VALUES ($1, $2, $3, $4)")
+            .bind(challenge).bind(username).bind(ip).bind(expires_ms).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn open_challenges(
+        &self,
+        username: &str,
+        ip: &str,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, Error> {
+        let rows = with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT challenge FROM challenges WHERE username = $1 AND ip = $2 AND expires_ms > $3 \
+                 ORDER BY expires_ms DESC LIMIT $4")
+                .bind(username).bind(ip).bind(now_ms).bind(limit).fetch_all(pool).await?;
+            rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(rows)
+    }
+
+    async fn consume_challenge(&self, challenge: &str) -> Result<bool, Error> {
+        let n = with_pool!(self, pool => sqlx::query("DELETE FROM challenges WHERE challenge = $1")
+            .bind(challenge).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    async fn delete_expired_challenges(&self, now_ms: i64) -> Result<u64, Error> {
+        Ok(with_pool!(self, pool => sqlx::query("DELETE FROM challenges WHERE expires_ms <= $1")
+            .bind(now_ms).execute(pool).await?.rows_affected()))
+    }
+}
+
+#[async_trait]
+impl LoginGuardStore for Store {
+    async fn record_login_failure(
+        &self,
+        ip: &str,
+        now_ms: i64,
+        window_ms: i64,
+        max_failures: i64,
+        ban_ms: i64,
+    ) -> Result<Option<i64>, Error> {
+        let banned = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Writing first takes the write lock at once (no SQLite lock upgrade).
+            sqlx::query("INSERT INTO login_failures (ip, at_ms) VALUES ($1, $2)")
+                .bind(ip).bind(now_ms).execute(&mut *tx).await?;
+            let count: i64 = sqlx::query(
+                "SELECT COUNT(*) FROM login_failures WHERE ip = $1 AND at_ms > $2")
+                .bind(ip).bind(now_ms - window_ms).fetch_one(&mut *tx).await?.try_get(0)?;
+            let banned = if count >= max_failures {
+                let until = now_ms + ban_ms;
+                sqlx::query(
+                    "INSERT INTO login_bans (ip, until_ms) VALUES ($1, $2) \
+                     ON CONFLICT (ip) DO UPDATE SET until_ms = excluded.until_ms")
+                    .bind(ip).bind(until).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM login_failures WHERE ip = $1")
+                    .bind(ip).execute(&mut *tx).await?;
+                Some(until)
+            } else {
+                None
+            };
+            tx.commit().await?;
+            banned
+        });
+        Ok(banned)
+    }
+
+    async fn active_ban(&self, ip: &str, now_ms: i64) -> Result<Option<i64>, Error> {
+        let until = with_pool!(self, pool => {
+            let row = sqlx::query("SELECT until_ms FROM login_bans WHERE ip = $1 AND until_ms > $2")
+                .bind(ip).bind(now_ms).fetch_optional(pool).await?;
+            row.map(|r| r.try_get::<i64, _>(0)).transpose()?
+        });
+        Ok(until)
+    }
+
+    async fn clear_login_failures(&self, ip: &str) -> Result<(), Error> {
+        with_pool!(self, pool => sqlx::query("DELETE FROM login_failures WHERE ip = $1")
+            .bind(ip).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn prune_login_guard(&self, failures_before_ms: i64, now_ms: i64) -> Result<(), Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM login_failures WHERE at_ms <= $1")
+                .bind(failures_before_ms).execute(pool).await?;
+            sqlx::query("DELETE FROM login_bans WHERE until_ms <= $1")
+                .bind(now_ms).execute(pool).await?;
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditStore for Store {
+    async fn record_audit(&self, e: &AuditEvent) -> Result<(), Error> {
+        with_pool!(self, pool => sqlx::query(
+            "INSERT INTO audit_log (at_ms, event, username, ip, result, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(e.at_ms).bind(&e.event).bind(&e.username).bind(&e.ip).bind(&e.result).bind(&e.detail)
+            .execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditEvent>, Error> {
+        let events = with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT at_ms, event, username, ip, result, detail FROM audit_log ORDER BY id DESC LIMIT $1")
+                .bind(limit).fetch_all(pool).await?;
+            rows.iter().map(|r| -> Result<_, sqlx::Error> {
+                Ok(AuditEvent {
+                    at_ms: r.try_get(0)?,
+                    event: r.try_get(1)?,
+                    username: r.try_get(2)?,
+                    ip: r.try_get(3)?,
+                    result: r.try_get(4)?,
+                    detail: r.try_get(5)?,
+                })
+            }).collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(events)
+    }
+}
+
+#[async_trait]
+impl SettingsStore for Store {
+    async fn replace_settings_digests(
+        &self,
+        digests: &[(String, String)],
+    ) -> Result<Vec<String>, Error> {
+        let mut changed = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Take the write lock first so two processes starting together serialise here.
+            sqlx::query("DELETE FROM settings_digests WHERE key = ''").execute(&mut *tx).await?;
+            let rows = sqlx::query("SELECT key, digest FROM settings_digests")
+                .fetch_all(&mut *tx).await?;
+            let mut old = std::collections::BTreeMap::new();
+            for r in &rows {
+                old.insert(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?);
+            }
+            let mut changed = Vec::new();
+            for (key, digest) in digests {
+                if old.remove(key).as_ref() != Some(digest) {
+                    changed.push(key.clone());
+                    sqlx::query(
+                        "INSERT INTO settings_digests (key, digest) VALUES ($1, $2) \
+                         ON CONFLICT (key) DO UPDATE SET digest = excluded.digest")
+                        .bind(key).bind(digest).execute(&mut *tx).await?;
+                }
+            }
+            for key in old.into_keys() {
+                sqlx::query("DELETE FROM settings_digests WHERE key = $1")
+                    .bind(&key).execute(&mut *tx).await?;
+                changed.push(key);
+            }
+            tx.commit().await?;
+            changed
+        });
+        changed.sort();
+        Ok(changed)
+    }
+}
+
+#[async_trait]
+impl MetaStore for Store {
+    async fn meta_get_or_init(&self, key: &str, init: &str) -> Result<String, Error> {
+        let value = with_pool!(self, pool => {
+            sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key).bind(init).execute(pool).await?;
+            sqlx::query("SELECT value FROM meta WHERE key = $1")
+                .bind(key).fetch_one(pool).await?.try_get::<String, _>(0)?
+        });
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_the_backend() {
+        assert_eq!(backend_of("sqlite://data/x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(backend_of("sqlite::memory:").unwrap(), Backend::Sqlite);
+        assert_eq!(backend_of("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(backend_of("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        assert!(backend_of("mysql://u@h/db").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_url_errors() {
+        let err = backend_of("mysql://bob:hunter2@host/db").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("bob:***@host"), "{err}");
+    }
+
+    #[test]
+    fn relative_sqlite_paths_resolve_against_the_base_dir() {
+        let base = Path::new("/etc/pbxgate");
+        assert_eq!(
+            sqlite_path("sqlite://data/pbxgate.db", base).unwrap(),
+            PathBuf::from("/etc/pbxgate/data/pbxgate.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/p.db", base).unwrap(),
+            PathBuf::from("/var/lib/p.db")
+        );
+        assert_eq!(sqlite_path("sqlite::memory:", base), None);
+    }
+}

@@ -1,0 +1,16 @@
+/// The store's one error type. The HTTP layer maps every variant to the UCM
+/// status for a failed data operation; the message never contains bound values.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unsupported database URL (expected sqlite:// or postgres://): {0}")]
+    UnsupportedUrl(String),
+    #[error("cannot prepare the SQLite directory {path}: {source}")]
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}

@@ -1,0 +1,18 @@
+//! Persistence for pbxgate. One [`Store`] value talks to SQLite (the embedded
+//! default) or PostgreSQL, chosen by the database URL; the rest of the program
+//! sees only the traits in [`traits`]. Both backends run the same SQL text
+//! (`$N` placeholders work on both through sqlx) with migrations per backend.
+
+mod db;
+mod error;
+pub mod traits;
+
+pub use db::{Backend, ConnectOptions, Store};
+pub use error::Error;
+pub use traits::{
+    AuditEvent, AuditStore, ChallengeStore, LoginGuardStore, MetaStore, Session, SessionStore,
+    SettingsStore,
+};
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,98 @@
+//! Test support: every store test runs on SQLite and on PostgreSQL.
+//!
+//! PostgreSQL is used when `PBXGATE_TEST_POSTGRES_URL` names a server (an admin
+//! URL such as `postgres://postgres@127.0.0.1:25432/postgres`); each call makes
+//! a new, empty database there. Under CI the variable is required, so that the
+//! PostgreSQL half can never be skipped silently.
+
+use std::path::{Path, PathBuf};
+
+use sqlx::{Connection, SqlSafeStr};
+
+use crate::{Backend, Error};
+
+pub const POSTGRES_ENV: &str = "PBXGATE_TEST_POSTGRES_URL";
+
+/// A database for one test: its URL and which backend it is.
+#[derive(Debug, Clone)]
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+}
+
+fn random_suffix() -> String {
+    let mut b = [0u8; 8];
+    // Falls back to the clock if the OS RNG is unavailable: names need only be unique.
+    if getrandom::fill(&mut b).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = (nanos as u64).to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The PostgreSQL admin URL, if tests should use PostgreSQL.
+/// Returns an error under CI when it is missing.
+pub fn postgres_admin_url() -> Result<Option<String>, String> {
+    match std::env::var(POSTGRES_ENV) {
+        Ok(url) if !url.is_empty() => Ok(Some(url)),
+        _ if std::env::var_os("CI").is_some() => Err(format!(
+            "{POSTGRES_ENV} must be set under CI: store tests run on both backends"
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Creates an empty PostgreSQL database and returns its URL.
+pub async fn create_postgres_database(admin_url: &str) -> Result<String, Error> {
+    let name = format!("pbxgate_test_{}", random_suffix());
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    // The name is made of [a-z0-9_] only, so interpolating it is safe.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")).into_sql_str())
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin_url, String::new()),
+    };
+    let base = match base.rfind('/') {
+        Some(i) if i > base.find("://").map(|j| j + 2).unwrap_or(0) => &base[..i],
+        _ => base,
+    };
+    Ok(format!("{base}/{name}{query}"))
+}
+
+/// A fresh SQLite database file under `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    let path: PathBuf = dir.join(format!("test-{}.db", random_suffix()));
+    format!("sqlite://{}", path.display())
+}
+
+/// One fresh database per available backend: SQLite always, PostgreSQL when
+/// configured (and always under CI).
+pub async fn databases(dir: &Path) -> Vec<TestDb> {
+    let mut out = vec![TestDb {
+        backend: Backend::Sqlite,
+        url: sqlite_url(dir),
+    }];
+    match postgres_admin_url() {
+        Ok(Some(admin)) => match create_postgres_database(&admin).await {
+            Ok(url) => out.push(TestDb {
+                backend: Backend::Postgres,
+                url,
+            }),
+            Err(e) => fail(&format!("cannot create a PostgreSQL test database: {e}")),
+        },
+        Ok(None) => {}
+        Err(msg) => fail(&msg),
+    }
+    out
+}
+
+#[allow(clippy::panic)]
+fn fail(msg: &str) -> ! {
+    panic!("{msg}")
+}

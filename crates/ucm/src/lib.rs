@@ -1,0 +1,33 @@
+//! The Grandstream UCM wire protocol, without any I/O: the `/api` request and
+//! response envelope, the status codes, lenient parameter access and the
+//! challenge/token/cookie formats of the login flow.
+//!
+//! Everything here is pure so that it can be unit-tested and fuzzed alone.
+
+pub mod auth;
+pub mod envelope;
+pub mod status;
+
+pub use envelope::{Params, ParamError, Request, encode_response, error_response, parse_request};
+pub use status::Status;
+
+/// One error type for the crate: everything that makes a request unusable.
+/// All of them are answered with [`Status::InvalidParameters`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("request body has no \"request\" object")]
+    MissingRequest,
+    #[error("request has no \"action\" string")]
+    MissingAction,
+    #[error(transparent)]
+    Param(#[from] ParamError),
+}
+
+impl Error {
+    /// The UCM status code this error is answered with.
+    pub fn status(&self) -> Status {
+        Status::InvalidParameters
+    }
+}
