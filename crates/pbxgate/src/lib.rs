@@ -1,0 +1,19 @@
+//! pbxgate: an HTTPS API server that gives an Asterisk PBX the API of a
+//! Grandstream UCM630X.
+//!
+//! Layout: `config` (file, env overrides, validation), `acl` (permitted IPs),
+//! `auth` (challenge, login, sessions, login restriction), `api` (the `/api`
+//! envelope and dispatcher), `system` (status actions), `tls`, `server`.
+
+pub mod acl;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+mod random;
+pub mod server;
+mod settings_audit;
+pub mod system;
+pub mod tls;
+
+pub use error::Error;

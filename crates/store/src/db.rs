@@ -4,15 +4,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Row;
+use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::SqlSafeStr;
 
-use crate::traits::*;
 use crate::Error;
+use crate::traits::*;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,9 @@ enum Inner {
 impl std::fmt::Debug for Store {
     // Connection URLs may hold a password: show the backend only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend()).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish()
     }
 }
 
@@ -118,7 +120,9 @@ fn redact_url(url: &str) -> String {
 }
 
 fn sqlite_path(url: &str, base_dir: &Path) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let rest = rest.split('?').next().unwrap_or(rest);
     if rest.is_empty() || rest == ":memory:" {
         return None;
@@ -242,13 +246,17 @@ impl SessionStore for Store {
     }
 
     async fn delete_sessions_of(&self, username: &str) -> Result<u64, Error> {
-        Ok(with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE username = $1")
-            .bind(username).execute(pool).await?.rows_affected()))
+        Ok(
+            with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE username = $1")
+            .bind(username).execute(pool).await?.rows_affected()),
+        )
     }
 
     async fn delete_idle_sessions(&self, last_seen_before_ms: i64) -> Result<u64, Error> {
-        Ok(with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE last_seen_ms < $1")
-            .bind(last_seen_before_ms).execute(pool).await?.rows_affected()))
+        Ok(
+            with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE last_seen_ms < $1")
+            .bind(last_seen_before_ms).execute(pool).await?.rows_affected()),
+        )
     }
 }
 
@@ -291,8 +299,10 @@ impl ChallengeStore for Store {
     }
 
     async fn delete_expired_challenges(&self, now_ms: i64) -> Result<u64, Error> {
-        Ok(with_pool!(self, pool => sqlx::query("DELETE FROM challenges WHERE expires_ms <= $1")
-            .bind(now_ms).execute(pool).await?.rows_affected()))
+        Ok(
+            with_pool!(self, pool => sqlx::query("DELETE FROM challenges WHERE expires_ms <= $1")
+            .bind(now_ms).execute(pool).await?.rows_affected()),
+        )
     }
 }
 
@@ -449,13 +459,18 @@ mod tests {
         assert_eq!(backend_of("sqlite://data/x.db").unwrap(), Backend::Sqlite);
         assert_eq!(backend_of("sqlite::memory:").unwrap(), Backend::Sqlite);
         assert_eq!(backend_of("postgres://u@h/db").unwrap(), Backend::Postgres);
-        assert_eq!(backend_of("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(
+            backend_of("postgresql://u@h/db").unwrap(),
+            Backend::Postgres
+        );
         assert!(backend_of("mysql://u@h/db").is_err());
     }
 
     #[test]
     fn passwords_are_redacted_from_url_errors() {
-        let err = backend_of("mysql://bob:hunter2@host/db").unwrap_err().to_string();
+        let err = backend_of("mysql://bob:hunter2@host/db")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("bob:***@host"), "{err}");
     }

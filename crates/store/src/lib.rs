@@ -7,8 +7,9 @@ mod db;
 mod error;
 pub mod traits;
 
-pub use db::{Backend, ConnectOptions, Store};
+pub use db::{Backend, ConnectOptions, Store, backend_of};
 pub use error::Error;
+pub use sqlx::Error as SqlxError;
 pub use traits::{
     AuditEvent, AuditStore, ChallengeStore, LoginGuardStore, MetaStore, Session, SessionStore,
     SettingsStore,

@@ -36,9 +36,15 @@ fn session(cookie: &str, user: &str, at: i64) -> Session {
 async fn sessions_are_created_read_touched_and_deleted() {
     on_every_backend!(|s, db| {
         let b = db.backend;
-        s.create_session(&session("sid1-1", "cdrapi", 1_000)).await.unwrap();
-        s.create_session(&session("sid2-1", "cdrapi", 2_000)).await.unwrap();
-        s.create_session(&session("sid3-1", "other", 3_000)).await.unwrap();
+        s.create_session(&session("sid1-1", "cdrapi", 1_000))
+            .await
+            .unwrap();
+        s.create_session(&session("sid2-1", "cdrapi", 2_000))
+            .await
+            .unwrap();
+        s.create_session(&session("sid3-1", "other", 3_000))
+            .await
+            .unwrap();
         let got = s.session("sid1-1").await.unwrap().expect("session exists");
         assert_eq!(got, session("sid1-1", "cdrapi", 1_000), "{b:?}");
         assert_eq!(s.session("sid9-9").await.unwrap(), None, "{b:?}");
@@ -46,7 +52,11 @@ async fn sessions_are_created_read_touched_and_deleted() {
         s.touch_session("sid1-1", 5_000).await.unwrap();
         // Never backwards: a slow request must not undo a newer touch.
         s.touch_session("sid1-1", 4_000).await.unwrap();
-        assert_eq!(s.session("sid1-1").await.unwrap().unwrap().last_seen_ms, 5_000, "{b:?}");
+        assert_eq!(
+            s.session("sid1-1").await.unwrap().unwrap().last_seen_ms,
+            5_000,
+            "{b:?}"
+        );
 
         assert_eq!(s.delete_idle_sessions(2_500).await.unwrap(), 1, "{b:?}");
         assert!(s.session("sid2-1").await.unwrap().is_none(), "{b:?}");
@@ -62,7 +72,11 @@ async fn sessions_are_created_read_touched_and_deleted() {
 async fn a_duplicate_cookie_is_refused() {
     on_every_backend!(|s, db| {
         s.create_session(&session("sid1-1", "a", 1)).await.unwrap();
-        assert!(s.create_session(&session("sid1-1", "b", 2)).await.is_err(), "{:?}", db.backend);
+        assert!(
+            s.create_session(&session("sid1-1", "b", 2)).await.is_err(),
+            "{:?}",
+            db.backend
+        );
         assert_eq!(s.session("sid1-1").await.unwrap().unwrap().username, "a");
     });
 }
@@ -70,10 +84,16 @@ async fn a_duplicate_cookie_is_refused() {
 #[tokio::test]
 async fn sessions_survive_reconnecting() {
     on_every_backend!(|s, db| {
-        s.create_session(&session("sid5-5", "cdrapi", 10)).await.unwrap();
+        s.create_session(&session("sid5-5", "cdrapi", 10))
+            .await
+            .unwrap();
         s.close().await;
         let again = open(db).await;
-        assert!(again.session("sid5-5").await.unwrap().is_some(), "{:?}", db.backend);
+        assert!(
+            again.session("sid5-5").await.unwrap().is_some(),
+            "{:?}",
+            db.backend
+        );
         again.close().await;
     });
 }
@@ -82,16 +102,44 @@ async fn sessions_survive_reconnecting() {
 async fn challenges_are_scoped_expire_and_are_consumed_once() {
     on_every_backend!(|s, db| {
         let b = db.backend;
-        s.insert_challenge("0000000000000001", "cdrapi", "127.0.0.1", 1_000).await.unwrap();
-        s.insert_challenge("0000000000000002", "cdrapi", "127.0.0.1", 3_000).await.unwrap();
-        s.insert_challenge("0000000000000003", "cdrapi", "127.0.0.2", 3_000).await.unwrap();
-        s.insert_challenge("0000000000000004", "other", "127.0.0.1", 3_000).await.unwrap();
+        s.insert_challenge("0000000000000001", "cdrapi", "127.0.0.1", 1_000)
+            .await
+            .unwrap();
+        s.insert_challenge("0000000000000002", "cdrapi", "127.0.0.1", 3_000)
+            .await
+            .unwrap();
+        s.insert_challenge("0000000000000003", "cdrapi", "127.0.0.2", 3_000)
+            .await
+            .unwrap();
+        s.insert_challenge("0000000000000004", "other", "127.0.0.1", 3_000)
+            .await
+            .unwrap();
 
-        let open_now = s.open_challenges("cdrapi", "127.0.0.1", 500, 10).await.unwrap();
-        assert_eq!(open_now, vec!["0000000000000002", "0000000000000001"], "{b:?}");
-        let later = s.open_challenges("cdrapi", "127.0.0.1", 1_000, 10).await.unwrap();
-        assert_eq!(later, vec!["0000000000000002"], "expired one is not offered ({b:?})");
-        assert_eq!(s.open_challenges("cdrapi", "127.0.0.1", 500, 1).await.unwrap().len(), 1);
+        let open_now = s
+            .open_challenges("cdrapi", "127.0.0.1", 500, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            open_now,
+            vec!["0000000000000002", "0000000000000001"],
+            "{b:?}"
+        );
+        let later = s
+            .open_challenges("cdrapi", "127.0.0.1", 1_000, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            later,
+            vec!["0000000000000002"],
+            "expired one is not offered ({b:?})"
+        );
+        assert_eq!(
+            s.open_challenges("cdrapi", "127.0.0.1", 500, 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
 
         // Two concurrent consumers: exactly one wins.
         let (a, c) = tokio::join!(
@@ -99,9 +147,16 @@ async fn challenges_are_scoped_expire_and_are_consumed_once() {
             s.consume_challenge("0000000000000002")
         );
         assert!(a.unwrap() ^ c.unwrap(), "{b:?}");
-        assert!(!s.consume_challenge("0000000000000002").await.unwrap(), "{b:?}");
+        assert!(
+            !s.consume_challenge("0000000000000002").await.unwrap(),
+            "{b:?}"
+        );
 
-        assert_eq!(s.delete_expired_challenges(3_000).await.unwrap(), 3, "{b:?}");
+        assert_eq!(
+            s.delete_expired_challenges(3_000).await.unwrap(),
+            3,
+            "{b:?}"
+        );
     });
 }
 
@@ -111,33 +166,85 @@ async fn repeated_failures_ban_an_ip_until_the_ban_ends() {
         let b = db.backend;
         let (window, max, ban) = (600_000, 5, 600_000);
         // An old failure outside the window does not count.
-        assert_eq!(s.record_login_failure("10.0.0.1", 0, window, max, ban).await.unwrap(), None);
+        assert_eq!(
+            s.record_login_failure("10.0.0.1", 0, window, max, ban)
+                .await
+                .unwrap(),
+            None
+        );
         for i in 0..4 {
             let t = 700_000 + i;
-            assert_eq!(s.record_login_failure("10.0.0.1", t, window, max, ban).await.unwrap(), None, "{b:?}");
+            assert_eq!(
+                s.record_login_failure("10.0.0.1", t, window, max, ban)
+                    .await
+                    .unwrap(),
+                None,
+                "{b:?}"
+            );
         }
         // Failures of another IP are separate.
-        assert_eq!(s.record_login_failure("10.0.0.2", 700_010, window, max, ban).await.unwrap(), None);
-        assert_eq!(s.active_ban("10.0.0.1", 700_010).await.unwrap(), None, "{b:?}");
+        assert_eq!(
+            s.record_login_failure("10.0.0.2", 700_010, window, max, ban)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.active_ban("10.0.0.1", 700_010).await.unwrap(),
+            None,
+            "{b:?}"
+        );
 
-        let until = s.record_login_failure("10.0.0.1", 700_020, window, max, ban).await.unwrap();
+        let until = s
+            .record_login_failure("10.0.0.1", 700_020, window, max, ban)
+            .await
+            .unwrap();
         assert_eq!(until, Some(1_300_020), "{b:?}");
-        assert_eq!(s.active_ban("10.0.0.1", 1_300_019).await.unwrap(), Some(1_300_020), "{b:?}");
-        assert_eq!(s.active_ban("10.0.0.1", 1_300_020).await.unwrap(), None, "ban ends ({b:?})");
-        assert_eq!(s.active_ban("10.0.0.2", 700_020).await.unwrap(), None, "{b:?}");
+        assert_eq!(
+            s.active_ban("10.0.0.1", 1_300_019).await.unwrap(),
+            Some(1_300_020),
+            "{b:?}"
+        );
+        assert_eq!(
+            s.active_ban("10.0.0.1", 1_300_020).await.unwrap(),
+            None,
+            "ban ends ({b:?})"
+        );
+        assert_eq!(
+            s.active_ban("10.0.0.2", 700_020).await.unwrap(),
+            None,
+            "{b:?}"
+        );
 
         // The ban reset the count: one more failure does not ban again.
-        assert_eq!(s.record_login_failure("10.0.0.1", 1_300_030, window, max, ban).await.unwrap(), None);
+        assert_eq!(
+            s.record_login_failure("10.0.0.1", 1_300_030, window, max, ban)
+                .await
+                .unwrap(),
+            None
+        );
 
         // A success clears the count.
         for i in 0..4 {
-            s.record_login_failure("10.0.0.3", 10 + i, window, max, ban).await.unwrap();
+            s.record_login_failure("10.0.0.3", 10 + i, window, max, ban)
+                .await
+                .unwrap();
         }
         s.clear_login_failures("10.0.0.3").await.unwrap();
-        assert_eq!(s.record_login_failure("10.0.0.3", 20, window, max, ban).await.unwrap(), None, "{b:?}");
+        assert_eq!(
+            s.record_login_failure("10.0.0.3", 20, window, max, ban)
+                .await
+                .unwrap(),
+            None,
+            "{b:?}"
+        );
 
         s.prune_login_guard(1_300_025, 1_300_021).await.unwrap();
-        assert_eq!(s.active_ban("10.0.0.1", 0).await.unwrap(), None, "pruned ({b:?})");
+        assert_eq!(
+            s.active_ban("10.0.0.1", 0).await.unwrap(),
+            None,
+            "pruned ({b:?})"
+        );
     });
 }
 
@@ -169,13 +276,25 @@ async fn settings_digests_report_what_changed() {
     on_every_backend!(|s, db| {
         let b = db.backend;
         let v = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs.iter().map(|(k, d)| ((*k).into(), (*d).into())).collect()
+            pairs
+                .iter()
+                .map(|(k, d)| ((*k).into(), (*d).into()))
+                .collect()
         };
-        let first = s.replace_settings_digests(&v(&[("a", "1"), ("b", "2")])).await.unwrap();
+        let first = s
+            .replace_settings_digests(&v(&[("a", "1"), ("b", "2")]))
+            .await
+            .unwrap();
         assert_eq!(first, vec!["a", "b"], "{b:?}");
-        let same = s.replace_settings_digests(&v(&[("a", "1"), ("b", "2")])).await.unwrap();
+        let same = s
+            .replace_settings_digests(&v(&[("a", "1"), ("b", "2")]))
+            .await
+            .unwrap();
         assert!(same.is_empty(), "{b:?}");
-        let changed = s.replace_settings_digests(&v(&[("a", "9"), ("c", "3")])).await.unwrap();
+        let changed = s
+            .replace_settings_digests(&v(&[("a", "9"), ("c", "3")]))
+            .await
+            .unwrap();
         assert_eq!(changed, vec!["a", "b", "c"], "{b:?}");
     });
 }
@@ -183,8 +302,16 @@ async fn settings_digests_report_what_changed() {
 #[tokio::test]
 async fn meta_values_are_initialised_once() {
     on_every_backend!(|s, db| {
-        assert_eq!(s.meta_get_or_init("serial", "first").await.unwrap(), "first");
-        assert_eq!(s.meta_get_or_init("serial", "second").await.unwrap(), "first", "{:?}", db.backend);
+        assert_eq!(
+            s.meta_get_or_init("serial", "first").await.unwrap(),
+            "first"
+        );
+        assert_eq!(
+            s.meta_get_or_init("serial", "second").await.unwrap(),
+            "first",
+            "{:?}",
+            db.backend
+        );
         s.ping().await.unwrap();
     });
 }
@@ -201,7 +328,9 @@ async fn migrations_run_once_when_reopened() {
 
 #[tokio::test]
 async fn bad_urls_are_clear_errors() {
-    let err = Store::connect("mysql://u:secret@h/db", &ConnectOptions::default()).await.unwrap_err();
+    let err = Store::connect("mysql://u:secret@h/db", &ConnectOptions::default())
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("unsupported database URL"), "{msg}");
     assert!(!msg.contains("secret"), "{msg}");

@@ -71,7 +71,10 @@ mod tests {
     fn token_is_md5_of_challenge_and_password() {
         // md5("0000001496038514secret") computed independently with coreutils md5sum.
         let t = login_token("0000001496038514", b"secret");
-        assert_eq!(std::str::from_utf8(&t).unwrap(), "04f185ee5bc1d1878fe152a399b631d8");
+        assert_eq!(
+            std::str::from_utf8(&t).unwrap(),
+            "04f185ee5bc1d1878fe152a399b631d8"
+        );
     }
 
     #[test]
@@ -92,7 +95,9 @@ mod tests {
         let c = format_cookie(743_052_864, 1_771_597_757);
         assert_eq!(c, "sid743052864-1771597757");
         assert!(is_cookie_syntax(&c));
-        for bad in ["", "sid", "sid1", "sid-1", "sid1-", "xid1-2", "sid1-2-3", "sida-1", "sid1-2 "] {
+        for bad in [
+            "", "sid", "sid1", "sid-1", "sid1-", "xid1-2", "sid1-2-3", "sida-1", "sid1-2 ",
+        ] {
             assert!(!is_cookie_syntax(bad), "{bad}");
         }
     }

@@ -8,7 +8,7 @@ pub mod auth;
 pub mod envelope;
 pub mod status;
 
-pub use envelope::{Params, ParamError, Request, encode_response, error_response, parse_request};
+pub use envelope::{ParamError, Params, Request, encode_response, error_response, parse_request};
 pub use status::Status;
 
 /// One error type for the crate: everything that makes a request unusable.

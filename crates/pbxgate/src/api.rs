@@ -1,0 +1,147 @@
+//! `POST /api`: the UCM envelope, the action dispatcher and one access-log
+//! line per request. HTTP status is 200 for every API-level answer, as on a UCM.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use ucm::{Params, Status};
+
+use crate::auth::{Authenticated, Refusal};
+use crate::server::App;
+use crate::system;
+
+const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
+
+type Outcome = Result<Value, Refusal>;
+
+fn json_response(body: Vec<u8>, close: bool) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+    if close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// The answer to anything that is not a well-formed request to `/api`.
+pub async fn invalid() -> Response {
+    json_response(ucm::error_response(Status::InvalidParameters), false)
+}
+
+pub async fn handle(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let ip = peer.ip().to_canonical();
+    let limit = app.settings.max_body_bytes;
+
+    // Refuse oversized bodies before reading them.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        tracing::warn!(%ip, bytes = declared, limit, "request refused: body larger than web.max_body_bytes");
+        return json_response(ucm::error_response(Status::InvalidParameters), true);
+    }
+    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            tracing::warn!(%ip, limit, "request refused: body larger than web.max_body_bytes or unreadable");
+            return json_response(ucm::error_response(Status::InvalidParameters), true);
+        }
+    };
+
+    let mut action = String::new();
+    let mut user = String::new();
+    let outcome = if !app.settings.api_enabled {
+        Err(Refusal::Status(Status::NoPermission))
+    } else {
+        match ucm::parse_request(&bytes) {
+            Err(e) => {
+                tracing::debug!(%ip, error = %e, "malformed request");
+                Err(Refusal::Status(e.status()))
+            }
+            Ok(req) => {
+                action = req.action;
+                dispatch(&app, ip, &action, &req.params, &mut user).await
+            }
+        }
+    };
+
+    let (status, body) = match outcome {
+        Ok(response) => (Status::Success, ucm::encode_response(Status::Success, &response)),
+        Err(refusal) => {
+            if let Refusal::Internal(e) = &refusal {
+                tracing::error!(%ip, action, error = %e, "request failed");
+            }
+            let s = refusal.status();
+            (s, ucm::error_response(s))
+        }
+    };
+    tracing::info!(
+        target: "pbxgate::access",
+        %ip,
+        user,
+        action,
+        status = status.code(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+    );
+    json_response(body, false)
+}
+
+fn required(params: &Params, key: &str) -> Result<String, Refusal> {
+    match params.str(key) {
+        Ok(Some(v)) if !v.is_empty() => Ok(v),
+        _ => Err(Refusal::Status(Status::InvalidParameters)),
+    }
+}
+
+async fn authenticate(app: &App, ip: IpAddr, params: &Params) -> Result<Authenticated, Refusal> {
+    match params.str("cookie") {
+        Ok(Some(cookie)) => app.auth.session(&cookie, ip).await,
+        Ok(None) => Err(Refusal::Status(Status::CookieError)),
+        Err(_) => Err(Refusal::Status(Status::InvalidParameters)),
+    }
+}
+
+async fn dispatch(app: &App, ip: IpAddr, action: &str, params: &Params, user: &mut String) -> Outcome {
+    match action {
+        "challenge" => {
+            // `version` is sent by most clients and ignored, as on the UCM.
+            *user = required(params, "user")?;
+            let challenge = app.auth.challenge(user, ip).await?;
+            Ok(json!({ "challenge": challenge }))
+        }
+        "login" => {
+            // `url` (a push target the UCM no longer uses) is accepted and ignored.
+            *user = required(params, "user")?;
+            let token = required(params, "token")?;
+            let cookie = app.auth.login(user, &token, ip).await?;
+            Ok(json!({ "cookie": cookie }))
+        }
+        "logout" => {
+            let cookie = required(params, "cookie").map_err(|_| Refusal::Status(Status::CookieError))?;
+            app.auth.logout(&cookie, ip).await?;
+            Ok(json!({}))
+        }
+        "getSystemStatus" => {
+            *user = authenticate(app, ip, params).await?.username;
+            Ok(system::system_status(&app.settings, &app.identity, app.started))
+        }
+        "getSystemGeneralStatus" => {
+            *user = authenticate(app, ip, params).await?.username;
+            Ok(system::general_status(&app.settings))
+        }
+        _ => Err(Refusal::Status(Status::InvalidParameters)),
+    }
+}

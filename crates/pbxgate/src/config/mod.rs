@@ -1,0 +1,298 @@
+//! The configuration file (TOML), environment overrides, and validation into
+//! [`Settings`], the typed form the server runs on.
+//!
+//! Every key is documented in `docs/configuration.md`. Unknown keys are errors,
+//! so a typo never silently leaves a default in force.
+
+mod env;
+mod secret;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use secret::Secret;
+pub use validate::{ApiUser, OldApiSettings, Settings};
+
+/// A problem with the configuration, naming the key it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub web: Web,
+    pub database: Database,
+    pub pbx: Pbx,
+    pub https_api: HttpsApi,
+    pub https_api_old: HttpsApiOld,
+    pub session: SessionConfig,
+    pub login_restriction: LoginRestriction,
+    pub system: SystemConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Web {
+    pub listen: String,
+    pub tls_cert: String,
+    pub tls_key: String,
+    pub data_dir: String,
+    pub max_body_bytes: u64,
+    pub header_read_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Web {
+            listen: "0.0.0.0:8089".into(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            data_dir: "data".into(),
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Database {
+    pub url: Secret,
+    pub max_connections: u32,
+}
+
+// The URL can carry a PostgreSQL password.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &self.url)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            url: Secret::new("sqlite://data/pbxgate.db"),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pbx {
+    pub timezone: String,
+}
+
+impl Default for Pbx {
+    fn default() -> Self {
+        Pbx {
+            timezone: "UTC".into(),
+        }
+    }
+}
+
+/// "HTTPS API Settings (New)": the first API user, plus `[[https_api.users]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsApi {
+    pub enable: bool,
+    pub username: String,
+    pub password: Secret,
+    pub password_file: String,
+    pub call_control: bool,
+    pub permitted_ips: Vec<String>,
+    pub users: Vec<UserConfig>,
+}
+
+impl Default for HttpsApi {
+    fn default() -> Self {
+        HttpsApi {
+            enable: true,
+            username: "cdrapi".into(),
+            password: Secret::default(),
+            password_file: String::new(),
+            call_control: false,
+            permitted_ips: Vec::new(),
+            users: Vec::new(),
+        }
+    }
+}
+
+/// A further API user (the UCM allows several).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    pub password: Secret,
+    pub password_file: String,
+    pub call_control: bool,
+    pub permitted_ips: Vec<String>,
+}
+
+/// "HTTPS API Settings (Old)". The listener comes with a later release; the
+/// keys are parsed and validated now so that a config written today keeps working.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsApiOld {
+    pub enable: bool,
+    pub tls_bind_address: String,
+    pub tls_private_key: String,
+    pub tls_cert: String,
+    pub username: String,
+    pub password: Secret,
+    pub password_file: String,
+    pub permitted_ips: Vec<String>,
+}
+
+impl Default for HttpsApiOld {
+    fn default() -> Self {
+        HttpsApiOld {
+            enable: false,
+            tls_bind_address: "0.0.0.0:8443".into(),
+            tls_private_key: String::new(),
+            tls_cert: String::new(),
+            username: "cdrapi".into(),
+            password: Secret::default(),
+            password_file: String::new(),
+            permitted_ips: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub idle_timeout_secs: u64,
+    pub challenge_ttl_secs: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_timeout_secs: 600,
+            challenge_ttl_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginRestriction {
+    pub max_failures: u32,
+    pub window_secs: u64,
+    pub ban_secs: u64,
+    pub whitelist: Vec<String>,
+}
+
+impl Default for LoginRestriction {
+    fn default() -> Self {
+        LoginRestriction {
+            max_failures: 5,
+            window_secs: 600,
+            ban_secs: 600,
+            whitelist: Vec::new(),
+        }
+    }
+}
+
+/// What `getSystemStatus` / `getSystemGeneralStatus` report about "the UCM".
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemConfig {
+    pub product_model: String,
+    pub firmware_version: String,
+    pub part_number: String,
+    pub serial_number: String,
+    pub mac: String,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        SystemConfig {
+            product_model: "UCM6304".into(),
+            firmware_version: "1.0.33.30".into(),
+            part_number: "pbxgate".into(),
+            serial_number: String::new(),
+            mac: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// Reads `path`, applies `PBXGATE_*` environment overrides and validates.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    load_str(&text, &path.display().to_string(), &base_dir, std::env::vars())
+}
+
+/// As [`load`], from text and an explicit environment (for tests).
+pub fn load_str(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
+    let mut tree: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: origin.to_owned(),
+        message: e.to_string(),
+    })?;
+    env::apply_overrides(&mut tree, vars)?;
+    let config: Config =
+        Config::deserialize(toml::Value::Table(tree)).map_err(|e| ConfigError::Syntax {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+    validate::validate(config, base_dir)
+}

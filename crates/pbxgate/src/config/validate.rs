@@ -1,0 +1,350 @@
+//! Turns a parsed [`Config`] into [`Settings`], rejecting anything invalid with
+//! the name of the key at fault.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Config, ConfigError, LogConfig, Secret, SystemConfig};
+use crate::acl::Acl;
+
+/// The validated configuration the server runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Configured certificate and key; `None` = generated self-signed.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub data_dir: PathBuf,
+    pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub database_url: Secret,
+    pub database_max_connections: u32,
+    pub timezone_name: String,
+    pub timezone: jiff::tz::TimeZone,
+    pub api_enabled: bool,
+    pub users: Vec<ApiUser>,
+    pub old_api: OldApiSettings,
+    pub idle_timeout: Duration,
+    pub challenge_ttl: Duration,
+    pub lockout: LockoutSettings,
+    pub system: SystemConfig,
+    pub log: LogConfig,
+}
+
+/// One user of the new HTTPS API.
+#[derive(Debug, Clone)]
+pub struct ApiUser {
+    pub username: String,
+    /// Empty: every login as this user is refused.
+    pub password: Secret,
+    pub call_control: bool,
+    /// Empty: logins from every address are allowed.
+    pub permitted_ips: Acl,
+    /// The permitted IPs as written, for audit digests and display.
+    pub permitted_ips_text: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OldApiSettings {
+    pub enable: bool,
+    pub bind: SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub username: String,
+    pub password: Secret,
+    /// Empty: nobody is allowed (the UCM's rule for the old API).
+    pub permitted_ips: Acl,
+    pub permitted_ips_text: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LockoutSettings {
+    /// 0 disables the login restriction.
+    pub max_failures: u32,
+    pub window: Duration,
+    pub ban: Duration,
+    pub whitelist: Acl,
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let path = PathBuf::from(p);
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+fn acl(key: &str, entries: &[String]) -> Result<Acl, ConfigError> {
+    Acl::parse(entries).map_err(|(i, msg)| ConfigError::invalid(format!("{key}[{i}]"), msg))
+}
+
+fn username(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(ConfigError::invalid(key, "must be 1 to 64 characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ConfigError::invalid(
+            key,
+            format!("\"{name}\" may contain only letters, digits, '_' and '-' (as on the UCM)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The password from `password` or `password_file` (never both).
+fn password(
+    base: &Path,
+    key_prefix: &str,
+    inline: &Secret,
+    file: &str,
+) -> Result<Secret, ConfigError> {
+    match (inline.is_empty(), file.is_empty()) {
+        (_, true) => Ok(inline.clone()),
+        (false, false) => Err(ConfigError::invalid(
+            format!("{key_prefix}password_file"),
+            format!("set either {key_prefix}password or {key_prefix}password_file, not both"),
+        )),
+        (true, false) => {
+            let path = resolve(base, file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::invalid(
+                    format!("{key_prefix}password_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
+        }
+    }
+}
+
+fn tls_pair(
+    base: &Path,
+    cert_key: &str,
+    cert: &str,
+    key_key: &str,
+    key: &str,
+) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => Ok(None),
+        (false, true) => Err(ConfigError::invalid(key_key, format!("must be set when {cert_key} is set"))),
+        (true, false) => Err(ConfigError::invalid(cert_key, format!("must be set when {key_key} is set"))),
+        (false, false) => {
+            let (c, k) = (resolve(base, cert), resolve(base, key));
+            for (name, p) in [(cert_key, &c), (key_key, &k)] {
+                if !p.is_file() {
+                    return Err(ConfigError::invalid(name, format!("{} is not a readable file", p.display())));
+                }
+            }
+            Ok(Some((c, k)))
+        }
+    }
+}
+
+/// `IP[:port]`, IPv6 as `[addr]:port` or `[addr]`; the port defaults to 8443.
+pub fn parse_bind_address(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return if addr.port() == 0 {
+            Err("port must be 1 to 65535".into())
+        } else {
+            Ok(addr)
+        };
+    }
+    let ip = s.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 8443))
+        .map_err(|_| format!("\"{s}\" is not IP[:port] (IPv6 as [addr]:port)"))
+}
+
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> {
+    let listen = c
+        .web
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|_| ConfigError::invalid("web.listen", format!("\"{}\" is not IP:port", c.web.listen)))?;
+    let tls = tls_pair(base, "web.tls_cert", &c.web.tls_cert, "web.tls_key", &c.web.tls_key)?;
+    if c.web.data_dir.trim().is_empty() {
+        return Err(ConfigError::invalid("web.data_dir", "must not be empty"));
+    }
+    if !(1024..=64 * 1024 * 1024).contains(&c.web.max_body_bytes) {
+        return Err(ConfigError::invalid("web.max_body_bytes", "must be 1024 to 67108864"));
+    }
+    if c.web.header_read_timeout_secs == 0 {
+        return Err(ConfigError::invalid("web.header_read_timeout_secs", "must be at least 1"));
+    }
+
+    store::backend_of(c.database.url.expose())
+        .map_err(|e| ConfigError::invalid("database.url", e.to_string()))?;
+    if c.database.max_connections == 0 {
+        return Err(ConfigError::invalid("database.max_connections", "must be at least 1"));
+    }
+
+    let timezone = jiff::tz::TimeZone::get(&c.pbx.timezone).map_err(|_| {
+        ConfigError::invalid(
+            "pbx.timezone",
+            format!("\"{}\" is not an IANA time zone name (e.g. Europe/Berlin)", c.pbx.timezone),
+        )
+    })?;
+
+    let api = &c.https_api;
+    let mut users = Vec::with_capacity(1 + api.users.len());
+    username("https_api.username", &api.username)?;
+    users.push(ApiUser {
+        username: api.username.clone(),
+        password: password(base, "https_api.", &api.password, &api.password_file)?,
+        call_control: api.call_control,
+        permitted_ips: acl("https_api.permitted_ips", &api.permitted_ips)?,
+        permitted_ips_text: api.permitted_ips.clone(),
+    });
+    for (i, u) in api.users.iter().enumerate() {
+        let prefix = format!("https_api.users[{i}].");
+        username(&format!("{prefix}username"), &u.username)?;
+        if users.iter().any(|x| x.username == u.username) {
+            return Err(ConfigError::invalid(
+                format!("{prefix}username"),
+                format!("user \"{}\" is defined twice", u.username),
+            ));
+        }
+        users.push(ApiUser {
+            username: u.username.clone(),
+            password: password(base, &prefix, &u.password, &u.password_file)?,
+            call_control: u.call_control,
+            permitted_ips: acl(&format!("{prefix}permitted_ips"), &u.permitted_ips)?,
+            permitted_ips_text: u.permitted_ips.clone(),
+        });
+    }
+
+    let old = &c.https_api_old;
+    let bind = parse_bind_address(&old.tls_bind_address)
+        .map_err(|m| ConfigError::invalid("https_api_old.tls_bind_address", m))?;
+    if old.enable && overlaps(bind, listen) {
+        return Err(ConfigError::invalid(
+            "https_api_old.tls_bind_address",
+            format!("{bind} collides with web.listen {listen}"),
+        ));
+    }
+    username("https_api_old.username", &old.username)?;
+    let old_password = password(base, "https_api_old.", &old.password, &old.password_file)?;
+    if !old_password.is_empty()
+        && (old_password.expose().chars().count() < 2
+            || old_password.expose().contains([' ', ';']))
+    {
+        return Err(ConfigError::invalid(
+            "https_api_old.password",
+            "must be at least 2 characters, without spaces or ';' (as on the UCM)",
+        ));
+    }
+    let old_api = OldApiSettings {
+        enable: old.enable,
+        bind,
+        tls: tls_pair(
+            base,
+            "https_api_old.tls_cert",
+            &old.tls_cert,
+            "https_api_old.tls_private_key",
+            &old.tls_private_key,
+        )?,
+        username: old.username.clone(),
+        password: old_password,
+        permitted_ips: acl("https_api_old.permitted_ips", &old.permitted_ips)?,
+        permitted_ips_text: old.permitted_ips.clone(),
+    };
+
+    if c.session.idle_timeout_secs == 0 {
+        return Err(ConfigError::invalid("session.idle_timeout_secs", "must be at least 1"));
+    }
+    if c.session.challenge_ttl_secs == 0 {
+        return Err(ConfigError::invalid("session.challenge_ttl_secs", "must be at least 1"));
+    }
+    let lr = &c.login_restriction;
+    if lr.max_failures > 0 && (lr.window_secs == 0 || lr.ban_secs == 0) {
+        return Err(ConfigError::invalid(
+            "login_restriction.ban_secs",
+            "window_secs and ban_secs must be at least 1 (set max_failures = 0 to disable)",
+        ));
+    }
+    let lockout = LockoutSettings {
+        max_failures: lr.max_failures,
+        window: Duration::from_secs(lr.window_secs),
+        ban: Duration::from_secs(lr.ban_secs),
+        whitelist: acl("login_restriction.whitelist", &lr.whitelist)?,
+    };
+
+    if c.system.product_model.trim().is_empty() {
+        return Err(ConfigError::invalid("system.product_model", "must not be empty"));
+    }
+    if c.system.firmware_version.trim().is_empty() {
+        return Err(ConfigError::invalid("system.firmware_version", "must not be empty"));
+    }
+    if !c.system.mac.is_empty() && !is_mac(&c.system.mac) {
+        return Err(ConfigError::invalid("system.mac", "must look like C0:74:AD:1B:8E:86"));
+    }
+    if tracing_subscriber::EnvFilter::try_new(&c.log.level).is_err() {
+        return Err(ConfigError::invalid(
+            "log.level",
+            format!("\"{}\" is not a level or filter (error, warn, info, debug, trace)", c.log.level),
+        ));
+    }
+    if !matches!(c.log.format.as_str(), "text" | "json") {
+        return Err(ConfigError::invalid("log.format", "must be \"text\" or \"json\""));
+    }
+
+    Ok(Settings {
+        config_dir: base.to_path_buf(),
+        listen,
+        tls,
+        data_dir: resolve(base, &c.web.data_dir),
+        max_body_bytes: usize::try_from(c.web.max_body_bytes).unwrap_or(usize::MAX),
+        header_read_timeout: Duration::from_secs(c.web.header_read_timeout_secs),
+        shutdown_grace: Duration::from_secs(c.web.shutdown_grace_secs),
+        database_url: c.database.url,
+        database_max_connections: c.database.max_connections,
+        timezone_name: c.pbx.timezone,
+        timezone,
+        api_enabled: api.enable,
+        users,
+        old_api,
+        idle_timeout: Duration::from_secs(c.session.idle_timeout_secs),
+        challenge_ttl: Duration::from_secs(c.session.challenge_ttl_secs),
+        lockout,
+        system: c.system,
+        log: c.log,
+    })
+}
+
+fn is_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl Settings {
+    pub fn user(&self, name: &str) -> Option<&ApiUser> {
+        self.users.iter().find(|u| u.username == name)
+    }
+
+    /// Where the generated certificate lives when none is configured.
+    pub fn generated_tls_paths(&self) -> (PathBuf, PathBuf) {
+        let dir = self.data_dir.join("tls");
+        (dir.join("cert.pem"), dir.join("key.pem"))
+    }
+
+    /// Whether `listen` is loopback-only (for the startup banner).
+    pub fn listens_on_loopback(&self) -> bool {
+        self.listen.ip().is_loopback() || self.listen.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+}
+
+#[cfg(test)]
+mod tests;

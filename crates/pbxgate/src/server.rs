@@ -1,0 +1,170 @@
+//! Start-up, the HTTPS listener, background maintenance and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::{any, post};
+use store::{ConnectOptions, Store};
+
+use crate::auth::Auth;
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::system::Identity;
+use crate::{api, settings_audit, tls};
+
+/// Shared state of the running server.
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+pub struct AppInner {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub auth: Auth,
+    pub identity: Identity,
+    pub started: Instant,
+}
+
+impl Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/api", post(api::handle).fallback(api::invalid))
+        // One PHP client posts to /api/v1.
+        .route("/api/v1", post(api::handle).fallback(api::invalid))
+        // Real UCMs answer -1 to /api/challenge and the like.
+        .route("/api/{*rest}", any(api::invalid))
+        .with_state(app)
+}
+
+/// Opens the database and prepares everything the server needs.
+pub async fn prepare(settings: Settings) -> Result<App> {
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+        Error::io(
+            format!("cannot create web.data_dir {}", settings.data_dir.display()),
+            e,
+        )
+    })?;
+    let store = Store::connect(
+        settings.database_url.expose(),
+        &ConnectOptions {
+            max_connections: settings.database_max_connections,
+            base_dir: settings.config_dir.clone(),
+        },
+    )
+    .await?;
+    settings_audit::record(&settings, &store).await?;
+    let identity = Identity::load(&settings, &store).await?;
+    for u in &settings.users {
+        if u.password.is_empty() {
+            tracing::warn!(user = u.username, "API user has no password: every login as this user is refused");
+        }
+    }
+    let settings = Arc::new(settings);
+    Ok(App(Arc::new(AppInner {
+        auth: Auth::new(settings.clone(), store.clone()),
+        settings,
+        store,
+        identity,
+        started: Instant::now(),
+    })))
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish
+/// (up to `web.shutdown_grace_secs`) and closes the database cleanly.
+/// `on_listening` is told the bound address once the listener is up.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(SocketAddr) + Send,
+) -> Result<()> {
+    let tls_config = tls::load(&settings).await?;
+    let app = prepare(settings).await?;
+    let settings = app.settings.clone();
+
+    let listener = std::net::TcpListener::bind(settings.listen).map_err(|source| Error::Listen {
+        addr: settings.listen,
+        source,
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("cannot configure the listener", e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the listener address", e))?;
+
+    let handle = axum_server::Handle::<SocketAddr>::new();
+    let mut server = axum_server::from_tcp_rustls(listener, tls_config)
+        .map_err(|e| Error::io("cannot start the HTTPS listener", e))?
+        .handle(handle.clone());
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Some(settings.header_read_timeout));
+
+    let grace = settings.shutdown_grace;
+    let signal_handle = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down: finishing in-flight requests");
+        signal_handle.graceful_shutdown(Some(grace));
+    });
+
+    let maintenance = tokio::spawn(maintenance(app.clone()));
+    tracing::info!(
+        url = %format!("https://{local}/api"),
+        database = ?app.store.backend(),
+        users = settings.users.len(),
+        api_enabled = settings.api_enabled,
+        "pbxgate listening"
+    );
+    on_listening(local);
+
+    let served = server
+        .serve(router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
+        .await;
+    maintenance.abort();
+    app.store.close().await;
+    tracing::info!("pbxgate stopped");
+    served.map_err(|e| Error::io("HTTPS server failed", e))
+}
+
+/// Periodically drops expired sessions, challenges and lockout records.
+async fn maintenance(app: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.auth.prune().await {
+            tracing::warn!(error = %e, "session maintenance failed; will retry");
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

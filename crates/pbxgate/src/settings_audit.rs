@@ -1,0 +1,121 @@
+//! Audits settings changes between starts: a digest of every effective setting
+//! is kept in the database; keys whose digest changed are written to the audit
+//! trail (names only, never values), and sessions of a user whose password or
+//! permitted IPs changed, or who was removed, are ended.
+
+use md5::{Digest, Md5};
+use store::{AuditEvent, AuditStore, MetaStore, SessionStore, SettingsStore, Store};
+
+use crate::auth::now_ms;
+use crate::config::{Secret, Settings};
+use crate::error::Result;
+use crate::random;
+
+/// Rounds of salted MD5 over a secret: the digest only has to show change, and
+/// must not make a weak password cheap to guess from a database dump.
+const SECRET_ROUNDS: usize = 20_000;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn plain(value: impl std::fmt::Display) -> String {
+    hex(&Md5::digest(value.to_string().as_bytes()))
+}
+
+fn secret(salt: &str, key: &str, value: &Secret) -> String {
+    let mut d = Md5::digest(format!("{salt}\0{key}\0{}", value.expose()).as_bytes());
+    for _ in 0..SECRET_ROUNDS {
+        let mut h = Md5::new();
+        h.update(salt.as_bytes());
+        h.update(d);
+        d = h.finalize();
+    }
+    hex(&d)
+}
+
+/// The digest of every setting that matters for security or behaviour.
+fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vec![
+        ("web.listen".into(), plain(s.listen)),
+        ("web.tls".into(), plain(format!("{:?}", s.tls))),
+        ("database.url".into(), secret(salt, "database.url", &s.database_url)),
+        ("pbx.timezone".into(), plain(&s.timezone_name)),
+        ("https_api.enable".into(), plain(s.api_enabled)),
+        ("https_api_old.enable".into(), plain(s.old_api.enable)),
+        ("https_api_old.tls_bind_address".into(), plain(s.old_api.bind)),
+        ("https_api_old.tls".into(), plain(format!("{:?}", s.old_api.tls))),
+        ("https_api_old.username".into(), plain(&s.old_api.username)),
+        (
+            "https_api_old.password".into(),
+            secret(salt, "https_api_old.password", &s.old_api.password),
+        ),
+        (
+            "https_api_old.permitted_ips".into(),
+            plain(s.old_api.permitted_ips_text.join(";")),
+        ),
+        ("session.idle_timeout_secs".into(), plain(s.idle_timeout.as_secs())),
+        (
+            "login_restriction".into(),
+            plain(format!(
+                "{} {} {} {:?}",
+                s.lockout.max_failures,
+                s.lockout.window.as_secs(),
+                s.lockout.ban.as_secs(),
+                s.lockout.whitelist
+            )),
+        ),
+    ];
+    for u in &s.users {
+        let k = |field: &str| format!("https_api.user.{}.{field}", u.username);
+        out.push((k("password"), secret(salt, &k("password"), &u.password)));
+        out.push((k("call_control"), plain(u.call_control)));
+        out.push((k("permitted_ips"), plain(u.permitted_ips_text.join(";"))));
+    }
+    out
+}
+
+pub async fn record(settings: &Settings, store: &Store) -> Result<()> {
+    let fresh_salt = random::string(b"0123456789abcdef", 32)?;
+    let salt = store.meta_get_or_init("settings_salt", &fresh_salt).await?;
+    let first_start = salt == fresh_salt;
+    let changed = store.replace_settings_digests(&digests(settings, &salt)).await?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let detail = changed.join(", ");
+    if !first_start {
+        tracing::info!(keys = detail, "settings changed since the last start");
+    }
+    store
+        .record_audit(&AuditEvent {
+            at_ms: now_ms(),
+            event: "settings".into(),
+            username: String::new(),
+            ip: String::new(),
+            result: if first_start { "initial" } else { "changed" }.into(),
+            detail,
+        })
+        .await?;
+    if first_start {
+        return Ok(());
+    }
+    let mut ended: Vec<&str> = Vec::new();
+    for key in &changed {
+        let Some(rest) = key.strip_prefix("https_api.user.") else {
+            continue;
+        };
+        let Some((name, field)) = rest.rsplit_once('.') else {
+            continue;
+        };
+        let credentials_changed = field == "password" || field == "permitted_ips";
+        if (credentials_changed || settings.user(name).is_none()) && !ended.contains(&name) {
+            let n = store.delete_sessions_of(name).await?;
+            if n > 0 {
+                tracing::info!(user = name, sessions = n, "ended sessions: the user's credentials or permitted IPs changed");
+            }
+            ended.push(name);
+        }
+    }
+    Ok(())
+}

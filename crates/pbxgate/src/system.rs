@@ -1,0 +1,148 @@
+//! `getSystemStatus` and `getSystemGeneralStatus`: what clients read to check
+//! a cookie and to learn which "UCM" they talk to.
+
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+use store::{MetaStore, Store};
+
+use crate::config::Settings;
+use crate::error::Result;
+use crate::random;
+
+/// Stable identity of this installation, kept in the database so that every
+/// process sharing it reports the same.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub serial_number: String,
+    pub bindcode: String,
+    pub mac: String,
+}
+
+impl Identity {
+    pub async fn load(settings: &Settings, store: &Store) -> Result<Identity> {
+        let serial_number = if settings.system.serial_number.is_empty() {
+            let init = random::string(b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ", 16)?;
+            store.meta_get_or_init("serial_number", &init).await?
+        } else {
+            settings.system.serial_number.clone()
+        };
+        let init = random::string(b"0123456789abcdef", 64)?;
+        let bindcode = store.meta_get_or_init("bindcode", &init).await?;
+        let mac = if settings.system.mac.is_empty() {
+            host_mac().unwrap_or_else(|| "00:00:00:00:00:00".into())
+        } else {
+            settings.system.mac.to_ascii_uppercase()
+        };
+        Ok(Identity {
+            serial_number,
+            bindcode,
+            mac,
+        })
+    }
+}
+
+/// The MAC address of the first non-loopback interface that has one.
+fn host_mac() -> Option<String> {
+    let mut names: Vec<_> = std::fs::read_dir("/sys/class/net")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo")
+        .collect();
+    names.sort();
+    names.into_iter().find_map(|n| {
+        let mac = std::fs::read_to_string(format!("/sys/class/net/{n}/address")).ok()?;
+        let mac = mac.trim().to_ascii_uppercase();
+        (mac.len() == 17 && mac != "00:00:00:00:00:00").then_some(mac)
+    })
+}
+
+/// `HH:MM:SS`, hours not wrapped at 24 (a UCM up for days shows e.g. `123:04:05`).
+pub fn format_duration(secs: u64) -> String {
+    format!("{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60)
+}
+
+/// `DD-MM-YYYY HH:MM:SS UTC+01:00` in the PBX time zone.
+pub fn format_system_time(now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    let zoned = now.to_zoned_datetime(tz.clone());
+    let offset = zoned.offset().seconds();
+    let sign = if offset < 0 { '-' } else { '+' };
+    let abs = offset.unsigned_abs();
+    format!(
+        "{} UTC{sign}{:02}:{:02}",
+        zoned.strftime("%d-%m-%Y %H:%M:%S"),
+        abs / 3600,
+        (abs / 60) % 60
+    )
+}
+
+/// Seconds the CPUs have been idle since boot, per CPU (`/proc/uptime`).
+fn idle_secs() -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/uptime") else {
+        return 0;
+    };
+    let idle: f64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (idle / cpus) as u64
+}
+
+pub fn system_status(settings: &Settings, identity: &Identity, started: Instant) -> Value {
+    json!({
+        "part-number": settings.system.part_number,
+        "serial-number": identity.serial_number,
+        "up-time": format_duration(started.elapsed().as_secs()),
+        "idle-time": format_duration(idle_secs()),
+        "system-time": format_system_time(jiff::Timestamp::now(), &settings.timezone),
+        "bindcode": identity.bindcode,
+        "mac": identity.mac,
+    })
+}
+
+pub fn general_status(settings: &Settings) -> Value {
+    let v = &settings.system.firmware_version;
+    let mut m = Map::new();
+    m.insert("product-model".into(), json!(settings.system.product_model));
+    for key in [
+        "base-version",
+        "prog-version",
+        "boot-version",
+        "core-version",
+        "rcvr-version",
+        "lang-version",
+        "gswave-version",
+    ] {
+        m.insert(key.into(), json!(v));
+    }
+    // Not a UCM field: lets operators see which pbxgate answers.
+    m.insert("pbxgate-version".into(), json!(env!("CARGO_PKG_VERSION")));
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_do_not_wrap_at_a_day() {
+        assert_eq!(format_duration(0), "00:00:00");
+        assert_eq!(format_duration(42 * 60 + 53), "00:42:53");
+        assert_eq!(format_duration(123 * 3600 + 4 * 60 + 5), "123:04:05");
+    }
+
+    #[test]
+    fn system_time_is_in_the_pbx_zone() {
+        let t: jiff::Timestamp = "2022-11-23T14:37:26Z".parse().unwrap();
+        assert_eq!(format_system_time(t, &jiff::tz::TimeZone::UTC), "23-11-2022 14:37:26 UTC+00:00");
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        assert_eq!(format_system_time(t, &berlin), "23-11-2022 15:37:26 UTC+01:00");
+        let ny = jiff::tz::TimeZone::get("America/New_York").unwrap();
+        assert_eq!(format_system_time(t, &ny), "23-11-2022 09:37:26 UTC-05:00");
+        let kolkata = jiff::tz::TimeZone::get("Asia/Kolkata").unwrap();
+        assert_eq!(format_system_time(t, &kolkata), "23-11-2022 20:07:26 UTC+05:30");
+    }
+}
