@@ -148,6 +148,11 @@ impl Auth {
                 Ok(cookie)
             }
             Err(reason) => {
+                // A failed attempt burns the challenges it could have used, so
+                // each guess costs a new challenge.
+                for c in &candidates {
+                    self.store.consume_challenge(c).await?;
+                }
                 self.audit("login", user, &ip_text, reason, "").await;
                 tracing::warn!(user, %ip, reason, "login failed");
                 self.record_failure(ip, now).await?;

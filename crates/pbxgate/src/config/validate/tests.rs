@@ -1,0 +1,242 @@
+use std::path::Path;
+
+use crate::config::{ConfigError, Settings, load_str};
+
+fn load(text: &str) -> Result<Settings, ConfigError> {
+    load_with_env(text, &[])
+}
+
+fn load_with_env(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    load_str(
+        text,
+        "test.toml",
+        Path::new("/etc/pbxgate"),
+        env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+}
+
+fn err(text: &str) -> String {
+    load(text).unwrap_err().to_string()
+}
+
+#[test]
+fn an_empty_file_gives_the_documented_defaults() {
+    let s = load("").unwrap();
+    assert_eq!(s.listen.to_string(), "0.0.0.0:8089");
+    assert!(s.tls.is_none());
+    assert_eq!(s.data_dir, Path::new("/etc/pbxgate/data"));
+    assert_eq!(s.database_url.expose(), "sqlite://data/pbxgate.db");
+    assert_eq!(s.timezone_name, "UTC");
+    assert!(s.api_enabled);
+    assert_eq!(s.users.len(), 1);
+    assert_eq!(s.users[0].username, "cdrapi");
+    assert!(s.users[0].password.is_empty());
+    assert!(!s.users[0].call_control);
+    assert!(s.users[0].permitted_ips.is_empty());
+    assert!(!s.old_api.enable);
+    assert_eq!(s.old_api.bind.to_string(), "0.0.0.0:8443");
+    assert_eq!(s.old_api.username, "cdrapi");
+    assert!(s.old_api.permitted_ips.is_empty());
+    assert_eq!(s.idle_timeout.as_secs(), 600);
+    assert_eq!(s.lockout.max_failures, 5);
+    assert_eq!(s.lockout.window.as_secs(), 600);
+    assert_eq!(s.lockout.ban.as_secs(), 600);
+}
+
+#[test]
+fn the_issue_example_is_accepted() {
+    let s = load(
+        r#"
+[web]
+listen = "0.0.0.0:8089"
+tls_cert = ""
+tls_key = ""
+data_dir = "data"
+[database]
+url = "sqlite://data/pbxgate.db"
+[pbx]
+timezone = "Europe/Berlin"
+[https_api]
+enable = true
+username = "cdrapi"
+password = "s3cret"
+call_control = false
+permitted_ips = ["192.168.1.10/255.255.255.255", "10.0.0.0/8", "2001:db8::/32"]
+[https_api_old]
+enable = false
+tls_bind_address = "0.0.0.0:8443"
+tls_private_key = ""
+tls_cert = ""
+username = "cdrapi"
+password = ""
+permitted_ips = []
+"#,
+    )
+    .unwrap();
+    assert_eq!(s.users[0].permitted_ips.nets().len(), 3);
+    assert_eq!(s.timezone_name, "Europe/Berlin");
+}
+
+#[test]
+fn several_users_each_with_their_own_settings() {
+    let s = load(
+        r#"
+[https_api]
+password = "first"
+[[https_api.users]]
+username = "billing"
+password = "second"
+call_control = true
+permitted_ips = ["127.0.0.2"]
+"#,
+    )
+    .unwrap();
+    assert_eq!(s.users.len(), 2);
+    let b = s.user("billing").unwrap();
+    assert!(b.call_control);
+    assert!(b.password.matches(b"second"));
+    assert!(s.user("cdrapi").unwrap().password.matches(b"first"));
+    assert!(s.user("nobody").is_none());
+
+    let dup = err("[[https_api.users]]\nusername = \"cdrapi\"\n");
+    assert!(dup.contains("https_api.users[0].username") && dup.contains("twice"), "{dup}");
+}
+
+#[test]
+fn errors_name_the_key_and_the_problem() {
+    for (text, key, problem) in [
+        ("[web]\nlisten = \"nowhere\"", "web.listen", "not IP:port"),
+        ("[web]\ntls_cert = \"/nonexistent.pem\"", "web.tls_key", "must be set"),
+        (
+            "[web]\ntls_cert = \"/nonexistent.pem\"\ntls_key = \"/nonexistent.key\"",
+            "web.tls_cert",
+            "not a readable file",
+        ),
+        ("[database]\nurl = \"mysql://x\"", "database.url", "unsupported"),
+        ("[pbx]\ntimezone = \"Mars/Olympus\"", "pbx.timezone", "IANA"),
+        (
+            "[https_api]\npermitted_ips = [\"10.0.0.1\", \"10.0.0.0/255.0.255.0\"]",
+            "https_api.permitted_ips[1]",
+            "contiguous",
+        ),
+        ("[https_api]\nusername = \"a b\"", "https_api.username", "letters"),
+        (
+            "[https_api]\npassword = \"x\"\npassword_file = \"/p\"",
+            "https_api.password_file",
+            "not both",
+        ),
+        (
+            "[https_api_old]\ntls_bind_address = \"nowhere:1\"",
+            "https_api_old.tls_bind_address",
+            "IP[:port]",
+        ),
+        (
+            "[https_api_old]\nenable = true\ntls_bind_address = \"0.0.0.0:8089\"",
+            "https_api_old.tls_bind_address",
+            "collides",
+        ),
+        ("[https_api_old]\npassword = \"a b\"", "https_api_old.password", "spaces"),
+        ("[https_api_old]\npermitted_ips = [\"x\"]", "https_api_old.permitted_ips[0]", "not an IP"),
+        ("[session]\nidle_timeout_secs = 0", "session.idle_timeout_secs", "at least 1"),
+        ("[login_restriction]\nwhitelist = [\"1.2.3.4/40\"]", "login_restriction.whitelist[0]", "0 to 32"),
+        ("[system]\nmac = \"zz\"", "system.mac", "C0:74"),
+        ("[log]\nformat = \"xml\"", "log.format", "json"),
+    ] {
+        let msg = err(text);
+        assert!(msg.contains(key), "{text}: {msg}");
+        assert!(msg.contains(problem), "{text}: {msg}");
+    }
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_are_refused() {
+    let msg = err("[https_api]\npasword = \"x\"");
+    assert!(msg.contains("pasword"), "{msg}");
+    let msg = err("[https_api]\nenable = \"maybe\"");
+    assert!(msg.contains("enable"), "{msg}");
+    let msg = err("[nosuchsection]\na = 1");
+    assert!(msg.contains("nosuchsection"), "{msg}");
+    let msg = err("this is not toml");
+    assert!(msg.contains("test.toml"), "{msg}");
+}
+
+#[test]
+fn old_api_bind_address_forms() {
+    use crate::config::validate::parse_bind_address;
+    assert_eq!(parse_bind_address("0.0.0.0:8443").unwrap().to_string(), "0.0.0.0:8443");
+    assert_eq!(parse_bind_address("192.168.1.5").unwrap().to_string(), "192.168.1.5:8443");
+    assert_eq!(parse_bind_address("[::1]:9443").unwrap().to_string(), "[::1]:9443");
+    assert_eq!(parse_bind_address("[::]").unwrap().to_string(), "[::]:8443");
+    assert!(parse_bind_address("1.2.3.4:0").is_err());
+    assert!(parse_bind_address("1.2.3.4:70000").is_err());
+}
+
+#[test]
+fn environment_overrides_keys_with_the_right_types() {
+    let s = load_with_env(
+        "[https_api]\npassword = \"from-file\"\n",
+        &[
+            ("PBXGATE_HTTPS_API__PASSWORD", "123"),
+            ("PBXGATE_HTTPS_API__CALL_CONTROL", "yes"),
+            ("PBXGATE_HTTPS_API__PERMITTED_IPS", "127.0.0.1, 10.0.0.0/8"),
+            ("PBXGATE_SESSION__IDLE_TIMEOUT_SECS", "30"),
+            ("PBXGATE_WEB__LISTEN", "127.0.0.1:9000"),
+            ("PBXGATE_HTTPS_API__USERS__0__USERNAME", "second"),
+            ("PBXGATE_HTTPS_API__USERS__0__PASSWORD", "pw2"),
+            // Not overrides: no double underscore.
+            ("PBXGATE_CONFIG", "/x.toml"),
+            ("PBXGATE_TEST_POSTGRES_URL", "postgres://x"),
+        ],
+    )
+    .unwrap();
+    assert!(s.users[0].password.matches(b"123"), "a numeric password stays a string");
+    assert!(s.users[0].call_control);
+    assert_eq!(s.users[0].permitted_ips.nets().len(), 2);
+    assert_eq!(s.idle_timeout.as_secs(), 30);
+    assert_eq!(s.listen.to_string(), "127.0.0.1:9000");
+    assert!(s.user("second").unwrap().password.matches(b"pw2"));
+
+    let e = load_with_env("", &[("PBXGATE_HTTPS_API__PASSWRD", "x")]).unwrap_err().to_string();
+    assert!(e.contains("PBXGATE_HTTPS_API__PASSWRD") && e.contains("not a configuration key"), "{e}");
+    let e = load_with_env("", &[("PBXGATE_SESSION__IDLE_TIMEOUT_SECS", "soon")]).unwrap_err().to_string();
+    assert!(e.contains("not an integer"), "{e}");
+    let e = load_with_env("", &[("PBXGATE_HTTPS_API__USERS__3__USERNAME", "x")]).unwrap_err().to_string();
+    assert!(e.contains("gap"), "{e}");
+}
+
+#[test]
+fn secrets_never_appear_in_debug_or_errors() {
+    let s = load(
+        "[database]\nurl = \"postgres://u:dbpass-xyz@h/db\"\n[https_api]\npassword = \"apipass-xyz\"\n[https_api_old]\npassword = \"oldpass-xyz\"\n",
+    )
+    .unwrap();
+    let dump = format!("{s:?}");
+    for secret in ["dbpass-xyz", "apipass-xyz", "oldpass-xyz"] {
+        assert!(!dump.contains(secret), "{secret} leaked into Debug");
+    }
+    let e = err("[database]\nurl = \"mysql://u:dbpass-xyz@h/db\"");
+    assert!(!e.contains("dbpass-xyz"), "{e}");
+}
+
+#[test]
+fn password_files_are_read_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("api.pw"), "file-secret\n").unwrap();
+    let s = load_str(
+        "[https_api]\npassword_file = \"api.pw\"\n",
+        "t.toml",
+        dir.path(),
+        Vec::<(String, String)>::new(),
+    )
+    .unwrap();
+    assert!(s.users[0].password.matches(b"file-secret"));
+    let e = load_str(
+        "[https_api]\npassword_file = \"missing.pw\"\n",
+        "t.toml",
+        dir.path(),
+        Vec::<(String, String)>::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("https_api.password_file") && e.contains("missing.pw"), "{e}");
+}

@@ -1,0 +1,385 @@
+//! End-to-end tests: the real `pbxgate` binary, started with a temporary
+//! configuration, driven over HTTPS, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod kit;
+
+use std::time::Duration;
+
+use kit::*;
+use serde_json::{Value, json};
+use store::{AuditStore, ConnectOptions, Store};
+
+#[tokio::test]
+async fn the_whole_login_flow() {
+    for db in dbs().await {
+        let srv = Server::start(&db, "[https_api]\npassword = \"s3cret\"\n").await;
+        let c = client(None);
+
+        // challenge: 16 zero-padded digits; version is optional and may be a number.
+        let r = srv.api(&c, json!({"action":"challenge","user":"cdrapi","version":1.0})).await;
+        assert_eq!(r["status"], 0, "{r}");
+        let ch = r["response"]["challenge"].as_str().unwrap().to_owned();
+        assert_eq!(ch.len(), 16);
+        assert!(ch.bytes().all(|b| b.is_ascii_digit()));
+
+        // login with an upper-case token and the optional url field.
+        let token = md5_hex(&format!("{ch}s3cret")).to_ascii_uppercase();
+        let r = srv
+            .api(&c, json!({"action":"login","user":"cdrapi","token":token,"url":"https://example.invalid/api"}))
+            .await;
+        assert_eq!(r["status"], 0, "{r}");
+        let cookie = r["response"]["cookie"].as_str().unwrap().to_owned();
+        let (a, b) = cookie.strip_prefix("sid").unwrap().split_once('-').unwrap();
+        assert!(a.bytes().all(|x| x.is_ascii_digit()) && b.bytes().all(|x| x.is_ascii_digit()), "{cookie}");
+
+        // The raw answer: HTTP 200, UCM content type, "response" before "status".
+        let raw = c
+            .post(srv.url("/api"))
+            .body(json!({"request":{"action":"getSystemStatus","cookie":cookie}}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(raw.status(), 200);
+        assert_eq!(raw.headers()["content-type"], "application/json;charset=UTF-8");
+        let text = raw.text().await.unwrap();
+        assert!(text.starts_with("{\"response\":{\"part-number\""), "{text}");
+        assert!(text.ends_with(",\"status\":0}"), "{text}");
+        let status: Value = serde_json::from_str(&text).unwrap();
+        let resp = &status["response"];
+        for key in ["part-number", "serial-number", "up-time", "idle-time", "system-time", "bindcode", "mac"] {
+            assert!(resp[key].is_string(), "{key} missing in {text}");
+        }
+        let t = resp["system-time"].as_str().unwrap();
+        assert!(t.ends_with(" UTC+00:00") && t.len() == "23-11-2022 14:37:26 UTC+00:00".len(), "{t}");
+        assert_eq!(resp["bindcode"].as_str().unwrap().len(), 64);
+
+        let r = srv.api(&c, json!({"action":"getSystemGeneralStatus","cookie":cookie})).await;
+        assert_eq!(r["status"], 0);
+        assert_eq!(r["response"]["product-model"], "UCM6304");
+        assert!(r["response"]["prog-version"].is_string());
+
+        // /api/v1 is the same endpoint.
+        let r = srv.api_at(&c, "/api/v1", json!({"action":"getSystemStatus","cookie":cookie})).await;
+        assert_eq!(r["status"], 0, "{r}");
+
+        // logout ends the session.
+        let r = srv.api(&c, json!({"action":"logout","cookie":cookie})).await;
+        assert_eq!(r, json!({"response":{},"status":0}));
+        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await;
+        assert_eq!(r, json!({"response":{},"status":-6}));
+        let r = srv.api(&c, json!({"action":"logout","cookie":cookie})).await;
+        assert_eq!(r["status"], -6);
+
+        let events = audit(&srv).await;
+        assert!(events.iter().any(|(e, r)| e == "login" && r == "ok"), "{events:?}");
+        assert!(events.iter().any(|(e, r)| e == "logout" && r == "ok"), "{events:?}");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn wrong_password_unknown_user_and_reused_challenge_all_get_minus_37() {
+    for db in dbs().await {
+        let srv = Server::start(&db, "[https_api]\npassword = \"right\"\n").await;
+        let c = client(None);
+        assert_eq!(srv.login(&c, "cdrapi", "wrong").await, Err(-37));
+        // An unknown user gets a challenge like anybody else, then -37.
+        let r = srv.api(&c, json!({"action":"challenge","user":"ghost"})).await;
+        assert_eq!(r["status"], 0, "{r}");
+        assert_eq!(srv.login(&c, "ghost", "right").await, Err(-37));
+
+        // A challenge is single use.
+        let ch = srv.challenge(&c, "cdrapi").await;
+        let token = md5_hex(&format!("{ch}right"));
+        let login = json!({"action":"login","user":"cdrapi","token":token});
+        assert_eq!(srv.api(&c, login.clone()).await["status"], 0);
+        assert_eq!(srv.api(&c, login).await["status"], -37);
+
+        // Login without any challenge.
+        let r = srv.api(&c, json!({"action":"login","user":"cdrapi","token":md5_hex("x")})).await;
+        assert_eq!(r["status"], -37);
+
+        let events = audit(&srv).await;
+        for reason in ["wrong-password", "unknown-user", "no-open-challenge"] {
+            assert!(events.iter().any(|(e, r)| e == "login" && r == reason), "{reason}: {events:?}");
+        }
+        let log = srv.stop().await;
+        assert!(!log.contains("right\""), "the password must not be logged");
+    }
+}
+
+#[tokio::test]
+async fn sessions_and_challenges_expire() {
+    for db in dbs().await {
+        let srv = Server::start(
+            &db,
+            "[https_api]\npassword = \"pw\"\n[session]\nidle_timeout_secs = 2\nchallenge_ttl_secs = 1\n",
+        )
+        .await;
+        let c = client(None);
+        let cookie = srv.login(&c, "cdrapi", "pw").await.unwrap();
+        // Each use slides the idle timeout.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await;
+            assert_eq!(r["status"], 0, "session should still be alive: {r}");
+        }
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await;
+        assert_eq!(r["status"], -6, "idle session must expire: {r}");
+
+        // An expired challenge cannot be used.
+        let ch = srv.challenge(&c, "cdrapi").await;
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let r = srv.api(&c, json!({"action":"login","user":"cdrapi","token":md5_hex(&format!("{ch}pw"))})).await;
+        assert_eq!(r["status"], -37, "{r}");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn permitted_ips_allow_and_deny() {
+    for db in dbs().await {
+        let srv = Server::start(
+            &db,
+            "[https_api]\npassword = \"pw\"\npermitted_ips = [\"127.0.0.2/255.255.255.255\"]\n\
+             [[https_api.users]]\nusername = \"open\"\npassword = \"pw2\"\n",
+        )
+        .await;
+        let from1 = client(Some("127.0.0.1"));
+        let from2 = client(Some("127.0.0.2"));
+        assert_eq!(srv.login(&from1, "cdrapi", "pw").await, Err(-37), "127.0.0.1 is not permitted");
+        let cookie = srv.login(&from2, "cdrapi", "pw").await.expect("127.0.0.2 is permitted");
+        let ask = json!({"action":"getSystemStatus","cookie":cookie});
+        assert_eq!(srv.api(&from2, ask.clone()).await["status"], 0);
+        // A cookie used from another address than it was issued to is refused...
+        assert_eq!(srv.api(&from1, ask.clone()).await["status"], -6);
+        // ...without ending it for its owner.
+        assert_eq!(srv.api(&from2, ask).await["status"], 0);
+
+        // A user without permitted IPs may log in from anywhere.
+        assert!(srv.login(&from1, "open", "pw2").await.is_ok());
+        assert!(srv.login(&from2, "open", "pw2").await.is_ok());
+        let events = audit(&srv).await;
+        assert!(events.iter().any(|(e, r)| e == "login" && r == "ip-not-permitted"), "{events:?}");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_an_address_out_until_the_ban_ends() {
+    for db in dbs().await {
+        let srv = Server::start(
+            &db,
+            "[https_api]\npassword = \"pw\"\n\
+             [login_restriction]\nmax_failures = 3\nwindow_secs = 60\nban_secs = 2\nwhitelist = [\"127.0.0.3\"]\n",
+        )
+        .await;
+        let bad = client(Some("127.0.0.1"));
+        let other = client(Some("127.0.0.2"));
+        let trusted = client(Some("127.0.0.3"));
+        for _ in 0..3 {
+            assert_eq!(srv.login(&bad, "cdrapi", "guess").await, Err(-37));
+        }
+        // Locked out: even the right password and a challenge get -68.
+        let r = srv.api(&bad, json!({"action":"challenge","user":"cdrapi"})).await;
+        assert_eq!(r["status"], -68, "{r}");
+        assert_eq!(srv.login(&bad, "cdrapi", "pw").await, Err(-68));
+        // Other addresses are not affected.
+        assert!(srv.login(&other, "cdrapi", "pw").await.is_ok());
+        // Whitelisted addresses are never locked out.
+        for _ in 0..5 {
+            assert_eq!(srv.login(&trusted, "cdrapi", "guess").await, Err(-37));
+        }
+        assert!(srv.login(&trusted, "cdrapi", "pw").await.is_ok());
+
+        // The ban ends by itself.
+        tokio::time::sleep(Duration::from_millis(2300)).await;
+        assert!(srv.login(&bad, "cdrapi", "pw").await.is_ok(), "ban should have expired");
+        let events = audit(&srv).await;
+        assert!(events.iter().any(|(e, r)| e == "login-restriction" && r == "banned"), "{events:?}");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_api_refuses_everything() {
+    for db in dbs().await {
+        let srv = Server::start(&db, "[https_api]\nenable = false\npassword = \"pw\"\n").await;
+        let c = client(None);
+        for action in [
+            json!({"action":"challenge","user":"cdrapi"}),
+            json!({"action":"login","user":"cdrapi","token":md5_hex("x")}),
+            json!({"action":"getSystemStatus","cookie":"sid1-1"}),
+        ] {
+            let r = srv.api(&c, action).await;
+            assert_ne!(r["status"], 0, "{r}");
+            assert_eq!(r["status"], -47, "{r}");
+        }
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn malformed_requests_get_minus_1_and_the_server_keeps_serving() {
+    for db in dbs().await {
+        let srv = Server::start(&db, "[https_api]\npassword = \"pw\"\n[web]\nmax_body_bytes = 4096\n").await;
+        let c = client(None);
+        let invalid = json!({"response":{"error_msg":"Invalid parameters!"},"status":-1});
+        for body in [
+            "not json",
+            "",
+            "[]",
+            "{}",
+            "{\"request\":\"challenge\"}",
+            "{\"request\":{}}",
+            "{\"request\":{\"action\":7}}",
+            "{\"request\":{\"action\":\"noSuchAction\",\"cookie\":\"sid1-1\"}}",
+            "{\"request\":{\"action\":\"challenge\"}}",
+            "{\"request\":{\"action\":\"challenge\",\"user\":{\"x\":1}}}",
+            "{\"request\":{\"action\":\"login\",\"user\":\"cdrapi\",\"token\":[1,2]}}",
+            "{\"request\":{\"action\":\"challenge\",\"user\":\"cdrapi\"",
+        ] {
+            let r = srv.raw(&c, "/api", body.as_bytes().to_vec()).await;
+            assert_eq!(r, invalid, "body {body:?}");
+        }
+        // Posting to sub-paths, as confused clients do, and GET.
+        assert_eq!(srv.raw(&c, "/api/challenge", b"{}".to_vec()).await, invalid);
+        let r: Value = c.get(srv.url("/api")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(r, invalid);
+        // A body over the limit is refused without being read whole.
+        let big = format!("{{\"request\":{{\"action\":\"challenge\",\"user\":\"{}\"}}}}", "a".repeat(100_000));
+        assert_eq!(srv.raw(&c, "/api", big.into_bytes()).await, invalid);
+        // A cookie of the wrong shape or type.
+        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":"'; DROP TABLE sessions; --"})).await;
+        assert_eq!(r["status"], -6);
+        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":{"a":1}})).await;
+        assert_eq!(r["status"], -1);
+        let r = srv.api(&c, json!({"action":"getSystemStatus"})).await;
+        assert_eq!(r["status"], -6);
+        // Still serving.
+        assert!(srv.login(&c, "cdrapi", "pw").await.is_ok());
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn sessions_and_the_certificate_survive_a_restart() {
+    for db in dbs().await {
+        let config = "[https_api]\npassword = \"pw\"\n";
+        let srv = Server::start(&db, config).await;
+        let c = client(None);
+        let cookie = srv.login(&c, "cdrapi", "pw").await.unwrap();
+        let cert_before = srv.peer_certificate().await;
+        let status_before = srv.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await;
+        let (dir, port) = (srv.dir.clone(), srv.port);
+        let log = srv.stop().await;
+        assert!(log.contains("pbxgate stopped"), "graceful shutdown: {log}");
+
+        let srv = Server::start_in(&db, config, dir, port).await;
+        let c = client(None);
+        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await;
+        assert_eq!(r["status"], 0, "session must survive the restart: {r}");
+        // Same identity and same generated certificate.
+        assert_eq!(r["response"]["serial-number"], status_before["response"]["serial-number"]);
+        assert_eq!(r["response"]["bindcode"], status_before["response"]["bindcode"]);
+        assert_eq!(srv.peer_certificate().await, cert_before);
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_password_change_ends_the_users_sessions() {
+    for db in dbs().await {
+        let srv = Server::start(&db, "[https_api]\npassword = \"old\"\n[[https_api.users]]\nusername = \"keep\"\npassword = \"same\"\n").await;
+        let c = client(None);
+        let changed = srv.login(&c, "cdrapi", "old").await.unwrap();
+        let kept = srv.login(&c, "keep", "same").await.unwrap();
+        let (dir, port) = (srv.dir.clone(), srv.port);
+        srv.stop().await;
+
+        let srv = Server::start_in(
+            &db,
+            "[https_api]\npassword = \"new\"\n[[https_api.users]]\nusername = \"keep\"\npassword = \"same\"\n",
+            dir,
+            port,
+        )
+        .await;
+        let c = client(None);
+        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":changed})).await;
+        assert_eq!(r["status"], -6, "{r}");
+        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":kept})).await;
+        assert_eq!(r["status"], 0, "{r}");
+        assert!(srv.login(&c, "cdrapi", "new").await.is_ok());
+        let events = audit(&srv).await;
+        assert!(events.iter().any(|(e, r)| e == "settings" && r == "changed"), "{events:?}");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn two_processes_on_one_database_share_sessions() {
+    for db in dbs().await {
+        let config = "[https_api]\npassword = \"pw\"\n";
+        let a = Server::start(&db, config).await;
+        let b = Server::start(&db, config).await;
+        let c = client(None);
+        // Challenge on one process, login on the other (a load balancer may do that).
+        let ch = a.challenge(&c, "cdrapi").await;
+        let r = b.api(&c, json!({"action":"login","user":"cdrapi","token":md5_hex(&format!("{ch}pw"))})).await;
+        assert_eq!(r["status"], 0, "{r}");
+        let cookie = r["response"]["cookie"].as_str().unwrap().to_owned();
+        assert_eq!(a.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await["status"], 0);
+        assert_eq!(b.api(&c, json!({"action":"logout","cookie":cookie})).await["status"], 0);
+        assert_eq!(a.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await["status"], -6);
+        a.stop().await;
+        b.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn configuration_errors_stop_start_up_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[https_api]\npassword = \"hunter2-secret\"\npermitted_ips = [\"10.0.0.0/255.0.255.0\"]\n").unwrap();
+    let out = tokio::process::Command::new(BIN).args(["serve", "--config"]).arg(&path).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("https_api.permitted_ips[0]") && err.contains("netmask"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "{err}");
+
+    let out = tokio::process::Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    std::fs::write(&path, "[https_api]\npassword = \"hunter2-secret\"\n").unwrap();
+    let out = tokio::process::Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().await.unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cdrapi") && text.contains("password set"), "{text}");
+    assert!(!text.contains("hunter2-secret"), "{text}");
+
+    let out = tokio::process::Command::new(BIN).arg("--help").output().await.unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("serve") && help.contains("check-config"), "{help}");
+}
+
+#[tokio::test]
+async fn a_busy_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, format!("[web]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    let out = tokio::process::Command::new(BIN).args(["serve", "--config"]).arg(&path).output().await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
+}
+
+async fn audit(srv: &Server) -> Vec<(String, String)> {
+    let store = Store::connect(&srv.db_url, &ConnectOptions::default()).await.unwrap();
+    let events = store.recent_audit(1000).await.unwrap();
+    store.close().await;
+    events.into_iter().map(|e| (e.event, e.result)).collect()
+}
