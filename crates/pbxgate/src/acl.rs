@@ -146,4 +146,25 @@ mod tests {
         assert!(acl.permits_or_empty(ip("1.2.3.4")));
         assert!(!acl.contains(ip("1.2.3.4")));
     }
+
+    #[test]
+    fn random_entries_never_panic() {
+        let alphabet = b"0123456789abcdef:./[]% -";
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            let mut entry = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for i in 0..(x % 40) {
+                entry.push(char::from(
+                    alphabet[((x >> (i % 50)) as usize + i as usize) % alphabet.len()],
+                ));
+            }
+            if let Ok(net) = parse_entry(&entry) {
+                // Whatever parsed must contain its own network address.
+                assert!(net.contains(&net.network()), "{entry}");
+            }
+        }
+    }
 }

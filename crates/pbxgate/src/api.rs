@@ -22,7 +22,10 @@ type Outcome = Result<Value, Refusal>;
 fn json_response(body: Vec<u8>, close: bool) -> Response {
     let mut resp = Response::new(Body::from(body));
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(JSON_CONTENT_TYPE),
+    );
     if close {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -79,7 +82,10 @@ pub async fn handle(
     };
 
     let (status, body) = match outcome {
-        Ok(response) => (Status::Success, ucm::encode_response(Status::Success, &response)),
+        Ok(response) => (
+            Status::Success,
+            ucm::encode_response(Status::Success, &response),
+        ),
         Err(refusal) => {
             if let Refusal::Internal(e) = &refusal {
                 tracing::error!(%ip, action, error = %e, "request failed");
@@ -114,7 +120,13 @@ async fn authenticate(app: &App, ip: IpAddr, params: &Params) -> Result<Authenti
     }
 }
 
-async fn dispatch(app: &App, ip: IpAddr, action: &str, params: &Params, user: &mut String) -> Outcome {
+async fn dispatch(
+    app: &App,
+    ip: IpAddr,
+    action: &str,
+    params: &Params,
+    user: &mut String,
+) -> Outcome {
     match action {
         "challenge" => {
             // `version` is sent by most clients and ignored, as on the UCM.
@@ -130,13 +142,18 @@ async fn dispatch(app: &App, ip: IpAddr, action: &str, params: &Params, user: &m
             Ok(json!({ "cookie": cookie }))
         }
         "logout" => {
-            let cookie = required(params, "cookie").map_err(|_| Refusal::Status(Status::CookieError))?;
+            let cookie =
+                required(params, "cookie").map_err(|_| Refusal::Status(Status::CookieError))?;
             app.auth.logout(&cookie, ip).await?;
             Ok(json!({}))
         }
         "getSystemStatus" => {
             *user = authenticate(app, ip, params).await?.username;
-            Ok(system::system_status(&app.settings, &app.identity, app.started))
+            Ok(system::system_status(
+                &app.settings,
+                &app.identity,
+                app.started,
+            ))
         }
         "getSystemGeneralStatus" => {
             *user = authenticate(app, ip, params).await?.username;

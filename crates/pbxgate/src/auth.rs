@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use store::{AuditEvent, AuditStore, ChallengeStore, LoginGuardStore, Session, SessionStore, Store};
+use store::{
+    AuditEvent, AuditStore, ChallengeStore, LoginGuardStore, Session, SessionStore, Store,
+};
 use ucm::Status;
 use ucm::auth::{format_challenge, format_cookie, is_cookie_syntax, login_token, token_matches};
 
@@ -178,7 +180,14 @@ impl Auth {
             .await?;
         if banned.is_some() {
             tracing::warn!(%ip, failures = lock.max_failures, ban_secs = lock.ban.as_secs(), "login restriction: address refused after repeated failed logins");
-            self.audit("login-restriction", "", &ip.to_string(), "banned", &format!("{} s", lock.ban.as_secs())).await;
+            self.audit(
+                "login-restriction",
+                "",
+                &ip.to_string(),
+                "banned",
+                &format!("{} s", lock.ban.as_secs()),
+            )
+            .await;
         }
         Ok(())
     }
@@ -224,7 +233,8 @@ impl Auth {
     pub async fn logout(&self, cookie: &str, ip: IpAddr) -> Result<(), Refusal> {
         let who = self.session(cookie, ip).await?;
         self.store.delete_session(cookie).await?;
-        self.audit("logout", &who.username, &ip.to_string(), "ok", "").await;
+        self.audit("logout", &who.username, &ip.to_string(), "ok", "")
+            .await;
         Ok(())
     }
 
@@ -257,7 +267,11 @@ impl Auth {
     }
 }
 
-fn matching_challenge<'a>(user: &ApiUser, candidates: &'a [String], token: &str) -> Option<&'a str> {
+fn matching_challenge<'a>(
+    user: &ApiUser,
+    candidates: &'a [String],
+    token: &str,
+) -> Option<&'a str> {
     // Check every candidate, so the time taken does not depend on which matched.
     let mut found = None;
     for c in candidates {

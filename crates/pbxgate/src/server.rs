@@ -65,7 +65,10 @@ pub async fn prepare(settings: Settings) -> Result<App> {
     let identity = Identity::load(&settings, &store).await?;
     for u in &settings.users {
         if u.password.is_empty() {
-            tracing::warn!(user = u.username, "API user has no password: every login as this user is refused");
+            tracing::warn!(
+                user = u.username,
+                "API user has no password: every login as this user is refused"
+            );
         }
     }
     let settings = Arc::new(settings);
@@ -90,10 +93,11 @@ pub async fn run(
     let app = prepare(settings).await?;
     let settings = app.settings.clone();
 
-    let listener = std::net::TcpListener::bind(settings.listen).map_err(|source| Error::Listen {
-        addr: settings.listen,
-        source,
-    })?;
+    let listener =
+        std::net::TcpListener::bind(settings.listen).map_err(|source| Error::Listen {
+            addr: settings.listen,
+            source,
+        })?;
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::io("cannot configure the listener", e))?;
@@ -114,7 +118,10 @@ pub async fn run(
     let signal_handle = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
-        tracing::info!(grace_secs = grace.as_secs(), "shutting down: finishing in-flight requests");
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: finishing in-flight requests"
+        );
         signal_handle.graceful_shutdown(Some(grace));
     });
 

@@ -39,12 +39,21 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = vec![
         ("web.listen".into(), plain(s.listen)),
         ("web.tls".into(), plain(format!("{:?}", s.tls))),
-        ("database.url".into(), secret(salt, "database.url", &s.database_url)),
+        (
+            "database.url".into(),
+            secret(salt, "database.url", &s.database_url),
+        ),
         ("pbx.timezone".into(), plain(&s.timezone_name)),
         ("https_api.enable".into(), plain(s.api_enabled)),
         ("https_api_old.enable".into(), plain(s.old_api.enable)),
-        ("https_api_old.tls_bind_address".into(), plain(s.old_api.bind)),
-        ("https_api_old.tls".into(), plain(format!("{:?}", s.old_api.tls))),
+        (
+            "https_api_old.tls_bind_address".into(),
+            plain(s.old_api.bind),
+        ),
+        (
+            "https_api_old.tls".into(),
+            plain(format!("{:?}", s.old_api.tls)),
+        ),
         ("https_api_old.username".into(), plain(&s.old_api.username)),
         (
             "https_api_old.password".into(),
@@ -54,7 +63,10 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
             "https_api_old.permitted_ips".into(),
             plain(s.old_api.permitted_ips_text.join(";")),
         ),
-        ("session.idle_timeout_secs".into(), plain(s.idle_timeout.as_secs())),
+        (
+            "session.idle_timeout_secs".into(),
+            plain(s.idle_timeout.as_secs()),
+        ),
         (
             "login_restriction".into(),
             plain(format!(
@@ -79,7 +91,9 @@ pub async fn record(settings: &Settings, store: &Store) -> Result<()> {
     let fresh_salt = random::string(b"0123456789abcdef", 32)?;
     let salt = store.meta_get_or_init("settings_salt", &fresh_salt).await?;
     let first_start = salt == fresh_salt;
-    let changed = store.replace_settings_digests(&digests(settings, &salt)).await?;
+    let changed = store
+        .replace_settings_digests(&digests(settings, &salt))
+        .await?;
     if changed.is_empty() {
         return Ok(());
     }
@@ -112,7 +126,11 @@ pub async fn record(settings: &Settings, store: &Store) -> Result<()> {
         if (credentials_changed || settings.user(name).is_none()) && !ended.contains(&name) {
             let n = store.delete_sessions_of(name).await?;
             if n > 0 {
-                tracing::info!(user = name, sessions = n, "ended sessions: the user's credentials or permitted IPs changed");
+                tracing::info!(
+                    user = name,
+                    sessions = n,
+                    "ended sessions: the user's credentials or permitted IPs changed"
+                );
             }
             ended.push(name);
         }

@@ -60,7 +60,12 @@ fn host_mac() -> Option<String> {
 
 /// `HH:MM:SS`, hours not wrapped at 24 (a UCM up for days shows e.g. `123:04:05`).
 pub fn format_duration(secs: u64) -> String {
-    format!("{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60)
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 /// `DD-MM-YYYY HH:MM:SS UTC+01:00` in the PBX time zone.
@@ -137,12 +142,21 @@ mod tests {
     #[test]
     fn system_time_is_in_the_pbx_zone() {
         let t: jiff::Timestamp = "2022-11-23T14:37:26Z".parse().unwrap();
-        assert_eq!(format_system_time(t, &jiff::tz::TimeZone::UTC), "23-11-2022 14:37:26 UTC+00:00");
+        assert_eq!(
+            format_system_time(t, &jiff::tz::TimeZone::UTC),
+            "23-11-2022 14:37:26 UTC+00:00"
+        );
         let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
-        assert_eq!(format_system_time(t, &berlin), "23-11-2022 15:37:26 UTC+01:00");
+        assert_eq!(
+            format_system_time(t, &berlin),
+            "23-11-2022 15:37:26 UTC+01:00"
+        );
         let ny = jiff::tz::TimeZone::get("America/New_York").unwrap();
         assert_eq!(format_system_time(t, &ny), "23-11-2022 09:37:26 UTC-05:00");
         let kolkata = jiff::tz::TimeZone::get("Asia/Kolkata").unwrap();
-        assert_eq!(format_system_time(t, &kolkata), "23-11-2022 20:07:26 UTC+05:30");
+        assert_eq!(
+            format_system_time(t, &kolkata),
+            "23-11-2022 20:07:26 UTC+05:30"
+        );
     }
 }

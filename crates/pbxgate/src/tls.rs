@@ -38,7 +38,11 @@ fn ensure_self_signed(settings: &Settings) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(&parent)
         .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
 
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
         let host = host.trim();
         if !host.is_empty() {
@@ -56,8 +60,12 @@ fn ensure_self_signed(settings: &Settings) -> Result<(PathBuf, PathBuf)> {
     // two processes starting together never pair one's key with the other's cert.
     let tmp = parent.join(format!(".tls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
-    write_private(&tmp.join("key.pem"), generated.signing_key.serialize_pem().as_bytes())?;
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+    write_private(
+        &tmp.join("key.pem"),
+        generated.signing_key.serialize_pem().as_bytes(),
+    )?;
     std::fs::write(tmp.join("cert.pem"), generated.cert.pem())
         .map_err(|e| Error::io("cannot write the generated certificate", e))?;
     if std::fs::rename(&tmp, &dir).is_err() {

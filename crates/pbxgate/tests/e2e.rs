@@ -17,7 +17,12 @@ async fn the_whole_login_flow() {
         let c = client(None);
 
         // challenge: 16 zero-padded digits; version is optional and may be a number.
-        let r = srv.api(&c, json!({"action":"challenge","user":"cdrapi","version":1.0})).await;
+        let r = srv
+            .api(
+                &c,
+                json!({"action":"challenge","user":"cdrapi","version":1.0}),
+            )
+            .await;
         assert_eq!(r["status"], 0, "{r}");
         let ch = r["response"]["challenge"].as_str().unwrap().to_owned();
         assert_eq!(ch.len(), 16);
@@ -31,7 +36,10 @@ async fn the_whole_login_flow() {
         assert_eq!(r["status"], 0, "{r}");
         let cookie = r["response"]["cookie"].as_str().unwrap().to_owned();
         let (a, b) = cookie.strip_prefix("sid").unwrap().split_once('-').unwrap();
-        assert!(a.bytes().all(|x| x.is_ascii_digit()) && b.bytes().all(|x| x.is_ascii_digit()), "{cookie}");
+        assert!(
+            a.bytes().all(|x| x.is_ascii_digit()) && b.bytes().all(|x| x.is_ascii_digit()),
+            "{cookie}"
+        );
 
         // The raw answer: HTTP 200, UCM content type, "response" before "status".
         let raw = c
@@ -41,39 +49,76 @@ async fn the_whole_login_flow() {
             .await
             .unwrap();
         assert_eq!(raw.status(), 200);
-        assert_eq!(raw.headers()["content-type"], "application/json;charset=UTF-8");
+        assert_eq!(
+            raw.headers()["content-type"],
+            "application/json;charset=UTF-8"
+        );
         let text = raw.text().await.unwrap();
         assert!(text.starts_with("{\"response\":{\"part-number\""), "{text}");
         assert!(text.ends_with(",\"status\":0}"), "{text}");
         let status: Value = serde_json::from_str(&text).unwrap();
         let resp = &status["response"];
-        for key in ["part-number", "serial-number", "up-time", "idle-time", "system-time", "bindcode", "mac"] {
+        for key in [
+            "part-number",
+            "serial-number",
+            "up-time",
+            "idle-time",
+            "system-time",
+            "bindcode",
+            "mac",
+        ] {
             assert!(resp[key].is_string(), "{key} missing in {text}");
         }
         let t = resp["system-time"].as_str().unwrap();
-        assert!(t.ends_with(" UTC+00:00") && t.len() == "23-11-2022 14:37:26 UTC+00:00".len(), "{t}");
+        assert!(
+            t.ends_with(" UTC+00:00") && t.len() == "23-11-2022 14:37:26 UTC+00:00".len(),
+            "{t}"
+        );
         assert_eq!(resp["bindcode"].as_str().unwrap().len(), 64);
 
-        let r = srv.api(&c, json!({"action":"getSystemGeneralStatus","cookie":cookie})).await;
+        let r = srv
+            .api(
+                &c,
+                json!({"action":"getSystemGeneralStatus","cookie":cookie}),
+            )
+            .await;
         assert_eq!(r["status"], 0);
         assert_eq!(r["response"]["product-model"], "UCM6304");
         assert!(r["response"]["prog-version"].is_string());
 
         // /api/v1 is the same endpoint.
-        let r = srv.api_at(&c, "/api/v1", json!({"action":"getSystemStatus","cookie":cookie})).await;
+        let r = srv
+            .api_at(
+                &c,
+                "/api/v1",
+                json!({"action":"getSystemStatus","cookie":cookie}),
+            )
+            .await;
         assert_eq!(r["status"], 0, "{r}");
 
         // logout ends the session.
-        let r = srv.api(&c, json!({"action":"logout","cookie":cookie})).await;
+        let r = srv
+            .api(&c, json!({"action":"logout","cookie":cookie}))
+            .await;
         assert_eq!(r, json!({"response":{},"status":0}));
-        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await;
+        let r = srv
+            .api(&c, json!({"action":"getSystemStatus","cookie":cookie}))
+            .await;
         assert_eq!(r, json!({"response":{},"status":-6}));
-        let r = srv.api(&c, json!({"action":"logout","cookie":cookie})).await;
+        let r = srv
+            .api(&c, json!({"action":"logout","cookie":cookie}))
+            .await;
         assert_eq!(r["status"], -6);
 
         let events = audit(&srv).await;
-        assert!(events.iter().any(|(e, r)| e == "login" && r == "ok"), "{events:?}");
-        assert!(events.iter().any(|(e, r)| e == "logout" && r == "ok"), "{events:?}");
+        assert!(
+            events.iter().any(|(e, r)| e == "login" && r == "ok"),
+            "{events:?}"
+        );
+        assert!(
+            events.iter().any(|(e, r)| e == "logout" && r == "ok"),
+            "{events:?}"
+        );
         srv.stop().await;
     }
 }
@@ -85,7 +130,9 @@ async fn wrong_password_unknown_user_and_reused_challenge_all_get_minus_37() {
         let c = client(None);
         assert_eq!(srv.login(&c, "cdrapi", "wrong").await, Err(-37));
         // An unknown user gets a challenge like anybody else, then -37.
-        let r = srv.api(&c, json!({"action":"challenge","user":"ghost"})).await;
+        let r = srv
+            .api(&c, json!({"action":"challenge","user":"ghost"}))
+            .await;
         assert_eq!(r["status"], 0, "{r}");
         assert_eq!(srv.login(&c, "ghost", "right").await, Err(-37));
 
@@ -97,12 +144,20 @@ async fn wrong_password_unknown_user_and_reused_challenge_all_get_minus_37() {
         assert_eq!(srv.api(&c, login).await["status"], -37);
 
         // Login without any challenge.
-        let r = srv.api(&c, json!({"action":"login","user":"cdrapi","token":md5_hex("x")})).await;
+        let r = srv
+            .api(
+                &c,
+                json!({"action":"login","user":"cdrapi","token":md5_hex("x")}),
+            )
+            .await;
         assert_eq!(r["status"], -37);
 
         let events = audit(&srv).await;
         for reason in ["wrong-password", "unknown-user", "no-open-challenge"] {
-            assert!(events.iter().any(|(e, r)| e == "login" && r == reason), "{reason}: {events:?}");
+            assert!(
+                events.iter().any(|(e, r)| e == "login" && r == reason),
+                "{reason}: {events:?}"
+            );
         }
         let log = srv.stop().await;
         assert!(!log.contains("right\""), "the password must not be logged");
@@ -122,17 +177,26 @@ async fn sessions_and_challenges_expire() {
         // Each use slides the idle timeout.
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis(1200)).await;
-            let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await;
+            let r = srv
+                .api(&c, json!({"action":"getSystemStatus","cookie":cookie}))
+                .await;
             assert_eq!(r["status"], 0, "session should still be alive: {r}");
         }
         tokio::time::sleep(Duration::from_millis(2600)).await;
-        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await;
+        let r = srv
+            .api(&c, json!({"action":"getSystemStatus","cookie":cookie}))
+            .await;
         assert_eq!(r["status"], -6, "idle session must expire: {r}");
 
         // An expired challenge cannot be used.
         let ch = srv.challenge(&c, "cdrapi").await;
         tokio::time::sleep(Duration::from_millis(1300)).await;
-        let r = srv.api(&c, json!({"action":"login","user":"cdrapi","token":md5_hex(&format!("{ch}pw"))})).await;
+        let r = srv
+            .api(
+                &c,
+                json!({"action":"login","user":"cdrapi","token":md5_hex(&format!("{ch}pw"))}),
+            )
+            .await;
         assert_eq!(r["status"], -37, "{r}");
         srv.stop().await;
     }
@@ -149,8 +213,15 @@ async fn permitted_ips_allow_and_deny() {
         .await;
         let from1 = client(Some("127.0.0.1"));
         let from2 = client(Some("127.0.0.2"));
-        assert_eq!(srv.login(&from1, "cdrapi", "pw").await, Err(-37), "127.0.0.1 is not permitted");
-        let cookie = srv.login(&from2, "cdrapi", "pw").await.expect("127.0.0.2 is permitted");
+        assert_eq!(
+            srv.login(&from1, "cdrapi", "pw").await,
+            Err(-37),
+            "127.0.0.1 is not permitted"
+        );
+        let cookie = srv
+            .login(&from2, "cdrapi", "pw")
+            .await
+            .expect("127.0.0.2 is permitted");
         let ask = json!({"action":"getSystemStatus","cookie":cookie});
         assert_eq!(srv.api(&from2, ask.clone()).await["status"], 0);
         // A cookie used from another address than it was issued to is refused...
@@ -162,7 +233,12 @@ async fn permitted_ips_allow_and_deny() {
         assert!(srv.login(&from1, "open", "pw2").await.is_ok());
         assert!(srv.login(&from2, "open", "pw2").await.is_ok());
         let events = audit(&srv).await;
-        assert!(events.iter().any(|(e, r)| e == "login" && r == "ip-not-permitted"), "{events:?}");
+        assert!(
+            events
+                .iter()
+                .any(|(e, r)| e == "login" && r == "ip-not-permitted"),
+            "{events:?}"
+        );
         srv.stop().await;
     }
 }
@@ -183,7 +259,9 @@ async fn repeated_failures_lock_an_address_out_until_the_ban_ends() {
             assert_eq!(srv.login(&bad, "cdrapi", "guess").await, Err(-37));
         }
         // Locked out: even the right password and a challenge get -68.
-        let r = srv.api(&bad, json!({"action":"challenge","user":"cdrapi"})).await;
+        let r = srv
+            .api(&bad, json!({"action":"challenge","user":"cdrapi"}))
+            .await;
         assert_eq!(r["status"], -68, "{r}");
         assert_eq!(srv.login(&bad, "cdrapi", "pw").await, Err(-68));
         // Other addresses are not affected.
@@ -196,9 +274,17 @@ async fn repeated_failures_lock_an_address_out_until_the_ban_ends() {
 
         // The ban ends by itself.
         tokio::time::sleep(Duration::from_millis(2300)).await;
-        assert!(srv.login(&bad, "cdrapi", "pw").await.is_ok(), "ban should have expired");
+        assert!(
+            srv.login(&bad, "cdrapi", "pw").await.is_ok(),
+            "ban should have expired"
+        );
         let events = audit(&srv).await;
-        assert!(events.iter().any(|(e, r)| e == "login-restriction" && r == "banned"), "{events:?}");
+        assert!(
+            events
+                .iter()
+                .any(|(e, r)| e == "login-restriction" && r == "banned"),
+            "{events:?}"
+        );
         srv.stop().await;
     }
 }
@@ -224,7 +310,11 @@ async fn a_disabled_api_refuses_everything() {
 #[tokio::test]
 async fn malformed_requests_get_minus_1_and_the_server_keeps_serving() {
     for db in dbs().await {
-        let srv = Server::start(&db, "[https_api]\npassword = \"pw\"\n[web]\nmax_body_bytes = 4096\n").await;
+        let srv = Server::start(
+            &db,
+            "[https_api]\npassword = \"pw\"\n[web]\nmax_body_bytes = 4096\n",
+        )
+        .await;
         let c = client(None);
         let invalid = json!({"response":{"error_msg":"Invalid parameters!"},"status":-1});
         for body in [
@@ -246,15 +336,32 @@ async fn malformed_requests_get_minus_1_and_the_server_keeps_serving() {
         }
         // Posting to sub-paths, as confused clients do, and GET.
         assert_eq!(srv.raw(&c, "/api/challenge", b"{}".to_vec()).await, invalid);
-        let r: Value = c.get(srv.url("/api")).send().await.unwrap().json().await.unwrap();
+        let r: Value = c
+            .get(srv.url("/api"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(r, invalid);
         // A body over the limit is refused without being read whole.
-        let big = format!("{{\"request\":{{\"action\":\"challenge\",\"user\":\"{}\"}}}}", "a".repeat(100_000));
+        let big = format!(
+            "{{\"request\":{{\"action\":\"challenge\",\"user\":\"{}\"}}}}",
+            "a".repeat(100_000)
+        );
         assert_eq!(srv.raw(&c, "/api", big.into_bytes()).await, invalid);
         // A cookie of the wrong shape or type.
-        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":"'; DROP TABLE sessions; --"})).await;
+        let r = srv
+            .api(
+                &c,
+                json!({"action":"getSystemStatus","cookie":"'; DROP TABLE sessions; --"}),
+            )
+            .await;
         assert_eq!(r["status"], -6);
-        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":{"a":1}})).await;
+        let r = srv
+            .api(&c, json!({"action":"getSystemStatus","cookie":{"a":1}}))
+            .await;
         assert_eq!(r["status"], -1);
         let r = srv.api(&c, json!({"action":"getSystemStatus"})).await;
         assert_eq!(r["status"], -6);
@@ -272,18 +379,28 @@ async fn sessions_and_the_certificate_survive_a_restart() {
         let c = client(None);
         let cookie = srv.login(&c, "cdrapi", "pw").await.unwrap();
         let cert_before = srv.peer_certificate().await;
-        let status_before = srv.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await;
+        let status_before = srv
+            .api(&c, json!({"action":"getSystemStatus","cookie":cookie}))
+            .await;
         let (dir, port) = (srv.dir.clone(), srv.port);
         let log = srv.stop().await;
         assert!(log.contains("pbxgate stopped"), "graceful shutdown: {log}");
 
         let srv = Server::start_in(&db, config, dir, port).await;
         let c = client(None);
-        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await;
+        let r = srv
+            .api(&c, json!({"action":"getSystemStatus","cookie":cookie}))
+            .await;
         assert_eq!(r["status"], 0, "session must survive the restart: {r}");
         // Same identity and same generated certificate.
-        assert_eq!(r["response"]["serial-number"], status_before["response"]["serial-number"]);
-        assert_eq!(r["response"]["bindcode"], status_before["response"]["bindcode"]);
+        assert_eq!(
+            r["response"]["serial-number"],
+            status_before["response"]["serial-number"]
+        );
+        assert_eq!(
+            r["response"]["bindcode"],
+            status_before["response"]["bindcode"]
+        );
         assert_eq!(srv.peer_certificate().await, cert_before);
         srv.stop().await;
     }
@@ -307,13 +424,22 @@ async fn a_password_change_ends_the_users_sessions() {
         )
         .await;
         let c = client(None);
-        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":changed})).await;
+        let r = srv
+            .api(&c, json!({"action":"getSystemStatus","cookie":changed}))
+            .await;
         assert_eq!(r["status"], -6, "{r}");
-        let r = srv.api(&c, json!({"action":"getSystemStatus","cookie":kept})).await;
+        let r = srv
+            .api(&c, json!({"action":"getSystemStatus","cookie":kept}))
+            .await;
         assert_eq!(r["status"], 0, "{r}");
         assert!(srv.login(&c, "cdrapi", "new").await.is_ok());
         let events = audit(&srv).await;
-        assert!(events.iter().any(|(e, r)| e == "settings" && r == "changed"), "{events:?}");
+        assert!(
+            events
+                .iter()
+                .any(|(e, r)| e == "settings" && r == "changed"),
+            "{events:?}"
+        );
         srv.stop().await;
     }
 }
@@ -327,12 +453,28 @@ async fn two_processes_on_one_database_share_sessions() {
         let c = client(None);
         // Challenge on one process, login on the other (a load balancer may do that).
         let ch = a.challenge(&c, "cdrapi").await;
-        let r = b.api(&c, json!({"action":"login","user":"cdrapi","token":md5_hex(&format!("{ch}pw"))})).await;
+        let r = b
+            .api(
+                &c,
+                json!({"action":"login","user":"cdrapi","token":md5_hex(&format!("{ch}pw"))}),
+            )
+            .await;
         assert_eq!(r["status"], 0, "{r}");
         let cookie = r["response"]["cookie"].as_str().unwrap().to_owned();
-        assert_eq!(a.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await["status"], 0);
-        assert_eq!(b.api(&c, json!({"action":"logout","cookie":cookie})).await["status"], 0);
-        assert_eq!(a.api(&c, json!({"action":"getSystemStatus","cookie":cookie})).await["status"], -6);
+        assert_eq!(
+            a.api(&c, json!({"action":"getSystemStatus","cookie":cookie}))
+                .await["status"],
+            0
+        );
+        assert_eq!(
+            b.api(&c, json!({"action":"logout","cookie":cookie})).await["status"],
+            0
+        );
+        assert_eq!(
+            a.api(&c, json!({"action":"getSystemStatus","cookie":cookie}))
+                .await["status"],
+            -6
+        );
         a.stop().await;
         b.stop().await;
     }
@@ -342,26 +484,58 @@ async fn two_processes_on_one_database_share_sessions() {
 async fn configuration_errors_stop_start_up_with_the_key_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[https_api]\npassword = \"hunter2-secret\"\npermitted_ips = [\"10.0.0.0/255.0.255.0\"]\n").unwrap();
-    let out = tokio::process::Command::new(BIN).args(["serve", "--config"]).arg(&path).output().await.unwrap();
+    std::fs::write(
+        &path,
+        "[https_api]\npassword = \"hunter2-secret\"\npermitted_ips = [\"10.0.0.0/255.0.255.0\"]\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("https_api.permitted_ips[0]") && err.contains("netmask"), "{err}");
+    assert!(
+        err.contains("https_api.permitted_ips[0]") && err.contains("netmask"),
+        "{err}"
+    );
     assert!(!err.contains("hunter2-secret"), "{err}");
 
-    let out = tokio::process::Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().await.unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 
     std::fs::write(&path, "[https_api]\npassword = \"hunter2-secret\"\n").unwrap();
-    let out = tokio::process::Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().await.unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("cdrapi") && text.contains("password set"), "{text}");
+    assert!(
+        text.contains("cdrapi") && text.contains("password set"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2-secret"), "{text}");
 
-    let out = tokio::process::Command::new(BIN).arg("--help").output().await.unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("serve") && help.contains("check-config"), "{help}");
+    assert!(
+        help.contains("serve") && help.contains("check-config"),
+        "{help}"
+    );
 }
 
 #[tokio::test]
@@ -371,15 +545,61 @@ async fn a_busy_port_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.toml");
     std::fs::write(&path, format!("[web]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
-    let out = tokio::process::Command::new(BIN).args(["serve", "--config"]).arg(&path).output().await.unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 async fn audit(srv: &Server) -> Vec<(String, String)> {
-    let store = Store::connect(&srv.db_url, &ConnectOptions::default()).await.unwrap();
+    let store = Store::connect(&srv.db_url, &ConnectOptions::default())
+        .await
+        .unwrap();
     let events = store.recent_audit(1000).await.unwrap();
     store.close().await;
     events.into_iter().map(|e| (e.event, e.result)).collect()
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = &dbs().await[0];
+    let srv = Server::start(db, "[https_api]\npassword = \"pw\"\n").await;
+    let body = br#"{"request":{"action":"challenge","user":"cdrapi","version":"1.0"}}"#;
+    let mut tls = raw_tls(srv.port).await;
+    let head = format!(
+        "POST /api HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&body[..20]).await.unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // SIGTERM while the request is half sent.
+    let stopping = tokio::spawn(srv.stop());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tls.write_all(&body[20..]).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("\"challenge\":\"") && answer.ends_with("\"status\":0}"),
+        "{answer}"
+    );
+    let log = stopping.await.unwrap();
+    assert!(
+        log.contains("shutting down") && log.contains("pbxgate stopped"),
+        "{log}"
+    );
 }

@@ -48,7 +48,9 @@ fn guide(defaults: &Value, path: &[String]) -> Option<Value> {
         let seg = &path[i];
         cur = match cur {
             Value::Table(mut t) => t.remove(seg.as_str())?,
-            Value::Array(_) if seg.parse::<usize>().is_ok() && path[..i].ends_with(&["users".to_owned()]) => {
+            Value::Array(_)
+                if seg.parse::<usize>().is_ok() && path[..i].ends_with(&["users".to_owned()]) =>
+            {
                 Value::try_from(UserConfig::default()).ok()?
             }
             _ => return None,
@@ -77,7 +79,9 @@ fn convert(guide: &Value, raw: &str) -> Result<Value, String> {
             if raw.starts_with('[') {
                 let t: Table = toml::from_str(&format!("v = {raw}"))
                     .map_err(|e| format!("not a TOML array: {e}"))?;
-                t.get("v").cloned().ok_or_else(|| "not a TOML array".to_owned())
+                t.get("v")
+                    .cloned()
+                    .ok_or_else(|| "not a TOML array".to_owned())
             } else {
                 Ok(Value::Array(
                     raw.split(',')

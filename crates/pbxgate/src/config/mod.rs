@@ -274,7 +274,12 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
-    load_str(&text, &path.display().to_string(), &base_dir, std::env::vars())
+    load_str(
+        &text,
+        &path.display().to_string(),
+        &base_dir,
+        std::env::vars(),
+    )
 }
 
 /// As [`load`], from text and an explicit environment (for tests).

@@ -131,13 +131,22 @@ fn tls_pair(
 ) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
     match (cert.is_empty(), key.is_empty()) {
         (true, true) => Ok(None),
-        (false, true) => Err(ConfigError::invalid(key_key, format!("must be set when {cert_key} is set"))),
-        (true, false) => Err(ConfigError::invalid(cert_key, format!("must be set when {key_key} is set"))),
+        (false, true) => Err(ConfigError::invalid(
+            key_key,
+            format!("must be set when {cert_key} is set"),
+        )),
+        (true, false) => Err(ConfigError::invalid(
+            cert_key,
+            format!("must be set when {key_key} is set"),
+        )),
         (false, false) => {
             let (c, k) = (resolve(base, cert), resolve(base, key));
             for (name, p) in [(cert_key, &c), (key_key, &k)] {
                 if !p.is_file() {
-                    return Err(ConfigError::invalid(name, format!("{} is not a readable file", p.display())));
+                    return Err(ConfigError::invalid(
+                        name,
+                        format!("{} is not a readable file", p.display()),
+                    ));
                 }
             }
             Ok(Some((c, k)))
@@ -166,32 +175,48 @@ fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
 }
 
 pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> {
-    let listen = c
-        .web
-        .listen
-        .parse::<SocketAddr>()
-        .map_err(|_| ConfigError::invalid("web.listen", format!("\"{}\" is not IP:port", c.web.listen)))?;
-    let tls = tls_pair(base, "web.tls_cert", &c.web.tls_cert, "web.tls_key", &c.web.tls_key)?;
+    let listen = c.web.listen.parse::<SocketAddr>().map_err(|_| {
+        ConfigError::invalid("web.listen", format!("\"{}\" is not IP:port", c.web.listen))
+    })?;
+    let tls = tls_pair(
+        base,
+        "web.tls_cert",
+        &c.web.tls_cert,
+        "web.tls_key",
+        &c.web.tls_key,
+    )?;
     if c.web.data_dir.trim().is_empty() {
         return Err(ConfigError::invalid("web.data_dir", "must not be empty"));
     }
     if !(1024..=64 * 1024 * 1024).contains(&c.web.max_body_bytes) {
-        return Err(ConfigError::invalid("web.max_body_bytes", "must be 1024 to 67108864"));
+        return Err(ConfigError::invalid(
+            "web.max_body_bytes",
+            "must be 1024 to 67108864",
+        ));
     }
     if c.web.header_read_timeout_secs == 0 {
-        return Err(ConfigError::invalid("web.header_read_timeout_secs", "must be at least 1"));
+        return Err(ConfigError::invalid(
+            "web.header_read_timeout_secs",
+            "must be at least 1",
+        ));
     }
 
     store::backend_of(c.database.url.expose())
         .map_err(|e| ConfigError::invalid("database.url", e.to_string()))?;
     if c.database.max_connections == 0 {
-        return Err(ConfigError::invalid("database.max_connections", "must be at least 1"));
+        return Err(ConfigError::invalid(
+            "database.max_connections",
+            "must be at least 1",
+        ));
     }
 
     let timezone = jiff::tz::TimeZone::get(&c.pbx.timezone).map_err(|_| {
         ConfigError::invalid(
             "pbx.timezone",
-            format!("\"{}\" is not an IANA time zone name (e.g. Europe/Berlin)", c.pbx.timezone),
+            format!(
+                "\"{}\" is not an IANA time zone name (e.g. Europe/Berlin)",
+                c.pbx.timezone
+            ),
         )
     })?;
 
@@ -235,8 +260,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
     username("https_api_old.username", &old.username)?;
     let old_password = password(base, "https_api_old.", &old.password, &old.password_file)?;
     if !old_password.is_empty()
-        && (old_password.expose().chars().count() < 2
-            || old_password.expose().contains([' ', ';']))
+        && (old_password.expose().chars().count() < 2 || old_password.expose().contains([' ', ';']))
     {
         return Err(ConfigError::invalid(
             "https_api_old.password",
@@ -260,10 +284,16 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
     };
 
     if c.session.idle_timeout_secs == 0 {
-        return Err(ConfigError::invalid("session.idle_timeout_secs", "must be at least 1"));
+        return Err(ConfigError::invalid(
+            "session.idle_timeout_secs",
+            "must be at least 1",
+        ));
     }
     if c.session.challenge_ttl_secs == 0 {
-        return Err(ConfigError::invalid("session.challenge_ttl_secs", "must be at least 1"));
+        return Err(ConfigError::invalid(
+            "session.challenge_ttl_secs",
+            "must be at least 1",
+        ));
     }
     let lr = &c.login_restriction;
     if lr.max_failures > 0 && (lr.window_secs == 0 || lr.ban_secs == 0) {
@@ -280,22 +310,37 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
     };
 
     if c.system.product_model.trim().is_empty() {
-        return Err(ConfigError::invalid("system.product_model", "must not be empty"));
+        return Err(ConfigError::invalid(
+            "system.product_model",
+            "must not be empty",
+        ));
     }
     if c.system.firmware_version.trim().is_empty() {
-        return Err(ConfigError::invalid("system.firmware_version", "must not be empty"));
+        return Err(ConfigError::invalid(
+            "system.firmware_version",
+            "must not be empty",
+        ));
     }
     if !c.system.mac.is_empty() && !is_mac(&c.system.mac) {
-        return Err(ConfigError::invalid("system.mac", "must look like C0:74:AD:1B:8E:86"));
+        return Err(ConfigError::invalid(
+            "system.mac",
+            "must look like C0:74:AD:1B:8E:86",
+        ));
     }
     if tracing_subscriber::EnvFilter::try_new(&c.log.level).is_err() {
         return Err(ConfigError::invalid(
             "log.level",
-            format!("\"{}\" is not a level or filter (error, warn, info, debug, trace)", c.log.level),
+            format!(
+                "\"{}\" is not a level or filter (error, warn, info, debug, trace)",
+                c.log.level
+            ),
         ));
     }
     if !matches!(c.log.format.as_str(), "text" | "json") {
-        return Err(ConfigError::invalid("log.format", "must be \"text\" or \"json\""));
+        return Err(ConfigError::invalid(
+            "log.format",
+            "must be \"text\" or \"json\"",
+        ));
     }
 
     Ok(Settings {

@@ -99,27 +99,42 @@ permitted_ips = ["127.0.0.2"]
     assert!(s.user("nobody").is_none());
 
     let dup = err("[[https_api.users]]\nusername = \"cdrapi\"\n");
-    assert!(dup.contains("https_api.users[0].username") && dup.contains("twice"), "{dup}");
+    assert!(
+        dup.contains("https_api.users[0].username") && dup.contains("twice"),
+        "{dup}"
+    );
 }
 
 #[test]
 fn errors_name_the_key_and_the_problem() {
     for (text, key, problem) in [
         ("[web]\nlisten = \"nowhere\"", "web.listen", "not IP:port"),
-        ("[web]\ntls_cert = \"/nonexistent.pem\"", "web.tls_key", "must be set"),
+        (
+            "[web]\ntls_cert = \"/nonexistent.pem\"",
+            "web.tls_key",
+            "must be set",
+        ),
         (
             "[web]\ntls_cert = \"/nonexistent.pem\"\ntls_key = \"/nonexistent.key\"",
             "web.tls_cert",
             "not a readable file",
         ),
-        ("[database]\nurl = \"mysql://x\"", "database.url", "unsupported"),
+        (
+            "[database]\nurl = \"mysql://x\"",
+            "database.url",
+            "unsupported",
+        ),
         ("[pbx]\ntimezone = \"Mars/Olympus\"", "pbx.timezone", "IANA"),
         (
             "[https_api]\npermitted_ips = [\"10.0.0.1\", \"10.0.0.0/255.0.255.0\"]",
             "https_api.permitted_ips[1]",
             "contiguous",
         ),
-        ("[https_api]\nusername = \"a b\"", "https_api.username", "letters"),
+        (
+            "[https_api]\nusername = \"a b\"",
+            "https_api.username",
+            "letters",
+        ),
         (
             "[https_api]\npassword = \"x\"\npassword_file = \"/p\"",
             "https_api.password_file",
@@ -135,10 +150,26 @@ fn errors_name_the_key_and_the_problem() {
             "https_api_old.tls_bind_address",
             "collides",
         ),
-        ("[https_api_old]\npassword = \"a b\"", "https_api_old.password", "spaces"),
-        ("[https_api_old]\npermitted_ips = [\"x\"]", "https_api_old.permitted_ips[0]", "not an IP"),
-        ("[session]\nidle_timeout_secs = 0", "session.idle_timeout_secs", "at least 1"),
-        ("[login_restriction]\nwhitelist = [\"1.2.3.4/40\"]", "login_restriction.whitelist[0]", "0 to 32"),
+        (
+            "[https_api_old]\npassword = \"a b\"",
+            "https_api_old.password",
+            "spaces",
+        ),
+        (
+            "[https_api_old]\npermitted_ips = [\"x\"]",
+            "https_api_old.permitted_ips[0]",
+            "not an IP",
+        ),
+        (
+            "[session]\nidle_timeout_secs = 0",
+            "session.idle_timeout_secs",
+            "at least 1",
+        ),
+        (
+            "[login_restriction]\nwhitelist = [\"1.2.3.4/40\"]",
+            "login_restriction.whitelist[0]",
+            "0 to 32",
+        ),
         ("[system]\nmac = \"zz\"", "system.mac", "C0:74"),
         ("[log]\nformat = \"xml\"", "log.format", "json"),
     ] {
@@ -163,9 +194,18 @@ fn unknown_keys_and_wrong_types_are_refused() {
 #[test]
 fn old_api_bind_address_forms() {
     use crate::config::validate::parse_bind_address;
-    assert_eq!(parse_bind_address("0.0.0.0:8443").unwrap().to_string(), "0.0.0.0:8443");
-    assert_eq!(parse_bind_address("192.168.1.5").unwrap().to_string(), "192.168.1.5:8443");
-    assert_eq!(parse_bind_address("[::1]:9443").unwrap().to_string(), "[::1]:9443");
+    assert_eq!(
+        parse_bind_address("0.0.0.0:8443").unwrap().to_string(),
+        "0.0.0.0:8443"
+    );
+    assert_eq!(
+        parse_bind_address("192.168.1.5").unwrap().to_string(),
+        "192.168.1.5:8443"
+    );
+    assert_eq!(
+        parse_bind_address("[::1]:9443").unwrap().to_string(),
+        "[::1]:9443"
+    );
     assert_eq!(parse_bind_address("[::]").unwrap().to_string(), "[::]:8443");
     assert!(parse_bind_address("1.2.3.4:0").is_err());
     assert!(parse_bind_address("1.2.3.4:70000").is_err());
@@ -189,18 +229,30 @@ fn environment_overrides_keys_with_the_right_types() {
         ],
     )
     .unwrap();
-    assert!(s.users[0].password.matches(b"123"), "a numeric password stays a string");
+    assert!(
+        s.users[0].password.matches(b"123"),
+        "a numeric password stays a string"
+    );
     assert!(s.users[0].call_control);
     assert_eq!(s.users[0].permitted_ips.nets().len(), 2);
     assert_eq!(s.idle_timeout.as_secs(), 30);
     assert_eq!(s.listen.to_string(), "127.0.0.1:9000");
     assert!(s.user("second").unwrap().password.matches(b"pw2"));
 
-    let e = load_with_env("", &[("PBXGATE_HTTPS_API__PASSWRD", "x")]).unwrap_err().to_string();
-    assert!(e.contains("PBXGATE_HTTPS_API__PASSWRD") && e.contains("not a configuration key"), "{e}");
-    let e = load_with_env("", &[("PBXGATE_SESSION__IDLE_TIMEOUT_SECS", "soon")]).unwrap_err().to_string();
+    let e = load_with_env("", &[("PBXGATE_HTTPS_API__PASSWRD", "x")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("PBXGATE_HTTPS_API__PASSWRD") && e.contains("not a configuration key"),
+        "{e}"
+    );
+    let e = load_with_env("", &[("PBXGATE_SESSION__IDLE_TIMEOUT_SECS", "soon")])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not an integer"), "{e}");
-    let e = load_with_env("", &[("PBXGATE_HTTPS_API__USERS__3__USERNAME", "x")]).unwrap_err().to_string();
+    let e = load_with_env("", &[("PBXGATE_HTTPS_API__USERS__3__USERNAME", "x")])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("gap"), "{e}");
 }
 
@@ -238,5 +290,8 @@ fn password_files_are_read_relative_to_the_config() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("https_api.password_file") && e.contains("missing.pw"), "{e}");
+    assert!(
+        e.contains("https_api.password_file") && e.contains("missing.pw"),
+        "{e}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Test kit: starts the real binary with a temporary configuration and talks
 //! to it over HTTPS.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -21,7 +21,10 @@ pub async fn dbs() -> Vec<TestDb> {
 }
 
 pub fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// An HTTPS client that trusts the self-signed certificate, optionally bound
@@ -46,22 +49,40 @@ pub struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
     pub async fn start(db: &TestDb, config: &str) -> Server {
-        Self::start_in(db, config, Arc::new(tempfile::tempdir().unwrap()), free_port()).await
+        Self::start_in(
+            db,
+            config,
+            Arc::new(tempfile::tempdir().unwrap()),
+            free_port(),
+        )
+        .await
     }
 
     /// Starts in an existing directory (to restart over the same data).
-    pub async fn start_in(db: &TestDb, config: &str, dir: Arc<tempfile::TempDir>, port: u16) -> Server {
+    pub async fn start_in(
+        db: &TestDb,
+        config: &str,
+        dir: Arc<tempfile::TempDir>,
+        port: u16,
+    ) -> Server {
         let n = std::fs::read_dir(dir.path()).unwrap().count();
         let path = dir.path().join(format!("pbxgate-{n}.toml"));
         // The [web] and [database] sections are prepended unless the test sets keys there.
         let mut text = format!("[database]\nurl = \"{}\"\n", db.url);
         if config.contains("[web]") {
-            text.push_str(&config.replace("[web]\n", &format!("[web]\nlisten = \"127.0.0.1:{port}\"\n")));
+            text.push_str(&config.replace(
+                "[web]\n",
+                &format!("[web]\nlisten = \"127.0.0.1:{port}\"\n"),
+            ));
         } else {
             text.push_str(&format!("[web]\nlisten = \"127.0.0.1:{port}\"\n"));
             text.push_str(config);
@@ -98,7 +119,11 @@ impl Server {
             if c.post(self.url("/api")).body("{}").send().await.is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "pbxgate did not come up:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "pbxgate did not come up:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -118,7 +143,12 @@ impl Server {
     }
 
     pub async fn api_at(&self, c: &reqwest::Client, path: &str, request: Value) -> Value {
-        self.raw(c, path, json!({ "request": request }).to_string().into_bytes()).await
+        self.raw(
+            c,
+            path,
+            json!({ "request": request }).to_string().into_bytes(),
+        )
+        .await
     }
 
     pub async fn api(&self, c: &reqwest::Client, request: Value) -> Value {
@@ -126,20 +156,31 @@ impl Server {
     }
 
     pub async fn challenge(&self, c: &reqwest::Client, user: &str) -> String {
-        let r = self.api(c, json!({"action":"challenge","user":user,"version":"1.0"})).await;
+        let r = self
+            .api(c, json!({"action":"challenge","user":user,"version":"1.0"}))
+            .await;
         assert_eq!(r["status"], 0, "challenge: {r}");
         r["response"]["challenge"].as_str().unwrap().to_owned()
     }
 
     /// challenge + login; the cookie, or the failing status.
-    pub async fn login(&self, c: &reqwest::Client, user: &str, password: &str) -> Result<String, i64> {
-        let r = self.api(c, json!({"action":"challenge","user":user,"version":"1.0"})).await;
+    pub async fn login(
+        &self,
+        c: &reqwest::Client,
+        user: &str,
+        password: &str,
+    ) -> Result<String, i64> {
+        let r = self
+            .api(c, json!({"action":"challenge","user":user,"version":"1.0"}))
+            .await;
         if r["status"] != 0 {
             return Err(r["status"].as_i64().unwrap());
         }
         let ch = r["response"]["challenge"].as_str().unwrap();
         let token = md5_hex(&format!("{ch}{password}"));
-        let r = self.api(c, json!({"action":"login","user":user,"token":token})).await;
+        let r = self
+            .api(c, json!({"action":"login","user":user,"token":token}))
+            .await;
         match r["status"].as_i64().unwrap() {
             0 => Ok(r["response"]["cookie"].as_str().unwrap().to_owned()),
             s => Err(s),
@@ -148,7 +189,12 @@ impl Server {
 
     /// The DER certificate the server presents.
     pub async fn peer_certificate(&self) -> Vec<u8> {
-        let resp = client(None).post(self.url("/api")).body("{}").send().await.unwrap();
+        let resp = client(None)
+            .post(self.url("/api"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
         let info = resp.extensions().get::<reqwest::tls::TlsInfo>().unwrap();
         info.peer_certificate().unwrap().to_vec()
     }
@@ -156,19 +202,87 @@ impl Server {
     /// SIGTERM, wait for a clean exit, and return the server's log.
     pub async fn stop(mut self) -> String {
         let pid = self.child.id().unwrap();
-        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await.unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .unwrap();
         assert!(status.success());
         let exit = tokio::time::timeout(Duration::from_secs(40), self.child.wait())
             .await
             .expect("pbxgate did not stop within 40 s of SIGTERM")
             .unwrap();
         let log = self.log_text();
-        assert!(exit.success(), "pbxgate exited with {exit} after SIGTERM:\n{log}");
+        assert!(
+            exit.success(),
+            "pbxgate exited with {exit} after SIGTERM:\n{log}"
+        );
         log
     }
 }
 
-#[allow(dead_code)]
-pub fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
+/// A raw TLS connection (any certificate accepted), for requests that must be
+/// written in pieces.
+pub async fn raw_tls(port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use std::sync::Arc;
+    use tokio_rustls::rustls::{self, pki_types};
+
+    #[derive(Debug)]
+    struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &pki_types::CertificateDer<'_>,
+            _: &[pki_types::CertificateDer<'_>],
+            _: &pki_types::ServerName<'_>,
+            _: &[u8],
+            _: pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
 }
