@@ -23,7 +23,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -359,7 +358,7 @@ async fn connect(target: &Target) -> Result<Conn, String> {
 }
 
 /// One request on the connection; the body of a `200` answer.
-async fn post(conn: &mut Conn, body: Bytes) -> Result<Bytes, OpError> {
+async fn post_api(conn: &mut Conn, body: Bytes) -> Result<Bytes, OpError> {
     let exchange = async {
         conn.sender
             .ready()
@@ -439,12 +438,12 @@ fn login_token(challenge: &str, password: &str) -> String {
 async fn login_pair(conn: &mut Conn, user: &str) -> Result<String, OpError> {
     let challenge_body =
         format!(r#"{{"request":{{"action":"challenge","user":"{user}","version":"1.0"}}}}"#);
-    let answer = post(conn, Bytes::from(challenge_body)).await?;
+    let answer = post_api(conn, Bytes::from(challenge_body)).await?;
     let challenge = response_field(&answer, "challenge")?;
     let token = login_token(&challenge, PASSWORD);
     let login_body =
         format!(r#"{{"request":{{"action":"login","user":"{user}","token":"{token}"}}}}"#);
-    let answer = post(conn, Bytes::from(login_body)).await?;
+    let answer = post_api(conn, Bytes::from(login_body)).await?;
     response_field(&answer, "cookie")
 }
 
@@ -477,7 +476,7 @@ async fn open_client(target: &Target, user: &str) -> Result<Client, OpError> {
 async fn one_op(kind: Kind, client: &mut Client) -> Result<(), OpError> {
     match kind {
         Kind::Fixed | Kind::SystemStatus => {
-            let answer = post(&mut client.conn, client.body.clone()).await?;
+            let answer = post_api(&mut client.conn, client.body.clone()).await?;
             check_ok(&answer)
         }
         Kind::Pairs => login_pair(&mut client.conn, &client.user).await.map(|_| ()),

@@ -1,7 +1,7 @@
 //! The `pbxgate` command.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -52,7 +52,7 @@ fn init_logging(settings: &Settings) {
     }
 }
 
-fn load(path: &PathBuf) -> Result<Settings, ExitCode> {
+fn load(path: &Path) -> Result<Settings, ExitCode> {
     config::load(path).map_err(|e| {
         eprintln!("pbxgate: configuration error: {e}");
         ExitCode::from(2)

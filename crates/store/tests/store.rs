@@ -1,4 +1,5 @@
 //! Every store behaviour, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use store::testing::{TestDb, databases};
 use store::*;
