@@ -81,7 +81,8 @@ impl Auth {
 
     /// `-68` while `ip` is under a login restriction.
     async fn check_ban(&self, ip: IpAddr, now: i64) -> Result<(), Refusal> {
-        if self.settings.lockout.max_failures == 0 {
+        let lock = &self.settings.lockout;
+        if lock.max_failures == 0 || lock.whitelist.contains(ip) {
             return Ok(());
         }
         if let Some(until) = self.store.active_ban(&ip.to_string(), now).await? {

@@ -27,8 +27,16 @@ pub async fn load(settings: &Settings) -> Result<RustlsConfig> {
 
 fn ensure_self_signed(settings: &Settings) -> Result<(PathBuf, PathBuf)> {
     let (cert, key) = settings.generated_tls_paths();
-    if cert.is_file() && key.is_file() {
-        return Ok((cert, key));
+    match (cert.is_file(), key.is_file()) {
+        (true, true) => return Ok((cert, key)),
+        (false, false) => {}
+        _ => {
+            return Err(Error::Tls(format!(
+                "only one of {} and {} exists; delete the directory to have a new pair generated",
+                cert.display(),
+                key.display()
+            )));
+        }
     }
     let dir = cert
         .parent()

@@ -9,10 +9,11 @@ use super::{Config, ConfigError, UserConfig};
 
 const PREFIX: &str = "PBXGATE_";
 
+/// Applies the overrides and returns `(dotted key, variable)` for each.
 pub(super) fn apply_overrides(
     tree: &mut Table,
     vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<(String, String)>, ConfigError> {
     let defaults = Value::try_from(Config::default()).map_err(|e| ConfigError::Env {
         var: String::new(),
         message: e.to_string(),
@@ -21,8 +22,14 @@ pub(super) fn apply_overrides(
         .into_iter()
         .filter(|(k, _)| k.starts_with(PREFIX) && k.contains("__"))
         .collect();
-    // Apply in a stable order so that USERS__0 exists before USERS__1.
-    overrides.sort();
+    // Apply in a stable order, list indexes numerically, so that USERS__2
+    // exists before USERS__10.
+    overrides.sort_by_key(|(k, _)| {
+        k.split("__")
+            .map(|seg| (seg.parse::<u64>().unwrap_or(u64::MAX), seg.to_owned()))
+            .collect::<Vec<_>>()
+    });
+    let mut applied = Vec::with_capacity(overrides.len());
     for (var, raw) in overrides {
         let path: Vec<String> = var[PREFIX.len()..]
             .split("__")
@@ -36,8 +43,25 @@ pub(super) fn apply_overrides(
             .ok_or_else(|| err(format!("`{}` is not a configuration key", path.join("."))))?;
         let value = convert(&guide, &raw).map_err(err)?;
         set(tree, &path, value).map_err(err)?;
+        applied.push((dotted(&path), var));
     }
-    Ok(())
+    Ok(applied)
+}
+
+/// `https_api.users.0.password` -> `https_api.users[0].password`, as serde names it.
+fn dotted(path: &[String]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        if seg.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
 }
 
 /// The default value at `path`, used as a type guide.

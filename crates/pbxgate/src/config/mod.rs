@@ -291,13 +291,75 @@ pub fn load_str(
 ) -> Result<Settings, ConfigError> {
     let mut tree: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         path: origin.to_owned(),
-        message: e.to_string(),
+        message: describe(&e, text),
     })?;
-    env::apply_overrides(&mut tree, vars)?;
-    let config: Config =
-        Config::deserialize(toml::Value::Table(tree)).map_err(|e| ConfigError::Syntax {
-            path: origin.to_owned(),
-            message: e.to_string(),
-        })?;
+    let overridden = env::apply_overrides(&mut tree, vars)?;
+    check_secret_types(&tree, "")?;
+    let config: Config = Config::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        // No source text here (the tree is already parsed), so Display is safe
+        // and names the key.
+        let message = e.to_string().trim_end().replace('\n', " ");
+        // A value that came from the environment is blamed on its variable.
+        match overridden
+            .iter()
+            .find(|(key, _)| message.contains(key.as_str()))
+        {
+            Some((_, var)) => ConfigError::Env {
+                var: var.clone(),
+                message,
+            },
+            None => ConfigError::Syntax {
+                path: origin.to_owned(),
+                message,
+            },
+        }
+    })?;
     validate::validate(config, base_dir)
+}
+
+/// The parser's message and position, without the quoted source line: that
+/// line may hold a password.
+fn describe(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim_end().replace('\n', "; ");
+    match e.span() {
+        Some(span) if !text.is_empty() => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        _ => message,
+    }
+}
+
+/// Keys holding secrets must be strings; checked before deserialising so that
+/// a type error never quotes a password.
+fn check_secret_types(table: &toml::Table, prefix: &str) -> Result<(), ConfigError> {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let secret = key == "password" || key.ends_with("_secret") || path == "database.url";
+        match value {
+            toml::Value::String(_) => {}
+            _ if secret => {
+                return Err(ConfigError::invalid(
+                    path,
+                    "must be a string in quotes (the value is not shown: it is a secret)",
+                ));
+            }
+            toml::Value::Table(t) => check_secret_types(t, &path)?,
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let toml::Value::Table(t) = item {
+                        check_secret_types(t, &format!("{path}[{i}]"))?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

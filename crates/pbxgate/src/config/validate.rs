@@ -262,9 +262,14 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
     if !old_password.is_empty()
         && (old_password.expose().chars().count() < 2 || old_password.expose().contains([' ', ';']))
     {
+        let key = if old.password_file.is_empty() {
+            "https_api_old.password"
+        } else {
+            "https_api_old.password_file"
+        };
         return Err(ConfigError::invalid(
-            "https_api_old.password",
-            "must be at least 2 characters, without spaces or ';' (as on the UCM)",
+            key,
+            "the password must be at least 2 characters, without spaces or ';' (as on the UCM)",
         ));
     }
     let old_api = OldApiSettings {
@@ -296,11 +301,18 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         ));
     }
     let lr = &c.login_restriction;
-    if lr.max_failures > 0 && (lr.window_secs == 0 || lr.ban_secs == 0) {
-        return Err(ConfigError::invalid(
-            "login_restriction.ban_secs",
-            "window_secs and ban_secs must be at least 1 (set max_failures = 0 to disable)",
-        ));
+    if lr.max_failures > 0 {
+        for (key, value) in [
+            ("login_restriction.window_secs", lr.window_secs),
+            ("login_restriction.ban_secs", lr.ban_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must be at least 1 (set max_failures = 0 to disable the restriction)",
+                ));
+            }
+        }
     }
     let lockout = LockoutSettings {
         max_failures: lr.max_failures,

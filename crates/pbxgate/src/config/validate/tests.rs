@@ -295,3 +295,66 @@ fn password_files_are_read_relative_to_the_config() {
         "{e}"
     );
 }
+
+#[test]
+fn errors_never_quote_a_secret() {
+    for text in [
+        "[https_api]\npassword = hunter2xyz\n",
+        "[https_api]\npassword = 4242424242\n",
+        "[https_api_old]\npassword = [\"hunter2xyz\"]\n",
+        "[[https_api.users]]\nusername = \"b\"\npassword = 4242424242\n",
+    ] {
+        let msg = err(text);
+        assert!(
+            !msg.contains("hunter2xyz") && !msg.contains("4242424242"),
+            "{text}: {msg}"
+        );
+        assert!(
+            msg.contains("password") || msg.contains("line 2"),
+            "{text}: {msg}"
+        );
+    }
+    let msg = err("[https_api]\npassword = 4242424242\n");
+    assert!(
+        msg.contains("https_api.password") && msg.contains("string"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_bad_environment_value_names_its_variable() {
+    let e = load_with_env("", &[("PBXGATE_DATABASE__MAX_CONNECTIONS", "-1")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("PBXGATE_DATABASE__MAX_CONNECTIONS"), "{e}");
+}
+
+#[test]
+fn many_users_from_the_environment_apply_in_numeric_order() {
+    let vars: Vec<(String, String)> = (0..12)
+        .flat_map(|i| {
+            [
+                (
+                    format!("PBXGATE_HTTPS_API__USERS__{i}__USERNAME"),
+                    format!("user{i}"),
+                ),
+                (
+                    format!("PBXGATE_HTTPS_API__USERS__{i}__PASSWORD"),
+                    format!("pw{i}"),
+                ),
+            ]
+        })
+        .collect();
+    let s = load_str("", "t.toml", Path::new("/"), vars).unwrap();
+    assert_eq!(s.users.len(), 13);
+    assert!(s.user("user11").unwrap().password.matches(b"pw11"));
+}
+
+#[test]
+fn login_restriction_errors_name_the_zero_key() {
+    let msg = err("[login_restriction]\nwindow_secs = 0\n");
+    assert!(msg.contains("login_restriction.window_secs"), "{msg}");
+    let msg = err("[login_restriction]\nban_secs = 0\n");
+    assert!(msg.contains("login_restriction.ban_secs"), "{msg}");
+    assert!(load("[login_restriction]\nmax_failures = 0\nban_secs = 0\n").is_ok());
+}
