@@ -16,13 +16,24 @@
 //! pbxgate's per-request log lines are formatted at info level into
 //! `std::io::sink()`, so that their cost is counted.
 //!
+//! When the target (getSystemStatus at >= 60% of the bare rate) is missed,
+//! informational rows follow that show where pbxgate's time goes: an action
+//! without the /proc reads, an answer without any database access, the same
+//! with log level warn, and the SQLite session look-up alone.
+//!
+//! Request bodies are fixed, so every run sends the same inputs; only the
+//! challenges and cookies the server draws differ.
+//!
 //! Environment: `BENCH_CONNECTIONS` (default 16), `BENCH_SECS` (measured
-//! seconds per scenario, default 8), `BENCH_WARMUP_SECS` (default 1).
+//! seconds per scenario, default 8), `BENCH_WARMUP_SECS` (default 1),
+//! `BENCH_DIAGNOSE` (unset: informational rows only when the target is
+//! missed; `1`: always; `0`: never).
 //! Run with `cargo bench -p pbxgate --bench api` or `scripts/bench`.
 //! Exits with status 1 if any request failed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -94,13 +105,26 @@ impl BenchConfig {
 // ---------------------------------------------------------------------------
 // Servers, each in its own runtime on its own thread.
 
-fn server_runtime(name: &str) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("cannot build a server runtime")
+thread_local! {
+    static LOG_GUARD: RefCell<Option<tracing::dispatcher::DefaultGuard>> = const { RefCell::new(None) };
+}
+
+/// A 2-worker runtime. With `log`, its threads log through that subscriber
+/// instead of the global one (for the informational log-level rows).
+fn server_runtime(name: &str, log: Option<tracing::Dispatch>) -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).thread_name(name).enable_all();
+    if let Some(dispatch) = log {
+        builder
+            .on_thread_start(move || {
+                let guard = tracing::dispatcher::set_default(&dispatch);
+                LOG_GUARD.with(|g| *g.borrow_mut() = Some(guard));
+            })
+            .on_thread_stop(|| {
+                LOG_GUARD.with(|g| g.borrow_mut().take());
+            });
+    }
+    builder.build().expect("cannot build a server runtime")
 }
 
 struct ServerThread {
@@ -190,7 +214,7 @@ fn start_bare() -> (ServerThread, CertificateDer<'static>) {
     let thread = std::thread::Builder::new()
         .name("bare-main".into())
         .spawn(move || -> Result<(), String> {
-            let rt = server_runtime("bare-srv");
+            let rt = server_runtime("bare-srv", None);
             rt.block_on(async move {
                 let tls = axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem, key_pem)
                     .await
@@ -255,7 +279,12 @@ fn pbxgate_config(connections: usize) -> String {
 }
 
 /// pbxgate as the binary runs it, with a fresh SQLite database in `dir`.
-fn start_pbxgate(dir: &Path, connections: usize) -> (ServerThread, CertificateDer<'static>) {
+/// `log` replaces the global subscriber on the server's threads.
+fn start_pbxgate(
+    dir: &Path,
+    connections: usize,
+    log: Option<tracing::Dispatch>,
+) -> (ServerThread, CertificateDer<'static>) {
     let settings = pbxgate::config::load_str(
         &pbxgate_config(connections),
         "bench.toml",
@@ -270,7 +299,8 @@ fn start_pbxgate(dir: &Path, connections: usize) -> (ServerThread, CertificateDe
     let thread = std::thread::Builder::new()
         .name("pbxgate-main".into())
         .spawn(move || -> Result<(), String> {
-            let rt = server_runtime("pbxgate-srv");
+            let _guard = log.as_ref().map(tracing::dispatcher::set_default);
+            let rt = server_runtime("pbxgate-srv", log.clone());
             rt.block_on(pbxgate::server::run(
                 settings,
                 async move {
@@ -306,8 +336,8 @@ fn tls_connector(cert: CertificateDer<'static>) -> TlsConnector {
 enum Kind {
     /// The same body again and again; the answer must end in `"status":0}`.
     Fixed,
-    /// Log in once per connection, then `getSystemStatus` with the cookie.
-    SystemStatus,
+    /// Log in once per connection, then this action with the cookie.
+    WithCookie(&'static str),
     /// challenge then login, again and again.
     Pairs,
 }
@@ -318,6 +348,8 @@ struct Target {
     kind: Kind,
     /// The body for `Kind::Fixed`.
     body: Bytes,
+    /// How every answer of `Kind::Fixed` must end.
+    expect: &'static [u8],
 }
 
 /// Why an operation failed; a transport failure needs a new connection.
@@ -394,8 +426,8 @@ async fn post_api(conn: &mut Conn, body: Bytes) -> Result<Bytes, OpError> {
     }
 }
 
-fn check_ok(body: &[u8]) -> Result<(), OpError> {
-    if body.ends_with(OK_SUFFIX) {
+fn check_answer(body: &[u8], expect: &[u8]) -> Result<(), OpError> {
+    if body.ends_with(expect) {
         Ok(())
     } else {
         Err(OpError::Api(format!(
@@ -451,7 +483,7 @@ async fn login_pair(conn: &mut Conn, user: &str) -> Result<String, OpError> {
 struct Client {
     conn: Conn,
     user: String,
-    /// The request body of `Kind::Fixed` and `Kind::SystemStatus`.
+    /// The request body of `Kind::Fixed` and `Kind::WithCookie`.
     body: Bytes,
 }
 
@@ -459,10 +491,10 @@ async fn open_client(target: &Target, user: &str) -> Result<Client, OpError> {
     let mut conn = connect(target).await.map_err(OpError::Transport)?;
     let body = match target.kind {
         Kind::Fixed | Kind::Pairs => target.body.clone(),
-        Kind::SystemStatus => {
+        Kind::WithCookie(action) => {
             let cookie = login_pair(&mut conn, user).await?;
             Bytes::from(format!(
-                r#"{{"request":{{"action":"getSystemStatus","cookie":"{cookie}"}}}}"#
+                r#"{{"request":{{"action":"{action}","cookie":"{cookie}"}}}}"#
             ))
         }
     };
@@ -473,11 +505,11 @@ async fn open_client(target: &Target, user: &str) -> Result<Client, OpError> {
     })
 }
 
-async fn one_op(kind: Kind, client: &mut Client) -> Result<(), OpError> {
+async fn one_op(kind: Kind, expect: &[u8], client: &mut Client) -> Result<(), OpError> {
     match kind {
-        Kind::Fixed | Kind::SystemStatus => {
+        Kind::Fixed | Kind::WithCookie(_) => {
             let answer = post_api(&mut client.conn, client.body.clone()).await?;
-            check_ok(&answer)
+            check_answer(&answer, expect)
         }
         Kind::Pairs => login_pair(&mut client.conn, &client.user).await.map(|_| ()),
     }
@@ -537,7 +569,7 @@ async fn drive(
             break;
         }
         ops += 1;
-        let result = one_op(target.kind, &mut client).await;
+        let result = one_op(target.kind, target.expect, &mut client).await;
         let done = Instant::now();
         match result {
             Ok(()) => {
@@ -588,6 +620,70 @@ struct Row {
     p99_ms: f64,
     errors: u64,
     samples: Vec<String>,
+    cpu: Option<CpuShare>,
+}
+
+/// CPU counters in USER_HZ ticks: this process, and the whole host.
+#[derive(Clone, Copy)]
+struct CpuSample {
+    process: u64,
+    host_busy: u64,
+    host_total: u64,
+}
+
+fn cpu_sample() -> Option<CpuSample> {
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After "(comm) ", the fields start at field 3; utime and stime are 14 and 15.
+    let fields: Vec<&str> = own.get(own.rfind(')')? + 1..)?.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let host = std::fs::read_to_string("/proc/stat").ok()?;
+    // cpu user nice system idle iowait irq softirq steal (guest is inside user).
+    let ticks: Vec<u64> = host
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some(CpuSample {
+        process: utime + stime,
+        host_busy: total - idle,
+        host_total: total,
+    })
+}
+
+/// Shares of the whole machine's CPU over a window: this process (servers,
+/// load generator, SQLite threads) and everything on the host.
+#[derive(Clone, Copy)]
+struct CpuShare {
+    bench: f64,
+    host: f64,
+}
+
+fn cpu_share(from: Option<CpuSample>, to: Option<CpuSample>) -> Option<CpuShare> {
+    let (a, b) = (from?, to?);
+    let total = b.host_total.checked_sub(a.host_total)?;
+    if total == 0 {
+        return None;
+    }
+    Some(CpuShare {
+        bench: b.process.saturating_sub(a.process) as f64 / total as f64,
+        host: b.host_busy.saturating_sub(a.host_busy) as f64 / total as f64,
+    })
+}
+
+/// Samples the CPU counters at `from` and at `to`.
+fn spawn_cpu_window(from: Instant, to: Instant) -> tokio::task::JoinHandle<Option<CpuShare>> {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(from)).await;
+        let a = cpu_sample();
+        tokio::time::sleep_until(tokio::time::Instant::from_std(to)).await;
+        cpu_share(a, cpu_sample())
+    })
 }
 
 impl Row {
@@ -642,6 +738,7 @@ async fn measure(scenario: &str, unit: &'static str, target: Target, cfg: &Bench
     let start = Instant::now();
     let measure_from = start + cfg.warmup;
     let end = measure_from + cfg.measure;
+    let cpu = spawn_cpu_window(measure_from, end);
     let mut runs = tokio::task::JoinSet::new();
     for client in clients {
         runs.spawn(drive(target.clone(), client, measure_from, end));
@@ -666,6 +763,7 @@ async fn measure(scenario: &str, unit: &'static str, target: Target, cfg: &Bench
     let seconds = tally
         .last_done
         .map_or(0.0, |t| t.duration_since(measure_from).as_secs_f64());
+    let cpu = cpu.await.ok().flatten();
     tally.latencies_us.sort_unstable();
     Row {
         scenario: scenario.to_owned(),
@@ -677,15 +775,19 @@ async fn measure(scenario: &str, unit: &'static str, target: Target, cfg: &Bench
         p99_ms: percentile_ms(&tally.latencies_us, 0.99),
         errors: tally.errors,
         samples: tally.samples,
+        cpu,
     }
 }
 
 // ---------------------------------------------------------------------------
 
-fn print_table(rows: &[Row], baseline: f64, ratio_rows: &[usize]) {
+/// The table. `cpu%`: share of the machine used by this process (servers,
+/// load generator and SQLite threads together); `host%`: share busy on the
+/// whole host (more than `cpu%` means something else was running too).
+fn print_table(rows: &[Row], baseline: f64) {
     println!();
     println!(
-        "{:<44} {:>5} {:>10} {:>5} {:>7} {:>10} {:>8} {:>8} {:>7} {:>8}",
+        "{:<50} {:>5} {:>9} {:>5} {:>6} {:>9} {:>7} {:>7} {:>6} {:>7} {:>5} {:>5}",
         "scenario",
         "conns",
         "count",
@@ -695,19 +797,23 @@ fn print_table(rows: &[Row], baseline: f64, ratio_rows: &[usize]) {
         "p50 ms",
         "p99 ms",
         "errors",
-        "vs bare"
+        "vs bare",
+        "cpu%",
+        "host%"
     );
-    println!("{}", "-".repeat(124));
-    for (i, r) in rows.iter().enumerate() {
-        let ratio = if ratio_rows.contains(&i) && baseline > 0.0 {
+    println!("{}", "-".repeat(133));
+    let percent = |x: f64| format!("{:.0}", 100.0 * x);
+    for r in rows {
+        let ratio = if r.unit == "req" && baseline > 0.0 {
             format!("{:.1}%", 100.0 * r.rate() / baseline)
-        } else if i == 0 {
-            "100%".to_owned()
         } else {
             "-".to_owned()
         };
+        let (cpu, host) = r.cpu.map_or(("?".to_owned(), "?".to_owned()), |c| {
+            (percent(c.bench), percent(c.host))
+        });
         println!(
-            "{:<44} {:>5} {:>10} {:>5} {:>7.2} {:>10.1} {:>8.3} {:>8.3} {:>7} {:>8}",
+            "{:<50} {:>5} {:>9} {:>5} {:>6.2} {:>9.1} {:>7.3} {:>7.3} {:>6} {:>7} {:>5} {:>5}",
             r.scenario,
             r.connections,
             r.count,
@@ -717,11 +823,144 @@ fn print_table(rows: &[Row], baseline: f64, ratio_rows: &[usize]) {
             r.p50_ms,
             r.p99_ms,
             r.errors,
-            ratio
+            ratio,
+            cpu,
+            host
         );
     }
     println!();
 }
+
+/// Informational: the session look-up of `getSystemStatus` alone, straight
+/// on the store (SQLite, default pool), from as many tasks as there are
+/// connections, in a 2-worker runtime of its own. No TLS, HTTP or JSON.
+fn measure_store_lookup(cfg: &BenchConfig) -> Row {
+    use store::{ConnectOptions, Session, SessionStore, Store};
+    let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+    let rt = server_runtime("store-bench", None);
+    rt.block_on(async {
+        let store = Store::connect(
+            "sqlite://data/pbxgate.db",
+            &ConnectOptions {
+                base_dir: dir.path().to_path_buf(),
+                ..ConnectOptions::default()
+            },
+        )
+        .await
+        .expect("cannot open the store");
+        let mut tasks = tokio::task::JoinSet::new();
+        let start = Instant::now();
+        let measure_from = start + cfg.warmup;
+        let end = measure_from + cfg.measure;
+        let cpu = spawn_cpu_window(measure_from, end);
+        for i in 0..cfg.connections {
+            let cookie = format!("sid{}-1700000000", 1_000_000 + i);
+            store
+                .create_session(&Session {
+                    cookie: cookie.clone(),
+                    username: "cdrapi".into(),
+                    ip: "127.0.0.1".into(),
+                    created_ms: 1_700_000_000_000,
+                    last_seen_ms: 1_700_000_000_000,
+                })
+                .await
+                .expect("cannot create a session");
+            let store = store.clone();
+            tasks.spawn(async move {
+                let mut tally = Tally::default();
+                let mut ops = 0u64;
+                while ops < MAX_OPS_PER_CONNECTION {
+                    let started = Instant::now();
+                    if started >= end {
+                        break;
+                    }
+                    ops += 1;
+                    let found = store.session(&cookie).await;
+                    let done = Instant::now();
+                    match found {
+                        Ok(Some(_)) if started >= measure_from => {
+                            tally.ok += 1;
+                            let us = done.duration_since(started).as_micros();
+                            tally
+                                .latencies_us
+                                .push(u32::try_from(us).unwrap_or(u32::MAX));
+                            tally.last_done = Some(done);
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => tally.error(OpError::Api("session not found".into())),
+                        Err(e) => tally.error(OpError::Api(e.to_string())),
+                    }
+                }
+                tally
+            });
+        }
+        let mut tally = Tally::default();
+        let deadline = tokio::time::Instant::from_std(end + REQUEST_TIMEOUT);
+        while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            match joined {
+                Ok(t) => tally.merge(t),
+                Err(e) => tally.error(OpError::Api(format!("task: {e}"))),
+            }
+        }
+        tasks.abort_all();
+        let cpu = cpu.await.ok().flatten();
+        store.close().await;
+        tally.latencies_us.sort_unstable();
+        Row {
+            scenario: "info: store session look-up alone (no TLS/HTTP)".into(),
+            unit: "query",
+            connections: cfg.connections,
+            count: tally.ok,
+            seconds: tally
+                .last_done
+                .map_or(0.0, |t| t.duration_since(measure_from).as_secs_f64()),
+            p50_ms: percentile_ms(&tally.latencies_us, 0.50),
+            p99_ms: percentile_ms(&tally.latencies_us, 0.99),
+            errors: tally.errors,
+            samples: tally.samples,
+            cpu,
+        }
+    })
+}
+
+/// Whether to add the informational rows that show where pbxgate's time goes.
+fn diagnose(target_met: bool) -> bool {
+    match std::env::var("BENCH_DIAGNOSE").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => !target_met,
+    }
+}
+
+fn fixed(
+    addr: SocketAddr,
+    tls: &TlsConnector,
+    body: &'static [u8],
+    expect: &'static [u8],
+) -> Target {
+    Target {
+        addr,
+        tls: tls.clone(),
+        kind: Kind::Fixed,
+        body: Bytes::from_static(body),
+        expect,
+    }
+}
+
+fn with_kind(addr: SocketAddr, tls: &TlsConnector, kind: Kind) -> Target {
+    Target {
+        addr,
+        tls: tls.clone(),
+        kind,
+        body: Bytes::new(),
+        expect: OK_SUFFIX,
+    }
+}
+
+/// Without a cookie pbxgate answers -6 before any database access, after
+/// parsing the request and with the same access-log line.
+const NO_COOKIE_BODY: &[u8] = br#"{"request":{"action":"getSystemStatus"}}"#;
+const COOKIE_ERROR_SUFFIX: &[u8] = br#""status":-6}"#;
 
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -748,68 +987,99 @@ fn main() {
         .enable_all()
         .build()
         .expect("cannot build the client runtime");
+    let run = |scenario: &str, unit: &'static str, target: Target| {
+        println!("running: {scenario}");
+        client_rt.block_on(measure(scenario, unit, target, &cfg))
+    };
 
     let mut rows = Vec::new();
 
-    // 1. The baseline.
+    // 1. The baseline. It gets a challenge request, as the size of a typical request.
     let (bare, bare_cert) = start_bare();
-    println!("running: bare axum TLS endpoint on {}", bare.addr);
-    rows.push(client_rt.block_on(measure(
+    let bare_tls = tls_connector(bare_cert);
+    rows.push(run(
         "bare axum TLS endpoint (fixed JSON)",
         "req",
-        Target {
-            addr: bare.addr,
-            tls: tls_connector(bare_cert),
-            kind: Kind::Fixed,
-            body: Bytes::from_static(
-                br#"{"request":{"action":"challenge","user":"cdrapi","version":"1.0"}}"#,
-            ),
-        },
-        &cfg,
-    )));
+        fixed(
+            bare.addr,
+            &bare_tls,
+            br#"{"request":{"action":"challenge","user":"cdrapi","version":"1.0"}}"#,
+            OK_SUFFIX,
+        ),
+    ));
     bare.stop();
 
     // 2 and 3. pbxgate with SQLite in a fresh directory.
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
-    let (pbx, pbx_cert) = start_pbxgate(dir.path(), cfg.connections);
+    let (pbx, pbx_cert) = start_pbxgate(dir.path(), cfg.connections, None);
     let pbx_tls = tls_connector(pbx_cert);
-    println!("running: pbxgate getSystemStatus on {}", pbx.addr);
-    rows.push(client_rt.block_on(measure(
+    rows.push(run(
         "pbxgate getSystemStatus (valid cookie)",
         "req",
-        Target {
-            addr: pbx.addr,
-            tls: pbx_tls.clone(),
-            kind: Kind::SystemStatus,
-            body: Bytes::new(),
-        },
-        &cfg,
-    )));
-    println!("running: pbxgate challenge+login pairs on {}", pbx.addr);
-    rows.push(client_rt.block_on(measure(
+        with_kind(pbx.addr, &pbx_tls, Kind::WithCookie("getSystemStatus")),
+    ));
+    rows.push(run(
         "pbxgate challenge+login",
         "pair",
-        Target {
-            addr: pbx.addr,
-            tls: pbx_tls,
-            kind: Kind::Pairs,
-            body: Bytes::new(),
-        },
-        &cfg,
-    )));
-    // Close the client connections before asking the servers to stop.
-    client_rt.shutdown_timeout(Duration::from_secs(2));
-    pbx.stop();
+        with_kind(pbx.addr, &pbx_tls, Kind::Pairs),
+    ));
 
     let baseline = rows[0].rate();
-    print_table(&rows, baseline, &[1]);
-
     let ratio = if baseline > 0.0 {
         rows[1].rate() / baseline
     } else {
         0.0
     };
     let met = ratio >= TARGET_RATIO;
+
+    // Informational: where the time goes.
+    let mut extra = Vec::new();
+    if diagnose(met) {
+        extra.push(run(
+            "info: pbxgate getSystemGeneralStatus (cookie)",
+            "req",
+            with_kind(
+                pbx.addr,
+                &pbx_tls,
+                Kind::WithCookie("getSystemGeneralStatus"),
+            ),
+        ));
+        extra.push(run(
+            "info: pbxgate, no cookie (-6; no database access)",
+            "req",
+            fixed(pbx.addr, &pbx_tls, NO_COOKIE_BODY, COOKIE_ERROR_SUFFIX),
+        ));
+        pbx.stop();
+        let quiet = tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_writer(std::io::sink)
+                .with_env_filter("warn")
+                .finish(),
+        );
+        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+        let (pbx, pbx_cert) = start_pbxgate(dir.path(), cfg.connections, Some(quiet));
+        let pbx_tls = tls_connector(pbx_cert);
+        extra.push(run(
+            "info: pbxgate getSystemStatus, log level warn",
+            "req",
+            with_kind(pbx.addr, &pbx_tls, Kind::WithCookie("getSystemStatus")),
+        ));
+        extra.push(run(
+            "info: pbxgate, no cookie, log level warn",
+            "req",
+            fixed(pbx.addr, &pbx_tls, NO_COOKIE_BODY, COOKIE_ERROR_SUFFIX),
+        ));
+        client_rt.shutdown_timeout(Duration::from_secs(2));
+        pbx.stop();
+        println!("running: store session look-up alone");
+        extra.push(measure_store_lookup(&cfg));
+    } else {
+        // Close the client connections before asking the server to stop.
+        client_rt.shutdown_timeout(Duration::from_secs(2));
+        pbx.stop();
+    }
+
+    print_table(&rows, baseline);
     println!(
         "target: pbxgate getSystemStatus >= {:.0}% of the bare endpoint: {} ({:.1}% = {:.1} / {:.1} req/s)",
         TARGET_RATIO * 100.0,
@@ -818,6 +1088,13 @@ fn main() {
         rows[1].rate(),
         baseline,
     );
+    if !extra.is_empty() {
+        println!(
+            "\ninformational rows (not part of the target; BENCH_DIAGNOSE=0 skips them, =1 always runs them):"
+        );
+        print_table(&extra, baseline);
+    }
+    rows.extend(extra);
 
     let errors: u64 = rows.iter().map(|r| r.errors).sum();
     if errors > 0 {
