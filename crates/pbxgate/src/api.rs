@@ -5,8 +5,9 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
+use axum::extract::Request;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use ucm::{Params, Status};
@@ -17,10 +18,17 @@ use crate::system;
 
 const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
 
-type Outcome = Result<Value, Refusal>;
+/// A successful answer: a response object, or a whole envelope already
+/// encoded (cached answers).
+enum Answer {
+    Json(Value),
+    Encoded(Bytes),
+}
 
-fn json_response(body: Vec<u8>, close: bool) -> Response {
-    let mut resp = Response::new(Body::from(body));
+type Outcome = Result<Answer, Refusal>;
+
+fn json_response(body: impl Into<Body>, close: bool) -> Response {
+    let mut resp = Response::new(body.into());
     let headers = resp.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -40,9 +48,10 @@ pub async fn invalid() -> Response {
 pub async fn handle(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let started = Instant::now();
     let ip = peer.ip().to_canonical();
     let limit = app.settings.max_body_bytes;
@@ -82,27 +91,41 @@ pub async fn handle(
     };
 
     let (status, body) = match outcome {
-        Ok(response) => (
+        Ok(Answer::Json(response)) => (
             Status::Success,
-            ucm::encode_response(Status::Success, &response),
+            Bytes::from(ucm::encode_response(Status::Success, &response)),
         ),
+        Ok(Answer::Encoded(bytes)) => (Status::Success, bytes),
         Err(refusal) => {
             if let Refusal::Internal(e) = &refusal {
                 tracing::error!(%ip, action, error = %e, "request failed");
             }
             let s = refusal.status();
-            (s, ucm::error_response(s))
+            (s, Bytes::from(ucm::error_response(s)))
         }
     };
     tracing::info!(
         target: "pbxgate::access",
         %ip,
-        user,
-        action,
+        user = %loggable(&user),
+        action = %loggable(&action),
         status = status.code(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
+        us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     );
     json_response(body, false)
+}
+
+/// A client-supplied value as it may appear in a log line: plain tokens as
+/// they are (cheap), anything else escaped, so that no client can forge a line.
+fn loggable(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(format!("{:?}", s.chars().take(128).collect::<String>()))
+    }
 }
 
 fn required(params: &Params, key: &str) -> Result<String, Refusal> {
@@ -132,33 +155,47 @@ async fn dispatch(
             // `version` is sent by most clients and ignored, as on the UCM.
             *user = required(params, "user")?;
             let challenge = app.auth.challenge(user, ip).await?;
-            Ok(json!({ "challenge": challenge }))
+            Ok(Answer::Json(json!({ "challenge": challenge })))
         }
         "login" => {
             // `url` (a push target the UCM no longer uses) is accepted and ignored.
             *user = required(params, "user")?;
             let token = required(params, "token")?;
             let cookie = app.auth.login(user, &token, ip).await?;
-            Ok(json!({ "cookie": cookie }))
+            Ok(Answer::Json(json!({ "cookie": cookie })))
         }
         "logout" => {
             let cookie =
                 required(params, "cookie").map_err(|_| Refusal::Status(Status::CookieError))?;
             app.auth.logout(&cookie, ip).await?;
-            Ok(json!({}))
+            Ok(Answer::Json(json!({})))
         }
         "getSystemStatus" => {
             *user = authenticate(app, ip, params).await?.username;
-            Ok(system::system_status(
-                &app.settings,
-                &app.identity,
-                app.started,
-            ))
+            Ok(Answer::Encoded(app.status_cache.get(|| {
+                let response = system::system_status(&app.settings, &app.identity, app.started);
+                Bytes::from(ucm::encode_response(Status::Success, &response))
+            })))
         }
         "getSystemGeneralStatus" => {
             *user = authenticate(app, ip, params).await?.username;
-            Ok(system::general_status(&app.settings))
+            Ok(Answer::Json(system::general_status(&app.settings)))
         }
         _ => Err(Refusal::Status(Status::InvalidParameters)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable;
+
+    #[test]
+    fn log_values_cannot_forge_lines() {
+        assert_eq!(loggable("cdrapi"), "cdrapi");
+        assert_eq!(loggable("getSystemStatus"), "getSystemStatus");
+        assert_eq!(loggable("a\nINFO forged"), "\"a\\nINFO forged\"");
+        assert_eq!(loggable("x y"), "\"x y\"");
+        assert_eq!(loggable(""), "");
+        assert!(loggable(&"z".repeat(1000)).len() < 140);
     }
 }

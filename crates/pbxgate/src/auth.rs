@@ -5,9 +5,10 @@
 //! Everything lives in the store, so sessions survive a restart and several
 //! pbxgate processes on one PostgreSQL share them.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use store::{
     AuditEvent, AuditStore, ChallengeStore, LoginGuardStore, Session, SessionStore, Store,
@@ -61,6 +62,66 @@ pub struct Authenticated {
 pub struct Auth {
     settings: Arc<Settings>,
     store: Store,
+    cache: SessionCache,
+}
+
+/// Sessions recently read from the store. An entry is trusted for
+/// `session.cache_ms`, then read again, so a logout or expiry seen by another
+/// process sharing the database takes effect here within that time; this
+/// process's own logouts take effect at once. It saves a database round trip
+/// on nearly every request of a busy client.
+#[derive(Default)]
+struct SessionCache {
+    entries: Mutex<HashMap<String, Cached>>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    username: Arc<str>,
+    /// The address the session was issued to; `None` if the stored text is
+    /// not an address (then no client can match it).
+    ip: Option<IpAddr>,
+    /// `last_seen_ms` as last written to or read from the store.
+    stored_last_seen: i64,
+    /// The latest use seen by this process.
+    last_use: i64,
+    fetched: Instant,
+}
+
+impl SessionCache {
+    fn get(&self, cookie: &str, ttl: Duration) -> Option<Cached> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(cookie)
+            .filter(|c| c.fetched.elapsed() < ttl)
+            .cloned()
+    }
+
+    fn put(&self, cookie: &str, entry: Cached) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(cookie.to_owned(), entry);
+        }
+    }
+
+    fn update(&self, cookie: &str, f: impl FnOnce(&mut Cached)) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(e) = entries.get_mut(cookie)
+        {
+            f(e);
+        }
+    }
+
+    fn remove(&self, cookie: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(cookie);
+        }
+    }
+
+    fn prune(&self, ttl: Duration) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, e| e.fetched.elapsed() < ttl);
+        }
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -76,7 +137,11 @@ fn ms(d: Duration) -> i64 {
 
 impl Auth {
     pub fn new(settings: Arc<Settings>, store: Store) -> Self {
-        Auth { settings, store }
+        Auth {
+            settings,
+            store,
+            cache: SessionCache::default(),
+        }
     }
 
     /// `-68` while `ip` is under a login restriction.
@@ -198,42 +263,87 @@ impl Auth {
         if !is_cookie_syntax(cookie) {
             return Err(Refusal::Status(Status::CookieError));
         }
-        let Some(s) = self.store.session(cookie).await? else {
-            return Err(Refusal::Status(Status::CookieError));
-        };
         let now = now_ms();
         let timeout = ms(self.settings.idle_timeout);
-        let Some(user) = self.settings.user(&s.username) else {
+        let ttl = self.settings.session_cache;
+        let mut entry = match self.cache.get(cookie, ttl) {
+            // A session that looks expired is checked against the store: another
+            // process may have used it since.
+            Some(c) if now - c.last_use.max(c.stored_last_seen) <= timeout => c,
+            cached => match self.load(cookie, cached.as_ref()).await? {
+                Some(c) => c,
+                None => return Err(Refusal::Status(Status::CookieError)),
+            },
+        };
+        let Some(user) = self.settings.user(&entry.username) else {
             // The user was removed from the configuration.
-            self.store.delete_session(cookie).await?;
+            self.end(cookie).await?;
             return Err(Refusal::Status(Status::CookieError));
         };
-        if now - s.last_seen_ms > timeout {
-            self.store.delete_session(cookie).await?;
+        if now - entry.last_use.max(entry.stored_last_seen) > timeout {
+            self.end(cookie).await?;
             return Err(Refusal::Status(Status::CookieError));
         }
-        if s.ip != ip.to_string() {
-            tracing::warn!(user = s.username, issued_to = s.ip, used_from = %ip, "cookie refused: used from another address than it was issued to");
+        if entry.ip != Some(ip) {
+            tracing::warn!(user = %entry.username, issued_to = ?entry.ip, used_from = %ip, "cookie refused: used from another address than it was issued to");
             return Err(Refusal::Status(Status::CookieError));
         }
         if !user.permitted_ips.permits_or_empty(ip) {
             return Err(Refusal::Status(Status::CookieError));
         }
+        entry.last_use = now;
         // Write the sliding timeout only now and then: precision of a twentieth
         // of the timeout (at most 5 s) for far fewer writes.
         let granularity = (timeout / 20).min(5_000);
-        if now - s.last_seen_ms >= granularity {
+        let write = now - entry.stored_last_seen >= granularity;
+        if write {
             self.store.touch_session(cookie, now).await?;
+            entry.stored_last_seen = now;
         }
+        self.cache.update(cookie, |c| {
+            c.last_use = c.last_use.max(now);
+            if write {
+                c.stored_last_seen = c.stored_last_seen.max(now);
+            }
+        });
         Ok(Authenticated {
-            username: s.username,
+            username: entry.username.to_string(),
             call_control: user.call_control,
         })
     }
 
+    /// Reads a session from the store into the cache.
+    async fn load(
+        &self,
+        cookie: &str,
+        previous: Option<&Cached>,
+    ) -> Result<Option<Cached>, Refusal> {
+        let Some(s) = self.store.session(cookie).await? else {
+            self.cache.remove(cookie);
+            return Ok(None);
+        };
+        let entry = Cached {
+            last_use: previous.map_or(s.last_seen_ms, |p| p.last_use.max(s.last_seen_ms)),
+            username: Arc::from(s.username),
+            ip: s.ip.parse().ok(),
+            stored_last_seen: s.last_seen_ms,
+            fetched: Instant::now(),
+        };
+        if !self.settings.session_cache.is_zero() {
+            self.cache.put(cookie, entry.clone());
+        }
+        Ok(Some(entry))
+    }
+
+    async fn end(&self, cookie: &str) -> Result<(), Refusal> {
+        self.cache.remove(cookie);
+        self.store.delete_session(cookie).await?;
+        Ok(())
+    }
+
     pub async fn logout(&self, cookie: &str, ip: IpAddr) -> Result<(), Refusal> {
         let who = self.session(cookie, ip).await?;
-        self.store.delete_session(cookie).await?;
+        self.end(cookie).await?;
         self.audit("logout", &who.username, &ip.to_string(), "ok", "")
             .await;
         Ok(())
@@ -241,6 +351,7 @@ impl Auth {
 
     /// Drops what has expired. Run periodically.
     pub async fn prune(&self) -> Result<(), store::Error> {
+        self.cache.prune(self.settings.session_cache);
         let now = now_ms();
         self.store
             .delete_idle_sessions(now - ms(self.settings.idle_timeout))

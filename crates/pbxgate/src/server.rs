@@ -13,7 +13,7 @@ use store::{ConnectOptions, Store};
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::system::Identity;
+use crate::system::{Identity, StatusCache};
 use crate::{api, settings_audit, tls};
 
 /// Shared state of the running server.
@@ -26,6 +26,7 @@ pub struct AppInner {
     pub auth: Auth,
     pub identity: Identity,
     pub started: Instant,
+    pub status_cache: StatusCache,
 }
 
 impl Deref for App {
@@ -78,6 +79,7 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         store,
         identity,
         started: Instant::now(),
+        status_cache: StatusCache::default(),
     })))
 }
 

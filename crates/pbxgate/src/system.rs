@@ -83,7 +83,24 @@ pub fn format_system_time(now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Stri
 }
 
 /// Seconds the CPUs have been idle since boot, per CPU (`/proc/uptime`).
+/// Read at most once a second: `getSystemStatus` is what clients poll to keep
+/// a cookie alive, and a file read per request costs more than the rest of it.
 fn idle_secs() -> u64 {
+    static CACHE: std::sync::Mutex<Option<(Instant, u64)>> = std::sync::Mutex::new(None);
+    if let Ok(cache) = CACHE.lock()
+        && let Some((at, secs)) = *cache
+        && at.elapsed() < std::time::Duration::from_secs(1)
+    {
+        return secs;
+    }
+    let secs = read_idle_secs();
+    if let Ok(mut cache) = CACHE.lock() {
+        *cache = Some((Instant::now(), secs));
+    }
+    secs
+}
+
+fn read_idle_secs() -> u64 {
     let Ok(text) = std::fs::read_to_string("/proc/uptime") else {
         return 0;
     };
@@ -92,8 +109,38 @@ fn idle_secs() -> u64 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.0);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // available_parallelism re-reads cgroup files on every call: ask once.
+    static CPUS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let cpus =
+        *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
     (idle / cpus) as u64
+}
+
+/// The encoded `getSystemStatus` answer, rebuilt when its second changes:
+/// every field it holds has a resolution of one second, and clients poll it
+/// to keep their cookie alive.
+#[derive(Default)]
+pub struct StatusCache {
+    slot: std::sync::Mutex<Option<(u64, axum::body::Bytes)>>,
+}
+
+impl StatusCache {
+    pub fn get(&self, build: impl FnOnce() -> axum::body::Bytes) -> axum::body::Bytes {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Ok(slot) = self.slot.lock()
+            && let Some((s, body)) = &*slot
+            && *s == second
+        {
+            return body.clone();
+        }
+        let body = build();
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some((second, body.clone()));
+        }
+        body
+    }
 }
 
 pub fn system_status(settings: &Settings, identity: &Identity, started: Instant) -> Value {

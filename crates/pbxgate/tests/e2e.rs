@@ -470,6 +470,8 @@ async fn two_processes_on_one_database_share_sessions() {
             b.api(&c, json!({"action":"logout","cookie":cookie})).await["status"],
             0
         );
+        // The other process trusts its session cache for session.cache_ms (1 s).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(
             a.api(&c, json!({"action":"getSystemStatus","cookie":cookie}))
                 .await["status"],

@@ -46,7 +46,13 @@ pub struct Store {
 
 #[derive(Clone)]
 enum Inner {
-    Sqlite(SqlitePool),
+    /// SQLite allows one writer at a time. Writes go through a pool of one
+    /// connection, so they queue in-process instead of meeting SQLITE_BUSY and
+    /// its sleeping retries; reads run in parallel on the other pool (WAL).
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -59,11 +65,18 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Runs the same statement text on whichever pool the store holds.
+/// Runs the same statement text on whichever pool the store holds: `read`
+/// for queries, `write` for anything that changes data.
 macro_rules! with_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
+    ($store:expr, read $pool:ident => $body:expr) => {
         match &$store.inner {
-            Inner::Sqlite($pool) => $body,
+            Inner::Sqlite { read: $pool, .. } => $body,
+            Inner::Postgres($pool) => $body,
+        }
+    };
+    ($store:expr, write $pool:ident => $body:expr) => {
+        match &$store.inner {
+            Inner::Sqlite { write: $pool, .. } => $body,
             Inner::Postgres($pool) => $body,
         }
     };
@@ -162,17 +175,31 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true);
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(max)
-                    .connect_with(connect)
+                // A connection is only handed out after a round trip when
+                // asked; the default ping before every acquire doubles the cost
+                // of a one-row query.
+                let write = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .test_before_acquire(false)
+                    .connect_with(connect.clone())
                     .await?;
-                migrator(SQLITE_MIGRATIONS).run(&pool).await?;
-                Inner::Sqlite(pool)
+                migrator(SQLITE_MIGRATIONS).run(&write).await?;
+                let read = if max == 1 {
+                    write.clone()
+                } else {
+                    SqlitePoolOptions::new()
+                        .max_connections(max)
+                        .test_before_acquire(false)
+                        .connect_with(connect)
+                        .await?
+                };
+                Inner::Sqlite { read, write }
             }
             Backend::Postgres => {
                 let connect = PgConnectOptions::from_str(url)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections.max(1))
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(connect)
                     .await?;
@@ -186,19 +213,25 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         match self.inner {
-            Inner::Sqlite(_) => Backend::Sqlite,
+            Inner::Sqlite { .. } => Backend::Sqlite,
             Inner::Postgres(_) => Backend::Postgres,
         }
     }
 
     /// Waits for in-flight queries and closes every connection.
     pub async fn close(&self) {
-        with_pool!(self, pool => pool.close().await)
+        match &self.inner {
+            Inner::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Inner::Postgres(pool) => pool.close().await,
+        }
     }
 
     /// A trivial round trip, for health checks.
     pub async fn ping(&self) -> Result<(), Error> {
-        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        with_pool!(self, read pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
         Ok(())
     }
 }
@@ -206,7 +239,7 @@ impl Store {
 #[async_trait]
 impl SessionStore for Store {
     async fn create_session(&self, s: &Session) -> Result<(), Error> {
-        with_pool!(self, pool => sqlx::query(
+        with_pool!(self, write pool => sqlx::query(
             "INSERT INTO sessions (cookie, username, ip, created_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5)")
             .bind(&s.cookie).bind(&s.username).bind(&s.ip).bind(s.created_ms).bind(s.last_seen_ms)
             .execute(pool).await.map(|_| ()))?;
@@ -214,7 +247,7 @@ impl SessionStore for Store {
     }
 
     async fn session(&self, cookie: &str) -> Result<Option<Session>, Error> {
-        let row = with_pool!(self, pool => {
+        let row = with_pool!(self, read pool => {
             let row = sqlx::query(
                 "SELECT username, ip, created_ms, last_seen_ms FROM sessions WHERE cookie = $1")
                 .bind(cookie).fetch_optional(pool).await?;
@@ -233,28 +266,28 @@ impl SessionStore for Store {
     }
 
     async fn touch_session(&self, cookie: &str, last_seen_ms: i64) -> Result<(), Error> {
-        with_pool!(self, pool => sqlx::query(
+        with_pool!(self, write pool => sqlx::query(
             "UPDATE sessions SET last_seen_ms = $2 WHERE cookie = $1 AND last_seen_ms < $2")
             .bind(cookie).bind(last_seen_ms).execute(pool).await.map(|_| ()))?;
         Ok(())
     }
 
     async fn delete_session(&self, cookie: &str) -> Result<bool, Error> {
-        let done = with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE cookie = $1")
+        let done = with_pool!(self, write pool => sqlx::query("DELETE FROM sessions WHERE cookie = $1")
             .bind(cookie).execute(pool).await?.rows_affected());
         Ok(done > 0)
     }
 
     async fn delete_sessions_of(&self, username: &str) -> Result<u64, Error> {
         Ok(
-            with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE username = $1")
+            with_pool!(self, write pool => sqlx::query("DELETE FROM sessions WHERE username = $1")
             .bind(username).execute(pool).await?.rows_affected()),
         )
     }
 
     async fn delete_idle_sessions(&self, last_seen_before_ms: i64) -> Result<u64, Error> {
         Ok(
-            with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE last_seen_ms < $1")
+            with_pool!(self, write pool => sqlx::query("DELETE FROM sessions WHERE last_seen_ms < $1")
             .bind(last_seen_before_ms).execute(pool).await?.rows_affected()),
         )
     }
@@ -269,7 +302,7 @@ impl ChallengeStore for Store {
         ip: &str,
         expires_ms: i64,
     ) -> Result<(), Error> {
-        with_pool!(self, pool => sqlx::query(
+        with_pool!(self, write pool => sqlx::query(
             "INSERT INTO challenges (challenge, username, ip, expires_ms) VALUES ($1, $2, $3, $4)")
             .bind(challenge).bind(username).bind(ip).bind(expires_ms).execute(pool).await.map(|_| ()))?;
         Ok(())
@@ -282,7 +315,7 @@ impl ChallengeStore for Store {
         now_ms: i64,
         limit: i64,
     ) -> Result<Vec<String>, Error> {
-        let rows = with_pool!(self, pool => {
+        let rows = with_pool!(self, read pool => {
             let rows = sqlx::query(
                 "SELECT challenge FROM challenges WHERE username = $1 AND ip = $2 AND expires_ms > $3 \
                  ORDER BY expires_ms DESC LIMIT $4")
@@ -293,14 +326,14 @@ impl ChallengeStore for Store {
     }
 
     async fn consume_challenge(&self, challenge: &str) -> Result<bool, Error> {
-        let n = with_pool!(self, pool => sqlx::query("DELETE FROM challenges WHERE challenge = $1")
+        let n = with_pool!(self, write pool => sqlx::query("DELETE FROM challenges WHERE challenge = $1")
             .bind(challenge).execute(pool).await?.rows_affected());
         Ok(n == 1)
     }
 
     async fn delete_expired_challenges(&self, now_ms: i64) -> Result<u64, Error> {
         Ok(
-            with_pool!(self, pool => sqlx::query("DELETE FROM challenges WHERE expires_ms <= $1")
+            with_pool!(self, write pool => sqlx::query("DELETE FROM challenges WHERE expires_ms <= $1")
             .bind(now_ms).execute(pool).await?.rows_affected()),
         )
     }
@@ -316,7 +349,7 @@ impl LoginGuardStore for Store {
         max_failures: i64,
         ban_ms: i64,
     ) -> Result<Option<i64>, Error> {
-        let banned = with_pool!(self, pool => {
+        let banned = with_pool!(self, write pool => {
             let mut tx = pool.begin().await?;
             // Writing first takes the write lock at once (no SQLite lock upgrade).
             sqlx::query("INSERT INTO login_failures (ip, at_ms) VALUES ($1, $2)")
@@ -343,7 +376,7 @@ impl LoginGuardStore for Store {
     }
 
     async fn active_ban(&self, ip: &str, now_ms: i64) -> Result<Option<i64>, Error> {
-        let until = with_pool!(self, pool => {
+        let until = with_pool!(self, read pool => {
             let row = sqlx::query("SELECT until_ms FROM login_bans WHERE ip = $1 AND until_ms > $2")
                 .bind(ip).bind(now_ms).fetch_optional(pool).await?;
             row.map(|r| r.try_get::<i64, _>(0)).transpose()?
@@ -352,13 +385,18 @@ impl LoginGuardStore for Store {
     }
 
     async fn clear_login_failures(&self, ip: &str) -> Result<(), Error> {
-        with_pool!(self, pool => sqlx::query("DELETE FROM login_failures WHERE ip = $1")
-            .bind(ip).execute(pool).await.map(|_| ()))?;
+        // Nearly always there is nothing to clear: look before taking the write lock.
+        let any = with_pool!(self, read pool => sqlx::query("SELECT 1 FROM login_failures WHERE ip = $1 LIMIT 1")
+            .bind(ip).fetch_optional(pool).await?.is_some());
+        if any {
+            with_pool!(self, write pool => sqlx::query("DELETE FROM login_failures WHERE ip = $1")
+                .bind(ip).execute(pool).await.map(|_| ()))?;
+        }
         Ok(())
     }
 
     async fn prune_login_guard(&self, failures_before_ms: i64, now_ms: i64) -> Result<(), Error> {
-        with_pool!(self, pool => {
+        with_pool!(self, write pool => {
             sqlx::query("DELETE FROM login_failures WHERE at_ms <= $1")
                 .bind(failures_before_ms).execute(pool).await?;
             sqlx::query("DELETE FROM login_bans WHERE until_ms <= $1")
@@ -371,7 +409,7 @@ impl LoginGuardStore for Store {
 #[async_trait]
 impl AuditStore for Store {
     async fn record_audit(&self, e: &AuditEvent) -> Result<(), Error> {
-        with_pool!(self, pool => sqlx::query(
+        with_pool!(self, write pool => sqlx::query(
             "INSERT INTO audit_log (at_ms, event, username, ip, result, detail) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(e.at_ms).bind(&e.event).bind(&e.username).bind(&e.ip).bind(&e.result).bind(&e.detail)
             .execute(pool).await.map(|_| ()))?;
@@ -379,7 +417,7 @@ impl AuditStore for Store {
     }
 
     async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditEvent>, Error> {
-        let events = with_pool!(self, pool => {
+        let events = with_pool!(self, read pool => {
             let rows = sqlx::query(
                 "SELECT at_ms, event, username, ip, result, detail FROM audit_log ORDER BY id DESC LIMIT $1")
                 .bind(limit).fetch_all(pool).await?;
@@ -404,7 +442,7 @@ impl SettingsStore for Store {
         &self,
         digests: &[(String, String)],
     ) -> Result<Vec<String>, Error> {
-        let mut changed = with_pool!(self, pool => {
+        let mut changed = with_pool!(self, write pool => {
             let mut tx = pool.begin().await?;
             // Take the write lock first so two processes starting together serialise here.
             sqlx::query("DELETE FROM settings_digests WHERE key = ''").execute(&mut *tx).await?;
@@ -440,7 +478,7 @@ impl SettingsStore for Store {
 #[async_trait]
 impl MetaStore for Store {
     async fn meta_get_or_init(&self, key: &str, init: &str) -> Result<String, Error> {
-        let value = with_pool!(self, pool => {
+        let value = with_pool!(self, write pool => {
             sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
                 .bind(key).bind(init).execute(pool).await?;
             sqlx::query("SELECT value FROM meta WHERE key = $1")

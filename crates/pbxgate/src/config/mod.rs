@@ -193,6 +193,7 @@ impl Default for HttpsApiOld {
 pub struct SessionConfig {
     pub idle_timeout_secs: u64,
     pub challenge_ttl_secs: u64,
+    pub cache_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -200,6 +201,7 @@ impl Default for SessionConfig {
         SessionConfig {
             idle_timeout_secs: 600,
             challenge_ttl_secs: 60,
+            cache_ms: 1000,
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Settings {
     pub old_api: OldApiSettings,
     pub idle_timeout: Duration,
     pub challenge_ttl: Duration,
+    /// How long a session read from the database is trusted before it is read
+    /// again; zero reads it on every request.
+    pub session_cache: Duration,
     pub lockout: LockoutSettings,
     pub system: SystemConfig,
     pub log: LogConfig,
@@ -294,6 +297,12 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
             "must be at least 1",
         ));
     }
+    if c.session.cache_ms > 60_000 {
+        return Err(ConfigError::invalid(
+            "session.cache_ms",
+            "must be 0 to 60000",
+        ));
+    }
     if c.session.challenge_ttl_secs == 0 {
         return Err(ConfigError::invalid(
             "session.challenge_ttl_secs",
@@ -372,6 +381,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         old_api,
         idle_timeout: Duration::from_secs(c.session.idle_timeout_secs),
         challenge_ttl: Duration::from_secs(c.session.challenge_ttl_secs),
+        session_cache: Duration::from_millis(c.session.cache_ms),
         lockout,
         system: c.system,
         log: c.log,
