@@ -1,0 +1,303 @@
+//! Asterisk REST Interface: a few REST calls (continue, hangup, answer,
+//! applications) and the events websocket of one Stasis application, kept
+//! connected with back-off.
+
+mod events;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{broadcast, watch};
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage, client::IntoClientRequest};
+
+pub use events::{Channel, Event};
+
+use crate::{ConnState, Error};
+
+#[derive(Clone)]
+pub struct AriConfig {
+    /// `http://127.0.0.1:8088` (the `/ari` prefix is added).
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    pub app: String,
+    pub request_timeout: Duration,
+    pub max_backoff: Duration,
+}
+
+impl std::fmt::Debug for AriConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AriConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("app", &self.app)
+            .finish()
+    }
+}
+
+impl AriConfig {
+    pub fn new(
+        url: impl Into<String>,
+        username: impl Into<String>,
+        password: impl Into<String>,
+        app: impl Into<String>,
+    ) -> Self {
+        AriConfig {
+            url: url
+                .into()
+                .trim_end_matches('/')
+                .trim_end_matches("/ari")
+                .to_owned(),
+            username: username.into(),
+            password: password.into(),
+            app: app.into(),
+            request_timeout: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+
+    fn basic_auth(&self) -> String {
+        let raw = format!("{}:{}", self.username, self.password);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+}
+
+/// Handle to ARI; cheap to clone.
+#[derive(Clone)]
+pub struct Ari {
+    config: Arc<AriConfig>,
+    http: reqwest::Client,
+    events: broadcast::Sender<Arc<Event>>,
+    state: watch::Receiver<ConnState>,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+/// Percent-encodes a path segment or query value (channel ids are plain, but
+/// nothing from outside is trusted).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Ari {
+    /// Starts the events websocket task.
+    pub fn start(config: AriConfig) -> Result<Ari, Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| Error::Protocol(format!("cannot build the ARI HTTP client: {e}")))?;
+        let (events, _) = broadcast::channel(1024);
+        let (state_tx, state) = watch::channel(ConnState::Connecting);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let config = Arc::new(config);
+        tokio::spawn(run(config.clone(), events.clone(), state_tx, shutdown_rx));
+        Ok(Ari {
+            config,
+            http,
+            events,
+            state,
+            shutdown: Arc::new(shutdown),
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    pub fn state(&self) -> watch::Receiver<ConnState> {
+        self.state.clone()
+    }
+
+    pub fn app(&self) -> &str {
+        &self.config.app
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::Response, Error> {
+        let url = format!("{}/ari{path}", self.config.url);
+        let resp = self
+            .http
+            .request(method, url)
+            .header(reqwest::header::AUTHORIZATION, self.config.basic_auth())
+            .send()
+            .await
+            .map_err(|e| Error::Protocol(format!("ARI request failed: {e}")))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(match status.as_u16() {
+            401 | 403 => Error::Auth(format!("ARI answered {status}")),
+            404 => Error::NotFound(body.chars().take(200).collect()),
+            _ => Error::Protocol(format!(
+                "ARI answered {status}: {}",
+                body.chars().take(200).collect::<String>()
+            )),
+        })
+    }
+
+    /// Lets a channel leave Stasis and go on in the dialplan where it was.
+    pub async fn continue_in_dialplan(&self, channel_id: &str) -> Result<(), Error> {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/channels/{}/continue", encode(channel_id)),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Hangs a channel up with a reason (`normal`, `busy`, `congestion`, `no_answer`, ...).
+    pub async fn hangup(&self, channel_id: &str, reason: &str) -> Result<(), Error> {
+        self.request(
+            reqwest::Method::DELETE,
+            &format!("/channels/{}?reason={}", encode(channel_id), encode(reason)),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn answer(&self, channel_id: &str) -> Result<(), Error> {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/channels/{}/answer", encode(channel_id)),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The Stasis applications Asterisk knows (names).
+    pub async fn applications(&self) -> Result<Vec<String>, Error> {
+        let resp = self.request(reqwest::Method::GET, "/applications").await?;
+        let apps: Vec<serde_json::Value> = resp
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("ARI applications: {e}")))?;
+        Ok(apps
+            .iter()
+            .filter_map(|a| a.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+            .collect())
+    }
+}
+
+async fn run(
+    config: Arc<AriConfig>,
+    events: broadcast::Sender<Arc<Event>>,
+    state: watch::Sender<ConnState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let _ = state.send(ConnState::Connecting);
+        let result = session(&config, &events, &state, &mut shutdown).await;
+        if *shutdown.borrow() {
+            let _ = state.send(ConnState::Stopped);
+            return;
+        }
+        let was_up = result.is_ok();
+        let reason = match result {
+            Ok(()) => "websocket closed by Asterisk".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(
+            url = config.url,
+            reason,
+            retry_in_ms = backoff.as_millis() as u64,
+            "ARI events disconnected"
+        );
+        let _ = state.send(ConnState::Down(reason));
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => { let _ = state.send(ConnState::Stopped); return; }
+        }
+        backoff = if was_up {
+            Duration::from_millis(500)
+        } else {
+            (backoff * 2).min(config.max_backoff)
+        };
+    }
+}
+
+async fn session(
+    config: &AriConfig,
+    events: &broadcast::Sender<Arc<Event>>,
+    state: &watch::Sender<ConnState>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let ws_url = format!(
+        "{}/ari/events?app={}&subscribeAll=false",
+        config.url.replacen("http", "ws", 1),
+        encode(&config.app)
+    );
+    let mut request = ws_url
+        .into_client_request()
+        .map_err(|e| Error::Protocol(format!("bad ARI URL: {e}")))?;
+    let auth = config
+        .basic_auth()
+        .parse()
+        .map_err(|_| Error::Protocol("ARI credentials are not a valid header".into()))?;
+    request.headers_mut().insert("Authorization", auth);
+    let (ws, _) = tokio::time::timeout(
+        config.request_timeout,
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .map_err(|_| Error::Timeout("ARI websocket".into()))?
+    .map_err(|e| match e {
+        tungstenite::Error::Http(r) if r.status().as_u16() == 401 => {
+            Error::Auth("ARI refused the credentials".into())
+        }
+        e => Error::Protocol(format!("ARI websocket: {e}")),
+    })?;
+    tracing::info!(url = config.url, app = config.app, "ARI events connected");
+    let _ = state.send(ConnState::Up);
+    let (mut sink, mut stream) = ws.split();
+    let mut ping = tokio::time::interval(Duration::from_secs(20));
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                match msg {
+                    None => return Ok(()),
+                    Some(Err(e)) => return Err(Error::Protocol(format!("ARI websocket: {e}"))),
+                    Some(Ok(WsMessage::Text(text))) => {
+                        match Event::parse(text.as_str()) {
+                            Ok(event) => { let _ = events.send(Arc::new(event)); }
+                            Err(e) => tracing::warn!(error = %e, "ARI event that is not JSON skipped"),
+                        }
+                    }
+                    Some(Ok(WsMessage::Close(_))) => return Ok(()),
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = ping.tick() => {
+                sink.send(WsMessage::Ping(Vec::new().into())).await
+                    .map_err(|e| Error::Protocol(format!("ARI websocket: {e}")))?;
+            }
+            _ = shutdown.changed() => {
+                let _ = sink.send(WsMessage::Close(None)).await;
+                return Ok(());
+            }
+        }
+    }
+}
