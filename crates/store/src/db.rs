@@ -82,16 +82,26 @@ macro_rules! with_pool {
     };
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/sqlite/0001_foundation.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/postgres/0001_foundation.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (2, "cdr", include_str!("../migrations/sqlite/0002_cdr.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/postgres/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "cdr",
+        include_str!("../migrations/postgres/0002_cdr.sql"),
+    ),
+];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
     Migrator::with_migrations(
@@ -525,5 +535,124 @@ mod tests {
             PathBuf::from("/var/lib/p.db")
         );
         assert_eq!(sqlite_path("sqlite::memory:", base), None);
+    }
+}
+
+/// Rows per multi-row INSERT: 45 bound values each, well under SQLite's and
+/// PostgreSQL's parameter limits.
+const CDR_ROWS_PER_STATEMENT: usize = 200;
+
+/// `INSERT INTO cdr (dedupe_key, start_ms, "accountcode", ...) VALUES ($1, ...), ...`
+/// for `rows` rows. Only static names and placeholders are interpolated.
+fn cdr_insert_sql(rows: usize) -> String {
+    let fields = &ucm::cdr::FIELDS[1..];
+    let per_row = 2 + fields.len();
+    let mut sql = String::from("INSERT INTO cdr (dedupe_key, start_ms");
+    for f in fields {
+        sql.push_str(", \"");
+        sql.push_str(f);
+        sql.push('"');
+    }
+    sql.push_str(") VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..per_row {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * per_row + c + 1));
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (dedupe_key) DO NOTHING");
+    sql
+}
+
+fn cdr_select_sql(tail: &str) -> String {
+    let mut sql = String::from("SELECT acctid");
+    for f in &ucm::cdr::FIELDS[1..] {
+        sql.push_str(", \"");
+        sql.push_str(f);
+        sql.push('"');
+    }
+    sql.push_str(" FROM cdr ");
+    sql.push_str(tail);
+    sql
+}
+
+macro_rules! insert_cdr_chunk {
+    ($pool:expr, $chunk:expr) => {{
+        let sql = cdr_insert_sql($chunk.len());
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql).into_sql_str());
+        for c in $chunk {
+            q = q.bind(c.dedupe_key.as_str()).bind(c.start_ms);
+            for v in &c.record.values()[1..] {
+                q = q.bind(v.as_str());
+            }
+        }
+        q.execute($pool).await?.rows_affected()
+    }};
+}
+
+#[async_trait]
+impl CdrStore for Store {
+    async fn insert_cdrs(&self, batch: &[NewCdr]) -> Result<u64, Error> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let inserted = with_pool!(self, write pool => {
+            let mut tx = pool.begin().await?;
+            let mut n = 0;
+            for chunk in batch.chunks(CDR_ROWS_PER_STATEMENT) {
+                n += insert_cdr_chunk!(&mut *tx, chunk);
+            }
+            tx.commit().await?;
+            n
+        });
+        Ok(inserted)
+    }
+
+    async fn cdr_count(&self) -> Result<i64, Error> {
+        Ok(
+            with_pool!(self, read pool => sqlx::query("SELECT COUNT(*) FROM cdr")
+            .fetch_one(pool).await?.try_get::<i64, _>(0)?),
+        )
+    }
+
+    async fn recent_cdrs(&self, limit: i64) -> Result<Vec<ucm::cdr::CdrRecord>, Error> {
+        let sql = cdr_select_sql("ORDER BY acctid DESC LIMIT $1");
+        let records = with_pool!(self, read pool => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql).into_sql_str())
+                .bind(limit).fetch_all(pool).await?;
+            rows.iter().map(|r| -> Result<_, sqlx::Error> {
+                let mut values = Vec::with_capacity(ucm::cdr::FIELDS.len());
+                values.push(r.try_get::<i64, _>(0)?.to_string());
+                for i in 1..ucm::cdr::FIELDS.len() {
+                    values.push(r.try_get::<String, _>(i)?);
+                }
+                Ok(ucm::cdr::CdrRecord::from_values(values))
+            }).collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(records)
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<Option<String>, Error> {
+        let v = with_pool!(self, read pool => {
+            let row = sqlx::query("SELECT value FROM checkpoints WHERE name = $1")
+                .bind(name).fetch_optional(pool).await?;
+            row.map(|r| r.try_get::<String, _>(0)).transpose()?
+        });
+        Ok(v)
+    }
+
+    async fn set_checkpoint(&self, name: &str, value: &str) -> Result<(), Error> {
+        with_pool!(self, write pool => sqlx::query(
+            "INSERT INTO checkpoints (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            .bind(name).bind(value).execute(pool).await.map(|_| ()))?;
+        Ok(())
     }
 }

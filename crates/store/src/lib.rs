@@ -11,8 +11,8 @@ pub use db::{Backend, ConnectOptions, Store, backend_of};
 pub use error::Error;
 pub use sqlx::Error as SqlxError;
 pub use traits::{
-    AuditEvent, AuditStore, ChallengeStore, LoginGuardStore, MetaStore, Session, SessionStore,
-    SettingsStore,
+    AuditEvent, AuditStore, CdrStore, ChallengeStore, LoginGuardStore, MetaStore, NewCdr, Session,
+    SessionStore, SettingsStore,
 };
 
 #[cfg(feature = "testing")]

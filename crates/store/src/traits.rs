@@ -118,3 +118,26 @@ pub trait MetaStore: Send + Sync {
     /// so that concurrent processes agree on one value.
     async fn meta_get_or_init(&self, key: &str, init: &str) -> Result<String, Error>;
 }
+
+/// A CDR ready to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCdr {
+    /// Stable identity of the Asterisk CDR: the same whichever way it arrives.
+    pub dedupe_key: String,
+    /// Call start, UTC milliseconds.
+    pub start_ms: i64,
+    /// The UCM record; its `AcctId` is assigned by the store.
+    pub record: ucm::cdr::CdrRecord,
+}
+
+#[async_trait]
+pub trait CdrStore: Send + Sync {
+    /// Stores a batch in one transaction; records whose key is already stored
+    /// are skipped. Returns how many were new.
+    async fn insert_cdrs(&self, batch: &[NewCdr]) -> Result<u64, Error>;
+    async fn cdr_count(&self) -> Result<i64, Error>;
+    /// The newest `limit` records, newest first, with `AcctId` filled in.
+    async fn recent_cdrs(&self, limit: i64) -> Result<Vec<ucm::cdr::CdrRecord>, Error>;
+    async fn checkpoint(&self, name: &str) -> Result<Option<String>, Error>;
+    async fn set_checkpoint(&self, name: &str, value: &str) -> Result<(), Error>;
+}

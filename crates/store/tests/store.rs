@@ -336,3 +336,65 @@ async fn bad_urls_are_clear_errors() {
     assert!(msg.contains("unsupported database URL"), "{msg}");
     assert!(!msg.contains("secret"), "{msg}");
 }
+
+fn cdr(key: &str, src: &str) -> NewCdr {
+    let mut record = ucm::cdr::CdrRecord::new();
+    record.set("src", src);
+    record.set("dst", "1000");
+    record.set("lastdata", "PJSIP/1000,60,\"quoted\" 'x'; DROP TABLE cdr");
+    record.set("end", "2026-11-26 10:00:05");
+    record.set("session", "1795736002123-1001");
+    record.set(
+        "recordfiles_desc",
+        "duration=31,size=489324B,start-time=1661157307@",
+    );
+    NewCdr {
+        dedupe_key: key.into(),
+        start_ms: 1_795_736_002_000,
+        record,
+    }
+}
+
+#[tokio::test]
+async fn cdrs_are_stored_once_whatever_the_batches() {
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        let first: Vec<NewCdr> = (0..450)
+            .map(|i| cdr(&format!("k{i}"), &format!("{}", 1000 + i)))
+            .collect();
+        assert_eq!(s.insert_cdrs(&first).await.unwrap(), 450, "{b:?}");
+        // Overlapping batch: 50 old keys, 50 new, one duplicated inside the batch.
+        let mut second: Vec<NewCdr> = (400..500).map(|i| cdr(&format!("k{i}"), "x")).collect();
+        second.push(cdr("k499", "dup"));
+        assert_eq!(s.insert_cdrs(&second).await.unwrap(), 50, "{b:?}");
+        assert_eq!(s.insert_cdrs(&[]).await.unwrap(), 0);
+        assert_eq!(s.cdr_count().await.unwrap(), 500, "{b:?}");
+
+        let recent = s.recent_cdrs(2).await.unwrap();
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[0].get("src"), "x", "{b:?}");
+        let newest_id: i64 = recent[0].get("AcctId").parse().unwrap();
+        let older_id: i64 = recent[1].get("AcctId").parse().unwrap();
+        assert!(newest_id > older_id, "{b:?}");
+        // Every field round-trips exactly, quotes and all.
+        let expected = cdr("k0", "x").record;
+        for (name, value) in expected.fields().skip(1) {
+            assert_eq!(recent[0].get(name), value, "{name} on {b:?}");
+        }
+    });
+}
+
+#[tokio::test]
+async fn checkpoints_are_kept_and_replaced() {
+    on_every_backend!(|s, db| {
+        assert_eq!(s.checkpoint("csv").await.unwrap(), None);
+        s.set_checkpoint("csv", "100").await.unwrap();
+        s.set_checkpoint("csv", "250").await.unwrap();
+        assert_eq!(
+            s.checkpoint("csv").await.unwrap().as_deref(),
+            Some("250"),
+            "{:?}",
+            db.backend
+        );
+    });
+}
