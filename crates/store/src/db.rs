@@ -498,46 +498,6 @@ impl MetaStore for Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_pick_the_backend() {
-        assert_eq!(backend_of("sqlite://data/x.db").unwrap(), Backend::Sqlite);
-        assert_eq!(backend_of("sqlite::memory:").unwrap(), Backend::Sqlite);
-        assert_eq!(backend_of("postgres://u@h/db").unwrap(), Backend::Postgres);
-        assert_eq!(
-            backend_of("postgresql://u@h/db").unwrap(),
-            Backend::Postgres
-        );
-        assert!(backend_of("mysql://u@h/db").is_err());
-    }
-
-    #[test]
-    fn passwords_are_redacted_from_url_errors() {
-        let err = backend_of("mysql://bob:hunter2@host/db")
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("hunter2"), "{err}");
-        assert!(err.contains("bob:***@host"), "{err}");
-    }
-
-    #[test]
-    fn relative_sqlite_paths_resolve_against_the_base_dir() {
-        let base = Path::new("/etc/pbxgate");
-        assert_eq!(
-            sqlite_path("sqlite://data/pbxgate.db", base).unwrap(),
-            PathBuf::from("/etc/pbxgate/data/pbxgate.db")
-        );
-        assert_eq!(
-            sqlite_path("sqlite:///var/lib/p.db", base).unwrap(),
-            PathBuf::from("/var/lib/p.db")
-        );
-        assert_eq!(sqlite_path("sqlite::memory:", base), None);
-    }
-}
-
 /// Rows per multi-row INSERT: 45 bound values each, well under SQLite's and
 /// PostgreSQL's parameter limits.
 const CDR_ROWS_PER_STATEMENT: usize = 200;
@@ -654,5 +614,45 @@ impl CdrStore for Store {
              ON CONFLICT (name) DO UPDATE SET value = excluded.value")
             .bind(name).bind(value).execute(pool).await.map(|_| ()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_the_backend() {
+        assert_eq!(backend_of("sqlite://data/x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(backend_of("sqlite::memory:").unwrap(), Backend::Sqlite);
+        assert_eq!(backend_of("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(
+            backend_of("postgresql://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert!(backend_of("mysql://u@h/db").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_url_errors() {
+        let err = backend_of("mysql://bob:hunter2@host/db")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("bob:***@host"), "{err}");
+    }
+
+    #[test]
+    fn relative_sqlite_paths_resolve_against_the_base_dir() {
+        let base = Path::new("/etc/pbxgate");
+        assert_eq!(
+            sqlite_path("sqlite://data/pbxgate.db", base).unwrap(),
+            PathBuf::from("/etc/pbxgate/data/pbxgate.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/p.db", base).unwrap(),
+            PathBuf::from("/var/lib/p.db")
+        );
+        assert_eq!(sqlite_path("sqlite::memory:", base), None);
     }
 }
