@@ -5,6 +5,9 @@
 pub mod ami;
 pub mod ari;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 /// Connection state, for health reporting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnState {

@@ -11,6 +11,8 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),
+    #[error("Asterisk: {0}")]
+    Asterisk(#[from] asterisk::Error),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {addr}: {source}")]

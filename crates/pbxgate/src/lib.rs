@@ -8,8 +8,11 @@
 pub mod acl;
 pub mod api;
 pub mod auth;
+pub mod callcontrol;
 pub mod config;
 pub mod error;
+pub mod health;
+pub mod ingest;
 mod random;
 pub mod server;
 mod settings_audit;

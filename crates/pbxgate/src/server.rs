@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use store::{ConnectOptions, Store};
 
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::system::{Identity, StatusCache};
-use crate::{api, settings_audit, tls};
+use crate::{api, callcontrol, health, ingest, settings_audit, tls};
 
 /// Shared state of the running server.
 #[derive(Clone)]
@@ -27,6 +27,14 @@ pub struct AppInner {
     pub identity: Identity,
     pub started: Instant,
     pub status_cache: StatusCache,
+    /// The Asterisk connections, when configured.
+    pub pbx: Option<Pbx>,
+}
+
+pub struct Pbx {
+    pub ami: asterisk::ami::Ami,
+    pub ari: Option<asterisk::ari::Ari>,
+    ingest: std::sync::Mutex<Option<ingest::Ingest>>,
 }
 
 impl Deref for App {
@@ -43,6 +51,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1", post(api::handle).fallback(api::invalid))
         // Real UCMs answer -1 to /api/challenge and the like.
         .route("/api/{*rest}", any(api::invalid))
+        .route("/healthz", get(health::healthz))
         .with_state(app)
 }
 
@@ -72,8 +81,19 @@ pub async fn prepare(settings: Settings) -> Result<App> {
             );
         }
     }
+    let pbx = settings
+        .asterisk
+        .as_ref()
+        .map(|a| connect_pbx(a, &store, &settings))
+        .transpose()?;
+    if pbx.is_none() {
+        tracing::warn!(
+            "asterisk.ami_secret is not set: not connecting to Asterisk (no CDR ingest)"
+        );
+    }
     let settings = Arc::new(settings);
     Ok(App(Arc::new(AppInner {
+        pbx,
         auth: Auth::new(settings.clone(), store.clone()),
         settings,
         store,
@@ -81,6 +101,37 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         started: Instant::now(),
         status_cache: StatusCache::default(),
     })))
+}
+
+fn connect_pbx(
+    a: &crate::config::AsteriskSettings,
+    store: &Store,
+    settings: &Settings,
+) -> Result<Pbx> {
+    let ami = asterisk::ami::Ami::start(asterisk::ami::AmiConfig::new(
+        a.ami_address.clone(),
+        a.ami_username.clone(),
+        a.ami_secret.expose(),
+    ));
+    let ingest = ingest::Ingest::start(&ami, store.clone(), settings.timezone.clone());
+    let ari = match &a.ari {
+        Some(c) => {
+            let ari = asterisk::ari::Ari::start(asterisk::ari::AriConfig::new(
+                c.url.clone(),
+                c.username.clone(),
+                c.password.expose(),
+                c.app.clone(),
+            ))?;
+            callcontrol::start(&ari);
+            Some(ari)
+        }
+        None => None,
+    };
+    Ok(Pbx {
+        ami,
+        ari,
+        ingest: std::sync::Mutex::new(Some(ingest)),
+    })
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish
@@ -141,6 +192,17 @@ pub async fn run(
         .serve(router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
         .await;
     maintenance.abort();
+    if let Some(pbx) = &app.pbx {
+        // Store every CDR already received before the database closes.
+        let ingest = pbx.ingest.lock().ok().and_then(|mut i| i.take());
+        if let Some(ingest) = ingest {
+            ingest.stop(grace).await;
+        }
+        pbx.ami.shutdown();
+        if let Some(ari) = &pbx.ari {
+            ari.shutdown();
+        }
+    }
     app.store.close().await;
     tracing::info!("pbxgate stopped");
     served.map_err(|e| Error::io("HTTPS server failed", e))

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use secret::Secret;
-pub use validate::{ApiUser, OldApiSettings, Settings};
+pub use validate::{ApiUser, AriSettings, AsteriskSettings, OldApiSettings, Settings};
 
 /// A problem with the configuration, naming the key it is about.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,55 @@ pub struct Config {
     pub login_restriction: LoginRestriction,
     pub system: SystemConfig,
     pub log: LogConfig,
+    pub asterisk: AsteriskConfig,
+    pub recordings: RecordingsConfig,
+}
+
+/// How pbxgate reaches Asterisk. An empty `ami_secret` means: do not connect.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsteriskConfig {
+    pub ami_address: String,
+    pub ami_username: String,
+    pub ami_secret: Secret,
+    pub ami_secret_file: String,
+    pub ari_url: String,
+    pub ari_username: String,
+    pub ari_password: Secret,
+    pub ari_password_file: String,
+    pub ari_app: String,
+    pub cdr_csv: String,
+}
+
+impl Default for AsteriskConfig {
+    fn default() -> Self {
+        AsteriskConfig {
+            ami_address: "127.0.0.1:5038".into(),
+            ami_username: "pbxgate".into(),
+            ami_secret: Secret::default(),
+            ami_secret_file: String::new(),
+            ari_url: "http://127.0.0.1:8088".into(),
+            ari_username: "pbxgate".into(),
+            ari_password: Secret::default(),
+            ari_password_file: String::new(),
+            ari_app: "pbxgate".into(),
+            cdr_csv: "/var/log/asterisk/cdr-csv/Master.csv".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingsConfig {
+    pub spool_dir: String,
+}
+
+impl Default for RecordingsConfig {
+    fn default() -> Self {
+        RecordingsConfig {
+            spool_dir: "/var/spool/asterisk".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Config, ConfigError, LogConfig, Secret, SystemConfig};
+use super::{AsteriskConfig, Config, ConfigError, LogConfig, Secret, SystemConfig};
 use crate::acl::Acl;
 
 /// The validated configuration the server runs on.
@@ -34,6 +34,28 @@ pub struct Settings {
     pub lockout: LockoutSettings,
     pub system: SystemConfig,
     pub log: LogConfig,
+    /// `None`: no AMI secret configured, pbxgate does not connect to Asterisk.
+    pub asterisk: Option<AsteriskSettings>,
+    pub recordings_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AsteriskSettings {
+    pub ami_address: String,
+    pub ami_username: String,
+    pub ami_secret: Secret,
+    /// `None`: no ARI password configured, the Stasis application is not registered.
+    pub ari: Option<AriSettings>,
+    /// Asterisk's CDR CSV, for recovery; `None` = none.
+    pub cdr_csv: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AriSettings {
+    pub url: String,
+    pub username: String,
+    pub password: Secret,
+    pub app: String,
 }
 
 /// One user of the new HTTPS API.
@@ -106,23 +128,7 @@ fn password(
     inline: &Secret,
     file: &str,
 ) -> Result<Secret, ConfigError> {
-    match (inline.is_empty(), file.is_empty()) {
-        (_, true) => Ok(inline.clone()),
-        (false, false) => Err(ConfigError::invalid(
-            format!("{key_prefix}password_file"),
-            format!("set either {key_prefix}password or {key_prefix}password_file, not both"),
-        )),
-        (true, false) => {
-            let path = resolve(base, file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::invalid(
-                    format!("{key_prefix}password_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
-        }
-    }
+    secret_or_file(base, &format!("{key_prefix}password"), inline, file)
 }
 
 fn tls_pair(
@@ -364,7 +370,17 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         ));
     }
 
+    let asterisk = asterisk(&c.asterisk, base)?;
+    if c.recordings.spool_dir.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "recordings.spool_dir",
+            "must not be empty",
+        ));
+    }
+
     Ok(Settings {
+        asterisk,
+        recordings_dir: resolve(base, &c.recordings.spool_dir),
         config_dir: base.to_path_buf(),
         listen,
         tls,
@@ -386,6 +402,100 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         system: c.system,
         log: c.log,
     })
+}
+
+fn asterisk(a: &AsteriskConfig, base: &Path) -> Result<Option<AsteriskSettings>, ConfigError> {
+    let secret = secret_or_file(
+        base,
+        "asterisk.ami_secret",
+        &a.ami_secret,
+        &a.ami_secret_file,
+    )?;
+    if secret.is_empty() {
+        return Ok(None);
+    }
+    let addr = a.ami_address.trim();
+    let port_ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok {
+        return Err(ConfigError::invalid(
+            "asterisk.ami_address",
+            format!("\"{addr}\" is not host:port"),
+        ));
+    }
+    if a.ami_username.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "asterisk.ami_username",
+            "must not be empty",
+        ));
+    }
+    let password = secret_or_file(
+        base,
+        "asterisk.ari_password",
+        &a.ari_password,
+        &a.ari_password_file,
+    )?;
+    let ari = if password.is_empty() {
+        None
+    } else {
+        if !(a.ari_url.starts_with("http://") || a.ari_url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "asterisk.ari_url",
+                "must start with http:// or https://",
+            ));
+        }
+        if a.ari_app.is_empty()
+            || !a
+                .ari_app
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::invalid(
+                "asterisk.ari_app",
+                "letters, digits, '_' and '-' only",
+            ));
+        }
+        Some(AriSettings {
+            url: a.ari_url.clone(),
+            username: a.ari_username.clone(),
+            password,
+            app: a.ari_app.clone(),
+        })
+    };
+    Ok(Some(AsteriskSettings {
+        ami_address: addr.to_owned(),
+        ami_username: a.ami_username.clone(),
+        ami_secret: secret,
+        ari,
+        cdr_csv: (!a.cdr_csv.is_empty()).then(|| resolve(base, &a.cdr_csv)),
+    }))
+}
+
+/// A secret from its key or its `_file` sibling (never both).
+fn secret_or_file(
+    base: &Path,
+    key: &str,
+    inline: &Secret,
+    file: &str,
+) -> Result<Secret, ConfigError> {
+    match (inline.is_empty(), file.is_empty()) {
+        (_, true) => Ok(inline.clone()),
+        (false, false) => Err(ConfigError::invalid(
+            format!("{key}_file"),
+            format!("set either {key} or {key}_file, not both"),
+        )),
+        (true, false) => {
+            let path = resolve(base, file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::invalid(
+                    format!("{key}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
+        }
+    }
 }
 
 fn is_mac(s: &str) -> bool {

@@ -1,0 +1,55 @@
+//! Test support: the settings of the project's Asterisk rig (`scripts/rig/up.sh`
+//! writes them to `RIG_DIR/rig.env`). Tests that need the rig call [`rig`]:
+//! without a rig they are skipped with a message, except under CI, where a
+//! missing rig is a failure so that the real-Asterisk tests can never be
+//! skipped silently.
+
+use std::collections::HashMap;
+
+pub const RIG_ENV: &str = "PBXGATE_RIG_ENV";
+const DEFAULT_RIG_ENV: &str = "/var/tmp/pbxgate-rig/rig.env";
+
+/// The rig's `KEY=VALUE` settings.
+#[derive(Debug, Clone)]
+pub struct Rig {
+    vars: HashMap<String, String>,
+}
+
+impl Rig {
+    pub fn get(&self, key: &str) -> &str {
+        self.vars.get(key).map_or("", String::as_str)
+    }
+
+    pub fn ami_address(&self) -> String {
+        format!("{}:{}", self.get("AMI_HOST"), self.get("AMI_PORT"))
+    }
+
+    /// `http://127.0.0.1:18088` (without `/ari`).
+    pub fn http_url(&self) -> String {
+        self.get("ARI_URL").trim_end_matches("/ari").to_owned()
+    }
+}
+
+/// The running rig, or `None` (test skipped) outside CI.
+#[allow(clippy::panic)]
+pub fn rig() -> Option<Rig> {
+    let path = std::env::var(RIG_ENV).unwrap_or_else(|_| DEFAULT_RIG_ENV.to_owned());
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "the Asterisk rig is required under CI: cannot read {path}: {e} (run scripts/rig/up.sh)"
+                );
+            }
+            eprintln!("skipped: no Asterisk rig ({path}: {e}); start one with scripts/rig/up.sh");
+            return None;
+        }
+    };
+    let vars = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+        .collect();
+    Some(Rig { vars })
+}

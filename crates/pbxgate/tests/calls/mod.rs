@@ -1,0 +1,276 @@
+//! Real calls through the test rig's Asterisk, read back from pbxgate's store.
+
+use std::time::Duration;
+
+use asterisk::ami::{Ami, AmiConfig};
+use asterisk::testing::{Rig, rig};
+use store::{CdrStore, ConnectOptions, Store};
+use ucm::cdr::CdrRecord;
+
+use crate::kit::*;
+
+fn pbx_config(rig: &Rig) -> String {
+    format!(
+        "[https_api]\npassword = \"pw\"\n\
+         [asterisk]\nami_address = \"{}\"\nami_username = \"{}\"\nami_secret = \"{}\"\n\
+         ari_url = \"{}\"\nari_username = \"{}\"\nari_password = \"{}\"\nari_app = \"{}\"\ncdr_csv = \"\"\n",
+        rig.ami_address(),
+        rig.get("AMI_USER"),
+        rig.get("AMI_SECRET"),
+        rig.http_url(),
+        rig.get("ARI_USER"),
+        rig.get("ARI_PASSWORD"),
+        rig.get("ARI_APP"),
+    )
+}
+
+/// Waits until /healthz reports AMI and ARI up.
+async fn wait_connected(srv: &Server) {
+    let c = client(None);
+    for _ in 0..200 {
+        let h: serde_json::Value = c
+            .get(srv.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if h["ami"] == "up" && h["ari"] == "up" {
+            assert_eq!(h["status"], "ok");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("pbxgate did not connect to Asterisk:\n{}", srv.log_text());
+}
+
+/// Places a call from a simulated endpoint (`phone-1001`, `carrier`) to
+/// `number`; the simulated side waits `secs` once answered, then hangs up.
+async fn call(ami: &Ami, from: &str, number: &str, caller: &str, secs: u32) {
+    let r = ami
+        .action(
+            "Originate",
+            &[
+                ("Channel", &format!("PJSIP/{number}@{from}")),
+                ("CallerID", caller),
+                ("Application", "Wait"),
+                ("Data", &secs.to_string()),
+                ("Timeout", "20000"),
+                ("Async", "true"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(r.is_success(), "{:?}", r.response);
+}
+
+/// The records of calls from `src` to `dst`. Each backend's database is new
+/// and only this test places calls, so these are the test's own.
+async fn records(store: &Store, src: &str, dst: &str) -> Vec<CdrRecord> {
+    store
+        .recent_cdrs(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.get("src") == src && r.get("dst") == dst)
+        .collect()
+}
+
+#[tokio::test]
+async fn calls_of_every_kind_are_stored_once_with_ucm_fields() {
+    let Some(rig) = rig() else { return };
+    for db in dbs().await {
+        let srv = Server::start(&db, &pbx_config(&rig)).await;
+        wait_connected(&srv).await;
+        let ami = Ami::start(AmiConfig::new(
+            rig.ami_address(),
+            rig.get("AMI_USER"),
+            rig.get("AMI_SECRET"),
+        ));
+
+        // (kind, from, number dialled, caller number, stored dst, disposition, direction)
+        let cases = [
+            (
+                "ia",
+                "phone-1001",
+                "1000",
+                "1001",
+                "1000",
+                "ANSWERED",
+                "Internal",
+            ),
+            (
+                "ib",
+                "phone-1001",
+                "1098",
+                "1001",
+                "1098",
+                "BUSY",
+                "Internal",
+            ),
+            (
+                "in",
+                "phone-1001",
+                "1099",
+                "1001",
+                "1099",
+                "NO ANSWER",
+                "Internal",
+            ),
+            (
+                "if",
+                "phone-1001",
+                "1002",
+                "1001",
+                "1002",
+                "FAILED",
+                "Internal",
+            ),
+            (
+                "oa",
+                "phone-1001",
+                "95550123",
+                "1001",
+                "5550123",
+                "ANSWERED",
+                "Outbound",
+            ),
+            (
+                "ob",
+                "phone-1001",
+                "95550198",
+                "1001",
+                "5550198",
+                "BUSY",
+                "Outbound",
+            ),
+            (
+                "on",
+                "phone-1001",
+                "95550199",
+                "1001",
+                "5550199",
+                "NO ANSWER",
+                "Outbound",
+            ),
+            (
+                "na",
+                "carrier",
+                "5550100",
+                "+15551234567",
+                "1000",
+                "ANSWERED",
+                "Inbound",
+            ),
+            (
+                "nb",
+                "carrier",
+                "5550198",
+                "+15551234567",
+                "1098",
+                "BUSY",
+                "Inbound",
+            ),
+        ];
+        for (kind, from, number, num, _, _, _) in &cases {
+            call(&ami, from, number, &format!("\"Test {kind}\" <{num}>"), 2).await;
+        }
+
+        let store = Store::connect(&srv.db_url, &ConnectOptions::default())
+            .await
+            .unwrap();
+        // Unanswered calls ring for the rig's dial timeout (8 s): wait for all.
+        for _ in 0..300 {
+            if store.cdr_count().await.unwrap() >= cases.len() as i64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Give stray duplicates a chance to show up before counting.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let all: Vec<String> = store
+            .recent_cdrs(100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} -> {} {} {} {} {}",
+                    r.get("src"),
+                    r.get("dst"),
+                    r.get("disposition"),
+                    r.get("channel"),
+                    r.get("dstchannel"),
+                    r.get("lastapp")
+                )
+            })
+            .collect();
+        assert!(all.len() >= cases.len(), "every call stored: {all:#?}");
+        for (kind, _, _, num, dst, disposition, direction) in &cases {
+            let rs = records(&store, num, dst).await;
+            assert_eq!(
+                rs.len(),
+                1,
+                "{kind}: exactly one CDR expected; all: {all:#?}"
+            );
+            let r = &rs[0];
+            assert_eq!(r.get("src"), *num, "{kind}");
+            assert_eq!(r.get("disposition"), *disposition, "{kind}: {r:#?}");
+            assert_eq!(r.get("userfield"), *direction, "{kind}: {r:#?}");
+            assert_eq!(r.get("action_type"), "DIAL", "{kind}");
+            assert!(!r.get("AcctId").is_empty());
+            assert!(
+                r.get("session").ends_with(&format!("-{num}")),
+                "{kind}: {}",
+                r.get("session")
+            );
+            assert!(
+                r.get("clid").ends_with(&format!("\" <{num}>")),
+                "{kind}: {}",
+                r.get("clid")
+            );
+            if *disposition == "ANSWERED" {
+                assert!(
+                    r.get("billsec").parse::<u32>().unwrap() >= 1,
+                    "{kind}: {r:#?}"
+                );
+                assert!(!r.get("answer").is_empty(), "{kind}");
+                let rec = r.get("recordfiles");
+                assert!(rec.ends_with('@'), "{kind}: {rec}");
+                let file =
+                    std::path::Path::new(rig.get("MONITOR_DIR")).join(rec.trim_end_matches('@'));
+                assert!(
+                    file.is_file(),
+                    "{kind}: recording {} missing",
+                    file.display()
+                );
+            } else {
+                assert_eq!(r.get("billsec"), "0", "{kind}");
+                assert_eq!(r.get("dstanswer"), "", "{kind}");
+                assert_eq!(r.get("recordfiles"), "", "{kind}");
+            }
+            match *direction {
+                "Internal" => {
+                    assert_eq!(r.get("channel_ext"), "1001", "{kind}");
+                    assert_eq!(r.get("src_trunk_name"), "");
+                }
+                "Outbound" => {
+                    assert_eq!(r.get("dst"), *dst, "{kind}");
+                    assert_eq!(r.get("dst_trunk_name"), "trunk", "{kind}: {r:#?}");
+                    assert_eq!(r.get("dstchannel_ext"), "trunk", "{kind}");
+                }
+                _ => {
+                    assert_eq!(r.get("src_trunk_name"), "trunk", "{kind}: {r:#?}");
+                    assert_eq!(r.get("channel_ext"), "trunk", "{kind}");
+                    if *disposition == "ANSWERED" {
+                        assert_eq!(r.get("dstanswer"), "1000", "{kind}: {r:#?}");
+                    }
+                }
+            }
+        }
+        ami.shutdown();
+        store.close().await;
+        srv.stop().await;
+    }
+}
