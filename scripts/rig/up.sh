@@ -146,6 +146,7 @@ TRUNK=trunk
 DIAL_TIMEOUT=$DIAL_TIMEOUT
 MONITOR_DIR=$RIG_DIR/var/spool/asterisk/monitor
 CDR_CSV=$RIG_DIR/var/log/asterisk/cdr-csv/Master.csv
+CDR_CUSTOM_CSV=$RIG_DIR/var/log/asterisk/cdr-custom/pbxgate.csv
 ASTERISK_LOG=$RIG_DIR/var/log/asterisk/messages.log
 ASTERISK_CLI="chroot $RIG_DIR asterisk -rx"
 EOF
@@ -249,7 +250,7 @@ wanted_module() {
         app_directed_pickup|app_db|app_while|app_if|app_playtones|app_channelredirect|\
         app_blind_transfer|app_attended_transfer|app_waituntil|app_sayunixtime|app_system) return 0 ;;
         bridge_*) return 0 ;;
-        cdr_csv|cdr_manager) return 0 ;;
+        cdr_csv|cdr_manager|cdr_custom|res_cdrel_custom) return 0 ;;
         chan_pjsip|chan_bridge_media|chan_rtp) return 0 ;;
         codec_alaw|codec_ulaw|codec_a_mu|codec_g722|codec_gsm|codec_resample|codec_adpcm) return 0 ;;
         format_wav|format_wav_gsm|format_pcm|format_gsm|format_sln) return 0 ;;
@@ -331,6 +332,7 @@ accountlogs = no
 EOF
 
 echo '#include cdr_manager_pbxgate.conf' > "$E/cdr_manager.conf"
+echo '#include cdr_custom_pbxgate.conf' > "$E/cdr_custom.conf"
 
 cat > "$E/rtp.conf" <<EOF
 [general]
@@ -551,13 +553,13 @@ EOF
 chmod -R a+rX "$E"
 # NB: inside the chroot /var/run -> /run is an absolute symlink: always use $RIG_DIR/run here
 mkdir -p "$RIG_DIR/run/asterisk" "$RIG_DIR/var/lib/asterisk" "$RIG_DIR/var/spool/asterisk/monitor" \
-         "$RIG_DIR/var/log/asterisk/cdr-csv" "$RIG_DIR/var/cache/asterisk"
+         "$RIG_DIR/var/log/asterisk/cdr-csv" "$RIG_DIR/var/log/asterisk/cdr-custom" "$RIG_DIR/var/cache/asterisk"
 # recordings and CSV readable from the host by a non-root process; owned by root, as the
 # chroot's asterisk uid is some unrelated user on the host
 chown root:root "$RIG_DIR/var/spool/asterisk" "$RIG_DIR/var/spool/asterisk/monitor" \
-                "$RIG_DIR/var/log/asterisk" "$RIG_DIR/var/log/asterisk/cdr-csv"
+                "$RIG_DIR/var/log/asterisk" "$RIG_DIR/var/log/asterisk/cdr-csv" "$RIG_DIR/var/log/asterisk/cdr-custom"
 chmod 755 "$RIG_DIR/var/spool/asterisk" "$RIG_DIR/var/spool/asterisk/monitor" \
-          "$RIG_DIR/var/log/asterisk" "$RIG_DIR/var/log/asterisk/cdr-csv"
+          "$RIG_DIR/var/log/asterisk" "$RIG_DIR/var/log/asterisk/cdr-csv" "$RIG_DIR/var/log/asterisk/cdr-custom"
 rm -f "$RIG_DIR/run/asterisk/asterisk.pid" "$RIG_DIR/run/asterisk/asterisk.ctl" "$RIG_DIR/.rig.pid"
 
 # local time of the rig's Asterisk (CDR times, the YYYY-MM recording folders)

@@ -28,6 +28,15 @@ enum Command {
         #[arg(short, long, env = "PBXGATE_CONFIG", default_value = "pbxgate.toml")]
         config: PathBuf,
     },
+    /// Backfill CDR history from an Asterisk CDR CSV (Master.csv or pbxgate.csv).
+    /// CDRs already stored are skipped, so it is safe to run again.
+    ImportCsv {
+        /// Configuration file (TOML): the database to import into.
+        #[arg(short, long, env = "PBXGATE_CONFIG", default_value = "pbxgate.toml")]
+        config: PathBuf,
+        /// The CSV file.
+        file: PathBuf,
+    },
     /// Validate a configuration file and print a summary (secrets are never printed).
     CheckConfig {
         /// Configuration file (TOML).
@@ -69,6 +78,23 @@ fn main() -> ExitCode {
             };
             print_summary(&config, &settings);
             ExitCode::SUCCESS
+        }
+        Command::ImportCsv { config, file } => {
+            let settings = match load(&config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("pbxgate: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(import_csv(settings, file))
         }
         Command::Serve { config } => {
             let settings = match load(&config) {
@@ -149,4 +175,71 @@ fn print_summary(path: &std::path::Path, s: &Settings) {
         },
         s.old_api.bind
     );
+}
+
+async fn import_csv(settings: Settings, file: PathBuf) -> ExitCode {
+    let total = match std::fs::metadata(&file) {
+        Ok(m) => m.len(),
+        Err(e) => {
+            eprintln!("pbxgate: cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match store::Store::connect(
+        settings.database_url.expose(),
+        &store::ConnectOptions {
+            max_connections: settings.database_max_connections,
+            base_dir: settings.config_dir.clone(),
+        },
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pbxgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tty = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let progress = |done: u64| {
+        if tty && total > 0 {
+            let pct = done.saturating_mul(100) / total;
+            let bar = "#".repeat((pct / 4) as usize);
+            eprint!(
+                "\rimporting [{bar:<25}] {pct:>3}%  {:.1} of {:.1} MB",
+                done as f64 / 1e6,
+                total as f64 / 1e6
+            );
+        }
+    };
+    let result = pbxgate::ingest::csv::import(&file, 0, &store, &settings.timezone, progress).await;
+    if tty {
+        eprintln!();
+    }
+    store.close().await;
+    match result {
+        Ok(s) => {
+            println!(
+                "{}: imported {}, skipped as duplicate {}, skipped helper-channel CDRs {}, rejected {} ({:.1} s)",
+                file.display(),
+                s.imported,
+                s.duplicates,
+                s.skipped,
+                s.rejected.len(),
+                started.elapsed().as_secs_f64()
+            );
+            for (line, reason) in s.rejected.iter().take(50) {
+                println!("  line {line}: {reason}");
+            }
+            if s.rejected.len() > 50 {
+                println!("  ... and {} more", s.rejected.len() - 50);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pbxgate: import failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

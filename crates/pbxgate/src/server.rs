@@ -113,7 +113,12 @@ fn connect_pbx(
         a.ami_username.clone(),
         a.ami_secret.expose(),
     ));
-    let ingest = ingest::Ingest::start(&ami, store.clone(), settings.timezone.clone());
+    let ingest = ingest::Ingest::start(
+        &ami,
+        store.clone(),
+        settings.timezone.clone(),
+        a.cdr_csv.clone(),
+    );
     let ari = match &a.ari {
         Some(c) => {
             let ari = asterisk::ari::Ari::start(asterisk::ari::AriConfig::new(

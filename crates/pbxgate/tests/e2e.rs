@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kit::*;
 use serde_json::{Value, json};
-use store::{AuditStore, ConnectOptions, Store};
+use store::{AuditStore, CdrStore, ConnectOptions, Store};
 
 #[tokio::test]
 async fn the_whole_login_flow() {
@@ -605,4 +605,71 @@ async fn sigterm_lets_an_in_flight_request_finish() {
         log.contains("shutting down") && log.contains("pbxgate stopped"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn import_csv_backfills_history_once() {
+    let master = [
+        r#""","1001","1000","ext-local","""Ext 1001"" <1001>","PJSIP/1001-00000001","PJSIP/1000-00000002","Dial","PJSIP/1000,8","2026-11-27 00:48:20","2026-11-27 00:48:21","2026-11-27 00:48:23",3,2,"ANSWERED","DOCUMENTATION","1795740500.1","""#,
+        r#""","1001","1099","ext-local","""Ext 1001"" <1001>","PJSIP/1001-00000003","PJSIP/1099-00000004","Dial","PJSIP/1099,8","2026-11-27 00:49:00",,"2026-11-27 00:49:08",8,0,"NO ANSWER","DOCUMENTATION","1795740540.3","""#,
+        // the same CDR again (a file concatenated twice)
+        r#""","1001","1000","ext-local","""Ext 1001"" <1001>","PJSIP/1001-00000001","PJSIP/1000-00000002","Dial","PJSIP/1000,8","2026-11-27 00:48:20","2026-11-27 00:48:21","2026-11-27 00:48:23",3,2,"ANSWERED","DOCUMENTATION","1795740500.1","""#,
+        "this line is not a CDR",
+        // a test originate's Local half: not a call
+        r#""","","s","test","","Local/1000@test-00000000;1","","Wait","2","2026-11-27 00:50:00","2026-11-27 00:50:00","2026-11-27 00:50:02",2,2,"ANSWERED","DOCUMENTATION","1795740600.5","""#,
+        r#""","+15551234567","1000","ext-local","""Bob"" <+15551234567>","PJSIP/trunk-00000006","PJSIP/1000-00000007","Dial","PJSIP/1000,8","2026-11-27 00:51:00","2026-11-27 00:51:01","2026-11-27 00:51:04",4,3,"ANSWERED","DOCUMENTATION","1795740660.6","","1795740660.6","9","Inbound","DIAL","trunk","","5550100","2026-11/auto-1795740660-+15551234567-1000.wav@""#,
+    ];
+    for db in dbs().await {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("Master.csv");
+        std::fs::write(&csv, master.join("\n") + "\n").unwrap();
+        let config = dir.path().join("p.toml");
+        std::fs::write(&config, format!("[database]\nurl = \"{}\"\n", db.url)).unwrap();
+        let run = || async {
+            let out = tokio::process::Command::new(BIN)
+                .args(["import-csv", "--config"])
+                .arg(&config)
+                .arg(&csv)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let first = run().await;
+        assert!(
+            first.contains(
+                "imported 3, skipped as duplicate 1, skipped helper-channel CDRs 1, rejected 1"
+            ),
+            "{first}"
+        );
+        assert!(first.contains("line 4:"), "{first}");
+        let second = run().await;
+        assert!(
+            second.contains("imported 0, skipped as duplicate 4"),
+            "{second}"
+        );
+
+        let store = Store::connect(&db.url, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let records = store.recent_cdrs(10).await.unwrap();
+        assert_eq!(records.len(), 3);
+        let inbound = &records[0];
+        assert_eq!(inbound.get("userfield"), "Inbound");
+        assert_eq!(inbound.get("src_trunk_name"), "trunk");
+        assert_eq!(inbound.get("session"), "17957406606-+15551234567");
+        assert_eq!(
+            inbound.get("recordfiles"),
+            "2026-11/auto-1795740660-+15551234567-1000.wav@"
+        );
+        let unanswered = &records[1];
+        assert_eq!(unanswered.get("disposition"), "NO ANSWER");
+        assert_eq!(unanswered.get("answer"), "");
+        store.close().await;
+    }
 }

@@ -2,8 +2,10 @@
 //! turned into records at once and written in batches (one transaction per
 //! batch, deduplicated on a stable key), so a burst of calls costs few writes.
 
+pub mod csv;
 pub mod derive;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +26,23 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn start(ami: &Ami, store: Store, tz: jiff::tz::TimeZone) -> Ingest {
+    pub fn start(
+        ami: &Ami,
+        store: Store,
+        tz: jiff::tz::TimeZone,
+        cdr_csv: Option<PathBuf>,
+    ) -> Ingest {
         let (tx, rx) = mpsc::channel::<NewCdr>(BATCH_MAX * 8);
         let (stop, stop_rx) = watch::channel(false);
+        if let Some(path) = cdr_csv {
+            tokio::spawn(recover_on_connect(
+                ami.state(),
+                store.clone(),
+                tz.clone(),
+                path,
+                stop_rx.clone(),
+            ));
+        }
         tokio::spawn(read_events(ami.subscribe(), tx, tz, stop_rx));
         let writer = tokio::spawn(write_batches(rx, store));
         Ingest { stop, writer }
@@ -110,4 +126,82 @@ async fn write_batches(mut rx: mpsc::Receiver<NewCdr>, store: Store) {
         }
         batch.clear();
     }
+}
+
+/// Each time AMI (re)connects — at start, after an Asterisk restart, after a
+/// network cut — the CDRs written to Asterisk's CSV since the last checkpoint
+/// are stored, so nothing produced while pbxgate was not listening is lost.
+/// Live events arriving meanwhile are deduplicated against them.
+async fn recover_on_connect(
+    mut state: watch::Receiver<asterisk::ConnState>,
+    store: Store,
+    tz: jiff::tz::TimeZone,
+    path: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if state.borrow_and_update().is_up() {
+            if let Err(e) = recover(&store, &tz, &path).await {
+                tracing::error!(path = %path.display(), error = %e, "CDR recovery from CSV failed; will retry at the next connection");
+            }
+            // Wait for the connection to drop before the next recovery.
+            while state.borrow_and_update().is_up() {
+                tokio::select! {
+                    r = state.changed() => if r.is_err() { return },
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+        tokio::select! {
+            r = state.changed() => if r.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Catches up with the CSV from the stored checkpoint (`<inode>:<offset>`);
+/// a replaced or truncated file is read from the start.
+pub async fn recover(
+    store: &Store,
+    tz: &jiff::tz::TimeZone,
+    path: &std::path::Path,
+) -> crate::error::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(path = %path.display(), "no CDR CSV to recover from");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(crate::error::Error::io(
+                format!("cannot read {}", path.display()),
+                e,
+            ));
+        }
+    };
+    let key = format!("cdr_csv:{}", path.display());
+    let offset = match store.checkpoint(&key).await? {
+        Some(v) => match v.split_once(':') {
+            Some((ino, off)) if ino == meta.ino().to_string() => {
+                off.parse::<u64>().unwrap_or(0).min(meta.len())
+            }
+            _ => 0,
+        },
+        None => 0,
+    };
+    let summary = csv::import(path, offset, store, tz, |_| {}).await?;
+    store
+        .set_checkpoint(&key, &format!("{}:{}", meta.ino(), summary.end_offset))
+        .await?;
+    if summary.imported > 0 || !summary.rejected.is_empty() {
+        tracing::info!(
+            path = %path.display(),
+            recovered = summary.imported,
+            already_stored = summary.duplicates,
+            rejected = summary.rejected.len(),
+            "CDRs recovered from CSV"
+        );
+    }
+    Ok(())
 }
