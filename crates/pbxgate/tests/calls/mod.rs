@@ -372,3 +372,144 @@ async fn cdrs_made_while_pbxgate_is_stopped_are_recovered_once() {
         srv.stop().await;
     }
 }
+
+/// The uniqueids of the CSV lines after the first `skip`.
+fn csv_uniqueids(csv: &str, skip: usize) -> Vec<String> {
+    std::fs::read_to_string(csv)
+        .unwrap_or_default()
+        .lines()
+        .skip(skip)
+        .filter_map(|l| pbxgate::ingest::csv::parse_line(l).ok())
+        .map(|c| c.uniqueid)
+        .collect()
+}
+
+#[tokio::test]
+async fn no_cdr_is_lost_or_doubled_when_asterisk_restarts_mid_run() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let csv = rig.get("CDR_CUSTOM_CSV").to_owned();
+    for db in dbs().await {
+        let config = pbx_config(&rig).replace("cdr_csv = \"\"", &format!("cdr_csv = \"{csv}\""));
+        let srv = Server::start(&db, &config).await;
+        wait_connected(&srv).await;
+        let lines_before = std::fs::read_to_string(&csv)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        let ami = Ami::start(AmiConfig::new(
+            rig.ami_address(),
+            rig.get("AMI_USER"),
+            rig.get("AMI_SECRET"),
+        ));
+        let mut state = ami.state();
+        for _ in 0..100 {
+            if state.borrow_and_update().is_up() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for i in 0..25 {
+            call(
+                &ami,
+                "phone-1001",
+                "1000",
+                &format!("\"Before {i}\" <1001>"),
+                3,
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Calls are up; restart Asterisk under them: every AMI connection drops.
+        let _ = ami
+            .action("Command", &[("Command", "core restart now")])
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        wait_connected(&srv).await;
+        let mut placed = 0;
+        for _ in 0..100 {
+            if ami.state().borrow().is_up()
+                && ami.action("Ping", &[]).await.is_ok_and(|r| r.is_success())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for i in 0..25 {
+            // Right after a restart PJSIP may still be loading: retry a refused originate.
+            for _ in 0..20 {
+                let r = ami
+                    .action(
+                        "Originate",
+                        &[
+                            ("Channel", "PJSIP/1000@phone-1001"),
+                            ("CallerID", &format!("\"After {i}\" <1001>")),
+                            ("Application", "Wait"),
+                            ("Data", "1"),
+                            ("Async", "true"),
+                        ],
+                    )
+                    .await;
+                if r.is_ok_and(|r| r.is_success()) {
+                    placed += 1;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        assert_eq!(placed, 25, "calls after the restart were placed");
+
+        // Wait until Asterisk has logged every call (the CSV stops growing).
+        let mut last = 0;
+        let mut stable = 0;
+        for _ in 0..200 {
+            let n = csv_uniqueids(&csv, lines_before).len();
+            if n == last && n >= 25 {
+                stable += 1;
+                if stable >= 20 {
+                    break;
+                }
+            } else {
+                stable = 0;
+                last = n;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let expected: std::collections::BTreeSet<String> =
+            csv_uniqueids(&csv, lines_before).into_iter().collect();
+        assert!(
+            expected.len() >= 25,
+            "Asterisk logged {} calls",
+            expected.len()
+        );
+
+        let store = Store::connect(&srv.db_url, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let mut stored: Vec<String> = Vec::new();
+        for _ in 0..100 {
+            stored = store
+                .recent_cdrs(1_000_000)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get("uniqueid").to_owned())
+                .filter(|u| expected.contains(u))
+                .collect();
+            if stored.len() >= expected.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let unique: std::collections::BTreeSet<String> = stored.iter().cloned().collect();
+        assert_eq!(
+            unique,
+            expected,
+            "every CDR Asterisk logged is stored:\n{}",
+            srv.log_text()
+        );
+        assert_eq!(stored.len(), expected.len(), "and none twice");
+        ami.shutdown();
+        store.close().await;
+        srv.stop().await;
+    }
+}
