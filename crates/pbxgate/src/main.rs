@@ -61,6 +61,16 @@ fn init_logging(settings: &Settings) {
     }
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("pbxgate: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 fn load(path: &Path) -> Result<Settings, ExitCode> {
     config::load(path).map_err(|e| {
         eprintln!("pbxgate: configuration error: {e}");
@@ -84,15 +94,9 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("pbxgate: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             runtime.block_on(import_csv(settings, file))
         }
@@ -102,15 +106,9 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logging(&settings);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("pbxgate: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             let result = runtime.block_on(pbxgate::server::run(
                 settings,
