@@ -17,26 +17,11 @@ for a in "$@"; do
 done
 RIG_DIR=${ARGS[0]:-${RIG_DIR:-/var/tmp/pbxgate-rig}}
 RIG_DIR=$(realpath -m "$RIG_DIR")
-log() { echo "rig: $*" >&2; }
+# shellcheck source=scripts/rig/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 [ "$RIG_DIR" != "/" ] || { log "refusing RIG_DIR=/"; exit 1; }
 [ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
 
-mounts_below() {
-    awk -v d="$1" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/mounts | sort -r
-}
-rig_pid() {   # see up.sh: only an 'asterisk' process whose root is this rig
-    local f pid
-    for f in "$RIG_DIR/run/asterisk/asterisk.pid" "$RIG_DIR/.rig.pid"; do
-        [ -r "$f" ] || continue
-        pid=$(tr -dc 0-9 < "$f")
-        [ -n "$pid" ] || continue
-        if [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = asterisk ] \
-           && [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$RIG_DIR" ]; then
-            echo "$pid"; return 0
-        fi
-    done
-    return 0
-}
 wait_gone() {   # PID SECONDS
     local i
     for ((i = 0; i < $2 * 10; i++)); do [ -d "/proc/$1" ] || return 0; sleep 0.1; done
@@ -62,18 +47,14 @@ fi
 rm -f "$RIG_DIR/run/asterisk/asterisk.pid" "$RIG_DIR/run/asterisk/asterisk.ctl" "$RIG_DIR/.rig.pid" 2>/dev/null || true
 
 for d in "$RIG_DIR" "$RIG_DIR.partial"; do
-    for m in $(mounts_below "$d"); do
-        log "unmounting $m"
-        umount "$m" 2>/dev/null || umount -l "$m"
-    done
+    unmount_all_below "$d"
 done
 
 if [ "$PURGE" = 1 ]; then
     for d in "$RIG_DIR" "$RIG_DIR.partial"; do
         [ -e "$d" ] || continue
-        [ -z "$(mounts_below "$d")" ] || { log "still mounted below $d, not removing"; exit 1; }
         log "removing $d"
-        rm -rf --one-file-system "$d"
+        safe_rm_tree "$d"
     done
     rm -f "$RIG_DIR.debootstrap.log"
 fi

@@ -52,8 +52,8 @@ ARI_APP=pbxgate
 PHONES="1000 1001 1002 1097 1098 1099"
 SIM_PHONES="1000 1001 1097 1098 1099"
 
-log() { echo "rig: $*" >&2; }
-die() { echo "rig: ERROR: $*" >&2; exit 1; }
+# shellcheck source=scripts/rig/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap/chroot/mount)"
 RIG_DIR=$(realpath -m "$RIG_DIR")
@@ -71,37 +71,6 @@ system_mirror() {
     [ -n "$uri" ] || uri=$(sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\).*/\2/p' \
           /etc/apt/sources.list 2>/dev/null | grep -v -- '-security' | grep -E '/debian/?$' | head -n1 || true)
     echo "${uri:-http://deb.debian.org/debian}"
-}
-
-# mount points at or below a directory, deepest first
-mounts_below() {
-    awk -v d="$1" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/mounts | sort -r
-}
-unmount_all_below() {
-    local m
-    for m in $(mounts_below "$1"); do umount "$m" 2>/dev/null || umount -l "$m"; done
-}
-safe_rm_tree() {   # rm -rf only when nothing is mounted inside
-    [ -e "$1" ] || return 0
-    unmount_all_below "$1"
-    [ -z "$(mounts_below "$1")" ] || die "still mounted below $1, not removing"
-    rm -rf --one-file-system "$1"
-}
-
-# pid of this rig's running asterisk, or nothing. The pid must be an 'asterisk' process
-# whose root directory is this rig, so a stale pid file never points at a stranger.
-rig_pid() {
-    local f pid
-    for f in "$RIG_DIR/run/asterisk/asterisk.pid" "$RIG_DIR/.rig.pid"; do
-        [ -r "$f" ] || continue
-        pid=$(tr -dc 0-9 < "$f")
-        [ -n "$pid" ] || continue
-        if [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = asterisk ] \
-           && [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$RIG_DIR" ]; then
-            echo "$pid"; return 0
-        fi
-    done
-    return 0
 }
 
 ami_banner() {   # the AMI banner line, if AMI answers on 127.0.0.1:$AMI_PORT

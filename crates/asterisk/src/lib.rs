@@ -4,6 +4,7 @@
 
 pub mod ami;
 pub mod ari;
+mod reconnect;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -24,6 +24,15 @@ impl Rig {
         format!("{}:{}", self.get("AMI_HOST"), self.get("AMI_PORT"))
     }
 
+    /// An AMI client configuration for the rig's user and secret.
+    pub fn ami_config(&self) -> crate::ami::AmiConfig {
+        crate::ami::AmiConfig::new(
+            self.ami_address(),
+            self.get("AMI_USER"),
+            self.get("AMI_SECRET"),
+        )
+    }
+
     /// `http://127.0.0.1:18088` (without `/ari`).
     pub fn http_url(&self) -> String {
         self.get("ARI_URL").trim_end_matches("/ari").to_owned()

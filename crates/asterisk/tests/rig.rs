@@ -28,11 +28,10 @@ async fn wait_up(mut state: tokio::sync::watch::Receiver<ConnState>, secs: u64) 
 }
 
 fn ami(rig: &Rig, secret: &str) -> Ami {
-    Ami::start(AmiConfig::new(
-        rig.ami_address(),
-        rig.get("AMI_USER"),
-        secret,
-    ))
+    Ami::start(AmiConfig {
+        secret: secret.to_owned(),
+        ..rig.ami_config()
+    })
 }
 
 #[tokio::test]

@@ -33,6 +33,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::{diagnose, env_number};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -77,19 +79,6 @@ struct BenchConfig {
     connections: usize,
     warmup: Duration,
     measure: Duration,
-}
-
-fn env_number(name: &str, default: u64, min: u64, max: u64) -> u64 {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(text) => match text.trim().parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => n,
-            _ => {
-                eprintln!("bench: {name}={text:?} is not a whole number in {min}..={max}");
-                std::process::exit(2);
-            }
-        },
-    }
 }
 
 impl BenchConfig {
@@ -921,15 +910,6 @@ fn measure_store_lookup(cfg: &BenchConfig) -> Row {
             cpu,
         }
     })
-}
-
-/// Whether to add the informational rows that show where pbxgate's time goes.
-fn diagnose(target_met: bool) -> bool {
-    match std::env::var("BENCH_DIAGNOSE").as_deref() {
-        Ok("1") => true,
-        Ok("0") => false,
-        _ => !target_met,
-    }
 }
 
 fn fixed(

@@ -43,6 +43,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::{diagnose, env_number};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -69,28 +71,6 @@ const FIRST_EPOCH: i64 = 1_795_740_500;
 const POSTGRES_ENV: &str = "PBXGATE_TEST_POSTGRES_URL";
 /// CDRs each informational store row writes (at most), to bound its run time.
 const DIAGNOSE_CDRS: usize = 50_000;
-
-fn env_number(name: &str, default: u64, min: u64, max: u64) -> u64 {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(text) => match text.trim().parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => n,
-            _ => {
-                eprintln!("bench: {name}={text:?} is not a whole number in {min}..={max}");
-                std::process::exit(2);
-            }
-        },
-    }
-}
-
-/// Whether to run the informational rows, given whether every target was met.
-fn diagnose(all_met: bool) -> bool {
-    match std::env::var("BENCH_DIAGNOSE").as_deref() {
-        Ok("1") => true,
-        Ok("0") => false,
-        _ => !all_met,
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The event stream.

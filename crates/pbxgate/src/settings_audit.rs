@@ -10,14 +10,11 @@ use crate::auth::now_ms;
 use crate::config::{Secret, Settings};
 use crate::error::Result;
 use crate::random;
+use ucm::auth::hex;
 
 /// Rounds of salted MD5 over a secret: the digest only has to show change, and
 /// must not make a weak password cheap to guess from a database dump.
 const SECRET_ROUNDS: usize = 20_000;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn plain(value: impl std::fmt::Display) -> String {
     hex(&Md5::digest(value.to_string().as_bytes()))

@@ -9,18 +9,24 @@ pub fn format_challenge(random: u64) -> String {
     format!("{:016}", random % 10_000_000_000_000_000)
 }
 
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
 /// The token a client sends: lowercase hex MD5 of `challenge + password`.
 pub fn login_token(challenge: &str, password: &[u8]) -> [u8; 32] {
     let mut hasher = Md5::new();
     hasher.update(challenge.as_bytes());
     hasher.update(password);
-    let digest = hasher.finalize();
     let mut out = [0u8; 32];
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in digest.iter().enumerate() {
-        out[2 * i] = HEX[usize::from(b >> 4)];
-        out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
-    }
+    out.copy_from_slice(hex(&hasher.finalize()).as_bytes());
     out
 }
 
@@ -65,6 +71,12 @@ mod tests {
         assert_eq!(format_challenge(1_496_038_514), "0000001496038514");
         assert_eq!(format_challenge(u64::MAX).len(), 16);
         assert_eq!(format_challenge(0), "0000000000000000");
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_complete() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
     }
 
     #[test]

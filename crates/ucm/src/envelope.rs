@@ -27,10 +27,6 @@ pub struct ParamError {
 pub struct Params(Map<String, Value>);
 
 impl Params {
-    pub fn from_map(map: Map<String, Value>) -> Self {
-        Params(map)
-    }
-
     pub fn contains(&self, key: &str) -> bool {
         self.0.contains_key(key)
     }

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::codec::{self, Decoder, Frame, Message};
+use crate::reconnect::Reconnect;
 use crate::{ConnState, Error};
 
 /// How to reach and log in to AMI.
@@ -160,39 +161,21 @@ async fn run(
     state: watch::Sender<ConnState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(500);
+    let mut reconnect = Reconnect::new("AMI", &config.address, config.max_backoff);
     loop {
-        let _ = state.send(ConnState::Connecting);
         let result = session(&config, &mut requests, &events, &state, &mut shutdown).await;
-        if *shutdown.borrow() {
-            let _ = state.send(ConnState::Stopped);
+        // Answer queued actions at once instead of letting them time out.
+        let drain = || {
+            while let Ok(r) = requests.try_recv() {
+                let _ = r.reply.send(Err(Error::NotConnected));
+            }
+        };
+        if !reconnect
+            .after_session(result, &state, &mut shutdown, drain)
+            .await
+        {
             return;
         }
-        let reason = match &result {
-            Ok(()) => "connection closed by Asterisk".to_owned(),
-            Err(e) => e.to_string(),
-        };
-        let was_up = matches!(result, Ok(()));
-        tracing::warn!(
-            address = config.address,
-            reason,
-            retry_in_ms = backoff.as_millis() as u64,
-            "AMI disconnected"
-        );
-        let _ = state.send(ConnState::Down(reason));
-        // Answer queued actions at once instead of letting them time out.
-        while let Ok(r) = requests.try_recv() {
-            let _ = r.reply.send(Err(Error::NotConnected));
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => { let _ = state.send(ConnState::Stopped); return; }
-        }
-        backoff = if was_up {
-            Duration::from_millis(500)
-        } else {
-            (backoff * 2).min(config.max_backoff)
-        };
     }
 }
 

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage, client::IntoCli
 
 pub use events::{Channel, Event};
 
+use crate::reconnect::Reconnect;
 use crate::{ConnState, Error};
 
 #[derive(Clone)]
@@ -206,35 +207,15 @@ async fn run(
     state: watch::Sender<ConnState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(500);
+    let mut reconnect = Reconnect::new("ARI events", &config.url, config.max_backoff);
     loop {
-        let _ = state.send(ConnState::Connecting);
         let result = session(&config, &events, &state, &mut shutdown).await;
-        if *shutdown.borrow() {
-            let _ = state.send(ConnState::Stopped);
+        if !reconnect
+            .after_session(result, &state, &mut shutdown, || {})
+            .await
+        {
             return;
         }
-        let was_up = result.is_ok();
-        let reason = match result {
-            Ok(()) => "websocket closed by Asterisk".to_owned(),
-            Err(e) => e.to_string(),
-        };
-        tracing::warn!(
-            url = config.url,
-            reason,
-            retry_in_ms = backoff.as_millis() as u64,
-            "ARI events disconnected"
-        );
-        let _ = state.send(ConnState::Down(reason));
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => { let _ = state.send(ConnState::Stopped); return; }
-        }
-        backoff = if was_up {
-            Duration::from_millis(500)
-        } else {
-            (backoff * 2).min(config.max_backoff)
-        };
     }
 }
 

@@ -1,7 +1,7 @@
 //! Turns a parsed [`Config`] into [`Settings`], rejecting anything invalid with
 //! the name of the key at fault.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -515,11 +515,6 @@ impl Settings {
     pub fn generated_tls_paths(&self) -> (PathBuf, PathBuf) {
         let dir = self.data_dir.join("tls");
         (dir.join("cert.pem"), dir.join("key.pem"))
-    }
-
-    /// Whether `listen` is loopback-only (for the startup banner).
-    pub fn listens_on_loopback(&self) -> bool {
-        self.listen.ip().is_loopback() || self.listen.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST)
     }
 }
 

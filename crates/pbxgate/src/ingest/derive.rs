@@ -87,7 +87,7 @@ impl AsteriskCdr {
             h.update(part.as_bytes());
             h.update([0x1f]);
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        ucm::auth::hex(&h.finalize())
     }
 
     /// Extra CDRs that are not calls: the halves of Local channels that do not

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use asterisk::ami::{Ami, Message};
 use store::{CdrStore, NewCdr, Store};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 /// Most records written in one transaction.
 const BATCH_MAX: usize = 1000;
@@ -34,16 +34,18 @@ impl Ingest {
     ) -> Ingest {
         let (tx, rx) = mpsc::channel::<NewCdr>(BATCH_MAX * 8);
         let (stop, stop_rx) = watch::channel(false);
+        let missed = Arc::new(Notify::new());
         if let Some(path) = cdr_csv {
             tokio::spawn(recover_on_connect(
                 ami.state(),
+                missed.clone(),
                 store.clone(),
                 tz.clone(),
                 path,
                 stop_rx.clone(),
             ));
         }
-        tokio::spawn(read_events(ami.subscribe(), tx, tz, stop_rx));
+        tokio::spawn(read_events(ami.subscribe(), tx, tz, missed, stop_rx));
         let writer = tokio::spawn(write_batches(rx, store));
         Ingest { stop, writer }
     }
@@ -60,6 +62,7 @@ async fn read_events(
     mut events: broadcast::Receiver<Arc<Message>>,
     tx: mpsc::Sender<NewCdr>,
     tz: jiff::tz::TimeZone,
+    missed: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -83,10 +86,12 @@ async fn read_events(
             }
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::error!(
+                // The same catch-up as after a reconnection fills the gap.
+                tracing::warn!(
                     missed = n,
-                    "CDR ingest fell behind the AMI event stream; events were missed"
+                    "CDR ingest fell behind the AMI event stream; recovering from the CSV"
                 );
+                missed.notify_one();
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
@@ -134,27 +139,28 @@ async fn write_batches(mut rx: mpsc::Receiver<NewCdr>, store: Store) {
 /// Live events arriving meanwhile are deduplicated against them.
 async fn recover_on_connect(
     mut state: watch::Receiver<asterisk::ConnState>,
+    missed: Arc<Notify>,
     store: Store,
     tz: jiff::tz::TimeZone,
     path: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        if state.borrow_and_update().is_up() {
-            if let Err(e) = recover(&store, &tz, &path).await {
-                tracing::error!(path = %path.display(), error = %e, "CDR recovery from CSV failed; will retry at the next connection");
-            }
-            // Wait for the connection to drop before the next recovery.
-            while state.borrow_and_update().is_up() {
-                tokio::select! {
-                    r = state.changed() => if r.is_err() { return },
-                    _ = stop.changed() => return,
-                }
-            }
+        if state.borrow_and_update().is_up()
+            && let Err(e) = recover(&store, &tz, &path).await
+        {
+            tracing::error!(path = %path.display(), error = %e, "CDR recovery from CSV failed; will retry at the next connection");
         }
-        tokio::select! {
-            r = state.changed() => if r.is_err() { return },
-            _ = stop.changed() => return,
+        // Next time: a new connection, or events the reader missed.
+        loop {
+            tokio::select! {
+                r = state.changed() => {
+                    if r.is_err() { return }
+                    if state.borrow().is_up() { break }
+                }
+                _ = missed.notified() => break,
+                _ = stop.changed() => return,
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use asterisk::ami::{Ami, AmiConfig};
+use asterisk::ami::Ami;
 use asterisk::testing::{Rig, rig};
 use store::{CdrStore, ConnectOptions, Store};
 use ucm::cdr::CdrRecord;
@@ -13,11 +13,12 @@ use crate::kit::*;
 /// Stasis application) and count the CDRs it produces.
 static CALLS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn pbx_config(rig: &Rig) -> String {
+/// pbxgate connected to the rig; `cdr_csv` empty = no CSV recovery.
+fn pbx_config(rig: &Rig, cdr_csv: &str) -> String {
     format!(
         "[https_api]\npassword = \"pw\"\n\
          [asterisk]\nami_address = \"{}\"\nami_username = \"{}\"\nami_secret = \"{}\"\n\
-         ari_url = \"{}\"\nari_username = \"{}\"\nari_password = \"{}\"\nari_app = \"{}\"\ncdr_csv = \"\"\n",
+         ari_url = \"{}\"\nari_username = \"{}\"\nari_password = \"{}\"\nari_app = \"{}\"\ncdr_csv = \"{}\"\n",
         rig.ami_address(),
         rig.get("AMI_USER"),
         rig.get("AMI_SECRET"),
@@ -25,6 +26,7 @@ fn pbx_config(rig: &Rig) -> String {
         rig.get("ARI_USER"),
         rig.get("ARI_PASSWORD"),
         rig.get("ARI_APP"),
+        cdr_csv,
     )
 }
 
@@ -86,13 +88,9 @@ async fn calls_of_every_kind_are_stored_once_with_ucm_fields() {
     let Some(rig) = rig() else { return };
     let _one_at_a_time = CALLS.lock().await;
     for db in dbs().await {
-        let srv = Server::start(&db, &pbx_config(&rig)).await;
+        let srv = Server::start(&db, &pbx_config(&rig, "")).await;
         wait_connected(&srv).await;
-        let ami = Ami::start(AmiConfig::new(
-            rig.ami_address(),
-            rig.get("AMI_USER"),
-            rig.get("AMI_SECRET"),
-        ));
+        let ami = Ami::start(rig.ami_config());
 
         // (kind, from, number dialled, caller number, stored dst, disposition, direction)
         let cases = [
@@ -287,7 +285,7 @@ async fn cdrs_made_while_pbxgate_is_stopped_are_recovered_once() {
     let csv = rig.get("CDR_CUSTOM_CSV").to_owned();
     assert!(!csv.is_empty(), "rig.env has no CDR_CUSTOM_CSV");
     for db in dbs().await {
-        let config = pbx_config(&rig).replace("cdr_csv = \"\"", &format!("cdr_csv = \"{csv}\""));
+        let config = pbx_config(&rig, &csv);
         let srv = Server::start(&db, &config).await;
         wait_connected(&srv).await;
         let store = Store::connect(&srv.db_url, &ConnectOptions::default())
@@ -307,11 +305,7 @@ async fn cdrs_made_while_pbxgate_is_stopped_are_recovered_once() {
         let lines_before = std::fs::read_to_string(&csv)
             .map(|t| t.lines().count())
             .unwrap_or(0);
-        let ami = Ami::start(AmiConfig::new(
-            rig.ami_address(),
-            rig.get("AMI_USER"),
-            rig.get("AMI_SECRET"),
-        ));
+        let ami = Ami::start(rig.ami_config());
         for wave in 0..5 {
             for i in 0..10 {
                 call(
@@ -390,17 +384,13 @@ async fn no_cdr_is_lost_or_doubled_when_asterisk_restarts_mid_run() {
     let _one_at_a_time = CALLS.lock().await;
     let csv = rig.get("CDR_CUSTOM_CSV").to_owned();
     for db in dbs().await {
-        let config = pbx_config(&rig).replace("cdr_csv = \"\"", &format!("cdr_csv = \"{csv}\""));
+        let config = pbx_config(&rig, &csv);
         let srv = Server::start(&db, &config).await;
         wait_connected(&srv).await;
         let lines_before = std::fs::read_to_string(&csv)
             .map(|t| t.lines().count())
             .unwrap_or(0);
-        let ami = Ami::start(AmiConfig::new(
-            rig.ami_address(),
-            rig.get("AMI_USER"),
-            rig.get("AMI_SECRET"),
-        ));
+        let ami = Ami::start(rig.ami_config());
         let mut state = ami.state();
         for _ in 0..100 {
             if state.borrow_and_update().is_up() {
