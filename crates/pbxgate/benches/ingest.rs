@@ -12,7 +12,7 @@
 //!
 //! As in `src/ingest/mod.rs`, decoding and deriving run in one tokio task and
 //! the store writes in another, joined by a bounded channel holding
-//! `8 × BATCH_MAX` records (here: 8 batches of 1000). Every batch is one
+//! `2 × BATCH_MAX` records (here: 2 batches of 5000). Every batch is one
 //! `insert_cdrs` call (one transaction). Time runs from the first byte fed to
 //! the last batch committed; afterwards `cdr_count` must equal the number of
 //! CDRs generated (every record stored exactly once).
@@ -28,9 +28,9 @@
 //! Informational rows (`BENCH_DIAGNOSE`: unset = only when a target is missed,
 //! `1` = always, `0` = never) show where the time goes: the decoder alone, and
 //! per backend `insert_cdrs` alone on the first 50,000 CDRs (derived
-//! beforehand, untimed) as the ingest calls it (batches of 1000), with batches
-//! of 20 (INSERTs of 20 rows instead of 200: cost per bound parameter), with
-//! batches of 5000 (fewer commits), and with two batches in flight at once.
+//! beforehand, untimed) as the ingest calls it (batches of 5000), with batches
+//! of 20 (the cost of a commit), with batches of 1000, and with two batches in
+//! flight at once.
 //!
 //! Each row gets a fresh database, removed afterwards (PostgreSQL: `DROP
 //! DATABASE` through `psql` when it is installed; otherwise the name is
@@ -58,10 +58,10 @@ use tokio::sync::mpsc;
 /// CDRs per second each backend must sustain.
 const TARGET_RATE: f64 = 20_000.0;
 /// Records per `insert_cdrs` call: `BATCH_MAX` in src/ingest/mod.rs.
-const BATCH: usize = 1000;
+const BATCH: usize = 5000;
 /// Batches the channel between the decoder task and the writer task holds
-/// (production: `BATCH_MAX * 8` records).
-const CHANNEL_BATCHES: usize = 8;
+/// (production: `BATCH_MAX * 2` records).
+const CHANNEL_BATCHES: usize = 2;
 /// Bytes handed to the decoder at a time, as one socket read.
 const CHUNK: usize = 64 * 1024;
 const SEED: u64 = 0x5eed_cd12_2026_1127;
@@ -656,17 +656,17 @@ const STORE_ONLY: &[StoreOnly] = &[
     StoreOnly {
         batch_size: BATCH,
         writers: 1,
-        note: "as the ingest: 1000 per transaction",
+        note: "as the ingest: 5000 per transaction",
     },
     StoreOnly {
         batch_size: 20,
         writers: 1,
-        note: "small INSERTs (20 rows = 880 parameters), 50x the commits",
+        note: "one small INSERT per transaction, 250x the commits",
     },
     StoreOnly {
-        batch_size: 5000,
+        batch_size: 1000,
         writers: 1,
-        note: "fewer commits",
+        note: "5x the commits",
     },
     StoreOnly {
         batch_size: BATCH,

@@ -385,6 +385,26 @@ async fn cdrs_are_stored_once_whatever_the_batches() {
 }
 
 #[tokio::test]
+async fn a_large_batch_keeps_its_order_in_acctids() {
+    // Larger than one statement on either backend (SQLite 200 rows, PostgreSQL
+    // 500), with a partial last statement: AcctIds follow the batch order.
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        let batch: Vec<NewCdr> = (0..1234)
+            .map(|i| cdr(&format!("order{i}"), &format!("{i}")))
+            .collect();
+        assert_eq!(s.insert_cdrs(&batch).await.unwrap(), 1234, "{b:?}");
+        let recent = s.recent_cdrs(2000).await.unwrap();
+        assert_eq!(recent.len(), 1234, "{b:?}");
+        for (i, r) in recent.iter().rev().enumerate() {
+            assert_eq!(r.get("src"), i.to_string(), "{b:?}");
+        }
+        // Re-sending the whole batch stores nothing.
+        assert_eq!(s.insert_cdrs(&batch).await.unwrap(), 0, "{b:?}");
+    });
+}
+
+#[tokio::test]
 async fn checkpoints_are_kept_and_replaced() {
     on_every_backend!(|s, db| {
         assert_eq!(s.checkpoint("csv").await.unwrap(), None);

@@ -14,7 +14,7 @@ use store::{CdrStore, NewCdr, Store};
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 /// Most records written in one transaction.
-const BATCH_MAX: usize = 1000;
+const BATCH_MAX: usize = 5000;
 /// Longest a record waits for its batch to fill.
 const BATCH_WAIT: Duration = Duration::from_millis(50);
 
@@ -32,7 +32,7 @@ impl Ingest {
         tz: jiff::tz::TimeZone,
         cdr_csv: Option<PathBuf>,
     ) -> Ingest {
-        let (tx, rx) = mpsc::channel::<NewCdr>(BATCH_MAX * 8);
+        let (tx, rx) = mpsc::channel::<NewCdr>(BATCH_MAX * 2);
         let (stop, stop_rx) = watch::channel(false);
         let missed = Arc::new(Notify::new());
         if let Some(path) = cdr_csv {
