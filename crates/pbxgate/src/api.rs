@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use ucm::{Params, Status};
 
 use crate::auth::{Authenticated, Refusal};
+use crate::cdrapi;
 use crate::server::App;
 use crate::system;
 
@@ -23,6 +24,8 @@ const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
 enum Answer {
     Json(Value),
     Encoded(Bytes),
+    /// A whole HTTP answer outside the envelope (cdrapi's CSV/XML/JSON).
+    Raw(Response),
 }
 
 type Outcome = Result<Answer, Refusal>;
@@ -91,6 +94,17 @@ pub async fn handle(
     };
 
     let (status, body) = match outcome {
+        Ok(Answer::Raw(response)) => {
+            tracing::info!(
+                target: "pbxgate::access",
+                %ip,
+                user = %loggable(&user),
+                action = %loggable(&action),
+                status = 0,
+                us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            );
+            return response;
+        }
         Ok(Answer::Json(response)) => (
             Status::Success,
             Bytes::from(ucm::encode_response(Status::Success, &response)),
@@ -180,6 +194,35 @@ async fn dispatch(
         "getSystemGeneralStatus" => {
             *user = authenticate(app, ip, params).await?.username;
             Ok(Answer::Json(system::general_status(&app.settings)))
+        }
+        "cdrapi" | "cdrExport" => {
+            *user = authenticate(app, ip, params).await?.username;
+            let pairs = params
+                .string_pairs()
+                .map(|pairs| {
+                    pairs
+                        .into_iter()
+                        .filter(|(k, _)| k != "action" && k != "cookie")
+                        .collect()
+                })
+                .map_err(|e| e.to_string());
+            let settings = &app.settings.cdrapi;
+            let format = params.str("format").ok().flatten();
+            let query = match cdrapi::parse(pairs, format.as_deref(), ucm::cdrapi::Mode::New) {
+                Ok(q) => q,
+                Err(e) => {
+                    // As on a UCM: the empty container, the reason in the log.
+                    tracing::warn!(%ip, user = %loggable(user), action, reason = %e, "cdrapi request refused; answering an empty result");
+                    return Ok(Answer::Raw(cdrapi::empty_answer(settings, e.format, "cdr")));
+                }
+            };
+            let tz = &app.settings.timezone;
+            let answered = if action == "cdrapi" {
+                cdrapi::page(&app.store, settings, tz, &query).await?
+            } else {
+                cdrapi::export(app.store.clone(), *settings, tz.clone(), query)
+            };
+            Ok(Answer::Raw(answered.response))
         }
         _ => Err(Refusal::Status(Status::InvalidParameters)),
     }

@@ -9,6 +9,7 @@ pub mod acl;
 pub mod api;
 pub mod auth;
 pub mod callcontrol;
+pub mod cdrapi;
 pub mod config;
 pub mod error;
 pub mod health;

@@ -89,6 +89,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0001_foundation.sql"),
     ),
     (2, "cdr", include_str!("../migrations/sqlite/0002_cdr.sql")),
+    (
+        3,
+        "cdr query",
+        include_str!("../migrations/sqlite/0003_cdr_query.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -100,6 +105,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "cdr",
         include_str!("../migrations/postgres/0002_cdr.sql"),
+    ),
+    (
+        3,
+        "cdr query",
+        include_str!("../migrations/postgres/0003_cdr_query.sql"),
     ),
 ];
 
@@ -229,6 +239,15 @@ impl Store {
             }
         };
         Ok(Store { inner })
+    }
+
+    /// Refreshes the planner's statistics (after a bulk import, so that
+    /// the first queries pick the right indexes).
+    pub async fn analyze(&self) -> Result<(), Error> {
+        with_pool!(self, write pool => {
+            sqlx::query("ANALYZE").execute(pool).await?;
+        });
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {
@@ -508,13 +527,13 @@ impl MetaStore for Store {
     }
 }
 
-/// Rows per multi-row INSERT on SQLite: 44 bound values each, under its
+/// Rows per multi-row INSERT on SQLite: 46 bound values each, under its
 /// default limit of 32,766 parameters per statement.
 const CDR_ROWS_PER_STATEMENT: usize = 200;
 
-/// The quoted column list of an insert: `dedupe_key, start_ms, "accountcode", ...`.
+/// The column list of an insert: `dedupe_key, start_ms, call_ms, end_ms, "accountcode", ...`.
 fn cdr_insert_columns() -> String {
-    let mut cols = String::from("INSERT INTO cdr (dedupe_key, start_ms");
+    let mut cols = String::from("INSERT INTO cdr (dedupe_key, start_ms, call_ms, end_ms");
     for f in &ucm::cdr::FIELDS[1..] {
         cols.push_str(", \"");
         cols.push_str(f);
@@ -528,7 +547,7 @@ fn cdr_insert_columns() -> String {
 /// placeholders: sqlx-sqlite resolves `$N` by name, a linear search per
 /// parameter, which made an 8,800-parameter statement cost more than its rows.
 fn cdr_insert_sql_sqlite(rows: usize) -> String {
-    let per_row = 2 + ucm::cdr::FIELDS.len() - 1;
+    let per_row = 4 + ucm::cdr::FIELDS.len() - 1;
     let mut row = String::from("(?");
     for _ in 1..per_row {
         row.push_str(", ?");
@@ -555,9 +574,11 @@ fn cdr_insert_sql_sqlite(rows: usize) -> String {
 /// chunk's order, so AcctIds follow it.
 fn cdr_insert_sql_postgres() -> String {
     let mut sql = cdr_insert_columns();
-    sql.push_str(" SELECT unnest($1::text[]), unnest($2::bigint[])");
+    sql.push_str(
+        " SELECT unnest($1::text[]), unnest($2::bigint[]), unnest($3::bigint[]), unnest($4::bigint[])",
+    );
     for i in 1..ucm::cdr::FIELDS.len() {
-        sql.push_str(&format!(", unnest(${}::text[])", i + 2));
+        sql.push_str(&format!(", unnest(${}::text[])", i + 4));
     }
     sql.push_str(" ON CONFLICT (dedupe_key) DO NOTHING");
     sql
@@ -580,9 +601,13 @@ fn unnest_query(
     }
     let keys: Vec<&str> = chunk.iter().map(|c| c.dedupe_key.as_str()).collect();
     let starts: Vec<i64> = chunk.iter().map(|c| c.start_ms).collect();
+    let calls: Vec<i64> = chunk.iter().map(|c| c.call_ms).collect();
+    let ends: Vec<i64> = chunk.iter().map(|c| c.end_ms).collect();
     let mut q = sqlx::query(sqlx::AssertSqlSafe(cdr_insert_sql_postgres()).into_sql_str())
         .bind(keys)
-        .bind(starts);
+        .bind(starts)
+        .bind(calls)
+        .bind(ends);
     for column in columns {
         q = q.bind(column);
     }
@@ -601,6 +626,20 @@ fn cdr_select_sql(tail: &str) -> String {
     sql
 }
 
+/// Binds `binds` (a `Vec<cdr_query::Bind>`) to `q` in order.
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds.iter() {
+            q = match b {
+                crate::cdr_query::Bind::Text(t) => q.bind(t.clone()),
+                crate::cdr_query::Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+
 #[async_trait]
 impl CdrStore for Store {
     async fn insert_cdrs(&self, batch: &[NewCdr]) -> Result<u64, Error> {
@@ -613,7 +652,11 @@ impl CdrStore for Store {
                     let sql = cdr_insert_sql_sqlite(chunk.len());
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql).into_sql_str());
                     for c in chunk {
-                        q = q.bind(c.dedupe_key.as_str()).bind(c.start_ms);
+                        q = q
+                            .bind(c.dedupe_key.as_str())
+                            .bind(c.start_ms)
+                            .bind(c.call_ms)
+                            .bind(c.end_ms);
                         for v in &c.record.values()[1..] {
                             q = q.bind(v.as_str());
                         }
@@ -654,6 +697,46 @@ impl CdrStore for Store {
             }
         };
         Ok(inserted)
+    }
+
+    async fn cdr_page(&self, q: &crate::PageQuery<'_>) -> Result<crate::CdrPage, Error> {
+        let sql = crate::cdr_query::page_sql(self.backend(), q);
+        let packed = with_pool!(self, read pool => {
+            bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql.text).into_sql_str()), sql.binds)
+                .fetch_one(pool).await?.try_get::<Option<String>, _>(0)?
+        });
+        Ok(crate::CdrPage::from_packed(packed))
+    }
+
+    async fn cdr_query_plan(&self, q: &crate::PageQuery<'_>) -> Result<String, Error> {
+        let sql = crate::cdr_query::page_sql(self.backend(), q);
+        let plan = match &self.inner {
+            Inner::Sqlite { read, .. } => {
+                let text = format!("EXPLAIN QUERY PLAN {}", sql.text);
+                let rows = bind_all!(
+                    sqlx::query(sqlx::AssertSqlSafe(text).into_sql_str()),
+                    sql.binds
+                )
+                .fetch_all(read)
+                .await?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>(3))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            Inner::Postgres(pool) => {
+                let text = format!("EXPLAIN {}", sql.text);
+                let rows = bind_all!(
+                    sqlx::query(sqlx::AssertSqlSafe(text).into_sql_str()),
+                    sql.binds
+                )
+                .fetch_all(pool)
+                .await?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>(0))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        Ok(plan.join("\n"))
     }
 
     async fn cdr_count(&self) -> Result<i64, Error> {

@@ -11,6 +11,8 @@ pub enum Error {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("the database returned a malformed CDR page ({0})")]
+    Corrupt(&'static str),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }

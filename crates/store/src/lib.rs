@@ -3,10 +3,12 @@
 //! sees only the traits in [`traits`]. Both backends run the same SQL text
 //! (`$N` placeholders work on both through sqlx) with migrations per backend.
 
+mod cdr_query;
 mod db;
 mod error;
 pub mod traits;
 
+pub use cdr_query::{CdrFilter, CdrPage, Grouping, PageKey, PageLeg, PageQuery};
 pub use db::{Backend, ConnectOptions, Store, backend_of};
 pub use error::Error;
 pub use sqlx::Error as SqlxError;

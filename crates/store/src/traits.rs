@@ -124,8 +124,13 @@ pub trait MetaStore: Send + Sync {
 pub struct NewCdr {
     /// Stable identity of the Asterisk CDR: the same whichever way it arrives.
     pub dedupe_key: String,
-    /// Call start, UTC milliseconds.
+    /// Leg start, UTC milliseconds.
     pub start_ms: i64,
+    /// Start of the call (session) the leg belongs to, UTC milliseconds: the
+    /// same for every leg of a session (cdrapi orders and pages entries by it).
+    pub call_ms: i64,
+    /// Leg end, UTC milliseconds (`timeFilterType=End`).
+    pub end_ms: i64,
     /// The UCM record; its `AcctId` is assigned by the store.
     pub record: ucm::cdr::CdrRecord,
 }
@@ -135,6 +140,11 @@ pub trait CdrStore: Send + Sync {
     /// Stores a batch in one transaction; records whose key is already stored
     /// are skipped. Returns how many were new.
     async fn insert_cdrs(&self, batch: &[NewCdr]) -> Result<u64, Error>;
+    /// One page of `cdrapi` entries, legs in entry order.
+    async fn cdr_page(&self, q: &crate::PageQuery<'_>) -> Result<crate::CdrPage, Error>;
+    /// The database's plan for that page query, one line per step (tests and
+    /// docs show that filters seek indexes).
+    async fn cdr_query_plan(&self, q: &crate::PageQuery<'_>) -> Result<String, Error>;
     async fn cdr_count(&self) -> Result<i64, Error>;
     /// The newest `limit` records, newest first, with `AcctId` filled in.
     async fn recent_cdrs(&self, limit: i64) -> Result<Vec<ucm::cdr::CdrRecord>, Error>;

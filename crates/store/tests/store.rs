@@ -351,6 +351,8 @@ fn cdr(key: &str, src: &str) -> NewCdr {
     NewCdr {
         dedupe_key: key.into(),
         start_ms: 1_795_736_002_000,
+        call_ms: 1_795_736_002_000,
+        end_ms: 1_795_736_007_000,
         record,
     }
 }

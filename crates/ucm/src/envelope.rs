@@ -48,6 +48,40 @@ impl Params {
         }
     }
 
+    /// Every parameter as strings, in request order: strings as they are,
+    /// numbers in decimal, arrays of those joined with `,` (clients send
+    /// caller lists both ways), `null` left out. Anything else is an error
+    /// naming the parameter.
+    pub fn string_pairs(&self) -> Result<Vec<(String, String)>, ParamError> {
+        let scalar = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let mut out = Vec::with_capacity(self.0.len());
+        for (k, v) in &self.0 {
+            let value = match v {
+                Value::Null => continue,
+                Value::Array(items) => items
+                    .iter()
+                    .map(scalar)
+                    .collect::<Option<Vec<_>>>()
+                    .map(|v| v.join(",")),
+                other => scalar(other),
+            };
+            match value {
+                Some(value) => out.push((k.clone(), value)),
+                None => {
+                    return Err(ParamError {
+                        key: k.clone(),
+                        expected: "string, number or list of them",
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A non-negative integer parameter, from a JSON number or a string of digits.
     pub fn uint(&self, key: &str) -> Result<Option<u64>, ParamError> {
         let bad = || ParamError {

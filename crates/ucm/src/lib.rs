@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod cdr;
+pub mod cdrapi;
 pub mod envelope;
 pub mod status;
 

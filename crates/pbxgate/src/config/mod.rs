@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use secret::Secret;
-pub use validate::{ApiUser, AriSettings, AsteriskSettings, OldApiSettings, Settings};
+pub use validate::{
+    ApiUser, AriSettings, AsteriskSettings, CdrApiSettings, OldApiSettings, Settings,
+};
 
 /// A problem with the configuration, naming the key it is about.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,7 @@ pub struct Config {
     pub log: LogConfig,
     pub asterisk: AsteriskConfig,
     pub recordings: RecordingsConfig,
+    pub cdrapi: CdrApiConfig,
 }
 
 /// How pbxgate reaches Asterisk. An empty `ami_secret` means: do not connect.
@@ -85,6 +88,33 @@ impl Default for AsteriskConfig {
             ari_password_file: String::new(),
             ari_app: "pbxgate".into(),
             cdr_csv: "/var/log/asterisk/cdr-csv/Master.csv".into(),
+        }
+    }
+}
+
+/// `cdrapi` answers: which firmware generation's shapes, and how times
+/// without an offset are read.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CdrApiConfig {
+    /// "ucm630x" (43 fields, grouped sessions), "ucm62xx" (32 fields,
+    /// grouped) or "ucm6100" (22 fields, `{"cdr":[...]}`, every leg flat).
+    pub profile: String,
+    /// Value of each JSON entry's `cdr` key: "session" or "empty".
+    pub cdr_key: String,
+    /// startTime/endTime without an offset: "pbx" (in `pbx.timezone`) or "utc".
+    pub naive_times: String,
+    /// Entries per database round trip of `cdrExport`.
+    pub export_page: u32,
+}
+
+impl Default for CdrApiConfig {
+    fn default() -> Self {
+        CdrApiConfig {
+            profile: "ucm630x".into(),
+            cdr_key: "session".into(),
+            naive_times: "pbx".into(),
+            export_page: 1000,
         }
     }
 }

@@ -37,6 +37,15 @@ pub struct Settings {
     /// `None`: no AMI secret configured, pbxgate does not connect to Asterisk.
     pub asterisk: Option<AsteriskSettings>,
     pub recordings_dir: PathBuf,
+    pub cdrapi: CdrApiSettings,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CdrApiSettings {
+    pub output: ucm::cdrapi::encode::Options,
+    /// Filter times without an offset are UTC (else `pbx.timezone`).
+    pub naive_utc: bool,
+    pub export_page: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -378,7 +387,10 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         ));
     }
 
+    let cdrapi = cdrapi(&c.cdrapi)?;
+
     Ok(Settings {
+        cdrapi,
         asterisk,
         recordings_dir: resolve(base, &c.recordings.spool_dir),
         config_dir: base.to_path_buf(),
@@ -520,3 +532,49 @@ impl Settings {
 
 #[cfg(test)]
 mod tests;
+
+fn cdrapi(c: &super::CdrApiConfig) -> Result<CdrApiSettings, ConfigError> {
+    use ucm::cdrapi::encode::{CdrKey, Options, Profile};
+    let profile = match c.profile.as_str() {
+        "ucm630x" => Profile::Ucm630x,
+        "ucm62xx" => Profile::Ucm62xx,
+        "ucm6100" => Profile::Ucm6100,
+        _ => {
+            return Err(ConfigError::invalid(
+                "cdrapi.profile",
+                "must be \"ucm630x\", \"ucm62xx\" or \"ucm6100\"",
+            ));
+        }
+    };
+    let cdr_key = match c.cdr_key.as_str() {
+        "session" => CdrKey::Session,
+        "empty" => CdrKey::Empty,
+        _ => {
+            return Err(ConfigError::invalid(
+                "cdrapi.cdr_key",
+                "must be \"session\" or \"empty\"",
+            ));
+        }
+    };
+    let naive_utc = match c.naive_times.as_str() {
+        "pbx" => false,
+        "utc" => true,
+        _ => {
+            return Err(ConfigError::invalid(
+                "cdrapi.naive_times",
+                "must be \"pbx\" or \"utc\"",
+            ));
+        }
+    };
+    if !(1..=10_000).contains(&c.export_page) {
+        return Err(ConfigError::invalid(
+            "cdrapi.export_page",
+            "must be between 1 and 10000",
+        ));
+    }
+    Ok(CdrApiSettings {
+        output: Options { profile, cdr_key },
+        naive_utc,
+        export_page: c.export_page,
+    })
+}

@@ -228,11 +228,28 @@ pub fn to_ucm(c: &AsteriskCdr, tz: &jiff::tz::TimeZone) -> Option<NewCdr> {
         r.set(k, v);
     }
     r.set("clid", format!("\"{name}\" <{number}>"));
+    let start_ms = local_to_utc_ms(&c.start, tz).unwrap_or(0);
+    let end_ms = local_to_utc_ms(&c.end, tz).unwrap_or_else(|| {
+        let secs = c.duration.trim().parse::<i64>().unwrap_or(0);
+        start_ms.saturating_add(secs.saturating_mul(1000))
+    });
     Some(NewCdr {
         dedupe_key: c.dedupe_key(),
-        start_ms: local_to_utc_ms(&c.start, tz).unwrap_or(0),
+        start_ms,
+        call_ms: call_start_ms(linked).unwrap_or(start_ms),
+        end_ms,
         record: r,
     })
+}
+
+/// The start of the call from its Asterisk linkedid (`<epoch>.<sequence>`,
+/// the uniqueid of the call's first channel): the same for every leg.
+fn call_start_ms(linkedid: &str) -> Option<i64> {
+    let secs = linkedid.split('.').next()?;
+    if secs.is_empty() || secs.len() > 12 || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    secs.parse::<i64>().ok().map(|s| s * 1000)
 }
 
 fn channel_ext_or_empty(channel: &str) -> String {

@@ -11,10 +11,10 @@ use crate::kit::*;
 
 /// Tests that place calls run one at a time: they share one Asterisk (and its
 /// Stasis application) and count the CDRs it produces.
-static CALLS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub static CALLS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// pbxgate connected to the rig; `cdr_csv` empty = no CSV recovery.
-fn pbx_config(rig: &Rig, cdr_csv: &str) -> String {
+pub fn pbx_config(rig: &Rig, cdr_csv: &str) -> String {
     format!(
         "[https_api]\npassword = \"pw\"\n\
          [asterisk]\nami_address = \"{}\"\nami_username = \"{}\"\nami_secret = \"{}\"\n\
@@ -31,7 +31,7 @@ fn pbx_config(rig: &Rig, cdr_csv: &str) -> String {
 }
 
 /// Waits until /healthz reports AMI and ARI up.
-async fn wait_connected(srv: &Server) {
+pub async fn wait_connected(srv: &Server) {
     let c = client(None);
     for _ in 0..200 {
         let h: serde_json::Value = c
@@ -53,7 +53,7 @@ async fn wait_connected(srv: &Server) {
 
 /// Places a call from a simulated endpoint (`phone-1001`, `carrier`) to
 /// `number`; the simulated side waits `secs` once answered, then hangs up.
-async fn call(ami: &Ami, from: &str, number: &str, caller: &str, secs: u32) {
+pub async fn call(ami: &Ami, from: &str, number: &str, caller: &str, secs: u32) {
     let r = ami
         .action(
             "Originate",

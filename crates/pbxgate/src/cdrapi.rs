@@ -1,0 +1,269 @@
+//! `cdrapi` (one page of at most 1000 entries, spec §4) and `cdrExport`
+//! (every matching entry, streamed with keyset paging): request → query →
+//! store pages → encoder. The parameter rules live in `ucm::cdrapi`, the SQL
+//! in `store`; this module joins them and owns the HTTP answer.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use store::{CdrFilter, CdrStore, Grouping, PageKey, PageLeg, PageQuery, Store};
+use tokio::sync::mpsc;
+use ucm::cdrapi::encode::{Encoder, Leg, Options, Profile};
+use ucm::cdrapi::{CdrQuery, Format, Mode, QueryError, TimeSpec, parse_params};
+
+use crate::config::CdrApiSettings;
+
+/// How a `cdrapi` request was answered, for the access log.
+pub struct Answered {
+    pub response: Response,
+    /// Entries sent (`None` for a stream, whose size is known only at its end).
+    pub entries: Option<u64>,
+}
+
+/// Parses the request's parameters (everything but `action` and `cookie`).
+/// `pairs` is an error when a value could not be read as text; the answer
+/// is then still in the format asked for.
+pub fn parse(
+    pairs: Result<Vec<(String, String)>, String>,
+    format: Option<&str>,
+    mode: Mode,
+) -> Result<CdrQuery, QueryError> {
+    match pairs {
+        Ok(pairs) => parse_params(&pairs, mode),
+        Err(reason) => {
+            let format = match format.map(str::to_ascii_lowercase).as_deref() {
+                Some("json") => Format::Json,
+                Some("xml") => Format::Xml,
+                _ => Format::Csv,
+            };
+            Err(QueryError { format, reason })
+        }
+    }
+}
+
+/// The empty container of `format`: the UCM's answer to any invalid request.
+pub fn empty_answer(settings: &CdrApiSettings, format: Format, name: &str) -> Response {
+    let body = ucm::cdrapi::encode::empty(format, settings.output);
+    respond(format, Body::from(body), name, false)
+}
+
+fn respond(format: Format, body: Body, name: &str, attachment: bool) -> Response {
+    let mut resp = Response::new(body);
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    if attachment {
+        let ext = match format {
+            Format::Csv => "csv",
+            Format::Xml => "xml",
+            Format::Json => "json",
+        };
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.{ext}\"")) {
+            headers.insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    resp
+}
+
+/// The query's filter with its times resolved in the PBX time zone (or UTC).
+pub fn filter(q: &CdrQuery, settings: &CdrApiSettings, tz: &jiff::tz::TimeZone) -> CdrFilter {
+    let resolve = |t: &TimeSpec| -> i64 {
+        let ts = match t {
+            TimeSpec::Now => jiff::Timestamp::now(),
+            TimeSpec::Instant(ts) => *ts,
+            TimeSpec::Naive(dt) => {
+                let zone = if settings.naive_utc {
+                    jiff::tz::TimeZone::UTC
+                } else {
+                    tz.clone()
+                };
+                // In a DST gap the later offset applies, in a fold the
+                // earlier: the same rule Asterisk's local times are read with.
+                match zone.to_ambiguous_zoned_datetime(*dt).compatible() {
+                    Ok(z) => z.timestamp(),
+                    // Out of jiff's range: clamp to its ends.
+                    Err(_) if dt.year() < 0 => jiff::Timestamp::MIN,
+                    Err(_) => jiff::Timestamp::MAX,
+                }
+            }
+        };
+        ts.as_millisecond()
+    };
+    CdrFilter {
+        caller: q.caller.clone(),
+        callee: q.callee.clone(),
+        answered_by: q.answered_by.clone(),
+        caller_name: q.caller_name.clone(),
+        time_field: q.time_field,
+        from_ms: q.start_time.as_ref().map(resolve),
+        to_ms: q.end_time.as_ref().map(resolve),
+        min_billsec: q.min_dur,
+        max_billsec: q.max_dur,
+    }
+}
+
+fn grouping(options: Options) -> Grouping {
+    if options.profile == Profile::Ucm6100 {
+        Grouping::Legs
+    } else {
+        Grouping::Sessions
+    }
+}
+
+/// Writes the legs of a page as entries (consecutive legs of one session
+/// form one entry). Returns the number of entries.
+fn encode_page(
+    enc: &mut Encoder,
+    legs: &[PageLeg<'_>],
+    grouping: Grouping,
+    out: &mut Vec<u8>,
+) -> u64 {
+    let mut entries = 0;
+    let mut group: Vec<Leg<'_>> = Vec::new();
+    let mut key: Option<(i64, &str)> = None;
+    for leg in legs {
+        let k = (leg.call_ms, leg.session());
+        if grouping == Grouping::Legs || key != Some(k) {
+            if !group.is_empty() {
+                enc.entry(&group, out);
+                entries += 1;
+                group.clear();
+            }
+            key = Some(k);
+        }
+        group.push(leg.values);
+    }
+    if !group.is_empty() {
+        enc.entry(&group, out);
+        entries += 1;
+    }
+    entries
+}
+
+/// `cdrapi`: one page.
+pub async fn page(
+    store: &Store,
+    settings: &CdrApiSettings,
+    tz: &jiff::tz::TimeZone,
+    q: &CdrQuery,
+) -> Result<Answered, store::Error> {
+    let options = settings.output;
+    let mut enc = Encoder::new(q.format, options);
+    let mut out = Vec::new();
+    enc.begin(&mut out);
+    let mut entries = 0;
+    if q.num_records > 0 {
+        let f = filter(q, settings, tz);
+        let page = store
+            .cdr_page(&PageQuery {
+                filter: &f,
+                grouping: grouping(options),
+                after: None,
+                offset: q.offset,
+                limit: q.num_records,
+            })
+            .await?;
+        out.reserve(page.size() + page.size() / 4);
+        entries = encode_page(&mut enc, &page.legs()?, grouping(options), &mut out);
+    }
+    enc.finish(&mut out);
+    Ok(Answered {
+        response: respond(q.format, Body::from(out), "cdr", false),
+        entries: Some(entries),
+    })
+}
+
+/// `cdrExport`: every matching entry (from `offset`), without the 1000 cap,
+/// streamed page by page with keyset paging, so memory stays flat.
+pub fn export(
+    store: Store,
+    settings: CdrApiSettings,
+    tz: jiff::tz::TimeZone,
+    q: CdrQuery,
+) -> Answered {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let format = q.format;
+    tokio::spawn(async move {
+        if let Err(e) = export_pages(&store, &settings, &tz, &q, &tx).await {
+            tracing::error!(error = %e, "cdrExport failed; the response is cut short");
+            // An error chunk aborts the HTTP body, so the client sees a
+            // failed transfer instead of a complete-looking short file.
+            let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
+        }
+    });
+    Answered {
+        response: respond(
+            format,
+            Body::from_stream(ChannelBody(rx)),
+            "cdr-export",
+            true,
+        ),
+        entries: None,
+    }
+}
+
+async fn export_pages(
+    store: &Store,
+    settings: &CdrApiSettings,
+    tz: &jiff::tz::TimeZone,
+    q: &CdrQuery,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Result<(), store::Error> {
+    let options = settings.output;
+    let grouping = grouping(options);
+    let f = filter(q, settings, tz);
+    let mut enc = Encoder::new(q.format, options);
+    let mut out = Vec::new();
+    enc.begin(&mut out);
+    let mut after: Option<PageKey> = None;
+    let mut offset = q.offset;
+    let mut total = 0u64;
+    loop {
+        let page = store
+            .cdr_page(&PageQuery {
+                filter: &f,
+                grouping,
+                after: after.as_ref(),
+                offset,
+                limit: settings.export_page,
+            })
+            .await?;
+        offset = 0;
+        let legs = page.legs()?;
+        let entries = encode_page(&mut enc, &legs, grouping, &mut out);
+        total += entries;
+        let last = legs.last().map(PageKey::of).transpose()?;
+        if entries < u64::from(settings.export_page) {
+            break;
+        }
+        after = last;
+        if tx
+            .send(Ok(Bytes::from(std::mem::take(&mut out))))
+            .await
+            .is_err()
+        {
+            tracing::info!(entries = total, "cdrExport: client went away");
+            return Ok(());
+        }
+    }
+    enc.finish(&mut out);
+    let _ = tx.send(Ok(Bytes::from(out))).await;
+    tracing::info!(entries = total, "cdrExport finished");
+    Ok(())
+}
+
+/// The receiving end of the export channel as a body stream.
+struct ChannelBody(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl futures_core::Stream for ChannelBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}

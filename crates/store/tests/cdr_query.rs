@@ -1,0 +1,504 @@
+//! cdrapi queries on SQLite and PostgreSQL: the SQL agrees with the pattern
+//! rules of `ucm::cdrapi`, entries group the legs of a session, offsets and
+//! keyset pages agree, and filters seek indexes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use store::testing::{TestDb, databases};
+use store::*;
+use ucm::cdrapi::TimeField;
+use ucm::cdrapi::pattern::{list_matches, parse_list};
+
+async fn open(db: &TestDb) -> Store {
+    Store::connect(&db.url, &ConnectOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}: {e}", db.backend))
+}
+
+macro_rules! on_every_backend {
+    (|$store:ident, $db:ident| $body:block) => {{
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = databases(dir.path()).await;
+        for $db in &dbs {
+            let $store = open($db).await;
+            $body
+            $store.close().await;
+        }
+    }};
+}
+
+const T0: i64 = 1_795_736_000_000;
+
+/// Values the patterns are tried on: numbers with and without leading zeros,
+/// names, symbols, empty, unicode, GLOB/LIKE metacharacters.
+const VALUES: &[&str] = &[
+    "1001",
+    "1002",
+    "1010",
+    "1099",
+    "999",
+    "5303",
+    "05303",
+    "0",
+    "00",
+    "",
+    "abc",
+    "Abc",
+    "+4930123",
+    "*97",
+    "#31#",
+    "1_2",
+    "1%2",
+    "10-20",
+    "2079460001",
+    "02079460001",
+    "12345678901234567890123",
+    "Jürgen",
+    "a*b",
+    "a?b",
+    "[x]",
+    "100",
+    "10",
+    "1",
+];
+
+struct Leg {
+    key: String,
+    src: String,
+    dst: String,
+    answered: String,
+    name: String,
+    session: String,
+    call_ms: i64,
+    start_ms: i64,
+    billsec: u64,
+}
+
+/// Sessions of 1–3 legs; every value appears as src, dst and dstanswer.
+fn legs() -> Vec<Leg> {
+    let mut out = Vec::new();
+    let mut n = 0usize;
+    for (i, src) in VALUES.iter().enumerate() {
+        let session = format!("{}{i:03}-{src}", T0 / 1000);
+        let call_ms = T0 + (i as i64 % 7) * 60_000;
+        for leg in 0..(1 + i % 3) {
+            let dst = VALUES[(i * 7 + leg * 3) % VALUES.len()];
+            let answered = VALUES[(i * 5 + leg) % VALUES.len()];
+            out.push(Leg {
+                key: format!("k{n}"),
+                src: src.to_string(),
+                dst: dst.to_string(),
+                answered: answered.to_string(),
+                name: format!("Name {}", VALUES[(i + leg) % VALUES.len()]),
+                session: session.clone(),
+                call_ms,
+                start_ms: call_ms + leg as i64 * 1000,
+                billsec: (i * 3 + leg) as u64 % 40,
+            });
+            n += 1;
+        }
+    }
+    out
+}
+
+fn new_cdr(l: &Leg) -> NewCdr {
+    let mut record = ucm::cdr::CdrRecord::new();
+    record.set("src", l.src.clone());
+    record.set("dst", l.dst.clone());
+    record.set("dstanswer", l.answered.clone());
+    record.set("caller_name", l.name.clone());
+    record.set("session", l.session.clone());
+    record.set("billsec", l.billsec.to_string());
+    record.set("lastdata", "PJSIP/1000,60,\"q\" 'x'");
+    NewCdr {
+        dedupe_key: l.key.clone(),
+        start_ms: l.start_ms,
+        call_ms: l.call_ms,
+        end_ms: l.start_ms + 1000 * l.billsec as i64,
+        record,
+    }
+}
+
+/// Every leg the filter selects, as (src, dst, dstanswer) in page order.
+async fn select(store: &Store, f: &CdrFilter) -> Vec<(String, String, String)> {
+    let page = store
+        .cdr_page(&PageQuery {
+            filter: f,
+            grouping: Grouping::Legs,
+            after: None,
+            offset: 0,
+            limit: 100_000,
+        })
+        .await
+        .unwrap();
+    page.legs()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l.values[2].to_owned(),
+                l.values[3].to_owned(),
+                l.values[24].to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pattern_sql_agrees_with_the_pattern_rules() {
+    let lists = [
+        "1001",
+        "1001,1002",
+        "1000-1010",
+        "0-0",
+        "999-1001",
+        "5303",
+        "5300-5310",
+        "05303",
+        "_0@",
+        "10@",
+        "@1",
+        "1_2",
+        "1@2",
+        "@",
+        "_",
+        "*97",
+        "a*b",
+        "J@",
+        "J_rgen",
+        "2079460000-2079460003",
+        "02079460000-02079460003",
+        "10-20",
+        "12345678901234567890000-12345678901234567890999",
+        "0-5",
+        "+4930123",
+        "#31#",
+        "a_b",
+        "a*@",
+        "*9_",
+    ];
+    let data = legs();
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        s.insert_cdrs(&data.iter().map(new_cdr).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        for text in lists {
+            let list = parse_list(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            for field in ["src", "dst", "dstanswer"] {
+                let mut f = CdrFilter::default();
+                let pick = |l: &Leg| match field {
+                    "src" => l.src.clone(),
+                    "dst" => l.dst.clone(),
+                    _ => l.answered.clone(),
+                };
+                match field {
+                    "src" => f.caller = list.clone(),
+                    "dst" => f.callee = list.clone(),
+                    _ => f.answered_by = list.clone(),
+                }
+                let mut got: Vec<String> = select(&s, &f)
+                    .await
+                    .into_iter()
+                    .map(|(src, dst, ans)| match field {
+                        "src" => src,
+                        "dst" => dst,
+                        _ => ans,
+                    })
+                    .collect();
+                let mut want: Vec<String> = data
+                    .iter()
+                    .filter(|l| list_matches(&list, &pick(l)))
+                    .map(pick)
+                    .collect();
+                got.sort();
+                want.sort();
+                assert_eq!(got, want, "{field} matching {text:?} on {b:?}");
+            }
+        }
+        // callerName: exact and wildcard.
+        for (text, pattern) in [
+            ("Name 1001", ucm::cdrapi::Pattern::Exact("Name 1001".into())),
+            ("Name J@", ucm::cdrapi::Pattern::Wildcard("Name J@".into())),
+            (
+                "Name a_b",
+                ucm::cdrapi::Pattern::Wildcard("Name a_b".into()),
+            ),
+        ] {
+            let f = CdrFilter {
+                caller_name: Some(pattern.clone()),
+                ..Default::default()
+            };
+            let got = select(&s, &f).await.len();
+            let want = data.iter().filter(|l| pattern.matches(&l.name)).count();
+            assert_eq!(got, want, "callerName {text:?} on {b:?}");
+            assert!(want > 0, "{text}");
+        }
+    });
+}
+
+/// (from, to, time field, min billsec, max billsec)
+type Window = (
+    Option<i64>,
+    Option<i64>,
+    TimeField,
+    Option<u64>,
+    Option<u64>,
+);
+
+#[tokio::test]
+async fn times_and_durations_are_inclusive_bounds() {
+    let data = legs();
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        s.insert_cdrs(&data.iter().map(new_cdr).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let cases: [Window; 6] = [
+            (
+                Some(T0 + 60_000),
+                Some(T0 + 120_000),
+                TimeField::Start,
+                None,
+                None,
+            ),
+            (Some(T0 + 60_000), None, TimeField::Start, Some(5), Some(20)),
+            (None, Some(T0 + 61_000), TimeField::Start, None, None),
+            (
+                Some(T0 + 70_000),
+                Some(T0 + 200_000),
+                TimeField::End,
+                None,
+                None,
+            ),
+            (None, None, TimeField::Start, Some(0), Some(0)),
+            (Some(T0 + 999_999), None, TimeField::Start, None, None),
+        ];
+        for (from, to, field, min, max) in cases {
+            let f = CdrFilter {
+                from_ms: from,
+                to_ms: to,
+                time_field: field,
+                min_billsec: min,
+                max_billsec: max,
+                ..Default::default()
+            };
+            let got = select(&s, &f).await.len();
+            let want = data
+                .iter()
+                .filter(|l| {
+                    let t = match field {
+                        TimeField::Start => l.start_ms,
+                        TimeField::End => l.start_ms + 1000 * l.billsec as i64,
+                    };
+                    from.is_none_or(|v| t >= v)
+                        && to.is_none_or(|v| t <= v)
+                        && min.is_none_or(|v| l.billsec >= v)
+                        && max.is_none_or(|v| l.billsec <= v)
+                })
+                .count();
+            assert_eq!(
+                got, want,
+                "{from:?}..{to:?} {field:?} billsec {min:?}..{max:?} on {b:?}"
+            );
+        }
+    });
+}
+
+#[tokio::test]
+async fn entries_are_sessions_and_every_way_of_paging_agrees() {
+    let data = legs();
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        s.insert_cdrs(&data.iter().map(new_cdr).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let f = CdrFilter::default();
+        fn page_of<'a>(
+            filter: &'a CdrFilter,
+            after: Option<&'a PageKey>,
+            offset: u64,
+            limit: u32,
+        ) -> PageQuery<'a> {
+            PageQuery {
+                filter,
+                grouping: Grouping::Sessions,
+                after,
+                offset,
+                limit,
+            }
+        }
+        // One page with everything: entries are contiguous, ordered by call
+        // start then session, legs by start.
+        let all = s.cdr_page(&page_of(&f, None, 0, 1000)).await.unwrap();
+        let legs = all.legs().unwrap();
+        assert_eq!(legs.len(), data.len(), "{b:?}");
+        let sessions: Vec<(i64, &str)> = legs.iter().map(|l| (l.call_ms, l.session())).collect();
+        let mut sorted = sessions.clone();
+        sorted.sort();
+        assert_eq!(
+            sessions, sorted,
+            "entries in (call start, session) order on {b:?}"
+        );
+        let mut distinct = sessions.clone();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            VALUES.len(),
+            "one entry per session on {b:?}"
+        );
+        for w in legs.windows(2) {
+            if w[0].session() == w[1].session() {
+                assert!(w[0].start_ms <= w[1].start_ms, "legs by start on {b:?}");
+            }
+        }
+        // Pages of 4 by offset and by keyset give the same entries.
+        let mut by_offset = Vec::new();
+        let mut by_key = Vec::new();
+        let mut after: Option<PageKey> = None;
+        for page in 0..10u64 {
+            let p = s.cdr_page(&page_of(&f, None, page * 4, 4)).await.unwrap();
+            by_offset.extend(p.legs().unwrap().iter().map(|l| l.session().to_owned()));
+            let k = s
+                .cdr_page(&page_of(&f, after.as_ref(), 0, 4))
+                .await
+                .unwrap();
+            let k_legs = k.legs().unwrap();
+            by_key.extend(k_legs.iter().map(|l| l.session().to_owned()));
+            let Some(next) = k_legs.last().map(|l| PageKey::of(l).unwrap()) else {
+                break;
+            };
+            after = Some(next);
+        }
+        let whole: Vec<String> = legs.iter().map(|l| l.session().to_owned()).collect();
+        assert_eq!(by_offset, whole, "offset paging on {b:?}");
+        assert_eq!(by_key, whole, "keyset paging on {b:?}");
+        // Past the end: empty, not an error.
+        assert!(
+            s.cdr_page(&page_of(&f, None, 10_000, 10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Legs grouping counts legs.
+        let legs_page = s
+            .cdr_page(&PageQuery {
+                grouping: Grouping::Legs,
+                ..page_of(&f, None, 3, 5)
+            })
+            .await
+            .unwrap();
+        let got: Vec<String> = legs_page
+            .legs()
+            .unwrap()
+            .iter()
+            .map(|l| l.values[0].to_owned())
+            .collect();
+        let want: Vec<String> = legs[3..8].iter().map(|l| l.values[0].to_owned()).collect();
+        assert_eq!(got, want, "legs paging on {b:?}");
+        // A filter that selects one leg of a multi-leg session returns only that leg.
+        let one = CdrFilter {
+            callee: parse_list(&data[2].dst).unwrap(),
+            caller: parse_list(&data[2].src).unwrap(),
+            ..Default::default()
+        };
+        let p = s
+            .cdr_page(&PageQuery {
+                filter: &one,
+                ..page_of(&f, None, 0, 1000)
+            })
+            .await
+            .unwrap();
+        for l in p.legs().unwrap() {
+            assert_eq!(l.values[2], data[2].src);
+            assert_eq!(l.values[3], data[2].dst);
+        }
+        // Values round-trip exactly, quotes and all.
+        assert_eq!(legs[0].values[9], "PJSIP/1000,60,\"q\" 'x'");
+    });
+}
+
+#[tokio::test]
+async fn filters_seek_indexes_instead_of_scanning_the_table() {
+    // Enough rows that PostgreSQL prefers an index where one applies.
+    let rows: Vec<NewCdr> = (0..20_000)
+        .map(|i| {
+            let l = Leg {
+                key: format!("p{i}"),
+                src: format!("{}", 1000 + i % 500),
+                dst: format!("{}", 2000 + i % 700),
+                answered: String::new(),
+                name: String::new(),
+                session: format!("{}-{}", 1_795_736_000 + i, 1000 + i % 500),
+                call_ms: T0 + i as i64 * 60_000,
+                start_ms: T0 + i as i64 * 60_000,
+                billsec: 10,
+            };
+            new_cdr(&l)
+        })
+        .collect();
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        s.insert_cdrs(&rows).await.unwrap();
+        s.analyze().await.unwrap();
+        let day = CdrFilter {
+            from_ms: Some(T0),
+            to_ms: Some(T0 + 86_400_000),
+            ..Default::default()
+        };
+        let caller = CdrFilter {
+            caller: parse_list("1001,1002").unwrap(),
+            ..day.clone()
+        };
+        let prefix = CdrFilter {
+            callee: parse_list("201@").unwrap(),
+            ..Default::default()
+        };
+        let end = CdrFilter {
+            time_field: TimeField::End,
+            ..day.clone()
+        };
+        let none = CdrFilter::default();
+        let cases = [
+            ("one-day window", &day, "cdr_start_ms"),
+            ("caller list in a window", &caller, "cdr_src"),
+            ("callee prefix", &prefix, "cdr_dst"),
+            ("end-time window", &end, "cdr_end_ms"),
+            ("no filter", &none, "cdr_entry"),
+        ];
+        for (what, f, index) in cases {
+            let plan = s
+                .cdr_query_plan(&PageQuery {
+                    filter: f,
+                    grouping: Grouping::Sessions,
+                    after: None,
+                    offset: 0,
+                    limit: 1000,
+                })
+                .await
+                .unwrap();
+            println!("--- {what} on {b:?}:\n{plan}");
+            assert!(
+                plan.contains(index),
+                "{what} on {b:?} should use {index}:\n{plan}"
+            );
+            match b {
+                Backend::Sqlite => {
+                    // A full table scan reads "SCAN i" / "SCAN c" with no index.
+                    for line in plan.lines() {
+                        let scan = line.contains("SCAN i") || line.contains("SCAN c");
+                        assert!(
+                            !scan || line.contains("USING"),
+                            "{what} on {b:?} scans the table:\n{plan}"
+                        );
+                    }
+                }
+                Backend::Postgres => {
+                    assert!(
+                        !plan.contains("Seq Scan"),
+                        "{what} on {b:?} scans the table:\n{plan}"
+                    )
+                }
+            }
+        }
+    });
+}
