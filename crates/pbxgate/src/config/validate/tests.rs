@@ -358,3 +358,30 @@ fn login_restriction_errors_name_the_zero_key() {
     assert!(msg.contains("login_restriction.ban_secs"), "{msg}");
     assert!(load("[login_restriction]\nmax_failures = 0\nban_secs = 0\n").is_ok());
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let text = include_str!("../../../../../pbxgate.example.toml");
+    load(text).unwrap_or_else(|e| panic!("pbxgate.example.toml: {e}"));
+}
+
+#[test]
+fn cdrapi_settings_are_validated() {
+    use ucm::cdrapi::encode::{CdrKey, Profile};
+    let s = load("").unwrap();
+    assert_eq!(s.cdrapi.output.profile, Profile::Ucm630x);
+    assert_eq!(s.cdrapi.output.cdr_key, CdrKey::Session);
+    assert!(!s.cdrapi.naive_utc);
+    assert_eq!(s.cdrapi.export_page, 1000);
+    let s = load("[cdrapi]\nprofile = \"ucm6100\"\ncdr_key = \"empty\"\nnaive_times = \"utc\"\n")
+        .unwrap();
+    assert_eq!(s.cdrapi.output.profile, Profile::Ucm6100);
+    assert_eq!(s.cdrapi.output.cdr_key, CdrKey::Empty);
+    assert!(s.cdrapi.naive_utc);
+    assert!(err("[cdrapi]\nprofile = \"ucm6000\"\n").contains("`cdrapi.profile`"));
+    assert!(err("[cdrapi]\ncdr_key = \"id\"\n").contains("`cdrapi.cdr_key`"));
+    assert!(err("[cdrapi]\nnaive_times = \"local\"\n").contains("`cdrapi.naive_times`"));
+    assert!(err("[cdrapi]\nexport_page = 0\n").contains("`cdrapi.export_page`"));
+    assert!(err("[cdrapi]\nexport_page = 10001\n").contains("`cdrapi.export_page`"));
+    assert!(err("[cdrapi]\nformat = \"json\"\n").contains("format"));
+}
