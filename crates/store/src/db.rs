@@ -201,8 +201,8 @@ impl Store {
                 // The writer gets a 64 MiB page cache (default 2 MiB): CDR
                 // batches insert into indexes on random keys (dedupe_key,
                 // session), whose pages must stay cached once the table holds
-                // millions of rows. Checkpoints every 16 MiB of WAL instead of
-                // 4 MiB, for fewer, larger copies back into the database.
+                // millions of rows. Checkpoints every 80 MiB of WAL instead of
+                // 4 MiB: index pages dirtied by many batches are copied back once.
                 let write = SqlitePoolOptions::new()
                     .max_connections(1)
                     .test_before_acquire(false)
@@ -210,7 +210,7 @@ impl Store {
                         connect
                             .clone()
                             .pragma("cache_size", "-65536")
-                            .pragma("wal_autocheckpoint", "4096"),
+                            .pragma("wal_autocheckpoint", "20000"),
                     )
                     .await?;
                 migrator(SQLITE_MIGRATIONS).run(&write).await?;
