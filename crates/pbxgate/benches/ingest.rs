@@ -592,18 +592,43 @@ async fn ingest(name: &str, store: &Store, stream: &Stream) -> Row {
         (batches.stats, busy)
     });
     let writer_store = store.clone();
+    // As `write_batches` in src/ingest/mod.rs: two batches in flight on
+    // PostgreSQL, one on SQLite. "Busy" is the time at least one is in flight.
+    let in_flight = match store.backend() {
+        store::Backend::Postgres => 2,
+        store::Backend::Sqlite => 1,
+    };
     let writer = tokio::spawn(async move {
         let mut inserted = 0u64;
         let mut count = 0usize;
         let mut busy = Duration::ZERO;
+        let mut writing: std::collections::VecDeque<tokio::task::JoinHandle<u64>> =
+            std::collections::VecDeque::new();
+        let mut since: Option<Instant> = None;
         while let Some(batch) = rx.recv().await {
-            let t = Instant::now();
-            inserted += writer_store
-                .insert_cdrs(&batch)
-                .await
-                .unwrap_or_else(|e| panic!("insert_cdrs failed: {e}"));
-            busy += t.elapsed();
+            while writing.len() >= in_flight {
+                let n = writing.pop_front().unwrap().await.expect("insert task");
+                inserted += n;
+                if writing.is_empty()
+                    && let Some(t) = since.take()
+                {
+                    busy += t.elapsed();
+                }
+            }
+            since.get_or_insert_with(Instant::now);
+            let s = writer_store.clone();
+            writing.push_back(tokio::spawn(async move {
+                s.insert_cdrs(&batch)
+                    .await
+                    .unwrap_or_else(|e| panic!("insert_cdrs failed: {e}"))
+            }));
             count += 1;
+        }
+        for w in writing {
+            inserted += w.await.expect("insert task");
+        }
+        if let Some(t) = since.take() {
+            busy += t.elapsed();
         }
         (inserted, count, busy)
     });

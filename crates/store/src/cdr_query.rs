@@ -183,7 +183,7 @@ fn quoted(field: &str) -> String {
 /// The packed row expression for alias `t`.
 fn row_expr(backend: Backend, t: &str) -> String {
     let text = |col: &str| match backend {
-        Backend::Sqlite => format!("length(CAST({col} AS BLOB)) || ':' || {col}"),
+        Backend::Sqlite => format!("octet_length({col}) || ':' || {col}"),
         Backend::Postgres => format!("octet_length({col}) || ':' || {col}"),
     };
     let int = |col: &str| match backend {
@@ -361,9 +361,12 @@ pub(crate) fn page_sql(backend: Backend, q: &PageQuery<'_>) -> Sql {
                 None => String::new(),
             };
             let (l, o) = (sql.bind(limit), sql.bind(offset));
+            // Offsets are counted on the keys alone (an index-only walk
+            // without filters), and only the page's rows are read whole.
             sql.text = format!(
-                "SELECT {agg} FROM (SELECT * FROM cdr i WHERE {inner}{after} \
-                 ORDER BY i.call_ms, i.\"session\", i.start_ms, i.acctid LIMIT {l} OFFSET {o}) c",
+                "SELECT {agg} FROM (SELECT i.acctid FROM cdr i WHERE {inner}{after} \
+                 ORDER BY i.call_ms, i.\"session\", i.start_ms, i.acctid LIMIT {l} OFFSET {o}) e \
+                 JOIN cdr c ON c.acctid = e.acctid",
                 agg = agg(
                     &row_expr(backend, "c"),
                     "c.call_ms, c.\"session\", c.start_ms, c.acctid"

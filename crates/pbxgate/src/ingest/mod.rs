@@ -99,12 +99,21 @@ async fn read_events(
 }
 
 async fn write_batches(mut rx: mpsc::Receiver<NewCdr>, store: Store) {
+    // PostgreSQL takes two batches at once (one is encoded while the server
+    // writes the other), SQLite has a single writer connection anyway.
+    // AcctIds then follow arrival order per batch, not across two batches.
+    let in_flight = match store.backend() {
+        store::Backend::Postgres => 2,
+        store::Backend::Sqlite => 1,
+    };
+    let mut writing: std::collections::VecDeque<tokio::task::JoinHandle<()>> =
+        std::collections::VecDeque::new();
     let mut batch: Vec<NewCdr> = Vec::with_capacity(BATCH_MAX);
     loop {
         if batch.is_empty() {
             match rx.recv().await {
                 Some(c) => batch.push(c),
-                None => return,
+                None => break,
             }
         }
         let deadline = tokio::time::Instant::now() + BATCH_WAIT;
@@ -114,22 +123,35 @@ async fn write_batches(mut rx: mpsc::Receiver<NewCdr>, store: Store) {
                 Ok(None) | Err(_) => break,
             }
         }
-        // A batch is never dropped: on a database error it is retried until it lands.
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match store.insert_cdrs(&batch).await {
-                Ok(inserted) => {
-                    tracing::debug!(records = batch.len(), inserted, "CDR batch stored");
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(records = batch.len(), error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot store CDRs; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+        while writing.len() >= in_flight {
+            if let Some(oldest) = writing.pop_front() {
+                let _ = oldest.await;
             }
         }
-        batch.clear();
+        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
+        writing.push_back(tokio::spawn(store_batch(store.clone(), full)));
+    }
+    // Shutdown: everything read is stored before the writer ends.
+    for w in writing {
+        let _ = w.await;
+    }
+}
+
+/// A batch is never dropped: on a database error it is retried until it lands.
+async fn store_batch(store: Store, batch: Vec<NewCdr>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match store.insert_cdrs(&batch).await {
+            Ok(inserted) => {
+                tracing::debug!(records = batch.len(), inserted, "CDR batch stored");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(records = batch.len(), error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot store CDRs; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
     }
 }
 

@@ -20,7 +20,8 @@ ALTER TABLE cdr
     ALTER COLUMN "dst" TYPE TEXT COLLATE "C",
     ALTER COLUMN "dstanswer" TYPE TEXT COLLATE "C",
     ALTER COLUMN "caller_name" TYPE TEXT COLLATE "C";
-CREATE INDEX cdr_entry ON cdr (call_ms, "session", start_ms);
+-- acctid last: the legs order, so paging by legs is an index-only walk.
+CREATE INDEX cdr_entry ON cdr (call_ms, "session", start_ms, acctid);
 CREATE INDEX cdr_end_ms ON cdr (end_ms);
 -- caller / callee filters: exact values and prefix wildcards seek here.
 CREATE INDEX cdr_src ON cdr ("src", start_ms);

@@ -9,7 +9,7 @@ UPDATE cdr SET
     call_ms = (SELECT MIN(c.start_ms) FROM cdr c WHERE c."session" = cdr."session"),
     end_ms = start_ms + 1000 * CAST("duration" AS INTEGER);
 DROP INDEX cdr_session;
-CREATE INDEX cdr_entry ON cdr (call_ms, "session", start_ms);
+CREATE INDEX cdr_entry ON cdr (call_ms, "session", start_ms, acctid);
 CREATE INDEX cdr_end_ms ON cdr (end_ms);
 -- caller / callee filters: exact values and prefix wildcards (GLOB) seek here.
 CREATE INDEX cdr_src ON cdr ("src", start_ms);
