@@ -215,33 +215,96 @@ async fn export_pages(
     tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) -> Result<(), store::Error> {
     let options = settings.output;
-    let grouping = grouping(options);
+    let sessions = grouping(options) == Grouping::Sessions;
     let f = filter(q, settings, tz);
     let mut enc = Encoder::new(q.format, options);
     let mut out = Vec::new();
     enc.begin(&mut out);
-    let mut after: Option<PageKey> = None;
-    let mut offset = q.offset;
     let mut total = 0u64;
+    // `offset` counts entries: start after the last leg of entry `offset - 1`.
+    let mut after: Option<PageKey> = None;
+    if q.offset > 0 {
+        let skip = store
+            .cdr_page(&PageQuery {
+                filter: &f,
+                grouping: grouping(options),
+                after: None,
+                offset: q.offset - 1,
+                limit: 1,
+            })
+            .await?;
+        match skip.legs()?.last() {
+            Some(leg) => after = Some(PageKey::of(leg)?),
+            None => {
+                enc.finish(&mut out);
+                let _ = tx.send(Ok(Bytes::from(out))).await;
+                return Ok(());
+            }
+        }
+    }
+    // Legs are read in entry order by a plain keyset walk of the entry index
+    // (cheaper than grouping in SQL); a call cut by a page boundary is held
+    // back and completed with the next page.
+    let limit = settings.export_page;
+    let mut carry: Vec<(i64, [String; 43])> = Vec::new();
     loop {
         let page = store
             .cdr_page(&PageQuery {
                 filter: &f,
-                grouping,
+                grouping: Grouping::Legs,
                 after: after.as_ref(),
-                offset,
-                limit: settings.export_page,
+                offset: 0,
+                limit,
             })
             .await?;
-        offset = 0;
         let legs = page.legs()?;
-        let entries = encode_page(&mut enc, &legs, grouping, &mut out);
-        total += entries;
-        let last = legs.last().map(PageKey::of).transpose()?;
-        if entries < u64::from(settings.export_page) {
+        let done = legs.len() < limit as usize;
+        if let Some(last) = legs.last() {
+            after = Some(PageKey::of(last)?);
+        }
+        let mut all: Vec<(i64, Leg<'_>)> = carry
+            .iter()
+            .map(|(call, v)| (*call, v.each_ref().map(String::as_str)))
+            .collect();
+        all.extend(legs.iter().map(|l| (l.call_ms, l.values)));
+        let mut bounds = Vec::new();
+        let mut start = 0;
+        for i in 1..=all.len() {
+            let same = i < all.len()
+                && sessions
+                && all[i].0 == all[start].0
+                && all[i].1[SESSION] == all[start].1[SESSION];
+            if !same {
+                bounds.push((start, i));
+                start = i;
+            }
+        }
+        let held = if done || !sessions {
+            None
+        } else {
+            bounds.pop()
+        };
+        let mut group: Vec<Leg<'_>> = Vec::new();
+        for (a, b) in bounds {
+            group.clear();
+            group.extend(all[a..b].iter().map(|(_, v)| *v));
+            enc.entry(&group, &mut out);
+            total += 1;
+        }
+        let next_carry = held
+            .map(|(a, b)| {
+                all[a..b]
+                    .iter()
+                    .map(|(call, v)| (*call, v.map(str::to_owned)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop(group);
+        drop(all);
+        carry = next_carry;
+        if done {
             break;
         }
-        after = last;
         if tx
             .send(Ok(Bytes::from(std::mem::take(&mut out))))
             .await
@@ -257,6 +320,9 @@ async fn export_pages(
     Ok(())
 }
 
+/// Position of `session` in a leg's values.
+const SESSION: usize = 27;
+
 /// The receiving end of the export channel as a body stream.
 struct ChannelBody(mpsc::Receiver<Result<Bytes, std::io::Error>>);
 
@@ -265,5 +331,13 @@ impl futures_core::Stream for ChannelBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.0.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn session_is_where_the_record_has_it() {
+        assert_eq!(ucm::cdr::FIELDS[super::SESSION], "session");
     }
 }

@@ -1,11 +1,12 @@
 //! The `cdrapi` query → SQL translation, the same on SQLite and PostgreSQL
 //! apart from the pattern operators, and the packed page format.
 //!
-//! A page is one value built by the database: every leg is written as
-//! `<byte length>:<value>` for `call_ms`, `AcctId` and the other 42 UCM
-//! fields, legs back to back. One value per page instead of 45 per leg keeps
-//! the driver's per-value cost (an allocation and a copy each) out of
-//! exports of millions of rows; the lengths make it safe for any content.
+//! A page is one value built by the database: the values of a leg (`call_ms`,
+//! `AcctId`, the other 42 UCM fields, `start_ms`) joined by U+001F, legs
+//! joined by U+001E. One value per page instead of 45 per leg keeps the
+//! driver's per-value cost (an allocation and a copy each) out of exports of
+//! millions of rows. The store guarantees that no stored value holds either
+//! separator ([`clean`] at insert; migration 0004 for older rows).
 
 use ucm::cdr::FIELDS;
 use ucm::cdrapi::{Pattern, TimeField};
@@ -106,22 +107,28 @@ impl CdrPage {
     /// Decodes the legs. An error means the database sent something this
     /// format cannot have produced.
     pub fn legs(&self) -> Result<Vec<PageLeg<'_>>, Error> {
+        if self.packed.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
-        let mut rest = self.packed.as_str();
-        while !rest.is_empty() {
+        for row in self.packed.split(ROW_SEP) {
             let mut leg = PageLeg {
                 call_ms: 0,
                 start_ms: 0,
                 values: [""; 43],
             };
-            for i in 0..ROW_VALUES {
-                let (v, tail) = take_value(rest)?;
-                rest = tail;
+            let mut n = 0;
+            for (i, v) in row.split(VALUE_SEP).enumerate() {
                 match i {
                     0 => leg.call_ms = v.parse().map_err(|_| Error::Corrupt("call_ms"))?,
                     1..=43 => leg.values[i - 1] = v,
-                    _ => leg.start_ms = v.parse().map_err(|_| Error::Corrupt("start_ms"))?,
+                    44 => leg.start_ms = v.parse().map_err(|_| Error::Corrupt("start_ms"))?,
+                    _ => return Err(Error::Corrupt("too many values in a leg")),
                 }
+                n = i + 1;
+            }
+            if n != ROW_VALUES {
+                return Err(Error::Corrupt("too few values in a leg"));
             }
             out.push(leg);
         }
@@ -143,16 +150,34 @@ impl PageKey {
     }
 }
 
-fn take_value(s: &str) -> Result<(&str, &str), Error> {
-    let colon = s.find(':').ok_or(Error::Corrupt("length prefix"))?;
-    let len: usize = s[..colon]
-        .parse()
-        .map_err(|_| Error::Corrupt("length prefix"))?;
-    let body = &s[colon + 1..];
-    if body.len() < len || !body.is_char_boundary(len) {
-        return Err(Error::Corrupt("value length"));
+const ROW_SEP: char = '\u{1e}';
+const VALUE_SEP: char = '\u{1f}';
+
+pub(crate) fn needs_cleaning(c: &crate::NewCdr) -> bool {
+    c.record
+        .values()
+        .iter()
+        .any(|v| v.contains([ROW_SEP, VALUE_SEP]))
+}
+
+/// `c` with every value [`clean`].
+pub(crate) fn cleaned(c: &crate::NewCdr) -> crate::NewCdr {
+    crate::NewCdr {
+        record: ucm::cdr::CdrRecord::from_values(
+            c.record.values().iter().map(|v| clean(v).into_owned()),
+        ),
+        ..c.clone()
     }
-    Ok((&body[..len], &body[len..]))
+}
+
+/// A value as stored: the page separators replaced by U+FFFD (they never
+/// occur in real CDRs, and a stored one would corrupt every page it is in).
+pub(crate) fn clean(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.contains([ROW_SEP, VALUE_SEP]) {
+        std::borrow::Cow::Owned(v.replace([ROW_SEP, VALUE_SEP], "\u{fffd}"))
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
 }
 
 /// A bound value.
@@ -182,20 +207,15 @@ fn quoted(field: &str) -> String {
 
 /// The packed row expression for alias `t`.
 fn row_expr(backend: Backend, t: &str) -> String {
-    let text = |col: &str| match backend {
-        Backend::Sqlite => format!("octet_length({col}) || ':' || {col}"),
-        Backend::Postgres => format!("octet_length({col}) || ':' || {col}"),
-    };
-    let int = |col: &str| match backend {
-        Backend::Sqlite => format!("length(CAST({col} AS TEXT)) || ':' || {col}"),
-        Backend::Postgres => format!("octet_length({col}::text) || ':' || {col}"),
-    };
-    let mut parts = vec![int(&format!("{t}.call_ms")), int(&format!("{t}.acctid"))];
+    let mut cols = vec![format!("{t}.call_ms"), format!("{t}.acctid")];
     for f in &FIELDS[1..] {
-        parts.push(text(&format!("{t}.{}", quoted(f))));
+        cols.push(format!("{t}.{}", quoted(f)));
     }
-    parts.push(int(&format!("{t}.start_ms")));
-    parts.join(" || ")
+    cols.push(format!("{t}.start_ms"));
+    match backend {
+        Backend::Sqlite => cols.join(" || char(31) || "),
+        Backend::Postgres => format!("concat_ws(chr(31), {})", cols.join(", ")),
+    }
 }
 
 /// Turns `@` / `_` wildcards into the backend's pattern syntax, everything
@@ -305,8 +325,8 @@ fn filter_sql(backend: Backend, sql: &mut Sql, t: &str, f: &CdrFilter) -> String
 pub(crate) fn page_sql(backend: Backend, q: &PageQuery<'_>) -> Sql {
     let mut sql = Sql::default();
     let agg = |expr: &str, order: &str| match backend {
-        Backend::Sqlite => format!("group_concat({expr}, '' ORDER BY {order})"),
-        Backend::Postgres => format!("string_agg({expr}, '' ORDER BY {order})"),
+        Backend::Sqlite => format!("group_concat({expr}, char(30) ORDER BY {order})"),
+        Backend::Postgres => format!("string_agg({expr}, chr(30) ORDER BY {order})"),
     };
     let limit = Bind::Int(i64::from(q.limit));
     let offset = Bind::Int(i64::try_from(q.offset).unwrap_or(i64::MAX));
@@ -388,12 +408,37 @@ mod tests {
     }
 
     #[test]
-    fn packed_values_are_length_prefixed() {
-        assert_eq!(take_value("3:a:b5:x").unwrap(), ("a:b", "5:x"));
-        assert_eq!(take_value("0:").unwrap(), ("", ""));
-        assert!(take_value("9:short").is_err());
-        assert!(take_value("x:").is_err());
-        // A length that would cut a character in two is refused.
-        assert!(take_value("1:é").is_err());
+    fn pages_split_on_the_separators_and_check_their_shape() {
+        let row = |acct: &str, extra: &str| {
+            let mut v = vec!["1000".to_owned(), acct.to_owned()];
+            v.extend((0..42).map(|i| format!("v{i}{extra}")));
+            v.push("2000".to_owned());
+            v.join("\u{1f}")
+        };
+        let page = CdrPage::from_packed(Some(format!(
+            "{}\u{1e}{}",
+            row("1", ""),
+            row("2", ", \"x\"")
+        )));
+        let legs = page.legs().unwrap();
+        assert_eq!(legs.len(), 2);
+        assert_eq!((legs[1].call_ms, legs[1].start_ms), (1000, 2000));
+        assert_eq!(legs[1].values[0], "2");
+        assert_eq!(legs[1].values[42], "v41, \"x\"");
+        assert!(CdrPage::from_packed(None).legs().unwrap().is_empty());
+        assert!(
+            CdrPage::from_packed(Some("1\u{1f}2".into()))
+                .legs()
+                .is_err()
+        );
+        let long = format!("{}\u{1f}x", row("1", ""));
+        assert!(CdrPage::from_packed(Some(long)).legs().is_err());
+    }
+
+    #[test]
+    fn separators_never_reach_the_store() {
+        assert_eq!(clean("plain"), "plain");
+        assert!(matches!(clean("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(clean("a\u{1f}b\u{1e}c"), "a\u{fffd}b\u{fffd}c");
     }
 }

@@ -94,6 +94,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "cdr query",
         include_str!("../migrations/sqlite/0003_cdr_query.sql"),
     ),
+    (
+        4,
+        "cdr separators",
+        include_str!("../migrations/sqlite/0004_cdr_separators.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -110,6 +115,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "cdr query",
         include_str!("../migrations/postgres/0003_cdr_query.sql"),
+    ),
+    (
+        4,
+        "cdr separators",
+        include_str!("../migrations/postgres/0004_cdr_separators.sql"),
     ),
 ];
 
@@ -646,6 +656,15 @@ impl CdrStore for Store {
         if batch.is_empty() {
             return Ok(0);
         }
+        // Page separators are replaced (see cdr_query); copying only the
+        // rare batch that holds one keeps the common path copy-free.
+        let cleaned: Vec<NewCdr>;
+        let batch = if batch.iter().any(crate::cdr_query::needs_cleaning) {
+            cleaned = batch.iter().map(crate::cdr_query::cleaned).collect();
+            &cleaned[..]
+        } else {
+            batch
+        };
         let inserted = match &self.inner {
             Inner::Sqlite { write, .. } => {
                 let build = |chunk: &[NewCdr]| {

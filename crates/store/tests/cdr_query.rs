@@ -502,3 +502,25 @@ async fn filters_seek_indexes_instead_of_scanning_the_table() {
         }
     });
 }
+
+#[tokio::test]
+async fn page_separators_in_values_are_replaced_not_trusted() {
+    let mut l = new_cdr(&legs()[0]);
+    l.record.set("lastdata", "a\u{1f}b\u{1e}c");
+    on_every_backend!(|s, db| {
+        s.insert_cdrs(std::slice::from_ref(&l)).await.unwrap();
+        let page = s
+            .cdr_page(&PageQuery {
+                filter: &CdrFilter::default(),
+                grouping: Grouping::Sessions,
+                after: None,
+                offset: 0,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        let legs = page.legs().unwrap();
+        assert_eq!(legs.len(), 1, "{:?}", db.backend);
+        assert_eq!(legs[0].values[9], "a\u{fffd}b\u{fffd}c");
+    });
+}

@@ -104,7 +104,7 @@ pub struct CdrApiConfig {
     pub cdr_key: String,
     /// startTime/endTime without an offset: "pbx" (in `pbx.timezone`) or "utc".
     pub naive_times: String,
-    /// Entries per database round trip of `cdrExport`.
+    /// Legs per database round trip of `cdrExport`.
     pub export_page: u32,
 }
 

@@ -1,0 +1,87 @@
+-- cdrapi pages join values with U+001F and legs with U+001E; no stored value
+-- may hold either (new rows are cleaned at insert). Older rows are cleaned
+-- here: U+FFFD replaces them.
+UPDATE cdr SET "accountcode" = replace(replace("accountcode", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("accountcode", char(30)) > 0 OR instr("accountcode", char(31)) > 0;
+UPDATE cdr SET "src" = replace(replace("src", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("src", char(30)) > 0 OR instr("src", char(31)) > 0;
+UPDATE cdr SET "dst" = replace(replace("dst", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("dst", char(30)) > 0 OR instr("dst", char(31)) > 0;
+UPDATE cdr SET "dcontext" = replace(replace("dcontext", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("dcontext", char(30)) > 0 OR instr("dcontext", char(31)) > 0;
+UPDATE cdr SET "clid" = replace(replace("clid", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("clid", char(30)) > 0 OR instr("clid", char(31)) > 0;
+UPDATE cdr SET "channel" = replace(replace("channel", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("channel", char(30)) > 0 OR instr("channel", char(31)) > 0;
+UPDATE cdr SET "dstchannel" = replace(replace("dstchannel", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("dstchannel", char(30)) > 0 OR instr("dstchannel", char(31)) > 0;
+UPDATE cdr SET "lastapp" = replace(replace("lastapp", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("lastapp", char(30)) > 0 OR instr("lastapp", char(31)) > 0;
+UPDATE cdr SET "lastdata" = replace(replace("lastdata", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("lastdata", char(30)) > 0 OR instr("lastdata", char(31)) > 0;
+UPDATE cdr SET "start" = replace(replace("start", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("start", char(30)) > 0 OR instr("start", char(31)) > 0;
+UPDATE cdr SET "answer" = replace(replace("answer", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("answer", char(30)) > 0 OR instr("answer", char(31)) > 0;
+UPDATE cdr SET "end" = replace(replace("end", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("end", char(30)) > 0 OR instr("end", char(31)) > 0;
+UPDATE cdr SET "duration" = replace(replace("duration", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("duration", char(30)) > 0 OR instr("duration", char(31)) > 0;
+UPDATE cdr SET "billsec" = replace(replace("billsec", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("billsec", char(30)) > 0 OR instr("billsec", char(31)) > 0;
+UPDATE cdr SET "disposition" = replace(replace("disposition", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("disposition", char(30)) > 0 OR instr("disposition", char(31)) > 0;
+UPDATE cdr SET "amaflags" = replace(replace("amaflags", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("amaflags", char(30)) > 0 OR instr("amaflags", char(31)) > 0;
+UPDATE cdr SET "uniqueid" = replace(replace("uniqueid", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("uniqueid", char(30)) > 0 OR instr("uniqueid", char(31)) > 0;
+UPDATE cdr SET "userfield" = replace(replace("userfield", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("userfield", char(30)) > 0 OR instr("userfield", char(31)) > 0;
+UPDATE cdr SET "channel_ext" = replace(replace("channel_ext", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("channel_ext", char(30)) > 0 OR instr("channel_ext", char(31)) > 0;
+UPDATE cdr SET "dstchannel_ext" = replace(replace("dstchannel_ext", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("dstchannel_ext", char(30)) > 0 OR instr("dstchannel_ext", char(31)) > 0;
+UPDATE cdr SET "service" = replace(replace("service", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("service", char(30)) > 0 OR instr("service", char(31)) > 0;
+UPDATE cdr SET "caller_name" = replace(replace("caller_name", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("caller_name", char(30)) > 0 OR instr("caller_name", char(31)) > 0;
+UPDATE cdr SET "recordfiles" = replace(replace("recordfiles", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("recordfiles", char(30)) > 0 OR instr("recordfiles", char(31)) > 0;
+UPDATE cdr SET "dstanswer" = replace(replace("dstanswer", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("dstanswer", char(30)) > 0 OR instr("dstanswer", char(31)) > 0;
+UPDATE cdr SET "chanext" = replace(replace("chanext", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("chanext", char(30)) > 0 OR instr("chanext", char(31)) > 0;
+UPDATE cdr SET "dstchanext" = replace(replace("dstchanext", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("dstchanext", char(30)) > 0 OR instr("dstchanext", char(31)) > 0;
+UPDATE cdr SET "session" = replace(replace("session", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("session", char(30)) > 0 OR instr("session", char(31)) > 0;
+UPDATE cdr SET "action_owner" = replace(replace("action_owner", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("action_owner", char(30)) > 0 OR instr("action_owner", char(31)) > 0;
+UPDATE cdr SET "action_type" = replace(replace("action_type", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("action_type", char(30)) > 0 OR instr("action_type", char(31)) > 0;
+UPDATE cdr SET "src_trunk_name" = replace(replace("src_trunk_name", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("src_trunk_name", char(30)) > 0 OR instr("src_trunk_name", char(31)) > 0;
+UPDATE cdr SET "dst_trunk_name" = replace(replace("dst_trunk_name", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("dst_trunk_name", char(30)) > 0 OR instr("dst_trunk_name", char(31)) > 0;
+UPDATE cdr SET "nat_call" = replace(replace("nat_call", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("nat_call", char(30)) > 0 OR instr("nat_call", char(31)) > 0;
+UPDATE cdr SET "nat_call_peer" = replace(replace("nat_call_peer", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("nat_call_peer", char(30)) > 0 OR instr("nat_call_peer", char(31)) > 0;
+UPDATE cdr SET "video_call" = replace(replace("video_call", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("video_call", char(30)) > 0 OR instr("video_call", char(31)) > 0;
+UPDATE cdr SET "gdms_unique_code" = replace(replace("gdms_unique_code", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("gdms_unique_code", char(30)) > 0 OR instr("gdms_unique_code", char(31)) > 0;
+UPDATE cdr SET "gds_call" = replace(replace("gds_call", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("gds_call", char(30)) > 0 OR instr("gds_call", char(31)) > 0;
+UPDATE cdr SET "gsc_call" = replace(replace("gsc_call", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("gsc_call", char(30)) > 0 OR instr("gsc_call", char(31)) > 0;
+UPDATE cdr SET "wave_src_seqid" = replace(replace("wave_src_seqid", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("wave_src_seqid", char(30)) > 0 OR instr("wave_src_seqid", char(31)) > 0;
+UPDATE cdr SET "wave_dst_seqid" = replace(replace("wave_dst_seqid", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("wave_dst_seqid", char(30)) > 0 OR instr("wave_dst_seqid", char(31)) > 0;
+UPDATE cdr SET "device_info" = replace(replace("device_info", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("device_info", char(30)) > 0 OR instr("device_info", char(31)) > 0;
+UPDATE cdr SET "device_info_peer" = replace(replace("device_info_peer", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("device_info_peer", char(30)) > 0 OR instr("device_info_peer", char(31)) > 0;
+UPDATE cdr SET "recordfiles_desc" = replace(replace("recordfiles_desc", char(30), char(65533)), char(31), char(65533))
+    WHERE instr("recordfiles_desc", char(30)) > 0 OR instr("recordfiles_desc", char(31)) > 0;
