@@ -74,7 +74,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{diagnose, env_number};
+use common::{Rng, diagnose, drop_postgres_database, env_number, remove_sqlite_files};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -85,7 +85,9 @@ use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
-use store::{CdrFilter, CdrStore, ConnectOptions, Grouping, NewCdr, PageKey, PageQuery, Store};
+use store::{
+    Backend, CdrFilter, CdrStore, ConnectOptions, Grouping, NewCdr, PageKey, PageQuery, Store,
+};
 use ucm::cdr::{CdrRecord, FIELDS};
 
 const SEED: u64 = 0xcd7a_915e_ed20_2025;
@@ -104,11 +106,9 @@ const PASSWORD: &str = "benchpass";
 const POSTGRES_ENV: &str = "PBXGATE_TEST_POSTGRES_URL";
 const DEFAULT_CACHE_DIR: &str = "/var/tmp/pbxgate-bench";
 
-/// The caller filter of row 1 and the predicate it stands for.
+/// The caller filter of row 1; the expected counts use the product's own
+/// matcher (`ucm::cdrapi::pattern`), which the store tests hold equal to the SQL.
 const CALLER: &str = "1000-1049,12@";
-fn caller_matches(code: u32) -> bool {
-    (1000..=1049).contains(&code) || (1200..=1299).contains(&code)
-}
 
 const PAGE_WARMUP: usize = 20;
 const OFFSET_REQUESTS: usize = 30;
@@ -129,29 +129,6 @@ const TARGET_RSS_MIB: f64 = 64.0;
 
 // ---------------------------------------------------------------------------
 // Data.
-
-/// xorshift64: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform enough in `0..n` for test data.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -296,6 +273,7 @@ struct Generator {
     chan: u32,
     sessions: Vec<SessionMeta>,
     day_matches: Vec<u32>,
+    caller: Vec<ucm::cdrapi::Pattern>,
 }
 
 impl Generator {
@@ -311,6 +289,7 @@ impl Generator {
             leg: 0,
             chan: 0,
             day_matches: vec![0; DAYS as usize + 2],
+            caller: ucm::cdrapi::pattern::parse_list(CALLER).expect("CALLER parses"),
         }
     }
 
@@ -518,7 +497,7 @@ impl Generator {
             }
             self.leg += 1;
         }
-        if caller_matches(src_code) {
+        if ucm::cdrapi::pattern::list_matches(&self.caller, &src_code.to_string()) {
             for d in days.into_iter().filter(|&d| d != u32::MAX) {
                 if let Some(c) = self.day_matches.get_mut(d as usize) {
                     *c += 1;
@@ -536,24 +515,9 @@ impl Generator {
 // ---------------------------------------------------------------------------
 // Databases.
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum BackendKind {
-    Sqlite,
-    Postgres,
-}
-
-impl BackendKind {
-    fn name(self) -> &'static str {
-        match self {
-            BackendKind::Sqlite => "SQLite",
-            BackendKind::Postgres => "PostgreSQL",
-        }
-    }
-}
-
 /// A loaded database and how to remove it.
 struct Db {
-    kind: BackendKind,
+    kind: Backend,
     url: String,
     /// SQLite: the database file.
     file: Option<PathBuf>,
@@ -649,13 +613,13 @@ async fn check_count(store: &Store, legs: u64) -> Result<(), String> {
 /// The database of one backend and size, loaded, with the generator's view
 /// of it, and the bench's own store on it.
 async fn prepare(
-    kind: BackendKind,
+    kind: Backend,
     legs: u64,
     tmp: &Path,
     admin_url: Option<&str>,
 ) -> Result<(Db, Store, Dataset), String> {
     match kind {
-        BackendKind::Sqlite => {
+        Backend::Sqlite => {
             let cache = std::env::var("BENCH_CACHE").map_or(true, |v| v != "0");
             let digest = schema_digest();
             let (file, cached) = match (cache, digest) {
@@ -692,7 +656,7 @@ async fn prepare(
                 check_count(&store, legs).await?;
                 return Ok((db, store, data));
             }
-            remove_sqlite(&file);
+            remove_sqlite_files(&file);
             let _ = std::fs::remove_file(&marker);
             let store = Store::connect(&url, &store_options(tmp))
                 .await
@@ -704,7 +668,7 @@ async fn prepare(
             }
             Ok((db, store, data))
         }
-        BackendKind::Postgres => {
+        Backend::Postgres => {
             let admin = admin_url.ok_or("no PostgreSQL admin URL")?;
             let url = store::testing::create_postgres_database(admin)
                 .await
@@ -768,52 +732,21 @@ fn vacuum(url: &str) {
     }
 }
 
-fn remove_sqlite(file: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = file.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
 /// Deletes a database that is not kept: the temporary SQLite file, or the
 /// PostgreSQL database (`DROP DATABASE` through `psql`; the name is printed
 /// when that fails).
 fn remove(db: Db) {
-    if std::env::var("BENCH_KEEP_DB").is_ok_and(|v| v == "1") && db.kind == BackendKind::Postgres {
+    if std::env::var("BENCH_KEEP_DB").is_ok_and(|v| v == "1") && db.kind == Backend::Postgres {
         println!("  (BENCH_KEEP_DB=1: the database {} is kept)", db.url);
         return;
     }
     match db.kind {
-        BackendKind::Sqlite => {
+        Backend::Sqlite => {
             if let (Some(file), false) = (&db.file, db.cached) {
-                remove_sqlite(file);
+                remove_sqlite_files(file);
             }
         }
-        BackendKind::Postgres => {
-            let name = db.url.rsplit('/').next().unwrap_or("");
-            let name = name.split('?').next().unwrap_or("");
-            // create_postgres_database names it from [a-z0-9_] only.
-            let safe = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-            let dropped = safe
-                && Command::new("psql")
-                    .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
-                    .arg(format!("DROP DATABASE {name} WITH (FORCE)"))
-                    .arg("-d")
-                    .arg(db.admin_url.as_deref().unwrap_or(""))
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-            if !dropped {
-                println!(
-                    "  (PostgreSQL database {name} could not be dropped (psql); it is left on the server)"
-                );
-            }
-        }
+        Backend::Postgres => drop_postgres_database(db.admin_url.as_deref().unwrap_or(""), &db.url),
     }
 }
 
@@ -1458,14 +1391,14 @@ fn native_select() -> String {
 fn native_export(db: &Db) -> Result<(ExportRun, String), String> {
     let select = native_select();
     let (mut cmd, label) = match db.kind {
-        BackendKind::Sqlite => {
+        Backend::Sqlite => {
             let mut cmd = Command::new("sqlite3");
             cmd.args(["-batch", "-csv", "-header"])
                 .arg(db.file.as_ref().ok_or("no SQLite file")?)
                 .arg(&select);
             (cmd, "sqlite3 -csv")
         }
-        BackendKind::Postgres => {
+        Backend::Postgres => {
             let mut cmd = Command::new("psql");
             cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-c"])
                 .arg(format!("\\copy ({select}) to stdout csv header"));
@@ -1587,7 +1520,8 @@ async fn store_page_p50(
     Ok((pct(&sorted(times), 0.5), legs / runs))
 }
 
-/// The export's page loop against the store alone (no encoding, no HTTP).
+/// The export's page loop against the store alone (no encoding, no HTTP):
+/// legs by keyset, as `cdrExport` reads them.
 async fn store_export(store: &Store) -> Result<(f64, u64), String> {
     let filter = CdrFilter::default();
     let mut after: Option<PageKey> = None;
@@ -1597,7 +1531,7 @@ async fn store_export(store: &Store) -> Result<(f64, u64), String> {
         let page = store
             .cdr_page(&PageQuery {
                 filter: &filter,
-                grouping: Grouping::Sessions,
+                grouping: Grouping::Legs,
                 after: after.as_ref(),
                 offset: 0,
                 limit: 1000,
@@ -1866,7 +1800,7 @@ async fn leg_pages(ctx: &mut Ctx<'_>, out: &mut Outcome, deep: u64) {
 }
 
 async fn run(
-    kind: BackendKind,
+    kind: Backend,
     legs: u64,
     tmp: &Path,
     admin_url: Option<&str>,
@@ -1992,13 +1926,13 @@ fn sizes_from_env() -> Vec<u64> {
     }
 }
 
-fn backends_from_env() -> Vec<BackendKind> {
+fn backends_from_env() -> Vec<Backend> {
     let text = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     let mut out = Vec::new();
     for name in text.split(',').map(|s| s.trim().to_ascii_lowercase()) {
         match name.as_str() {
-            "sqlite" => out.push(BackendKind::Sqlite),
-            "postgres" | "postgresql" => out.push(BackendKind::Postgres),
+            "sqlite" => out.push(Backend::Sqlite),
+            "postgres" | "postgresql" => out.push(Backend::Postgres),
             _ => {
                 eprintln!("bench: BENCH_BACKENDS={text:?}: sqlite and/or postgres");
                 std::process::exit(2);
@@ -2052,7 +1986,7 @@ fn main() {
     for &legs in &sizes {
         for &kind in &backends {
             println!();
-            if kind == BackendKind::Postgres && admin_url.is_none() {
+            if kind == Backend::Postgres && admin_url.is_none() {
                 let row = Row::new(kind.name(), legs, "all").figures(format!(
                     "set {POSTGRES_ENV}=<admin URL> (`scripts/postgres.sh start`)"
                 ));

@@ -44,7 +44,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{diagnose, env_number};
+use common::{Rng, diagnose, drop_postgres_database, env_number, remove_sqlite_files};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use asterisk::ami::codec::{DEFAULT_MAX_MESSAGE, Decoder, Frame};
 use pbxgate::ingest::derive::{AsteriskCdr, to_ucm};
-use store::{CdrStore, ConnectOptions, NewCdr, Store};
+use store::{Backend, CdrStore, ConnectOptions, NewCdr, Store};
 use tokio::sync::mpsc;
 
 /// CDRs per second each backend must sustain.
@@ -74,29 +74,6 @@ const DIAGNOSE_CDRS: usize = 50_000;
 
 // ---------------------------------------------------------------------------
 // The event stream.
-
-/// xorshift64: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform enough in `0..n` for test data.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 struct Stream {
     bytes: Arc<[u8]>,
@@ -755,35 +732,20 @@ async fn store_only(
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum BackendKind {
-    Sqlite,
-    Postgres,
-}
-
-impl BackendKind {
-    fn name(self) -> &'static str {
-        match self {
-            BackendKind::Sqlite => "SQLite",
-            BackendKind::Postgres => "PostgreSQL",
-        }
-    }
-}
-
 /// A fresh, empty database of one backend, removed by [`Db::remove`].
 struct Db {
     store: Store,
-    kind: BackendKind,
+    kind: Backend,
     url: String,
     admin_url: Option<String>,
 }
 
 impl Db {
-    async fn create(kind: BackendKind, dir: &Path, admin_url: Option<&str>) -> Db {
+    async fn create(kind: Backend, dir: &Path, admin_url: Option<&str>) -> Db {
         let url = match kind {
             // Removed after each use, so the name can be reused.
-            BackendKind::Sqlite => format!("sqlite://{}/bench.db", dir.display()),
-            BackendKind::Postgres => {
+            Backend::Sqlite => format!("sqlite://{}/bench.db", dir.display()),
+            Backend::Postgres => {
                 let admin = admin_url.expect("PostgreSQL admin URL");
                 store::testing::create_postgres_database(admin)
                     .await
@@ -811,36 +773,13 @@ impl Db {
     async fn remove(self) {
         self.store.close().await;
         match self.kind {
-            BackendKind::Sqlite => {
+            Backend::Sqlite => {
                 if let Some(path) = self.url.strip_prefix("sqlite://") {
-                    for suffix in ["", "-wal", "-shm"] {
-                        let _ = std::fs::remove_file(format!("{path}{suffix}"));
-                    }
+                    remove_sqlite_files(Path::new(path));
                 }
             }
-            BackendKind::Postgres => {
-                let name = self.url.rsplit('/').next().unwrap_or("");
-                let name = name.split('?').next().unwrap_or("");
-                // create_postgres_database names it from [a-z0-9_] only.
-                let safe = !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-                let dropped = safe
-                    && std::process::Command::new("psql")
-                        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
-                        .arg(format!("DROP DATABASE {name} WITH (FORCE)"))
-                        .arg("-d")
-                        .arg(self.admin_url.as_deref().unwrap_or(""))
-                        .stdout(std::process::Stdio::null())
-                        .stderr(std::process::Stdio::null())
-                        .status()
-                        .is_ok_and(|s| s.success());
-                if !dropped {
-                    println!(
-                        "  (PostgreSQL database {name} could not be dropped (psql); it is left on the server)"
-                    );
-                }
+            Backend::Postgres => {
+                drop_postgres_database(self.admin_url.as_deref().unwrap_or(""), &self.url)
             }
         }
     }
@@ -917,12 +856,12 @@ fn main() {
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
 
     let mut rows = Vec::new();
-    let mut backends = vec![BackendKind::Sqlite];
+    let mut backends = vec![Backend::Sqlite];
     println!("running: decode+derive only");
     let breakdown = decode_derive_only(&stream);
 
-    for kind in [BackendKind::Sqlite, BackendKind::Postgres] {
-        if kind == BackendKind::Postgres && admin_url.is_none() {
+    for kind in [Backend::Sqlite, Backend::Postgres] {
+        if kind == Backend::Postgres && admin_url.is_none() {
             rows.push(Row {
                 name: "PostgreSQL".into(),
                 cdrs: 0,
@@ -935,7 +874,7 @@ fn main() {
             });
             continue;
         }
-        if kind == BackendKind::Postgres {
+        if kind == Backend::Postgres {
             backends.push(kind);
         }
         println!("running: {} pipeline", kind.name());

@@ -93,29 +93,19 @@ pub async fn handle(
         }
     };
 
-    let (status, body) = match outcome {
-        Ok(Answer::Raw(response)) => {
-            tracing::info!(
-                target: "pbxgate::access",
-                %ip,
-                user = %loggable(&user),
-                action = %loggable(&action),
-                status = 0,
-                us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            );
-            return response;
-        }
+    let (status, response) = match outcome {
+        Ok(Answer::Raw(response)) => (Status::Success, response),
         Ok(Answer::Json(response)) => (
             Status::Success,
-            Bytes::from(ucm::encode_response(Status::Success, &response)),
+            json_response(ucm::encode_response(Status::Success, &response), false),
         ),
-        Ok(Answer::Encoded(bytes)) => (Status::Success, bytes),
+        Ok(Answer::Encoded(bytes)) => (Status::Success, json_response(bytes, false)),
         Err(refusal) => {
             if let Refusal::Internal(e) = &refusal {
                 tracing::error!(%ip, action, error = %e, "request failed");
             }
             let s = refusal.status();
-            (s, Bytes::from(ucm::error_response(s)))
+            (s, json_response(ucm::error_response(s), false))
         }
     };
     tracing::info!(
@@ -126,7 +116,7 @@ pub async fn handle(
         status = status.code(),
         us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     );
-    json_response(body, false)
+    response
 }
 
 /// A client-supplied value as it may appear in a log line: plain tokens as
@@ -217,12 +207,11 @@ async fn dispatch(
                 }
             };
             let tz = &app.settings.timezone;
-            let answered = if action == "cdrapi" {
+            Ok(Answer::Raw(if action == "cdrapi" {
                 cdrapi::page(&app.store, settings, tz, &query).await?
             } else {
                 cdrapi::export(app.store.clone(), *settings, tz.clone(), query)
-            };
-            Ok(Answer::Raw(answered.response))
+            }))
         }
         _ => Err(Refusal::Status(Status::InvalidParameters)),
     }

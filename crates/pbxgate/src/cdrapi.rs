@@ -9,19 +9,13 @@ use std::task::{Context, Poll};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use store::{CdrFilter, CdrStore, Grouping, PageKey, PageLeg, PageQuery, Store};
+use store::{CdrFilter, CdrStore, Grouping, PageKey, PageQuery, Store};
 use tokio::sync::mpsc;
 use ucm::cdrapi::encode::{Encoder, Leg, Options, Profile};
 use ucm::cdrapi::{CdrQuery, Format, Mode, QueryError, TimeSpec, parse_params};
 
 use crate::config::CdrApiSettings;
-
-/// How a `cdrapi` request was answered, for the access log.
-pub struct Answered {
-    pub response: Response,
-    /// Entries sent (`None` for a stream, whose size is known only at its end).
-    pub entries: Option<u64>,
-}
+use crate::ingest::derive::civil_to_utc_ms;
 
 /// Parses the request's parameters (everything but `action` and `cookie`).
 /// `pairs` is an error when a value could not be read as text; the answer
@@ -72,27 +66,22 @@ fn respond(format: Format, body: Body, name: &str, attachment: bool) -> Response
 
 /// The query's filter with its times resolved in the PBX time zone (or UTC).
 pub fn filter(q: &CdrQuery, settings: &CdrApiSettings, tz: &jiff::tz::TimeZone) -> CdrFilter {
+    let zone = if settings.naive_utc {
+        jiff::tz::TimeZone::UTC
+    } else {
+        tz.clone()
+    };
     let resolve = |t: &TimeSpec| -> i64 {
-        let ts = match t {
-            TimeSpec::Now => jiff::Timestamp::now(),
-            TimeSpec::Instant(ts) => *ts,
-            TimeSpec::Naive(dt) => {
-                let zone = if settings.naive_utc {
-                    jiff::tz::TimeZone::UTC
-                } else {
-                    tz.clone()
-                };
-                // In a DST gap the later offset applies, in a fold the
-                // earlier: the same rule Asterisk's local times are read with.
-                match zone.to_ambiguous_zoned_datetime(*dt).compatible() {
-                    Ok(z) => z.timestamp(),
-                    // Out of jiff's range: clamp to its ends.
-                    Err(_) if dt.year() < 0 => jiff::Timestamp::MIN,
-                    Err(_) => jiff::Timestamp::MAX,
-                }
-            }
-        };
-        ts.as_millisecond()
+        match t {
+            TimeSpec::Now => jiff::Timestamp::now().as_millisecond(),
+            TimeSpec::Instant(ts) => ts.as_millisecond(),
+            // Out of jiff's range: clamp to its ends.
+            TimeSpec::Naive(dt) => civil_to_utc_ms(*dt, &zone).unwrap_or(if dt.year() < 0 {
+                jiff::Timestamp::MIN.as_millisecond()
+            } else {
+                jiff::Timestamp::MAX.as_millisecond()
+            }),
+        }
     };
     CdrFilter {
         caller: q.caller.clone(),
@@ -115,34 +104,38 @@ fn grouping(options: Options) -> Grouping {
     }
 }
 
-/// Writes the legs of a page as entries (consecutive legs of one session
-/// form one entry). Returns the number of entries.
-fn encode_page(
-    enc: &mut Encoder,
-    legs: &[PageLeg<'_>],
-    grouping: Grouping,
-    out: &mut Vec<u8>,
-) -> u64 {
-    let mut entries = 0;
-    let mut group: Vec<Leg<'_>> = Vec::new();
-    let mut key: Option<(i64, &str)> = None;
-    for leg in legs {
-        let k = (leg.call_ms, leg.session());
-        if grouping == Grouping::Legs || key != Some(k) {
-            if !group.is_empty() {
-                enc.entry(&group, out);
-                entries += 1;
-                group.clear();
-            }
-            key = Some(k);
+/// The entries among `legs` (call start, values), as index ranges:
+/// consecutive legs of one session form one entry; with `Grouping::Legs`
+/// every leg is one.
+fn entry_bounds(legs: &[(i64, Leg<'_>)], grouping: Grouping) -> Vec<(usize, usize)> {
+    let mut bounds = Vec::new();
+    let mut start = 0;
+    for i in 1..=legs.len() {
+        let same = i < legs.len()
+            && grouping == Grouping::Sessions
+            && legs[i].0 == legs[start].0
+            && legs[i].1[SESSION] == legs[start].1[SESSION];
+        if !same {
+            bounds.push((start, i));
+            start = i;
         }
-        group.push(leg.values);
     }
-    if !group.is_empty() {
+    bounds
+}
+
+/// Writes `bounds` of `legs` as entries.
+fn encode_entries(
+    enc: &mut Encoder,
+    legs: &[(i64, Leg<'_>)],
+    bounds: &[(usize, usize)],
+    out: &mut Vec<u8>,
+) {
+    let mut group: Vec<Leg<'_>> = Vec::new();
+    for &(a, b) in bounds {
+        group.clear();
+        group.extend(legs[a..b].iter().map(|(_, v)| *v));
         enc.entry(&group, out);
-        entries += 1;
     }
-    entries
 }
 
 /// `cdrapi`: one page.
@@ -151,12 +144,11 @@ pub async fn page(
     settings: &CdrApiSettings,
     tz: &jiff::tz::TimeZone,
     q: &CdrQuery,
-) -> Result<Answered, store::Error> {
+) -> Result<Response, store::Error> {
     let options = settings.output;
     let mut enc = Encoder::new(q.format, options);
     let mut out = Vec::new();
     enc.begin(&mut out);
-    let mut entries = 0;
     if q.num_records > 0 {
         let f = filter(q, settings, tz);
         let page = store
@@ -169,13 +161,17 @@ pub async fn page(
             })
             .await?;
         out.reserve(page.size() + page.size() / 4);
-        entries = encode_page(&mut enc, &page.legs()?, grouping(options), &mut out);
+        let legs: Vec<(i64, Leg<'_>)> =
+            page.legs()?.iter().map(|l| (l.call_ms, l.values)).collect();
+        encode_entries(
+            &mut enc,
+            &legs,
+            &entry_bounds(&legs, grouping(options)),
+            &mut out,
+        );
     }
     enc.finish(&mut out);
-    Ok(Answered {
-        response: respond(q.format, Body::from(out), "cdr", false),
-        entries: Some(entries),
-    })
+    Ok(respond(q.format, Body::from(out), "cdr", false))
 }
 
 /// `cdrExport`: every matching entry (from `offset`), without the 1000 cap,
@@ -185,7 +181,7 @@ pub fn export(
     settings: CdrApiSettings,
     tz: jiff::tz::TimeZone,
     q: CdrQuery,
-) -> Answered {
+) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let format = q.format;
     tokio::spawn(async move {
@@ -196,15 +192,12 @@ pub fn export(
             let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
         }
     });
-    Answered {
-        response: respond(
-            format,
-            Body::from_stream(ChannelBody(rx)),
-            "cdr-export",
-            true,
-        ),
-        entries: None,
-    }
+    respond(
+        format,
+        Body::from_stream(ChannelBody(rx)),
+        "cdr-export",
+        true,
+    )
 }
 
 async fn export_pages(
@@ -220,7 +213,6 @@ async fn export_pages(
     let mut enc = Encoder::new(q.format, options);
     let mut out = Vec::new();
     enc.begin(&mut out);
-    let mut total = 0u64;
     // `offset` counts entries: start after the last leg of entry `offset - 1`.
     let mut after: Option<PageKey> = None;
     if q.offset > 0 {
@@ -267,30 +259,13 @@ async fn export_pages(
             .map(|(call, v)| (*call, v.each_ref().map(String::as_str)))
             .collect();
         all.extend(legs.iter().map(|l| (l.call_ms, l.values)));
-        let mut bounds = Vec::new();
-        let mut start = 0;
-        for i in 1..=all.len() {
-            let same = i < all.len()
-                && sessions
-                && all[i].0 == all[start].0
-                && all[i].1[SESSION] == all[start].1[SESSION];
-            if !same {
-                bounds.push((start, i));
-                start = i;
-            }
-        }
+        let mut bounds = entry_bounds(&all, grouping(options));
         let held = if done || !sessions {
             None
         } else {
             bounds.pop()
         };
-        let mut group: Vec<Leg<'_>> = Vec::new();
-        for (a, b) in bounds {
-            group.clear();
-            group.extend(all[a..b].iter().map(|(_, v)| *v));
-            enc.entry(&group, &mut out);
-            total += 1;
-        }
+        encode_entries(&mut enc, &all, &bounds, &mut out);
         let next_carry = held
             .map(|(a, b)| {
                 all[a..b]
@@ -299,7 +274,6 @@ async fn export_pages(
                     .collect()
             })
             .unwrap_or_default();
-        drop(group);
         drop(all);
         carry = next_carry;
         if done {
@@ -310,13 +284,13 @@ async fn export_pages(
             .await
             .is_err()
         {
-            tracing::info!(entries = total, "cdrExport: client went away");
+            tracing::info!(entries = enc.entries(), "cdrExport: client went away");
             return Ok(());
         }
     }
     enc.finish(&mut out);
     let _ = tx.send(Ok(Bytes::from(out))).await;
-    tracing::info!(entries = total, "cdrExport finished");
+    tracing::info!(entries = enc.entries(), "cdrExport finished");
     Ok(())
 }
 

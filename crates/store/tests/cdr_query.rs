@@ -3,28 +3,11 @@
 //! keyset pages agree, and filters seek indexes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use store::testing::{TestDb, databases};
+mod common;
+
 use store::*;
 use ucm::cdrapi::TimeField;
 use ucm::cdrapi::pattern::{list_matches, parse_list};
-
-async fn open(db: &TestDb) -> Store {
-    Store::connect(&db.url, &ConnectOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("{:?}: {e}", db.backend))
-}
-
-macro_rules! on_every_backend {
-    (|$store:ident, $db:ident| $body:block) => {{
-        let dir = tempfile::tempdir().unwrap();
-        let dbs = databases(dir.path()).await;
-        for $db in &dbs {
-            let $store = open($db).await;
-            $body
-            $store.close().await;
-        }
-    }};
-}
 
 const T0: i64 = 1_795_736_000_000;
 
@@ -118,15 +101,28 @@ fn new_cdr(l: &Leg) -> NewCdr {
     }
 }
 
+/// A page of sessions.
+fn page_of<'a>(
+    filter: &'a CdrFilter,
+    after: Option<&'a PageKey>,
+    offset: u64,
+    limit: u32,
+) -> PageQuery<'a> {
+    PageQuery {
+        filter,
+        grouping: Grouping::Sessions,
+        after,
+        offset,
+        limit,
+    }
+}
+
 /// Every leg the filter selects, as (src, dst, dstanswer) in page order.
 async fn select(store: &Store, f: &CdrFilter) -> Vec<(String, String, String)> {
     let page = store
         .cdr_page(&PageQuery {
-            filter: f,
             grouping: Grouping::Legs,
-            after: None,
-            offset: 0,
-            limit: 100_000,
+            ..page_of(f, None, 0, 100_000)
         })
         .await
         .unwrap();
@@ -313,20 +309,6 @@ async fn entries_are_sessions_and_every_way_of_paging_agrees() {
             .await
             .unwrap();
         let f = CdrFilter::default();
-        fn page_of<'a>(
-            filter: &'a CdrFilter,
-            after: Option<&'a PageKey>,
-            offset: u64,
-            limit: u32,
-        ) -> PageQuery<'a> {
-            PageQuery {
-                filter,
-                grouping: Grouping::Sessions,
-                after,
-                offset,
-                limit,
-            }
-        }
         // One page with everything: entries are contiguous, ordered by call
         // start then session, legs by start.
         let all = s.cdr_page(&page_of(&f, None, 0, 1000)).await.unwrap();
@@ -466,16 +448,7 @@ async fn filters_seek_indexes_instead_of_scanning_the_table() {
             ("no filter", &none, "cdr_entry"),
         ];
         for (what, f, index) in cases {
-            let plan = s
-                .cdr_query_plan(&PageQuery {
-                    filter: f,
-                    grouping: Grouping::Sessions,
-                    after: None,
-                    offset: 0,
-                    limit: 1000,
-                })
-                .await
-                .unwrap();
+            let plan = s.cdr_query_plan(&page_of(f, None, 0, 1000)).await.unwrap();
             println!("--- {what} on {b:?}:\n{plan}");
             assert!(
                 plan.contains(index),
@@ -510,13 +483,7 @@ async fn page_separators_in_values_are_replaced_not_trusted() {
     on_every_backend!(|s, db| {
         s.insert_cdrs(std::slice::from_ref(&l)).await.unwrap();
         let page = s
-            .cdr_page(&PageQuery {
-                filter: &CdrFilter::default(),
-                grouping: Grouping::Sessions,
-                after: None,
-                offset: 0,
-                limit: 10,
-            })
+            .cdr_page(&page_of(&CdrFilter::default(), None, 0, 10))
             .await
             .unwrap();
         let legs = page.legs().unwrap();

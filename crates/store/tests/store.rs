@@ -1,27 +1,10 @@
 //! Every store behaviour, on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use store::testing::{TestDb, databases};
+mod common;
+use common::open;
+
 use store::*;
-
-async fn open(db: &TestDb) -> Store {
-    Store::connect(&db.url, &ConnectOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("{:?}: {e}", db.backend))
-}
-
-/// Runs `check` once per backend, naming the backend on failure.
-macro_rules! on_every_backend {
-    (|$store:ident, $db:ident| $body:block) => {{
-        let dir = tempfile::tempdir().unwrap();
-        let dbs = databases(dir.path()).await;
-        for $db in &dbs {
-            let $store = open($db).await;
-            $body
-            $store.close().await;
-        }
-    }};
-}
 
 fn session(cookie: &str, user: &str, at: i64) -> Session {
     Session {

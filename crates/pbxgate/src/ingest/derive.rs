@@ -142,6 +142,13 @@ pub fn split_clid(clid: &str) -> (String, String) {
 /// Asterisk local time text -> UTC milliseconds, in the PBX zone.
 pub fn local_to_utc_ms(text: &str, tz: &jiff::tz::TimeZone) -> Option<i64> {
     let dt = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", text.trim()).ok()?;
+    civil_to_utc_ms(dt, tz)
+}
+
+/// A wall-clock time in `tz` as UTC milliseconds. In a DST gap the offset
+/// before the change applies, in a fold the earlier instant: one rule for the
+/// times Asterisk writes and the cdrapi filter times compared with them.
+pub fn civil_to_utc_ms(dt: jiff::civil::DateTime, tz: &jiff::tz::TimeZone) -> Option<i64> {
     let ts = tz
         .to_ambiguous_zoned_datetime(dt)
         .compatible()

@@ -71,6 +71,16 @@ pub async fn call(ami: &Ami, from: &str, number: &str, caller: &str, secs: u32) 
     assert!(r.is_success(), "{:?}", r.response);
 }
 
+/// Waits until `store` holds at least `n` CDRs (at most `limit`), then a
+/// little longer, so that a stray duplicate would show up before counting.
+pub async fn wait_for_cdrs(store: &Store, n: i64, limit: Duration) {
+    let until = tokio::time::Instant::now() + limit;
+    while store.cdr_count().await.unwrap() < n && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
 /// The records of calls from `src` to `dst`. Each backend's database is new
 /// and only this test places calls, so these are the test's own.
 async fn records(store: &Store, src: &str, dst: &str) -> Vec<CdrRecord> {
@@ -183,15 +193,8 @@ async fn calls_of_every_kind_are_stored_once_with_ucm_fields() {
         let store = Store::connect(&srv.db_url, &ConnectOptions::default())
             .await
             .unwrap();
-        // Unanswered calls ring for the rig's dial timeout (8 s): wait for all.
-        for _ in 0..300 {
-            if store.cdr_count().await.unwrap() >= cases.len() as i64 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        // Give stray duplicates a chance to show up before counting.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Unanswered calls ring for the rig's dial timeout (8 s).
+        wait_for_cdrs(&store, cases.len() as i64, Duration::from_secs(30)).await;
         let all: Vec<String> = store
             .recent_cdrs(100)
             .await

@@ -9,7 +9,7 @@ use asterisk::testing::rig;
 use serde_json::{Value, json};
 use store::{CdrStore, ConnectOptions, NewCdr, Store};
 
-use crate::calls::{CALLS, call, pbx_config, wait_connected};
+use crate::calls::{CALLS, call, pbx_config, wait_connected, wait_for_cdrs};
 use crate::kit::*;
 
 /// A cdrapi request; (content type, body).
@@ -90,13 +90,7 @@ async fn real_calls_are_read_back_in_every_format() {
         let store = Store::connect(&srv.db_url, &ConnectOptions::default())
             .await
             .unwrap();
-        for _ in 0..200 {
-            if store.cdr_count().await.unwrap() >= 3 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        wait_for_cdrs(&store, 3, Duration::from_secs(20)).await;
         let c = client(None);
         let cookie = srv.login(&c, "cdrapi", "pw").await.unwrap();
 
