@@ -49,7 +49,7 @@
 //! When a target is missed (or `BENCH_DIAGNOSE=1`; `0` never), informational
 //! rows show where the time goes: the same page queries through
 //! `Store::cdr_page` in this process (database + unpacking, no encoding, no
-//! HTTP), the export's keyset pages from the store alone, and the databases'
+//! HTTP), the export's pages from the store alone, and the databases'
 //! query plans.
 //!
 //! SQLite databases are cached under `BENCH_CACHE_DIR` (default
@@ -85,9 +85,7 @@ use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
-use store::{
-    Backend, CdrFilter, CdrStore, ConnectOptions, Grouping, NewCdr, PageKey, PageQuery, Store,
-};
+use store::{Backend, CdrFilter, CdrStore, ConnectOptions, Grouping, NewCdr, PageQuery, Store};
 use ucm::cdr::{CdrRecord, FIELDS};
 
 const SEED: u64 = 0xcd7a_915e_ed20_2025;
@@ -1520,31 +1518,15 @@ async fn store_page_p50(
     Ok((pct(&sorted(times), 0.5), legs / runs))
 }
 
-/// The export's page loop against the store alone (no encoding, no HTTP):
-/// legs by keyset, as `cdrExport` reads them.
+/// The export's source against the store alone (no encoding, no HTTP):
+/// `Store::cdr_export` as `cdrExport` reads it.
 async fn store_export(store: &Store) -> Result<(f64, u64), String> {
-    let filter = CdrFilter::default();
-    let mut after: Option<PageKey> = None;
-    let mut rows = 0u64;
     let t = Instant::now();
-    loop {
-        let page = store
-            .cdr_page(&PageQuery {
-                filter: &filter,
-                grouping: Grouping::Legs,
-                after: after.as_ref(),
-                offset: 0,
-                limit: 1000,
-            })
-            .await
-            .map_err(|e| format!("cdr_page: {e}"))?;
-        let legs = page.legs().map_err(|e| format!("unpacking: {e}"))?;
-        if legs.is_empty() {
-            break;
-        }
-        rows += legs.len() as u64;
-        let last = legs.last().map(PageKey::of).transpose();
-        after = last.map_err(|e| format!("page key: {e}"))?;
+    let mut pages = store.cdr_export(CdrFilter::default(), None, 1000);
+    let mut rows = 0u64;
+    while let Some(page) = pages.recv().await {
+        let page = page.map_err(|e| format!("cdr_export: {e}"))?;
+        rows += page.legs().map_err(|e| format!("unpacking: {e}"))?.len() as u64;
     }
     Ok((t.elapsed().as_secs_f64(), rows))
 }
@@ -1888,7 +1870,7 @@ async fn diagnostics(
             }
             out.push(
                 Row::new(b, legs, "info: export pages from the store alone").figures(format!(
-                    "{rows} rows in {secs:.2} s = {:.0} rows/s (keyset, 1000 entries/page)",
+                    "{rows} rows in {secs:.2} s = {:.0} rows/s (pages of 1000 legs)",
                     rows as f64 / secs
                 )),
             );

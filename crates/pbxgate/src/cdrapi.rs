@@ -234,39 +234,22 @@ async fn export_pages(
             }
         }
     }
-    // Legs are read in entry order by a plain keyset walk of the entry index
-    // (cheaper than grouping in SQL); a call cut by a page boundary is held
-    // back and completed with the next page.
-    let limit = settings.export_page;
+    // Legs arrive in entry order, in pages that may cut a call: the last
+    // entry of each page is held back and completed with the next.
+    let mut pages = store.cdr_export(f, after, settings.export_page);
     let mut carry: Vec<(i64, [String; 43])> = Vec::new();
-    loop {
-        let page = store
-            .cdr_page(&PageQuery {
-                filter: &f,
-                grouping: Grouping::Legs,
-                after: after.as_ref(),
-                offset: 0,
-                limit,
-            })
-            .await?;
+    while let Some(page) = pages.recv().await {
+        let page = page?;
         let legs = page.legs()?;
-        let done = legs.len() < limit as usize;
-        if let Some(last) = legs.last() {
-            after = Some(PageKey::of(last)?);
-        }
         let mut all: Vec<(i64, Leg<'_>)> = carry
             .iter()
             .map(|(call, v)| (*call, v.each_ref().map(String::as_str)))
             .collect();
         all.extend(legs.iter().map(|l| (l.call_ms, l.values)));
         let mut bounds = entry_bounds(&all, grouping(options));
-        let held = if done || !sessions {
-            None
-        } else {
-            bounds.pop()
-        };
+        let held = if sessions { bounds.pop() } else { None };
         encode_entries(&mut enc, &all, &bounds, &mut out);
-        let next_carry = held
+        carry = held
             .map(|(a, b)| {
                 all[a..b]
                     .iter()
@@ -274,11 +257,6 @@ async fn export_pages(
                     .collect()
             })
             .unwrap_or_default();
-        drop(all);
-        carry = next_carry;
-        if done {
-            break;
-        }
         if tx
             .send(Ok(Bytes::from(std::mem::take(&mut out))))
             .await
@@ -288,6 +266,16 @@ async fn export_pages(
             return Ok(());
         }
     }
+    let last: Vec<(i64, Leg<'_>)> = carry
+        .iter()
+        .map(|(call, v)| (*call, v.each_ref().map(String::as_str)))
+        .collect();
+    encode_entries(
+        &mut enc,
+        &last,
+        &entry_bounds(&last, grouping(options)),
+        &mut out,
+    );
     enc.finish(&mut out);
     let _ = tx.send(Ok(Bytes::from(out))).await;
     tracing::info!(entries = enc.entries(), "cdrExport finished");

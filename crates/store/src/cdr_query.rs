@@ -99,6 +99,32 @@ impl CdrPage {
         self.packed.is_empty()
     }
 
+    /// Number of legs, without decoding them.
+    pub fn leg_count(&self) -> usize {
+        if self.packed.is_empty() {
+            0
+        } else {
+            self.packed.bytes().filter(|&b| b == ROW_SEP as u8).count() + 1
+        }
+    }
+
+    /// The key after the last leg, decoding only that leg.
+    pub fn last_key(&self) -> Result<Option<PageKey>, Error> {
+        let last = match self.packed.rfind(ROW_SEP) {
+            Some(i) => CdrPage {
+                packed: self.packed[i + ROW_SEP.len_utf8()..].to_owned(),
+            },
+            None if self.packed.is_empty() => return Ok(None),
+            None => CdrPage {
+                packed: self.packed.clone(),
+            },
+        };
+        match last.legs()?.first() {
+            Some(leg) => PageKey::of(leg).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Bytes held (for memory accounting in tests and benchmarks).
     pub fn size(&self) -> usize {
         self.packed.len()
@@ -157,7 +183,7 @@ pub(crate) fn needs_cleaning(c: &crate::NewCdr) -> bool {
     c.record
         .values()
         .iter()
-        .any(|v| v.contains([ROW_SEP, VALUE_SEP]))
+        .any(|v| v.contains([ROW_SEP, VALUE_SEP, '\0']))
 }
 
 /// `c` with every value [`clean`].
@@ -171,10 +197,11 @@ pub(crate) fn cleaned(c: &crate::NewCdr) -> crate::NewCdr {
 }
 
 /// A value as stored: the page separators replaced by U+FFFD (they never
-/// occur in real CDRs, and a stored one would corrupt every page it is in).
+/// occur in real CDRs, and a stored one would corrupt every page it is in),
+/// and NUL too (PostgreSQL refuses it: one would stop the ingest).
 pub(crate) fn clean(v: &str) -> std::borrow::Cow<'_, str> {
-    if v.contains([ROW_SEP, VALUE_SEP]) {
-        std::borrow::Cow::Owned(v.replace([ROW_SEP, VALUE_SEP], "\u{fffd}"))
+    if v.contains([ROW_SEP, VALUE_SEP, '\0']) {
+        std::borrow::Cow::Owned(v.replace([ROW_SEP, VALUE_SEP, '\0'], "\u{fffd}"))
     } else {
         std::borrow::Cow::Borrowed(v)
     }
@@ -192,26 +219,59 @@ pub(crate) enum Bind {
 pub(crate) struct Sql {
     pub text: String,
     pub binds: Vec<Bind>,
+    /// Values are written into the text as literals (PostgreSQL's `COPY`
+    /// takes no parameters).
+    literals: bool,
 }
 
 impl Sql {
     fn bind(&mut self, b: Bind) -> String {
+        if self.literals {
+            return match b {
+                Bind::Int(i) => i.to_string(),
+                Bind::Text(t) => pg_literal(&t),
+            };
+        }
         self.binds.push(b);
         format!("${}", self.binds.len())
     }
+}
+
+/// A PostgreSQL escape-string literal: `E'…'` reads the same whatever
+/// `standard_conforming_strings` says.
+fn pg_literal(t: &str) -> String {
+    let mut out = String::with_capacity(t.len() + 3);
+    out.push_str("E'");
+    for c in t.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("''"),
+            // Never in a filter that reaches SQL (see `pattern_sql`).
+            '\0' => {}
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 fn quoted(field: &str) -> String {
     format!("\"{field}\"")
 }
 
-/// The packed row expression for alias `t`.
-fn row_expr(backend: Backend, t: &str) -> String {
+/// The values of a packed row for alias `t`, in order.
+fn row_columns(t: &str) -> Vec<String> {
     let mut cols = vec![format!("{t}.call_ms"), format!("{t}.acctid")];
     for f in &FIELDS[1..] {
         cols.push(format!("{t}.{}", quoted(f)));
     }
     cols.push(format!("{t}.start_ms"));
+    cols
+}
+
+/// The packed row expression for alias `t`.
+fn row_expr(backend: Backend, t: &str) -> String {
+    let cols = row_columns(t);
     match backend {
         Backend::Sqlite => cols.join(" || char(31) || "),
         Backend::Postgres => format!("concat_ws(chr(31), {})", cols.join(", ")),
@@ -245,6 +305,9 @@ fn pattern_sql(backend: Backend, sql: &mut Sql, col: &str, p: &Pattern) -> Strin
         Backend::Postgres => format!("{col} ~ '^[0-9]+$'"),
     };
     match p {
+        // No stored value holds a NUL ([`clean`]), and PostgreSQL refuses
+        // one even as a parameter.
+        Pattern::Exact(v) | Pattern::Wildcard(v) if v.contains('\0') => "1 = 0".into(),
         Pattern::Exact(v) => format!("{col} = {}", sql.bind(Bind::Text(v.clone()))),
         Pattern::Wildcard(w) => {
             let op = match backend {
@@ -397,8 +460,194 @@ pub(crate) fn page_sql(backend: Backend, q: &PageQuery<'_>) -> Sql {
     sql
 }
 
+/// PostgreSQL: one `COPY … TO STDOUT` (text format) of every leg matching
+/// `filter` after `after`, in entry order, columns as in a packed row.
+pub(crate) fn export_copy_sql(filter: &CdrFilter, after: Option<&PageKey>) -> String {
+    let mut sql = Sql {
+        literals: true,
+        ..Sql::default()
+    };
+    let cond = filter_sql(Backend::Postgres, &mut sql, "c", filter);
+    let after = match after {
+        Some(k) => {
+            let a = sql.bind(Bind::Int(k.call_ms));
+            let b = sql.bind(Bind::Text(k.session.clone()));
+            let c = sql.bind(Bind::Int(k.start_ms));
+            let d = sql.bind(Bind::Int(k.acctid));
+            format!(" AND (c.call_ms, c.\"session\", c.start_ms, c.acctid) > ({a}, {b}, {c}, {d})")
+        }
+        None => String::new(),
+    };
+    format!(
+        "COPY (SELECT {} FROM cdr c WHERE {cond}{after} \
+         ORDER BY c.call_ms, c.\"session\", c.start_ms, c.acctid) TO STDOUT",
+        row_columns("c").join(", ")
+    )
+}
+
+/// Packs rows of `COPY … TO STDOUT` text format (tab-separated, backslash
+/// escapes, one row per line) into the page format, across chunks cut
+/// anywhere.
+#[derive(Debug, Default)]
+pub(crate) struct CopyPacker {
+    packed: Vec<u8>,
+    rows: usize,
+    /// A row is open (its bytes are in `packed`, its newline not yet seen).
+    in_row: bool,
+    /// The previous chunk ended with a backslash.
+    escape: bool,
+}
+
+impl CopyPacker {
+    /// Complete rows packed so far.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes of an unfinished row are held.
+    pub(crate) fn is_open(&self) -> bool {
+        self.in_row || self.escape
+    }
+
+    pub(crate) fn push(&mut self, mut chunk: &[u8]) -> Result<(), Error> {
+        while !chunk.is_empty() {
+            if !self.in_row {
+                if self.rows > 0 {
+                    self.packed.push(ROW_SEP as u8);
+                }
+                self.in_row = true;
+            }
+            if self.escape {
+                self.escape = false;
+                let b = match chunk[0] {
+                    b'\\' => b'\\',
+                    b'b' => 0x08,
+                    b'f' => 0x0c,
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    b'v' => 0x0b,
+                    // `\N` (NULL) or octal: never produced for these NOT NULL text columns.
+                    _ => return Err(Error::Corrupt("unexpected escape in COPY data")),
+                };
+                self.packed.push(b);
+                chunk = &chunk[1..];
+                continue;
+            }
+            let special = chunk
+                .iter()
+                .position(|&b| matches!(b, b'\t' | b'\n' | b'\\'))
+                .unwrap_or(chunk.len());
+            self.packed.extend_from_slice(&chunk[..special]);
+            match chunk.get(special) {
+                Some(b'\t') => self.packed.push(VALUE_SEP as u8),
+                Some(b'\n') => {
+                    self.rows += 1;
+                    self.in_row = false;
+                }
+                Some(_) => self.escape = true,
+                None => {}
+            }
+            chunk = chunk.get(special + 1..).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// The last rows, at the end of the data.
+    pub(crate) fn finish(mut self) -> Result<CdrPage, Error> {
+        if self.in_row || self.escape {
+            return Err(Error::Corrupt("COPY data ends inside a row"));
+        }
+        self.take()
+    }
+
+    /// The complete rows as a page; an open row stays for the next chunk.
+    pub(crate) fn take(&mut self) -> Result<CdrPage, Error> {
+        let rest = if self.in_row {
+            let cut = self
+                .packed
+                .iter()
+                .rposition(|&b| b == ROW_SEP as u8)
+                .unwrap_or(0);
+            let mut rest = self.packed.split_off(cut);
+            if !rest.is_empty() && self.rows > 0 {
+                rest.remove(0);
+            }
+            rest
+        } else {
+            Vec::new()
+        };
+        let packed = String::from_utf8(std::mem::take(&mut self.packed))
+            .map_err(|_| Error::Corrupt("COPY data is not UTF-8"))?;
+        self.packed = rest;
+        self.rows = 0;
+        Ok(CdrPage::from_packed(Some(packed)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn copy_rows_are_packed_whatever_the_chunk_boundaries() {
+        let copy = b"1\tab\\\\c\td\\te\n2\t\\n\\t\\r\\b\\f\\v\t\n";
+        let want = "1\u{1f}ab\\c\u{1f}d\te\u{1e}2\u{1f}\n\t\r\u{8}\u{c}\u{b}\u{1f}";
+        for cut in 0..=copy.len() {
+            for page_at in [1, 2] {
+                let mut p = CopyPacker::default();
+                let mut packed = String::new();
+                for part in [&copy[..cut], &copy[cut..]] {
+                    p.push(part).unwrap();
+                    if p.rows() >= page_at {
+                        let page = p.take().unwrap();
+                        if !packed.is_empty() {
+                            packed.push(ROW_SEP);
+                        }
+                        packed.push_str(&page.packed);
+                    }
+                }
+                assert!(!p.is_open(), "cut at {cut}");
+                let last = p.finish().unwrap();
+                if !last.packed.is_empty() {
+                    if !packed.is_empty() {
+                        packed.push(ROW_SEP);
+                    }
+                    packed.push_str(&last.packed);
+                }
+                assert_eq!(packed, want, "cut at {cut}, pages of {page_at}");
+            }
+        }
+    }
+
+    #[test]
+    fn copy_data_that_cannot_be_ours_is_refused() {
+        let mut p = CopyPacker::default();
+        assert!(p.push(b"1\t\\N\n").is_err(), "NULL in a NOT NULL column");
+        let mut p = CopyPacker::default();
+        p.push(b"1\t2").unwrap();
+        assert!(p.finish().is_err(), "a last row without its newline");
+        let mut p = CopyPacker::default();
+        p.push(b"\xff\n").unwrap();
+        assert!(p.take().is_err(), "not UTF-8");
+    }
+
+    #[test]
+    fn literals_are_escaped_and_nul_matches_nothing() {
+        assert_eq!(pg_literal("a'b\\c"), "E'a''b\\\\c'");
+        let f = CdrFilter {
+            caller_name: Some(Pattern::Exact("x\0".into())),
+            ..Default::default()
+        };
+        assert!(export_copy_sql(&f, None).contains("1 = 0"));
+        let f = CdrFilter {
+            caller: vec![Pattern::Exact("1'2".into())],
+            from_ms: Some(-5),
+            ..Default::default()
+        };
+        let sql = export_copy_sql(&f, None);
+        assert!(sql.contains("= E'1''2'") && sql.contains(">= -5"), "{sql}");
+        assert!(sql.starts_with("COPY (SELECT c.call_ms, c.acctid,") && sql.ends_with("TO STDOUT"));
+    }
+
     use super::*;
 
     #[test]

@@ -269,6 +269,13 @@ impl Store {
         Ok(())
     }
 
+    pub(crate) fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.inner {
+            Inner::Postgres(pool) => Some(pool),
+            Inner::Sqlite { .. } => None,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         match self.inner {
             Inner::Sqlite { .. } => Backend::Sqlite,
@@ -734,6 +741,15 @@ impl CdrStore for Store {
                 .fetch_one(pool).await?.try_get::<Option<String>, _>(0)?
         });
         Ok(crate::CdrPage::from_packed(packed))
+    }
+
+    fn cdr_export(
+        &self,
+        filter: crate::CdrFilter,
+        after: Option<crate::PageKey>,
+        page: u32,
+    ) -> tokio::sync::mpsc::Receiver<Result<crate::CdrPage, Error>> {
+        crate::cdr_export::start(self, filter, after, page)
     }
 
     async fn cdr_query_plan(&self, q: &crate::PageQuery<'_>) -> Result<String, Error> {

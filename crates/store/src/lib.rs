@@ -3,6 +3,7 @@
 //! sees only the traits in [`traits`]. Both backends run the same SQL text
 //! (`$N` placeholders work on both through sqlx) with migrations per backend.
 
+mod cdr_export;
 mod cdr_query;
 mod db;
 mod error;

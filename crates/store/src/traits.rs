@@ -145,6 +145,15 @@ pub trait CdrStore: Send + Sync {
     /// The database's plan for that page query, one line per step (tests and
     /// docs show that filters seek indexes).
     async fn cdr_query_plan(&self, q: &crate::PageQuery<'_>) -> Result<String, Error>;
+    /// Every leg matching `filter` after `after`, in entry order, as pages
+    /// of about `page` legs sent one at a time; dropping the receiver stops
+    /// the export. An error ends the stream.
+    fn cdr_export(
+        &self,
+        filter: crate::CdrFilter,
+        after: Option<crate::PageKey>,
+        page: u32,
+    ) -> tokio::sync::mpsc::Receiver<Result<crate::CdrPage, Error>>;
     async fn cdr_count(&self) -> Result<i64, Error>;
     /// The newest `limit` records, newest first, with `AcctId` filled in.
     async fn recent_cdrs(&self, limit: i64) -> Result<Vec<ucm::cdr::CdrRecord>, Error>;

@@ -523,6 +523,18 @@ async fn the_rules_of_the_ucm_cdr_api_hold_on_stored_data() {
             12,
             "calls 0-9, call 3 with three legs"
         );
+        // A NUL (PostgreSQL refuses it even as a parameter) matches nothing
+        // on both backends, in pages and exports alike.
+        for action in ["cdrapi", "cdrExport"] {
+            let (_, body) = post(
+                &srv,
+                &c,
+                json!({"action": action, "cookie": cookie, "format": "json", "callerName": "a\0b"}),
+            )
+            .await;
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v, json!({"cdr_root": []}), "{action} on {db:?}");
+        }
         // Without a session cookie: refused like any action.
         let (_, body) = post(&srv, &c, json!({"action": "cdrExport", "format": "csv"})).await;
         assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"], -6);

@@ -1,0 +1,90 @@
+//! `cdrExport`'s source: every leg matching a filter, in entry order, as a
+//! stream of pages through a channel of one page, so that memory stays flat
+//! whatever the size and a slow client slows the database down instead of
+//! filling memory. PostgreSQL streams one `COPY … TO STDOUT` (its own export
+//! path, no per-page query); SQLite walks the entry index by keyset pages.
+
+use std::future::poll_fn;
+
+use sqlx::postgres::PgPool;
+use tokio::sync::mpsc;
+
+use crate::cdr_query::{CopyPacker, export_copy_sql};
+use crate::{CdrFilter, CdrPage, CdrStore, Error, Grouping, PageKey, PageQuery, Store};
+
+pub(crate) type Pages = mpsc::Receiver<Result<CdrPage, Error>>;
+
+/// Starts the export; dropping the receiver stops it.
+pub(crate) fn start(store: &Store, filter: CdrFilter, after: Option<PageKey>, page: u32) -> Pages {
+    let (tx, rx) = mpsc::channel(1);
+    let store = store.clone();
+    let page = page.max(1);
+    tokio::spawn(async move {
+        let result = match store.postgres_pool() {
+            Some(pool) => {
+                let sql = export_copy_sql(&filter, after.as_ref());
+                copy_pages(pool, &sql, page as usize, &tx).await
+            }
+            None => keyset_pages(&store, &filter, after, page, &tx).await,
+        };
+        if let Err(e) = result {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    rx
+}
+
+async fn keyset_pages(
+    store: &Store,
+    filter: &CdrFilter,
+    mut after: Option<PageKey>,
+    limit: u32,
+    tx: &mpsc::Sender<Result<CdrPage, Error>>,
+) -> Result<(), Error> {
+    loop {
+        let page = store
+            .cdr_page(&PageQuery {
+                filter,
+                grouping: Grouping::Legs,
+                after: after.as_ref(),
+                offset: 0,
+                limit,
+            })
+            .await?;
+        let n = page.leg_count();
+        after = page.last_key()?;
+        if n == 0 || tx.send(Ok(page)).await.is_err() || n < limit as usize {
+            return Ok(());
+        }
+    }
+}
+
+async fn copy_pages(
+    pool: &PgPool,
+    sql: &str,
+    page: usize,
+    tx: &mpsc::Sender<Result<CdrPage, Error>>,
+) -> Result<(), Error> {
+    let mut conn = pool.acquire().await?;
+    let result: Result<bool, Error> = async {
+        let mut rows = conn.copy_out_raw(sql).await?;
+        let mut packer = CopyPacker::default();
+        while let Some(chunk) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+            packer.push(&chunk?)?;
+            if packer.rows() >= page && tx.send(Ok(packer.take()?)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        if packer.rows() > 0 || packer.is_open() {
+            let _ = tx.send(Ok(packer.finish()?)).await;
+        }
+        Ok(true)
+    }
+    .await;
+    // A COPY left unread would be drained by the next user of the
+    // connection: close it instead.
+    if !matches!(result, Ok(true)) {
+        conn.close_on_drop();
+    }
+    result.map(|_| ())
+}
