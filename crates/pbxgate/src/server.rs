@@ -164,8 +164,13 @@ pub async fn run(
         .map_err(|e| Error::io("cannot read the listener address", e))?;
 
     let handle = axum_server::Handle::<SocketAddr>::new();
-    let mut server = axum_server::from_tcp_rustls(listener, tls_config)
+    // TCP_NODELAY: a response's small last segment must not wait for the
+    // ACK of the previous one (up to 40 ms with a delayed ACK).
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls_config)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    let mut server = axum_server::from_tcp(listener)
         .map_err(|e| Error::io("cannot start the HTTPS listener", e))?
+        .acceptor(acceptor)
         .handle(handle.clone());
     server
         .http_builder()
