@@ -1703,11 +1703,16 @@ async fn paging(
     for offset in [0, deep] {
         let scenario = format!("page: offset {offset}, {what}, JSON");
         println!("  running: {scenario}");
-        match offset_pages(srv, cookie, ctx.data, grouping, offset).await {
+        let result = offset_pages(srv, cookie, ctx.data, grouping, offset).await;
+        let handler = sorted(srv.handler_ms("cdrapi", OFFSET_REQUESTS));
+        let server = format!("server p50 {:.1}", pct(&handler, 0.5));
+        match result {
             Err(e) => out.fail(b, legs, &scenario, e),
             Ok(s) if offset == 0 => {
                 first = s.p50;
-                out.push(Row::new(b, legs, scenario).figures(page_figures(&s)));
+                out.push(
+                    Row::new(b, legs, scenario).figures(format!("{}; {server}", page_figures(&s))),
+                );
             }
             Ok(s) => {
                 let ratio = s.p50 / first;
@@ -1715,7 +1720,7 @@ async fn paging(
                 ctx.missed |= !met;
                 out.push(
                     Row::new(b, legs, scenario)
-                        .figures(format!("{}; {ratio:.1}x first", page_figures(&s)))
+                        .figures(format!("{}; {server}; {ratio:.1}x first", page_figures(&s)))
                         .target(
                             format!(
                                 "<= {TARGET_DEEP_RATIO:.0}x first ({}% deep)",

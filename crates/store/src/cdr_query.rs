@@ -273,7 +273,7 @@ fn row_columns(t: &str) -> Vec<String> {
 fn row_expr(backend: Backend, t: &str) -> String {
     let cols = row_columns(t);
     match backend {
-        Backend::Sqlite => cols.join(" || char(31) || "),
+        Backend::Sqlite => format!("concat_ws(char(31), {})", cols.join(", ")),
         Backend::Postgres => format!("concat_ws(chr(31), {})", cols.join(", ")),
     }
 }
