@@ -218,9 +218,10 @@ async fn dispatch(
         "recapi" => {
             *user = authenticate(app, ip, params).await?.username;
             let param = |key| {
-                params
-                    .str(key)
-                    .map_err(|_| Refusal::Status(Status::InvalidParameters))
+                params.str(key).map_err(|e| {
+                    tracing::warn!(%ip, reason = %e, "recapi request refused");
+                    Refusal::Status(Status::InvalidParameters)
+                })
             };
             let (filedir, filename) = (param("filedir")?, param("filename")?);
             // Success is the raw file, listing or archive; a miss is a JSON
