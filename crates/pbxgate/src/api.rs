@@ -7,13 +7,14 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use ucm::{Params, Status};
 
 use crate::auth::{Authenticated, Refusal};
 use crate::cdrapi;
+use crate::recordings::Miss;
 use crate::server::App;
 use crate::system;
 
@@ -88,7 +89,7 @@ pub async fn handle(
             }
             Ok(req) => {
                 action = req.action;
-                dispatch(&app, ip, &action, &req.params, &mut user).await
+                dispatch(&app, ip, &action, &req.params, headers, &mut user).await
             }
         }
     };
@@ -152,6 +153,7 @@ async fn dispatch(
     ip: IpAddr,
     action: &str,
     params: &Params,
+    headers: &HeaderMap,
     user: &mut String,
 ) -> Outcome {
     match action {
@@ -212,6 +214,27 @@ async fn dispatch(
             } else {
                 cdrapi::export(app.store.clone(), *settings, tz.clone(), query)
             }))
+        }
+        "recapi" => {
+            *user = authenticate(app, ip, params).await?.username;
+            let param = |key| {
+                params.str(key).map_err(|e| {
+                    tracing::warn!(%ip, reason = %e, "recapi request refused");
+                    Refusal::Status(Status::InvalidParameters)
+                })
+            };
+            let (filedir, filename) = (param("filedir")?, param("filename")?);
+            // Success is the raw file, listing or archive; a miss is a JSON
+            // status (a client tells the two apart by the body's first byte).
+            match app
+                .recordings
+                .answer(filedir.as_deref(), filename.as_deref(), headers)
+                .await
+            {
+                Ok(response) => Ok(Answer::Raw(response)),
+                Err(Miss::Failed(e)) => Err(Refusal::Internal(e)),
+                Err(miss) => Err(Refusal::Status(miss.status())),
+            }
         }
         _ => Err(Refusal::Status(Status::InvalidParameters)),
     }

@@ -3,7 +3,8 @@
 //!
 //! Layout: `config` (file, env overrides, validation), `acl` (permitted IPs),
 //! `auth` (challenge, login, sessions, login restriction), `api` (the `/api`
-//! envelope and dispatcher), `system` (status actions), `tls`, `server`.
+//! envelope and dispatcher), `system` (status actions), `cdrapi`, `recordings`
+//! (recapi), `tls`, `server`.
 
 pub mod acl;
 pub mod api;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod health;
 pub mod ingest;
 mod random;
+pub mod recordings;
 pub mod server;
 mod settings_audit;
 pub mod system;

@@ -37,11 +37,32 @@ enum Command {
         /// The CSV file.
         file: PathBuf,
     },
+    /// Recordings (the files recapi serves).
+    Recordings {
+        #[command(subcommand)]
+        command: RecordingsCommand,
+    },
     /// Validate a configuration file and print a summary (secrets are never printed).
     CheckConfig {
         /// Configuration file (TOML).
         #[arg(short, long, env = "PBXGATE_CONFIG", default_value = "pbxgate.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordingsCommand {
+    /// Report CDRs whose recordfiles names a file that is missing, and files
+    /// that no CDR names. Exit status: 0 when every recording a CDR names is
+    /// there (files without a CDR are listed but do not fail the check), 1
+    /// when some are missing, 2 when the check could not run.
+    Check {
+        /// Configuration file (TOML): the database and [recordings].
+        #[arg(short, long, env = "PBXGATE_CONFIG", default_value = "pbxgate.toml")]
+        config: PathBuf,
+        /// The recapi directory the CDRs' recordfiles are relative to.
+        #[arg(long, default_value = "monitor")]
+        dir: String,
     },
 }
 
@@ -88,6 +109,19 @@ fn main() -> ExitCode {
             };
             print_summary(&config, &settings);
             ExitCode::SUCCESS
+        }
+        Command::Recordings {
+            command: RecordingsCommand::Check { config, dir },
+        } => {
+            let settings = match load(&config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let runtime = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            runtime.block_on(check_recordings(settings, dir))
         }
         Command::ImportCsv { config, file } => {
             let settings = match load(&config) {
@@ -165,6 +199,14 @@ fn print_summary(path: &std::path::Path, s: &Settings) {
         );
     }
     println!(
+        "  recordings          {} ({} directories)",
+        match &s.recordings.store {
+            config::RecordingStore::Local => format!("local, {}", s.recordings_dir.display()),
+            config::RecordingStore::S3(b) => format!("S3 bucket {}", b.bucket),
+        },
+        s.recordings.dirs.len()
+    );
+    println!(
         "  https_api_old       {} on {}",
         if s.old_api.enable {
             "enabled"
@@ -175,6 +217,73 @@ fn print_summary(path: &std::path::Path, s: &Settings) {
     );
 }
 
+async fn open_store(settings: &Settings) -> Result<store::Store, store::Error> {
+    store::Store::connect(
+        settings.database_url.expose(),
+        &store::ConnectOptions {
+            max_connections: settings.database_max_connections,
+            base_dir: settings.config_dir.clone(),
+        },
+    )
+    .await
+}
+
+async fn check_recordings(settings: Settings, dir: String) -> ExitCode {
+    let cannot = |e: &dyn std::fmt::Display| {
+        eprintln!("pbxgate: recordings check: {e}");
+        ExitCode::from(2)
+    };
+    let recordings =
+        match pbxgate::recordings::Recordings::new(&settings.recordings, settings.timezone.clone())
+        {
+            Ok(r) => r,
+            Err(e) => return cannot(&e),
+        };
+    let Some(folder) = recordings.folder(&dir).map(str::to_owned) else {
+        return cannot(&format!("recordings.dirs has no directory \"{dir}\""));
+    };
+    let store = match open_store(&settings).await {
+        Ok(s) => s,
+        Err(e) => return cannot(&e),
+    };
+    let result = pbxgate::recordings::check::check(&recordings, &store, &dir).await;
+    store.close().await;
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => return cannot(&e),
+    };
+    println!("recordings check of directory {dir} ({folder})");
+    println!(
+        "  files: {}; CDRs with recordings: {} naming {} files",
+        report.files, report.recorded_cdrs, report.names
+    );
+    println!(
+        "  missing (named by a CDR, not found): {}",
+        report.missing.len()
+    );
+    println!(
+        "  unreferenced (no CDR names them): {}",
+        report.unreferenced.len()
+    );
+    if !report.missing.is_empty() {
+        println!("missing recordings (AcctId, start, file):");
+        for m in &report.missing {
+            println!("  {}\t{}\t{}", m.acctid, m.start, m.name);
+        }
+    }
+    if !report.unreferenced.is_empty() {
+        println!("files no CDR names:");
+        for f in &report.unreferenced {
+            println!("  {f}");
+        }
+    }
+    if report.missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 async fn import_csv(settings: Settings, file: PathBuf) -> ExitCode {
     let total = match std::fs::metadata(&file) {
         Ok(m) => m.len(),
@@ -183,15 +292,7 @@ async fn import_csv(settings: Settings, file: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let store = match store::Store::connect(
-        settings.database_url.expose(),
-        &store::ConnectOptions {
-            max_connections: settings.database_max_connections,
-            base_dir: settings.config_dir.clone(),
-        },
-    )
-    .await
-    {
+    let store = match open_store(&settings).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("pbxgate: {e}");

@@ -29,6 +29,7 @@ pub struct AppInner {
     pub status_cache: StatusCache,
     /// The Asterisk connections, when configured.
     pub pbx: Option<Pbx>,
+    pub recordings: crate::recordings::Recordings,
 }
 
 pub struct Pbx {
@@ -91,9 +92,12 @@ pub async fn prepare(settings: Settings) -> Result<App> {
             "asterisk.ami_secret is not set: not connecting to Asterisk (no CDR ingest)"
         );
     }
+    let recordings =
+        crate::recordings::Recordings::new(&settings.recordings, settings.timezone.clone())?;
     let settings = Arc::new(settings);
     Ok(App(Arc::new(AppInner {
         pbx,
+        recordings,
         auth: Auth::new(settings.clone(), store.clone()),
         settings,
         store,

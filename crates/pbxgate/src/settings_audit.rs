@@ -7,7 +7,7 @@ use md5::{Digest, Md5};
 use store::{AuditEvent, AuditStore, MetaStore, SessionStore, SettingsStore, Store};
 
 use crate::auth::now_ms;
-use crate::config::{Secret, Settings};
+use crate::config::{RecordingStore, Secret, Settings};
 use crate::error::Result;
 use crate::random;
 use ucm::auth::hex;
@@ -80,6 +80,25 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
         out.push((k("password"), secret(salt, &k("password"), &u.password)));
         out.push((k("call_control"), plain(u.call_control)));
         out.push((k("permitted_ips"), plain(u.permitted_ips_text.join(";"))));
+    }
+    // What recapi serves, and from where.
+    out.push((
+        "recordings.dirs".into(),
+        plain(format!("{:?}", s.recordings.dirs)),
+    ));
+    match &s.recordings.store {
+        RecordingStore::Local => out.push(("recordings.store".into(), plain("local"))),
+        RecordingStore::S3(b) => {
+            out.push((
+                "recordings.store".into(),
+                plain(format!(
+                    "s3 {} {:?} {} {}",
+                    b.bucket, b.endpoint, b.region, b.access_key_id
+                )),
+            ));
+            let key = "recordings.s3.secret_access_key";
+            out.push((key.into(), secret(salt, key, &b.secret_access_key)));
+        }
     }
     out
 }

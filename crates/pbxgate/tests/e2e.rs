@@ -5,6 +5,7 @@
 mod calls;
 mod cdrapi;
 mod kit;
+mod recapi;
 
 use std::time::Duration;
 

@@ -7,11 +7,13 @@ mod cdr_export;
 mod cdr_query;
 mod db;
 mod error;
+mod recordings;
 pub mod traits;
 
 pub use cdr_query::{CdrFilter, CdrPage, Grouping, PageKey, PageLeg, PageQuery};
 pub use db::{Backend, ConnectOptions, Store, backend_of};
 pub use error::Error;
+pub use recordings::{RecordedCdr, RecordedCursor};
 pub use sqlx::Error as SqlxError;
 pub use traits::{
     AuditEvent, AuditStore, CdrStore, ChallengeStore, LoginGuardStore, MetaStore, NewCdr, Session,

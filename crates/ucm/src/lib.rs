@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cdr;
 pub mod cdrapi;
 pub mod envelope;
+pub mod recapi;
 pub mod status;
 
 pub use envelope::{ParamError, Params, Request, encode_response, error_response, parse_request};

@@ -18,6 +18,7 @@ pub enum Status {
     FailedToGetData,
     WrongAccountOrPassword,
     NoPermission,
+    SensitiveCharacters,
     LoginRestriction,
     LoginForbidden,
 }
@@ -40,6 +41,7 @@ impl Status {
             Status::FailedToGetData => -26,
             Status::WrongAccountOrPassword => -37,
             Status::NoPermission => -47,
+            Status::SensitiveCharacters => -50,
             Status::LoginRestriction => -68,
             Status::LoginForbidden => -70,
         }
@@ -63,6 +65,7 @@ impl Status {
             Status::FailedToGetData => "Failed to get data",
             Status::WrongAccountOrPassword => "Wrong account or password!",
             Status::NoPermission => "No permission",
+            Status::SensitiveCharacters => "Command contains sensitive characters",
             Status::LoginRestriction => "Login Restriction",
             Status::LoginForbidden => "Login Forbidden",
         }
@@ -80,6 +83,7 @@ mod tests {
         assert_eq!(Status::CookieError.code(), -6);
         assert_eq!(Status::WrongAccountOrPassword.code(), -37);
         assert_eq!(Status::NoPermission.code(), -47);
+        assert_eq!(Status::SensitiveCharacters.code(), -50);
         assert_eq!(Status::LoginRestriction.code(), -68);
     }
 }

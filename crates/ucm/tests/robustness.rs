@@ -98,3 +98,63 @@ fn deep_nesting_is_refused_not_overflowed() {
     body.push_str("}}");
     assert!(parse_request(body.as_bytes()).is_err());
 }
+
+/// recapi names assembled from traversal pieces: whatever passes the rules
+/// stays inside any folder it is joined to.
+#[test]
+fn random_recapi_names_never_escape() {
+    use std::path::{Component, Path};
+    use ucm::recapi::{RecRequest, parse_request as recapi};
+
+    const PIECES: &[&str] = &[
+        "..",
+        ".",
+        "/",
+        "//",
+        "\\",
+        "%2e",
+        "%2f",
+        "%25",
+        "%00",
+        "\0",
+        "\n",
+        "@",
+        ",",
+        "a",
+        "2024-05",
+        "auto-1717093784-1001-2100.wav",
+        "é",
+        "\u{202e}",
+        "\u{2028}",
+        " ",
+        ".wav",
+        "~",
+        "*",
+        "#",
+    ];
+    let mut rng = Rng(0x5EED_BEEF_0000_0005);
+    let mut accepted = 0;
+    for _ in 0..50_000 {
+        let name: String = (0..1 + rng.below(6))
+            .map(|_| PIECES[rng.below(PIECES.len())])
+            .collect();
+        let dir = (rng.below(3) == 0).then(|| PIECES[rng.below(PIECES.len())]);
+        let Ok(RecRequest::Fetch { dir, names }) = recapi(dir, Some(&name)) else {
+            continue;
+        };
+        accepted += 1;
+        for rel in std::iter::once(&dir).chain(&names) {
+            let joined = Path::new("/srv/rec").join(rel.as_str());
+            let inside = joined.strip_prefix("/srv/rec").unwrap();
+            assert!(
+                inside
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_))),
+                "{name:?} -> {rel:?}"
+            );
+            assert!(!rel.as_str().contains(['%', '\\', '\0', '\n']), "{rel:?}");
+        }
+    }
+    // the generator also produces names that pass
+    assert!(accepted > 1000, "{accepted}");
+}

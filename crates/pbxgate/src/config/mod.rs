@@ -8,13 +8,15 @@ mod env;
 mod secret;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use secret::Secret;
 pub use validate::{
-    ApiUser, AriSettings, AsteriskSettings, CdrApiSettings, OldApiSettings, Settings,
+    ApiUser, AriSettings, AsteriskSettings, CdrApiSettings, OldApiSettings, RecordingStore,
+    RecordingsSettings, S3Settings, Settings,
 };
 
 /// A problem with the configuration, naming the key it is about.
@@ -119,16 +121,74 @@ impl Default for CdrApiConfig {
     }
 }
 
+/// Where `recapi` finds recordings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecordingsConfig {
     pub spool_dir: String,
+    /// "local" (folders under `spool_dir`) or "s3" (`[recordings.s3]`).
+    pub store: String,
+    /// recapi directory name -> folder (relative to `spool_dir`, or to the
+    /// bucket prefix). Entries are merged over [`default_recording_dirs`];
+    /// an empty folder removes a directory.
+    pub dirs: BTreeMap<String, String>,
+    pub s3: S3Config,
+}
+
+/// The directories a UCM's recapi knows, mapped to where the shipped dialplan
+/// and Asterisk's applications write: queue calls are recorded by the same
+/// subroutine as every call (`monitor/`); MeetMe writes `meetme/`.
+pub fn default_recording_dirs() -> BTreeMap<String, String> {
+    [
+        ("monitor", "monitor"),
+        ("queue", "monitor"),
+        ("meetme", "meetme"),
+        ("conference", "meetme"),
+        ("voicemail/default", "voicemail/default"),
+        ("emergency", "emergency"),
+        ("sca", "sca"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 impl Default for RecordingsConfig {
     fn default() -> Self {
         RecordingsConfig {
             spool_dir: "/var/spool/asterisk".into(),
+            store: "local".into(),
+            dirs: default_recording_dirs(),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// An S3-compatible bucket holding the recordings (`recordings.store = "s3"`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Empty: AWS itself; else e.g. `https://minio.example:9000`.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub secret_access_key_file: String,
+    /// Key prefix under which the directory folders are (no leading `/`).
+    pub prefix: String,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            bucket: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: Secret::default(),
+            secret_access_key_file: String::new(),
+            prefix: String::new(),
         }
     }
 }
@@ -422,7 +482,10 @@ fn check_secret_types(table: &toml::Table, prefix: &str) -> Result<(), ConfigErr
         } else {
             format!("{prefix}.{key}")
         };
-        let secret = key == "password" || key.ends_with("_secret") || path == "database.url";
+        let secret = key == "password"
+            || key.ends_with("_secret")
+            || path == "database.url"
+            || path == "recordings.s3.secret_access_key";
         match value {
             toml::Value::String(_) => {}
             _ if secret => {

@@ -37,7 +37,33 @@ pub struct Settings {
     /// `None`: no AMI secret configured, pbxgate does not connect to Asterisk.
     pub asterisk: Option<AsteriskSettings>,
     pub recordings_dir: PathBuf,
+    pub recordings: RecordingsSettings,
     pub cdrapi: CdrApiSettings,
+}
+
+/// `[recordings]`: where each recapi directory lives.
+#[derive(Debug, Clone)]
+pub struct RecordingsSettings {
+    pub store: RecordingStore,
+    /// recapi directory name -> folder: an absolute path for the local
+    /// store, a key prefix (without trailing `/`) for S3. Sorted by name.
+    pub dirs: Vec<(ucm::recapi::RelPath, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RecordingStore {
+    Local,
+    S3(S3Settings),
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// `None`: AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -386,13 +412,16 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
             "must not be empty",
         ));
     }
+    let recordings_dir = resolve(base, &c.recordings.spool_dir);
+    let recordings = recordings(&c.recordings, &recordings_dir, base)?;
 
     let cdrapi = cdrapi(&c.cdrapi)?;
 
     Ok(Settings {
         cdrapi,
         asterisk,
-        recordings_dir: resolve(base, &c.recordings.spool_dir),
+        recordings_dir,
+        recordings,
         config_dir: base.to_path_buf(),
         listen,
         tls,
@@ -508,6 +537,130 @@ fn secret_or_file(
             Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
         }
     }
+}
+
+fn recordings(
+    c: &super::RecordingsConfig,
+    spool: &Path,
+    base: &Path,
+) -> Result<RecordingsSettings, ConfigError> {
+    use ucm::recapi::{RelPath, check_name};
+    let s3 = match c.store.as_str() {
+        "local" => false,
+        "s3" if cfg!(feature = "s3") => true,
+        "s3" => {
+            return Err(ConfigError::invalid(
+                "recordings.store",
+                "this pbxgate was built without S3 support (cargo feature \"s3\")",
+            ));
+        }
+        _ => {
+            return Err(ConfigError::invalid(
+                "recordings.store",
+                "must be \"local\" or \"s3\"",
+            ));
+        }
+    };
+    let prefix = c.s3.prefix.trim_matches('/');
+    if s3 && !prefix.is_empty() {
+        check_name(prefix).map_err(|e| {
+            ConfigError::invalid("recordings.s3.prefix", format!("\"{prefix}\" {e}"))
+        })?;
+    }
+    let mut merged = super::default_recording_dirs();
+    for (name, folder) in &c.dirs {
+        if folder.is_empty() {
+            merged.remove(name);
+        } else {
+            merged.insert(name.clone(), folder.clone());
+        }
+    }
+    let mut dirs = Vec::with_capacity(merged.len());
+    for (name, folder) in merged {
+        let key = format!("recordings.dirs.\"{name}\"");
+        let dir = RelPath::parse(&name)
+            .map_err(|e| ConfigError::invalid(&key, format!("the directory name {e}")))?;
+        let folder = folder.trim_end_matches('/');
+        let location = if !s3 && folder.starts_with('/') {
+            folder.to_owned()
+        } else {
+            check_name(folder).map_err(|e| {
+                ConfigError::invalid(
+                    &key,
+                    format!(
+                        "\"{folder}\" {e} (give a folder below {})",
+                        if s3 {
+                            "the bucket prefix"
+                        } else {
+                            "spool_dir or an absolute path"
+                        }
+                    ),
+                )
+            })?;
+            if s3 {
+                if prefix.is_empty() {
+                    folder.to_owned()
+                } else {
+                    format!("{prefix}/{folder}")
+                }
+            } else {
+                spool.join(folder).display().to_string()
+            }
+        };
+        dirs.push((dir, location));
+    }
+    let store = if s3 {
+        let b = &c.s3;
+        // S3 bucket names: 3-63 of [a-z0-9.-]
+        if b.bucket.len() < 3
+            || b.bucket.len() > 63
+            || !b
+                .bucket
+                .bytes()
+                .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == b'.' || x == b'-')
+        {
+            return Err(ConfigError::invalid(
+                "recordings.s3.bucket",
+                "must be a bucket name (3 to 63 of a-z, 0-9, '.', '-')",
+            ));
+        }
+        let endpoint = b.endpoint.trim().trim_end_matches('/');
+        let scheme_ok = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !endpoint.is_empty() && !scheme_ok {
+            return Err(ConfigError::invalid(
+                "recordings.s3.endpoint",
+                "must start with http:// or https://",
+            ));
+        }
+        if b.region.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "recordings.s3.region",
+                "must not be empty",
+            ));
+        }
+        let secret = secret_or_file(
+            base,
+            "recordings.s3.secret_access_key",
+            &b.secret_access_key,
+            &b.secret_access_key_file,
+        )?;
+        if b.access_key_id.is_empty() != secret.is_empty() {
+            return Err(ConfigError::invalid(
+                "recordings.s3.access_key_id",
+                "set both access_key_id and secret_access_key, or neither (then AWS_* variables apply)",
+            ));
+        }
+        RecordingStore::S3(S3Settings {
+            bucket: b.bucket.clone(),
+            endpoint: (!endpoint.is_empty()).then(|| endpoint.to_owned()),
+            region: b.region.trim().to_owned(),
+            access_key_id: b.access_key_id.clone(),
+            secret_access_key: secret,
+        })
+    } else {
+        RecordingStore::Local
+    };
+    Ok(RecordingsSettings { store, dirs })
 }
 
 fn is_mac(s: &str) -> bool {

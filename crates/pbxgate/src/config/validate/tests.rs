@@ -385,3 +385,142 @@ fn cdrapi_settings_are_validated() {
     assert!(err("[cdrapi]\nexport_page = 10001\n").contains("`cdrapi.export_page`"));
     assert!(err("[cdrapi]\nformat = \"json\"\n").contains("format"));
 }
+
+#[test]
+fn recordings_directories_default_merge_and_refuse_unsafe_folders() {
+    use crate::config::RecordingStore;
+    let folder = |s: &Settings, name: &str| {
+        s.recordings
+            .dirs
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, f)| f.clone())
+    };
+    let s = load("").unwrap();
+    assert!(matches!(s.recordings.store, RecordingStore::Local));
+    let names: Vec<&str> = s.recordings.dirs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "conference",
+            "emergency",
+            "meetme",
+            "monitor",
+            "queue",
+            "sca",
+            "voicemail/default"
+        ]
+    );
+    assert_eq!(
+        folder(&s, "monitor").unwrap(),
+        "/var/spool/asterisk/monitor"
+    );
+    assert_eq!(folder(&s, "queue").unwrap(), "/var/spool/asterisk/monitor");
+    assert_eq!(
+        folder(&s, "voicemail/default").unwrap(),
+        "/var/spool/asterisk/voicemail/default"
+    );
+
+    // A table overlays the defaults; "" removes one; relative spool_dir
+    // resolves against the config file's directory; absolute folders stay.
+    let s = load(
+        "[recordings]\nspool_dir = \"spool\"\n[recordings.dirs]\nqueue = \"queue\"\nsca = \"\"\nextra = \"/srv/rec/\"\n",
+    )
+    .unwrap();
+    assert_eq!(folder(&s, "monitor").unwrap(), "/etc/pbxgate/spool/monitor");
+    assert_eq!(folder(&s, "queue").unwrap(), "/etc/pbxgate/spool/queue");
+    assert_eq!(folder(&s, "extra").unwrap(), "/srv/rec");
+    assert!(folder(&s, "sca").is_none());
+
+    // From the environment.
+    let s = load_with_env("", &[("PBXGATE_RECORDINGS__DIRS__MONITOR", "/data/rec")]).unwrap();
+    assert_eq!(folder(&s, "monitor").unwrap(), "/data/rec");
+    assert_eq!(folder(&s, "meetme").unwrap(), "/var/spool/asterisk/meetme");
+
+    for (text, key) in [
+        (
+            "[recordings.dirs]\nmonitor = \"../etc\"\n",
+            "`recordings.dirs.\"monitor\"`",
+        ),
+        (
+            "[recordings.dirs]\nmonitor = \"a/../../etc\"\n",
+            "`recordings.dirs.\"monitor\"`",
+        ),
+        (
+            "[recordings.dirs]\n\"../x\" = \"x\"\n",
+            "`recordings.dirs.\"../x\"`",
+        ),
+        (
+            "[recordings.dirs]\n\"a%2e\" = \"x\"\n",
+            "`recordings.dirs.\"a%2e\"`",
+        ),
+        ("[recordings]\nstore = \"ftp\"\n", "`recordings.store`"),
+        ("[recordings]\nspool_dir = \"\"\n", "`recordings.spool_dir`"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key), "{text}: {e}");
+    }
+    assert!(err("[recordings.s3]\nbucket_name = \"x\"\n").contains("bucket_name"));
+}
+
+#[cfg(not(feature = "s3"))]
+#[test]
+fn s3_needs_the_feature() {
+    let e = err("[recordings]\nstore = \"s3\"\n[recordings.s3]\nbucket = \"rec\"\n");
+    assert!(e.contains("`recordings.store`") && e.contains("s3"), "{e}");
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn s3_settings_are_validated() {
+    use crate::config::RecordingStore;
+    let s = load(
+        "[recordings]\nstore = \"s3\"\n[recordings.s3]\nbucket = \"pbx-rec\"\nendpoint = \"http://127.0.0.1:9000/\"\nprefix = \"/site1/\"\naccess_key_id = \"AK\"\nsecret_access_key = \"SK-secret\"\n",
+    )
+    .unwrap();
+    let RecordingStore::S3(b) = &s.recordings.store else {
+        panic!("{:?}", s.recordings.store)
+    };
+    assert_eq!(b.bucket, "pbx-rec");
+    assert_eq!(b.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(b.region, "us-east-1");
+    assert!(!format!("{s:?}").contains("SK-secret"));
+    let monitor = s
+        .recordings
+        .dirs
+        .iter()
+        .find(|(n, _)| n.as_str() == "monitor");
+    assert_eq!(monitor.unwrap().1, "site1/monitor");
+    for (text, key) in [
+        ("[recordings]\nstore = \"s3\"\n", "`recordings.s3.bucket`"),
+        (
+            "[recordings]\nstore = \"s3\"\n[recordings.s3]\nbucket = \"Bad_Name\"\n",
+            "`recordings.s3.bucket`",
+        ),
+        (
+            "[recordings]\nstore = \"s3\"\n[recordings.s3]\nbucket = \"b12\"\nendpoint = \"ftp://x\"\n",
+            "`recordings.s3.endpoint`",
+        ),
+        (
+            "[recordings]\nstore = \"s3\"\n[recordings.s3]\nbucket = \"b12\"\nprefix = \"a/../b\"\n",
+            "`recordings.s3.prefix`",
+        ),
+        (
+            "[recordings]\nstore = \"s3\"\n[recordings.s3]\nbucket = \"b12\"\naccess_key_id = \"AK\"\n",
+            "`recordings.s3.access_key_id`",
+        ),
+        (
+            "[recordings]\nstore = \"s3\"\n[recordings.s3]\nbucket = \"b12\"\n[recordings.dirs]\nmonitor = \"/abs\"\n",
+            "`recordings.dirs.\"monitor\"`",
+        ),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key), "{text}: {e}");
+    }
+    // A secret of the wrong type is refused without being shown.
+    let e = err("[recordings.s3]\nsecret_access_key = 123456789\n");
+    assert!(
+        e.contains("secret_access_key") && !e.contains("123456789"),
+        "{e}"
+    );
+}
