@@ -78,16 +78,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+use common::server::{RssSampler, Server, client, login, mib, post, proc_kib, reset_peak_rss};
 use common::{Rng, diagnose, drop_postgres_database, env_number, remove_sqlite_files};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use store::{Backend, CdrFilter, CdrStore, ConnectOptions, Grouping, NewCdr, PageQuery, Store};
 use ucm::cdr::{CdrRecord, FIELDS};
@@ -104,7 +102,6 @@ const BATCH: usize = 5000;
 /// Asterisk-style uniqueid sequence numbers start here, so that they all
 /// have the same width and sessions of one second sort in generation order.
 const SEQ_BASE: u64 = 1_000_000_000;
-const PASSWORD: &str = "benchpass";
 const POSTGRES_ENV: &str = "PBXGATE_TEST_POSTGRES_URL";
 const DEFAULT_CACHE_DIR: &str = "/var/tmp/pbxgate-bench";
 
@@ -752,231 +749,6 @@ fn remove(db: Db) {
     }
 }
 
-// ---------------------------------------------------------------------------
-// The server.
-
-struct Server {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    /// Its own directory (config, data, log, curl's answers).
-    dir: PathBuf,
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
-fn toml_string(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-impl Server {
-    /// Starts `pbxgate serve` over `db_url` with `extra` configuration and
-    /// waits until it answers.
-    async fn start(
-        dir: &Path,
-        label: &str,
-        db_url: &str,
-        extra: &str,
-        client: &reqwest::Client,
-    ) -> Result<Server, String> {
-        let dir = dir.join(label);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let port = free_port()?;
-        let config = format!(
-            "[database]\nurl = {}\n\n[web]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {}\n\n\
-             [https_api]\npassword = \"{PASSWORD}\"\n\n[pbx]\ntimezone = \"UTC\"\n\n\
-             [log]\nlevel = \"info\"\n\n{extra}",
-            toml_string(db_url),
-            toml_string(&dir.join("data").display().to_string()),
-        );
-        let path = dir.join("pbxgate.toml");
-        std::fs::write(&path, config).map_err(|e| format!("{}: {e}", path.display()))?;
-        let log = dir.join("server.log");
-        let stderr = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_pbxgate"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("cannot start pbxgate: {e}"))?;
-        let mut srv = Server {
-            child,
-            port,
-            log,
-            dir: dir.clone(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = srv.child.try_wait() {
-                return Err(format!("pbxgate exited with {status}:\n{}", srv.log_text()));
-            }
-            if client
-                .post(srv.url())
-                .body("{}")
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await
-                .is_ok()
-            {
-                return Ok(srv);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("pbxgate did not come up:\n{}", srv.log_text()));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("https://127.0.0.1:{}/api", self.port)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Handler times (ms) of the last `n` requests for `action`, from the
-    /// access log: the server's share of the latency, without transport.
-    fn handler_ms(&self, action: &str, n: usize) -> Vec<f64> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let needle = format!("action={action} ");
-        let mut all: Vec<f64> = text
-            .lines()
-            .filter(|l| l.contains("pbxgate::access") && l.contains(&needle))
-            .filter_map(|l| l.split(" us=").nth(1))
-            .filter_map(|v| v.trim().parse::<f64>().ok())
-            .map(|us| us / 1000.0)
-            .collect();
-        all.split_off(all.len().saturating_sub(n))
-    }
-
-    fn log_text(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(20).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    }
-
-    /// SIGTERM and a bounded wait; killed when it does not stop.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "bench: pbxgate {} did not stop after SIGTERM; killing it",
-            self.pid()
-        );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM`).
-fn proc_kib(pid: u32, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(key)?
-            .strip_prefix(':')?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-// ---------------------------------------------------------------------------
-// The client.
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .http1_only()
-        .no_proxy()
-        .pool_max_idle_per_host(1)
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .expect("cannot build the HTTPS client")
-}
-
-async fn post(
-    c: &reqwest::Client,
-    url: &str,
-    body: String,
-    timeout: Duration,
-) -> Result<reqwest::Response, String> {
-    let resp = c
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    if resp.status() != 200 {
-        return Err(format!("HTTP status {}", resp.status()));
-    }
-    Ok(resp)
-}
-
-async fn api(c: &reqwest::Client, url: &str, request: Value) -> Result<Value, String> {
-    let body = json!({ "request": request }).to_string();
-    let resp = post(c, url, body, Duration::from_secs(30)).await?;
-    let bytes = resp.bytes().await.map_err(|e| format!("reading: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("not JSON ({e})"))
-}
-
-async fn login(c: &reqwest::Client, url: &str) -> Result<String, String> {
-    let r = api(
-        c,
-        url,
-        json!({"action":"challenge","user":"cdrapi","version":"1.0"}),
-    )
-    .await?;
-    let challenge = r["response"]["challenge"]
-        .as_str()
-        .ok_or_else(|| format!("challenge refused: {r}"))?;
-    let token: String = Md5::digest(format!("{challenge}{PASSWORD}").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let r = api(
-        c,
-        url,
-        json!({"action":"login","user":"cdrapi","token":token}),
-    )
-    .await?;
-    r["response"]["cookie"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("login refused: {r}"))
-}
-
 /// The entries of a JSON answer (`cdr_root`, or `cdr` with the ucm6100 profile).
 fn entries(body: &[u8], root: &str) -> Result<Vec<Value>, String> {
     let mut v: Value = serde_json::from_slice(body).map_err(|e| {
@@ -1370,40 +1142,13 @@ impl ExportRun {
     }
 }
 
-/// Samples a process's VmRSS every 50 ms until stopped; returns the highest.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<u64>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut max = 0;
-            while !flag.load(Ordering::Relaxed) {
-                max = max.max(proc_kib(pid, "VmRSS").unwrap_or(0));
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            max.max(proc_kib(pid, "VmRSS").unwrap_or(0))
-        });
-        RssSampler { stop, thread }
-    }
-
-    fn finish(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or(0)
-    }
-}
-
 /// Row 3, ours: one streamed `cdrExport` of everything.
 async fn api_export(c: &reqwest::Client, srv: &Server, cookie: &str) -> Result<ExportRun, String> {
     let pid = srv.pid();
     // "5" resets the peak RSS (Linux >= 4.0), so VmHWM afterwards is the
     // peak during the export alone.
     let before_kib = proc_kib(pid, "VmRSS").unwrap_or(0);
-    let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+    let reset = reset_peak_rss(pid);
     let sampler = RssSampler::start(pid);
     let body =
         json!({"request": {"action": "cdrExport", "cookie": cookie, "format": "csv"}}).to_string();
