@@ -30,6 +30,20 @@ pub struct CdrFilter {
     pub max_billsec: Option<u64>,
 }
 
+impl CdrFilter {
+    /// No condition at all: every leg matches.
+    pub fn is_empty(&self) -> bool {
+        self.caller.is_empty()
+            && self.callee.is_empty()
+            && self.answered_by.is_empty()
+            && self.caller_name.is_none()
+            && self.from_ms.is_none()
+            && self.to_ms.is_none()
+            && self.min_billsec.is_none()
+            && self.max_billsec.is_none()
+    }
+}
+
 /// What `numRecords` / `offset` count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Grouping {
@@ -405,6 +419,19 @@ pub(crate) fn page_sql(backend: Backend, q: &PageQuery<'_>) -> Sql {
                 None => String::new(),
             };
             let (l, o) = (sql.bind(limit), sql.bind(offset));
+            // Without a filter every entry counts: they are rows of
+            // cdr_session (migration 0005), walked without grouping legs.
+            let entries = if q.filter.is_empty() {
+                format!(
+                    "SELECT i.call_ms, i.\"session\" FROM cdr_session i WHERE {inner}{after} \
+                     ORDER BY i.call_ms, i.\"session\" LIMIT {l} OFFSET {o}"
+                )
+            } else {
+                format!(
+                    "SELECT i.call_ms, i.\"session\" FROM cdr i WHERE {inner}{after} \
+                     GROUP BY i.call_ms, i.\"session\" ORDER BY i.call_ms, i.\"session\" LIMIT {l} OFFSET {o}"
+                )
+            };
             let outer = filter_sql(backend, &mut sql, "c", q.filter);
             // The legs of each entry are fetched through the (call_ms,
             // session) index. PostgreSQL is told so with LATERAL: left to
@@ -420,9 +447,7 @@ pub(crate) fn page_sql(backend: Backend, q: &PageQuery<'_>) -> Sql {
                 ),
             };
             sql.text = format!(
-                "SELECT {agg} FROM (SELECT i.call_ms, i.\"session\" FROM cdr i WHERE {inner}{after} \
-                 GROUP BY i.call_ms, i.\"session\" ORDER BY i.call_ms, i.\"session\" LIMIT {l} OFFSET {o}) e \
-                 {legs}",
+                "SELECT {agg} FROM ({entries}) e {legs}",
                 agg = agg(
                     &row_expr(backend, "c"),
                     "c.call_ms, c.\"session\", c.start_ms, c.acctid"

@@ -108,6 +108,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "cdr separators",
         include_str!("../migrations/sqlite/0004_cdr_separators.sql"),
     ),
+    (
+        5,
+        "cdr session",
+        include_str!("../migrations/sqlite/0005_cdr_session.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -129,6 +134,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "cdr separators",
         include_str!("../migrations/postgres/0004_cdr_separators.sql"),
+    ),
+    (
+        5,
+        "cdr session",
+        include_str!("../migrations/postgres/0005_cdr_session.sql"),
     ),
 ];
 

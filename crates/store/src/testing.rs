@@ -96,3 +96,24 @@ pub async fn databases(dir: &Path) -> Vec<TestDb> {
 fn fail(msg: &str) -> ! {
     panic!("{msg}")
 }
+
+/// Runs `sql` on the test database behind the store's back (rows changed by
+/// hand, as an operator might); returns the rows affected.
+pub async fn execute(db: &TestDb, sql: &str) -> Result<u64, Error> {
+    macro_rules! q {
+        () => {
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()).into_sql_str())
+        };
+    }
+    let n = match db.backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url).await?;
+            q!().execute(&mut c).await?.rows_affected()
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await?;
+            q!().execute(&mut c).await?.rows_affected()
+        }
+    };
+    Ok(n)
+}

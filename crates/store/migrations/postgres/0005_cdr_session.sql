@@ -1,0 +1,42 @@
+-- One row per cdrapi entry (call start, session), kept by triggers in step
+-- with the legs: an unfiltered page of sessions counts its offset here, in a
+-- narrow table without grouping, instead of grouping every preceding leg.
+-- Statement-level triggers with transition tables: one set-based statement
+-- per insert batch, not one call per row.
+CREATE TABLE cdr_session (
+    call_ms BIGINT NOT NULL,
+    "session" TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (call_ms, "session")
+);
+
+INSERT INTO cdr_session (call_ms, "session")
+    SELECT DISTINCT call_ms, "session" FROM cdr ON CONFLICT DO NOTHING;
+
+CREATE FUNCTION cdr_session_add() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO cdr_session (call_ms, "session")
+        SELECT DISTINCT call_ms, "session" FROM new_rows ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION cdr_session_prune() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM cdr_session s
+        USING (SELECT DISTINCT call_ms, "session" FROM old_rows) o
+        WHERE s.call_ms = o.call_ms AND s."session" = o."session"
+          AND NOT EXISTS (SELECT 1 FROM cdr c WHERE c.call_ms = o.call_ms AND c."session" = o."session");
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER cdr_session_insert AFTER INSERT ON cdr
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION cdr_session_add();
+-- An update adds the new pairs, then drops old pairs left without legs
+-- (triggers of one event fire in name order).
+CREATE TRIGGER cdr_session_update_1 AFTER UPDATE ON cdr
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION cdr_session_add();
+CREATE TRIGGER cdr_session_update_2 AFTER UPDATE ON cdr
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION cdr_session_prune();
+CREATE TRIGGER cdr_session_delete AFTER DELETE ON cdr
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION cdr_session_prune();
