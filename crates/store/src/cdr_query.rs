@@ -98,7 +98,7 @@ impl PageLeg<'_> {
     }
 }
 
-const SESSION: usize = 27;
+pub(crate) const SESSION: usize = 27;
 /// Values per packed leg: call_ms, the 43 UCM values (AcctId first), start_ms.
 const ROW_VALUES: usize = 1 + 43 + 1;
 
@@ -612,6 +612,11 @@ impl CopyPacker {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn session_is_where_the_record_has_it() {
+        assert_eq!(FIELDS[SESSION], "session");
+    }
+
     #[test]
     fn copy_rows_are_packed_whatever_the_chunk_boundaries() {
         let copy = b"1\tab\\\\c\td\\te\n2\t\\n\\t\\r\\b\\f\\v\t\n";

@@ -620,6 +620,26 @@ fn cdr_insert_sql_postgres() -> String {
     sql
 }
 
+/// The distinct (call_ms, session) entries of a batch, for `cdr_session`
+/// (migration 0005), in key order.
+fn session_pairs(batch: &[NewCdr]) -> Vec<(i64, &str)> {
+    let mut pairs: Vec<(i64, &str)> = batch
+        .iter()
+        .map(|c| {
+            (
+                c.call_ms,
+                c.record.values()[crate::cdr_query::SESSION].as_str(),
+            )
+        })
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// Entries per `cdr_session` insert on SQLite (two parameters each).
+const CDR_SESSION_ROWS_PER_STATEMENT: usize = 2000;
+
 /// Rows per UNNEST statement on PostgreSQL: a batch is cut in a few
 /// statements so that encoding one overlaps the execution of the previous.
 const CDR_ROWS_PER_UNNEST: usize = 500;
@@ -720,6 +740,20 @@ impl CdrStore for Store {
                     n += done?.rows_affected();
                     next = following;
                 }
+                let pairs = session_pairs(batch);
+                for chunk in pairs.chunks(CDR_SESSION_ROWS_PER_STATEMENT) {
+                    let mut sql = String::from(
+                        "INSERT OR IGNORE INTO cdr_session (call_ms, \"session\") VALUES (?, ?)",
+                    );
+                    for _ in 1..chunk.len() {
+                        sql.push_str(", (?, ?)");
+                    }
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql).into_sql_str());
+                    for (call_ms, session) in chunk {
+                        q = q.bind(*call_ms).bind(*session);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 n
             }
@@ -737,6 +771,16 @@ impl CdrStore for Store {
                     n += done?.rows_affected();
                     next = following;
                 }
+                let (calls, sessions): (Vec<i64>, Vec<&str>) =
+                    session_pairs(batch).into_iter().unzip();
+                sqlx::query(
+                    "INSERT INTO cdr_session (call_ms, \"session\") \
+                     SELECT unnest($1::bigint[]), unnest($2::text[]) ON CONFLICT DO NOTHING",
+                )
+                .bind(calls)
+                .bind(sessions)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 n
             }
