@@ -495,7 +495,17 @@ async fn page_separators_in_values_are_replaced_not_trusted() {
     });
 }
 
-/// Every leg of an export, in order: (AcctId, src, lastdata, caller_name).
+/// (AcctId, src, lastdata, caller_name) of a leg.
+fn export_fields(l: &PageLeg<'_>) -> (String, String, String, String) {
+    (
+        l.values[0].to_owned(),
+        l.values[2].to_owned(),
+        l.values[9].to_owned(),
+        l.values[22].to_owned(),
+    )
+}
+
+/// Every leg of an export, in order: its `export_fields`.
 async fn export_all(
     s: &Store,
     f: &CdrFilter,
@@ -510,14 +520,7 @@ async fn export_all(
             p.leg_count() <= page as usize,
             "pages hold at most {page} legs"
         );
-        for l in p.legs().unwrap() {
-            out.push((
-                l.values[0].to_owned(),
-                l.values[2].to_owned(),
-                l.values[9].to_owned(),
-                l.values[22].to_owned(),
-            ));
-        }
+        out.extend(p.legs().unwrap().iter().map(export_fields));
     }
     out
 }
@@ -581,18 +584,7 @@ async fn export_streams_the_same_legs_as_pages_whatever_the_values_and_filters()
                     })
                     .await
                     .unwrap();
-                page.legs()
-                    .unwrap()
-                    .iter()
-                    .map(|l| {
-                        (
-                            l.values[0].to_owned(),
-                            l.values[2].to_owned(),
-                            l.values[9].to_owned(),
-                            l.values[22].to_owned(),
-                        )
-                    })
-                    .collect()
+                page.legs().unwrap().iter().map(export_fields).collect()
             };
             for page in [1, 7, 1000] {
                 assert_eq!(

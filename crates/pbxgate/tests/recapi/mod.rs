@@ -220,6 +220,10 @@ pub async fn check_http(
     let a_rel = "2024-05/auto-1717093784-1001-2100.wav";
     let a_bare = "auto-1717093784-1001-2100.wav";
     let b_bare = "auto-1717093790-1001-2101.wav";
+    // Recording `a` by its bare name, with request headers.
+    let a_with = async |headers: &[(&str, &str)]| {
+        recapi(srv, c, cookie, json!({"filename": a_bare}), headers).await
+    };
 
     // Case 1: the directories, name in column 1.
     let resp = recapi(srv, c, cookie, json!({}), &[]).await;
@@ -336,98 +340,35 @@ pub async fn check_http(
         ),
         ("bytes=5-5", &a[5..6], format!("bytes 5-5/{len}")),
     ] {
-        let resp = recapi(
-            srv,
-            c,
-            cookie,
-            json!({"filename": a_bare}),
-            &[("range", range)],
-        )
-        .await;
+        let resp = a_with(&[("range", range)]).await;
         assert_eq!(resp.status(), 206, "{range}");
         assert_eq!(header(&resp, "content-range"), content_range, "{range}");
         assert_eq!(header(&resp, "content-length"), want.len().to_string());
         assert_eq!(resp.bytes().await.unwrap(), want, "{range}");
     }
-    let resp = recapi(
-        srv,
-        c,
-        cookie,
-        json!({"filename": a_bare}),
-        &[("range", &format!("bytes={len}-"))],
-    )
-    .await;
+    let resp = a_with(&[("range", &format!("bytes={len}-"))]).await;
     assert_eq!(resp.status(), 416);
     assert_eq!(header(&resp, "content-range"), format!("bytes */{len}"));
     // several ranges: the whole file
-    let resp = recapi(
-        srv,
-        c,
-        cookie,
-        json!({"filename": a_bare}),
-        &[("range", "bytes=0-1,5-6")],
-    )
-    .await;
+    let resp = a_with(&[("range", "bytes=0-1,5-6")]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.unwrap(), a);
 
     // Conditional requests.
-    let resp = recapi(
-        srv,
-        c,
-        cookie,
-        json!({"filename": a_bare}),
-        &[("if-none-match", &etag)],
-    )
-    .await;
+    let resp = a_with(&[("if-none-match", &etag)]).await;
     assert_eq!(resp.status(), 304);
     assert_eq!(header(&resp, "etag"), etag);
     assert!(resp.bytes().await.unwrap().is_empty());
-    let resp = recapi(
-        srv,
-        c,
-        cookie,
-        json!({"filename": a_bare}),
-        &[("if-none-match", "\"other\"")],
-    )
-    .await;
+    let resp = a_with(&[("if-none-match", "\"other\"")]).await;
     assert_eq!(resp.status(), 200);
-    let resp = recapi(
-        srv,
-        c,
-        cookie,
-        json!({"filename": a_bare}),
-        &[("if-modified-since", &modified)],
-    )
-    .await;
+    let resp = a_with(&[("if-modified-since", &modified)]).await;
     assert_eq!(resp.status(), 304);
-    let resp = recapi(
-        srv,
-        c,
-        cookie,
-        json!({"filename": a_bare}),
-        &[("if-modified-since", "Sat, 01 Jan 2000 00:00:00 GMT")],
-    )
-    .await;
+    let resp = a_with(&[("if-modified-since", "Sat, 01 Jan 2000 00:00:00 GMT")]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.unwrap(), a);
-    let resp = recapi(
-        srv,
-        c,
-        cookie,
-        json!({"filename": a_bare}),
-        &[("range", "bytes=0-9"), ("if-range", &etag)],
-    )
-    .await;
+    let resp = a_with(&[("range", "bytes=0-9"), ("if-range", &etag)]).await;
     assert_eq!(resp.status(), 206);
-    let resp = recapi(
-        srv,
-        c,
-        cookie,
-        json!({"filename": a_bare}),
-        &[("range", "bytes=0-9"), ("if-range", "\"stale\"")],
-    )
-    .await;
+    let resp = a_with(&[("range", "bytes=0-9"), ("if-range", "\"stale\"")]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.unwrap(), a);
 
