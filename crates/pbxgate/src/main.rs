@@ -92,6 +92,21 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+/// A one-shot command: the configuration loaded, then `f` on a runtime.
+fn run_with<F: Future<Output = ExitCode>>(
+    config: &Path,
+    f: impl FnOnce(Settings) -> F,
+) -> ExitCode {
+    let settings = match load(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match runtime() {
+        Ok(rt) => rt.block_on(f(settings)),
+        Err(code) => code,
+    }
+}
+
 fn load(path: &Path) -> Result<Settings, ExitCode> {
     config::load(path).map_err(|e| {
         eprintln!("pbxgate: configuration error: {e}");
@@ -112,27 +127,9 @@ fn main() -> ExitCode {
         }
         Command::Recordings {
             command: RecordingsCommand::Check { config, dir },
-        } => {
-            let settings = match load(&config) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            let runtime = match runtime() {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            runtime.block_on(check_recordings(settings, dir))
-        }
+        } => run_with(&config, |settings| check_recordings(settings, dir)),
         Command::ImportCsv { config, file } => {
-            let settings = match load(&config) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            let runtime = match runtime() {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            runtime.block_on(import_csv(settings, file))
+            run_with(&config, |settings| import_csv(settings, file))
         }
         Command::Serve { config } => {
             let settings = match load(&config) {
