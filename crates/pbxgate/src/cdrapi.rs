@@ -241,10 +241,7 @@ async fn export_pages(
     while let Some(page) = pages.recv().await {
         let page = page?;
         let legs = page.legs()?;
-        let mut all: Vec<(i64, Leg<'_>)> = carry
-            .iter()
-            .map(|(call, v)| (*call, v.each_ref().map(String::as_str)))
-            .collect();
+        let mut all = borrowed(&carry);
         all.extend(legs.iter().map(|l| (l.call_ms, l.values)));
         let mut bounds = entry_bounds(&all, grouping(options));
         let held = if sessions { bounds.pop() } else { None };
@@ -266,10 +263,7 @@ async fn export_pages(
             return Ok(());
         }
     }
-    let last: Vec<(i64, Leg<'_>)> = carry
-        .iter()
-        .map(|(call, v)| (*call, v.each_ref().map(String::as_str)))
-        .collect();
+    let last = borrowed(&carry);
     encode_entries(
         &mut enc,
         &last,
@@ -280,6 +274,14 @@ async fn export_pages(
     let _ = tx.send(Ok(Bytes::from(out))).await;
     tracing::info!(entries = enc.entries(), "cdrExport finished");
     Ok(())
+}
+
+/// The legs held back from the previous page, as legs again.
+fn borrowed(carry: &[(i64, [String; 43])]) -> Vec<(i64, Leg<'_>)> {
+    carry
+        .iter()
+        .map(|(call, v)| (*call, v.each_ref().map(String::as_str)))
+        .collect()
 }
 
 /// Position of `session` in a leg's values.

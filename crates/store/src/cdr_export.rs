@@ -34,6 +34,31 @@ pub(crate) fn start(store: &Store, filter: CdrFilter, after: Option<PageKey>, pa
     rx
 }
 
+/// One keyset page of legs after `after` (moved to the page's last leg);
+/// true when it is the last page.
+pub(crate) async fn next_legs(
+    store: &Store,
+    filter: &CdrFilter,
+    after: &mut Option<PageKey>,
+    limit: u32,
+) -> Result<(CdrPage, bool), Error> {
+    let limit = limit.max(1);
+    let page = store
+        .cdr_page(&PageQuery {
+            filter,
+            grouping: Grouping::Legs,
+            after: after.as_ref(),
+            offset: 0,
+            limit,
+        })
+        .await?;
+    let n = page.leg_count();
+    if let Some(key) = page.last_key()? {
+        *after = Some(key);
+    }
+    Ok((page, n < limit as usize))
+}
+
 async fn keyset_pages(
     store: &Store,
     filter: &CdrFilter,
@@ -42,18 +67,8 @@ async fn keyset_pages(
     tx: &mpsc::Sender<Result<CdrPage, Error>>,
 ) -> Result<(), Error> {
     loop {
-        let page = store
-            .cdr_page(&PageQuery {
-                filter,
-                grouping: Grouping::Legs,
-                after: after.as_ref(),
-                offset: 0,
-                limit,
-            })
-            .await?;
-        let n = page.leg_count();
-        after = page.last_key()?;
-        if n == 0 || tx.send(Ok(page)).await.is_err() || n < limit as usize {
+        let (page, last) = next_legs(store, filter, &mut after, limit).await?;
+        if page.is_empty() || tx.send(Ok(page)).await.is_err() || last {
             return Ok(());
         }
     }

@@ -4,8 +4,7 @@
 //! `cdrExport` (so no SQL of its own: nothing new to plan or index), keeping
 //! only the legs whose `recordfiles` is set.
 
-use crate::cdr_query::{CdrFilter, Grouping, PageKey, PageQuery};
-use crate::traits::CdrStore;
+use crate::cdr_query::{CdrFilter, PageKey};
 use crate::{Error, Store};
 
 /// Position of `recordfiles` and `start` among the UCM values.
@@ -54,21 +53,10 @@ impl Store {
         let filter = CdrFilter::default();
         let mut out = Vec::new();
         while out.is_empty() && !cursor.done {
-            let page = self
-                .cdr_page(&PageQuery {
-                    filter: &filter,
-                    grouping: Grouping::Legs,
-                    after: cursor.after.as_ref(),
-                    offset: 0,
-                    limit: legs.max(1),
-                })
-                .await?;
-            let page_legs = page.legs()?;
-            cursor.done = page_legs.len() < legs.max(1) as usize;
-            if let Some(last) = page_legs.last() {
-                cursor.after = Some(PageKey::of(last)?);
-            }
-            for leg in &page_legs {
+            let (page, last) =
+                crate::cdr_export::next_legs(self, &filter, &mut cursor.after, legs).await?;
+            cursor.done = last;
+            for leg in &page.legs()? {
                 if leg.values[RECORDFILES].is_empty() {
                     continue;
                 }
