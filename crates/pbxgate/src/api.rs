@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use ucm::{Params, Status};
 
 use crate::auth::{Authenticated, Refusal};
-use crate::cdrapi;
 use crate::recordings::Miss;
 use crate::server::App;
 use crate::system;
+use crate::{callcontrol, cdrapi, channels};
 
 const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
 
@@ -106,7 +106,11 @@ pub async fn handle(
                 tracing::error!(%ip, action, error = %e, "request failed");
             }
             let s = refusal.status();
-            (s, json_response(ucm::error_response(s), false))
+            let body = match &refusal {
+                Refusal::Explained(_, msg) => ucm::error_response_with(s, msg),
+                _ => ucm::error_response(s),
+            };
+            (s, json_response(body, false))
         }
     };
     tracing::info!(
@@ -235,6 +239,20 @@ async fn dispatch(
                 Err(Miss::Failed(e)) => Err(Refusal::Internal(e)),
                 Err(miss) => Err(Refusal::Status(miss.status())),
             }
+        }
+        "acceptCall" | "refuseCall" => {
+            let who = authenticate(app, ip, params).await?;
+            *user = who.username.clone();
+            callcontrol::api(app, action, params, &who)
+                .await
+                .map(Answer::Json)
+        }
+        a if channels::ACTIONS.contains(&a) => {
+            let who = authenticate(app, ip, params).await?;
+            *user = who.username.clone();
+            channels::dispatch(app, a, params, &who)
+                .await
+                .map(Answer::Json)
         }
         _ => Err(Refusal::Status(Status::InvalidParameters)),
     }

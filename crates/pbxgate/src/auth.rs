@@ -28,6 +28,8 @@ const OPEN_CHALLENGES_CHECKED: i64 = 16;
 #[derive(Debug)]
 pub enum Refusal {
     Status(Status),
+    /// A status with an explanation for the client (`response.error_msg`).
+    Explained(Status, String),
     Internal(Error),
 }
 
@@ -46,7 +48,7 @@ impl From<store::Error> for Refusal {
 impl Refusal {
     pub fn status(&self) -> Status {
         match self {
-            Refusal::Status(s) => *s,
+            Refusal::Status(s) | Refusal::Explained(s, _) => *s,
             Refusal::Internal(e) => e.status(),
         }
     }

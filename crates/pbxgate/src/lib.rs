@@ -4,22 +4,27 @@
 //! Layout: `config` (file, env overrides, validation), `acl` (permitted IPs),
 //! `auth` (challenge, login, sessions, login restriction), `api` (the `/api`
 //! envelope and dispatcher), `system` (status actions), `cdrapi`, `recordings`
-//! (recapi), `tls`, `server`.
+//! (recapi), `callcontrol` (Stasis hold, acceptCall/refuseCall),
+//! `live` + `websockify` (call events), `channels` (channel actions), `tls`,
+//! `server`.
 
 pub mod acl;
 pub mod api;
 pub mod auth;
 pub mod callcontrol;
 pub mod cdrapi;
+pub mod channels;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod live;
 mod random;
 pub mod recordings;
 pub mod server;
 mod settings_audit;
 pub mod system;
 pub mod tls;
+pub mod websockify;
 
 pub use error::Error;

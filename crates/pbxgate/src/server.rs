@@ -14,7 +14,7 @@ use crate::auth::Auth;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::system::{Identity, StatusCache};
-use crate::{api, callcontrol, health, ingest, settings_audit, tls};
+use crate::{api, callcontrol, health, ingest, settings_audit, tls, websockify};
 
 /// Shared state of the running server.
 #[derive(Clone)]
@@ -30,6 +30,8 @@ pub struct AppInner {
     /// The Asterisk connections, when configured.
     pub pbx: Option<Pbx>,
     pub recordings: crate::recordings::Recordings,
+    /// Notifications for `/websockify` subscribers.
+    pub live: crate::live::Hub,
 }
 
 pub struct Pbx {
@@ -53,6 +55,7 @@ pub fn router(app: App) -> Router {
         // Real UCMs answer -1 to /api/challenge and the like.
         .route("/api/{*rest}", any(api::invalid))
         .route("/healthz", get(health::healthz))
+        .route("/websockify", any(websockify::handle))
         .with_state(app)
 }
 
@@ -104,6 +107,7 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         identity,
         started: Instant::now(),
         status_cache: StatusCache::default(),
+        live: crate::live::Hub::new(),
     })))
 }
 

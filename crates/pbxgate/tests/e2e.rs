@@ -2,10 +2,13 @@
 //! configuration, driven over HTTPS, on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod callcontrol;
 mod calls;
 mod cdrapi;
+mod channels;
 mod kit;
 mod recapi;
+mod websockify;
 
 use std::time::Duration;
 

@@ -138,6 +138,14 @@ pub fn encode_response(status: Status, response: &Value) -> Vec<u8> {
     .unwrap_or_else(|_| format!("{{\"response\":{{}},\"status\":{}}}", status.code()).into_bytes())
 }
 
+/// An error answer with an explanation in `response.error_msg`, for errors
+/// a client's operator must be able to understand (call control).
+pub fn error_response_with(status: Status, message: &str) -> Vec<u8> {
+    let mut body = Map::new();
+    body.insert("error_msg".into(), Value::String(message.into()));
+    encode_response(status, &Value::Object(body))
+}
+
 /// The body of an error answer. Only `-1` carries an `error_msg` on a real UCM.
 pub fn error_response(status: Status) -> Vec<u8> {
     let mut body = Map::new();

@@ -11,7 +11,10 @@ pub mod envelope;
 pub mod recapi;
 pub mod status;
 
-pub use envelope::{ParamError, Params, Request, encode_response, error_response, parse_request};
+pub use envelope::{
+    ParamError, Params, Request, encode_response, error_response, error_response_with,
+    parse_request,
+};
 pub use status::Status;
 
 /// One error type for the crate: everything that makes a request unusable.

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 pub use secret::Secret;
 pub use validate::{
-    ApiUser, AriSettings, AsteriskSettings, CdrApiSettings, OldApiSettings, RecordingStore,
-    RecordingsSettings, S3Settings, Settings,
+    ApiUser, AriSettings, AsteriskSettings, CallControlSettings, CdrApiSettings, DialingSettings,
+    OldApiSettings, RecordingStore, RecordingsSettings, S3Settings, Settings,
 };
 
 /// A problem with the configuration, naming the key it is about.
@@ -59,6 +59,58 @@ pub struct Config {
     pub asterisk: AsteriskConfig,
     pub recordings: RecordingsConfig,
     pub cdrapi: CdrApiConfig,
+    pub call_control: CallControlConfig,
+    pub dialing: DialingConfig,
+}
+
+/// Inbound call control (`acceptCall` / `refuseCall`): how long a held call
+/// waits for a decision and what a refused caller gets.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallControlConfig {
+    /// Seconds a held inbound call waits for a decision before it is accepted.
+    pub timeout_secs: f64,
+    /// The ARI hangup reason of a refused call: "busy", "congestion",
+    /// "rejected", "normal", "no_answer", "unallocated", ...
+    pub refuse_reason: String,
+    /// Seconds after the timeout at which Asterisk itself lets the call go on
+    /// if pbxgate has not (stopped, crashed, disconnected).
+    pub backstop_grace_secs: f64,
+}
+
+impl Default for CallControlConfig {
+    fn default() -> Self {
+        CallControlConfig {
+            timeout_secs: 10.0,
+            refuse_reason: "busy".into(),
+            backstop_grace_secs: 1.0,
+        }
+    }
+}
+
+/// Where the click-to-call and transfer actions (`dialExtension`,
+/// `dialOutbound`, `callTransfer`, ...) send calls in the dialplan.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DialingConfig {
+    /// The phones' context: extensions, IVRs, queues, ring groups and the
+    /// outbound routes are dialled here, as if a phone dialled them.
+    pub context: String,
+    /// Prepended to external numbers (`dialOutbound`, `transferNumberOutbound`),
+    /// e.g. "9" when outbound routes need a prefix.
+    pub outbound_prefix: String,
+    /// Seconds the first phone of a click-to-call rings before giving up.
+    pub ring_secs: u32,
+}
+
+impl Default for DialingConfig {
+    fn default() -> Self {
+        DialingConfig {
+            context: "from-internal".into(),
+            outbound_prefix: String::new(),
+            ring_secs: 30,
+        }
+    }
 }
 
 /// How pbxgate reaches Asterisk. An empty `ami_secret` means: do not connect.

@@ -5,7 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{AsteriskConfig, Config, ConfigError, LogConfig, Secret, SystemConfig};
+use super::{
+    AsteriskConfig, CallControlConfig, Config, ConfigError, DialingConfig, LogConfig, Secret,
+    SystemConfig,
+};
 use crate::acl::Acl;
 
 /// The validated configuration the server runs on.
@@ -39,6 +42,23 @@ pub struct Settings {
     pub recordings_dir: PathBuf,
     pub recordings: RecordingsSettings,
     pub cdrapi: CdrApiSettings,
+    pub call_control: CallControlSettings,
+    pub dialing: DialingSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallControlSettings {
+    pub timeout: Duration,
+    /// An ARI hangup reason.
+    pub refuse_reason: String,
+    pub backstop_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DialingSettings {
+    pub context: String,
+    pub outbound_prefix: String,
+    pub ring: Duration,
 }
 
 /// `[recordings]`: where each recapi directory lives.
@@ -416,9 +436,13 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
     let recordings = recordings(&c.recordings, &recordings_dir, base)?;
 
     let cdrapi = cdrapi(&c.cdrapi)?;
+    let call_control = call_control(&c.call_control)?;
+    let dialing = dialing(&c.dialing)?;
 
     Ok(Settings {
         cdrapi,
+        call_control,
+        dialing,
         asterisk,
         recordings_dir,
         recordings,
@@ -442,6 +466,90 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         lockout,
         system: c.system,
         log: c.log,
+    })
+}
+
+/// The hangup reasons ARI's `DELETE /channels/{id}` accepts.
+pub const ARI_HANGUP_REASONS: &[&str] = &[
+    "normal",
+    "busy",
+    "congestion",
+    "no_answer",
+    "timeout",
+    "rejected",
+    "unallocated",
+    "normal_unspecified",
+    "number_incomplete",
+    "codec_mismatch",
+    "interworking",
+    "failure",
+    "answered_elsewhere",
+];
+
+fn seconds(key: &str, v: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
+    if !(v.is_finite() && (min..=max).contains(&v)) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{v} is not between {min} and {max} seconds"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn call_control(c: &CallControlConfig) -> Result<CallControlSettings, ConfigError> {
+    let reason = c.refuse_reason.trim();
+    if !ARI_HANGUP_REASONS.contains(&reason) {
+        return Err(ConfigError::invalid(
+            "call_control.refuse_reason",
+            format!(
+                "\"{reason}\" is not one of {}",
+                ARI_HANGUP_REASONS.join(", ")
+            ),
+        ));
+    }
+    Ok(CallControlSettings {
+        timeout: seconds("call_control.timeout_secs", c.timeout_secs, 0.5, 300.0)?,
+        refuse_reason: reason.to_owned(),
+        backstop_grace: seconds(
+            "call_control.backstop_grace_secs",
+            c.backstop_grace_secs,
+            0.2,
+            60.0,
+        )?,
+    })
+}
+
+fn dialing(d: &DialingConfig) -> Result<DialingSettings, ConfigError> {
+    let plain = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    if d.context.is_empty() || !plain(&d.context) {
+        return Err(ConfigError::invalid(
+            "dialing.context",
+            "a dialplan context name: letters, digits, '-', '_' and '.' only",
+        ));
+    }
+    if !d
+        .outbound_prefix
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'*' | b'#' | b'+'))
+    {
+        return Err(ConfigError::invalid(
+            "dialing.outbound_prefix",
+            "digits, '*', '#' and '+' only",
+        ));
+    }
+    if !(1..=600).contains(&d.ring_secs) {
+        return Err(ConfigError::invalid(
+            "dialing.ring_secs",
+            "must be between 1 and 600",
+        ));
+    }
+    Ok(DialingSettings {
+        context: d.context.clone(),
+        outbound_prefix: d.outbound_prefix.clone(),
+        ring: Duration::from_secs(u64::from(d.ring_secs)),
     })
 }
 

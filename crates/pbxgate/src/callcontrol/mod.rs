@@ -30,3 +30,13 @@ pub fn start(ari: &Ari) {
         }
     });
 }
+
+/// `acceptCall` / `refuseCall`.
+pub async fn api(
+    _app: &crate::server::App,
+    _action: &str,
+    _params: &ucm::Params,
+    _user: &crate::auth::Authenticated,
+) -> Result<serde_json::Value, crate::auth::Refusal> {
+    Err(crate::auth::Refusal::Status(ucm::Status::Unsupported))
+}
