@@ -37,6 +37,8 @@ pub struct AppInner {
 pub struct Pbx {
     pub ami: asterisk::ami::Ami,
     pub ari: Option<asterisk::ari::Ari>,
+    /// Inbound call control (needs ARI).
+    pub calls: Option<std::sync::Arc<callcontrol::Engine>>,
     ingest: std::sync::Mutex<Option<ingest::Ingest>>,
 }
 
@@ -128,21 +130,21 @@ fn connect_pbx(
         a.cdr_csv.clone(),
     );
     let ari = match &a.ari {
-        Some(c) => {
-            let ari = asterisk::ari::Ari::start(asterisk::ari::AriConfig::new(
-                c.url.clone(),
-                c.username.clone(),
-                c.password.expose(),
-                c.app.clone(),
-            ))?;
-            callcontrol::start(&ari);
-            Some(ari)
-        }
+        Some(c) => Some(asterisk::ari::Ari::start(asterisk::ari::AriConfig::new(
+            c.url.clone(),
+            c.username.clone(),
+            c.password.expose(),
+            c.app.clone(),
+        ))?),
         None => None,
     };
+    let calls = ari
+        .as_ref()
+        .map(|ari| callcontrol::start(settings, ari, store));
     Ok(Pbx {
         ami,
         ari,
+        calls,
         ingest: std::sync::Mutex::new(Some(ingest)),
     })
 }

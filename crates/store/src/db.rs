@@ -113,6 +113,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "cdr session",
         include_str!("../migrations/sqlite/0005_cdr_session.sql"),
     ),
+    (
+        6,
+        "call decisions",
+        include_str!("../migrations/sqlite/0006_call_decisions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -139,6 +144,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "cdr session",
         include_str!("../migrations/postgres/0005_cdr_session.sql"),
+    ),
+    (
+        6,
+        "call decisions",
+        include_str!("../migrations/postgres/0006_call_decisions.sql"),
     ),
 ];
 
@@ -508,6 +518,44 @@ impl AuditStore for Store {
             }).collect::<Result<Vec<_>, _>>()?
         });
         Ok(events)
+    }
+}
+
+#[async_trait]
+impl DecisionStore for Store {
+    async fn record_decision(&self, d: &CallDecision) -> Result<(), Error> {
+        with_pool!(self, write pool => sqlx::query(
+            "INSERT INTO call_decisions (held_at_ms, decided_at_ms, channel, channel_id, caller, did, \
+             outcome, decided_by, apply_us, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+            .bind(d.held_at_ms).bind(d.decided_at_ms).bind(&d.channel).bind(&d.channel_id)
+            .bind(&d.caller).bind(&d.did).bind(&d.outcome).bind(&d.decided_by)
+            .bind(d.apply_us).bind(&d.detail)
+            .execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn recent_decisions(&self, limit: i64) -> Result<Vec<CallDecision>, Error> {
+        let rows = with_pool!(self, read pool => {
+            let rows = sqlx::query(
+                "SELECT held_at_ms, decided_at_ms, channel, channel_id, caller, did, outcome, \
+                 decided_by, apply_us, detail FROM call_decisions ORDER BY id DESC LIMIT $1")
+                .bind(limit).fetch_all(pool).await?;
+            rows.iter().map(|r| -> Result<_, sqlx::Error> {
+                Ok(CallDecision {
+                    held_at_ms: r.try_get(0)?,
+                    decided_at_ms: r.try_get(1)?,
+                    channel: r.try_get(2)?,
+                    channel_id: r.try_get(3)?,
+                    caller: r.try_get(4)?,
+                    did: r.try_get(5)?,
+                    outcome: r.try_get(6)?,
+                    decided_by: r.try_get(7)?,
+                    apply_us: r.try_get(8)?,
+                    detail: r.try_get(9)?,
+                })
+            }).collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(rows)
     }
 }
 

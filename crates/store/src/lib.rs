@@ -16,8 +16,8 @@ pub use error::Error;
 pub use recordings::{RecordedCdr, RecordedCursor};
 pub use sqlx::Error as SqlxError;
 pub use traits::{
-    AuditEvent, AuditStore, CdrStore, ChallengeStore, LoginGuardStore, MetaStore, NewCdr, Session,
-    SessionStore, SettingsStore,
+    AuditEvent, AuditStore, CallDecision, CdrStore, ChallengeStore, DecisionStore, LoginGuardStore,
+    MetaStore, NewCdr, Session, SessionStore, SettingsStore,
 };
 
 #[cfg(feature = "testing")]

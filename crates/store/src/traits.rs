@@ -102,6 +102,33 @@ pub trait AuditStore: Send + Sync {
     async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditEvent>, Error>;
 }
 
+/// How one inbound call held by call control ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallDecision {
+    pub held_at_ms: i64,
+    pub decided_at_ms: i64,
+    /// The channel name the API uses, e.g. `PJSIP/trunk-00000002`.
+    pub channel: String,
+    /// Asterisk's unique id of the channel.
+    pub channel_id: String,
+    pub caller: String,
+    pub did: String,
+    /// `accepted`, `refused`, `timeout`, `hangup`, `backstop` or `failed`.
+    pub outcome: String,
+    /// The API user, or `timer`, `restart`, `asterisk`, `caller`.
+    pub decided_by: String,
+    /// Microseconds from the decision to Asterisk's confirmation.
+    pub apply_us: i64,
+    pub detail: String,
+}
+
+#[async_trait]
+pub trait DecisionStore: Send + Sync {
+    async fn record_decision(&self, decision: &CallDecision) -> Result<(), Error>;
+    /// The newest `limit` decisions, newest first.
+    async fn recent_decisions(&self, limit: i64) -> Result<Vec<CallDecision>, Error>;
+}
+
 #[async_trait]
 pub trait SettingsStore: Send + Sync {
     /// Replaces the stored settings digests with `digests` and returns the keys

@@ -256,6 +256,37 @@ async fn audit_events_are_kept_newest_first() {
 }
 
 #[tokio::test]
+async fn call_decisions_are_kept_newest_first_with_every_field() {
+    on_every_backend!(|s, db| {
+        let first = CallDecision {
+            held_at_ms: 1_795_736_002_000,
+            decided_at_ms: 1_795_736_012_000,
+            channel: "PJSIP/trunk-00000002".into(),
+            channel_id: "1795736002.4".into(),
+            caller: "+15551234567".into(),
+            did: "5550100".into(),
+            outcome: "timeout".into(),
+            decided_by: "timer".into(),
+            apply_us: 1234,
+            detail: String::new(),
+        };
+        let second = CallDecision {
+            outcome: "refused".into(),
+            decided_by: "crm".into(),
+            channel: "PJSIP/trunk-00000003".into(),
+            detail: "reason busy; it's \"quoted\"".into(),
+            apply_us: i64::MAX,
+            ..first.clone()
+        };
+        s.record_decision(&first).await.unwrap();
+        s.record_decision(&second).await.unwrap();
+        let got = s.recent_decisions(10).await.unwrap();
+        assert_eq!(got, vec![second.clone(), first], "{:?}", db.backend);
+        assert_eq!(s.recent_decisions(1).await.unwrap(), vec![second]);
+    });
+}
+
+#[tokio::test]
 async fn settings_digests_report_what_changed() {
     on_every_backend!(|s, db| {
         let b = db.backend;

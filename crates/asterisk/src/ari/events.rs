@@ -31,6 +31,9 @@ pub struct Dialplan {
     pub context: String,
     pub exten: String,
     pub priority: i64,
+    pub app_name: String,
+    /// The application's arguments, e.g. `pbxgate,inbound,5550100`.
+    pub app_data: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

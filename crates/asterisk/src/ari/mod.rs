@@ -150,7 +150,8 @@ impl Ari {
         let body = resp.text().await.unwrap_or_default();
         Err(match status.as_u16() {
             401 | 403 => Error::Auth(format!("ARI answered {status}")),
-            404 => Error::NotFound(body.chars().take(200).collect()),
+            // 409: the channel exists but is not (any longer) in the application.
+            404 | 409 => Error::NotFound(body.chars().take(200).collect()),
             _ => Error::Protocol(format!(
                 "ARI answered {status}: {}",
                 body.chars().take(200).collect::<String>()
@@ -176,6 +177,74 @@ impl Ari {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Sends ringing to the caller (SIP 180) while the channel waits in Stasis.
+    pub async fn ring(&self, channel_id: &str) -> Result<(), Error> {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/channels/{}/ring", encode(channel_id)),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Sets a channel variable or writes a dialplan function such as
+    /// `TIMEOUT(absolute)`.
+    pub async fn set_variable(
+        &self,
+        channel_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), Error> {
+        self.request(
+            reqwest::Method::POST,
+            &format!(
+                "/channels/{}/variable?variable={}&value={}",
+                encode(channel_id),
+                encode(name),
+                encode(value)
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// One channel, by id.
+    pub async fn channel(&self, channel_id: &str) -> Result<Channel, Error> {
+        let resp = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/channels/{}", encode(channel_id)),
+            )
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| Error::Protocol(format!("ARI channel: {e}")))
+    }
+
+    /// The ids of the channels in this Stasis application now (also those
+    /// that entered while no websocket was connected to it).
+    pub async fn app_channel_ids(&self) -> Result<Vec<String>, Error> {
+        let resp = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/applications/{}", encode(&self.config.app)),
+            )
+            .await?;
+        let app: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("ARI application: {e}")))?;
+        Ok(app
+            .get("channel_ids")
+            .and_then(|v| v.as_array())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     pub async fn answer(&self, channel_id: &str) -> Result<(), Error> {

@@ -1,1 +1,482 @@
-//! End-to-end tests of `callcontrol` (on the rig).
+//! Call control on real calls: inbound calls from the rig's carrier held in
+//! pbxgate's Stasis application, decided by acceptCall / refuseCall, the
+//! timer, or — when pbxgate is killed — by Asterisk's own hold limit.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use asterisk::ami::{Ami, Message};
+use asterisk::testing::{Rig, rig};
+use serde_json::{Value, json};
+use store::{CallDecision, CdrStore, ConnectOptions, DecisionStore, Store};
+use tokio::time::Instant;
+use ucm::cdr::CdrRecord;
+
+use crate::calls::{CALLS, pbx_config, wait_connected};
+use crate::kit::*;
+
+type Seen = Vec<(Instant, Arc<Message>)>;
+
+/// Every AMI event, with the time this test received it.
+#[derive(Clone)]
+struct Recorder {
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Recorder {
+    fn start(ami: &Ami) -> Recorder {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut rx = ami.subscribe();
+        let s = seen.clone();
+        tokio::spawn(async move {
+            while let Ok(m) = rx.recv().await {
+                s.lock().unwrap().push((Instant::now(), m));
+            }
+        });
+        Recorder { seen }
+    }
+
+    async fn wait(
+        &self,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&Message) -> bool,
+    ) -> (Instant, Arc<Message>) {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(hit) = self
+                .seen
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, m)| pred(m))
+                .cloned()
+            {
+                return hit;
+            }
+            assert!(Instant::now() < until, "no AMI event: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The inbound channel of `caller` entering Stasis: (when, channel name).
+    async fn held(&self, caller: &str) -> (Instant, String) {
+        let (t, m) = self
+            .wait(
+                &format!("Stasis for {caller}"),
+                Duration::from_secs(15),
+                |m| {
+                    m.event() == Some("Newexten")
+                        && m.get("Application") == Some("Stasis")
+                        && m.get("CallerIDNum") == Some(caller)
+                },
+            )
+            .await;
+        (t, m.get("Channel").unwrap().to_owned())
+    }
+
+    /// When `channel` goes on to the DID routing's Dial().
+    async fn dialled(&self, channel: &str, limit: Duration) -> Instant {
+        self.wait(&format!("Dial on {channel}"), limit, |m| {
+            m.event() == Some("Newexten")
+                && m.get("Application") == Some("Dial")
+                && m.get("Channel") == Some(channel)
+        })
+        .await
+        .0
+    }
+
+    fn was_dialled(&self, channel: &str) -> bool {
+        self.seen.lock().unwrap().iter().any(|(_, m)| {
+            m.event() == Some("Newexten")
+                && m.get("Application") == Some("Dial")
+                && m.get("Channel") == Some(channel)
+        })
+    }
+}
+
+/// An inbound call from the carrier to `did`; the carrier's side stays
+/// `ring_ms` ringing at most, and `secs` once answered.
+async fn inbound(ami: &Ami, did: &str, caller: &str, ring_ms: u32, secs: u32) {
+    let r = ami
+        .action(
+            "Originate",
+            &[
+                ("Channel", &format!("PJSIP/{did}@carrier")),
+                ("CallerID", &format!("\"Caller\" <{caller}>")),
+                ("Application", "Wait"),
+                ("Data", &secs.to_string()),
+                ("Timeout", &ring_ms.to_string()),
+                ("Async", "true"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(r.is_success(), "{:?}", r.response);
+}
+
+fn config(rig: &Rig, timeout_secs: f64) -> String {
+    pbx_config(rig, "").replace(
+        "[https_api]\npassword = \"pw\"\n",
+        &format!(
+            "[https_api]\nusername = \"crm\"\npassword = \"pw\"\ncall_control = true\n\
+             [[https_api.users]]\nusername = \"billing\"\npassword = \"pw2\"\n\
+             [call_control]\ntimeout_secs = {timeout_secs}\n"
+        ),
+    )
+}
+
+async fn decide(
+    srv: &Server,
+    c: &reqwest::Client,
+    cookie: &str,
+    action: &str,
+    channel: &str,
+) -> Value {
+    srv.api(
+        c,
+        json!({"action": action, "cookie": cookie, "channel": channel}),
+    )
+    .await
+}
+
+/// The decision recorded for `channel` (recording is asynchronous).
+async fn decision(store: &Store, channel: &str) -> CallDecision {
+    for _ in 0..100 {
+        let all = store.recent_decisions(1000).await.unwrap();
+        let mine: Vec<_> = all.into_iter().filter(|d| d.channel == channel).collect();
+        if let Some(d) = mine.first() {
+            assert_eq!(mine.len(), 1, "one decision per call: {mine:?}");
+            return d.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no decision recorded for {channel}");
+}
+
+/// The caller's inbound CDR, once stored.
+async fn cdr_of(store: &Store, src: &str) -> CdrRecord {
+    for _ in 0..300 {
+        let found = store
+            .recent_cdrs(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.get("src") == src);
+        if let Some(r) = found {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no CDR from {src}");
+}
+
+async fn open(srv: &Server) -> Store {
+    Store::connect(&srv.db_url, &ConnectOptions::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn accept_refuse_and_timeout_decide_real_inbound_calls() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    for db in dbs().await {
+        let srv = Server::start(&db, &config(&rig, 3.0)).await;
+        wait_connected(&srv).await;
+        let c = client(None);
+        let cookie = srv.login(&c, "crm", "pw").await.unwrap();
+        let ami = Ami::start(rig.ami_config());
+        let rec = Recorder::start(&ami);
+        let store = open(&srv).await;
+
+        // Accept: the call waits (not routed) until acceptCall, then reaches 1000.
+        inbound(&ami, "5550100", "+15557000001", 20_000, 2).await;
+        let (_, ch) = rec.held("+15557000001").await;
+        assert!(ch.starts_with("PJSIP/trunk-"), "{ch}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !rec.was_dialled(&ch),
+            "the held call went on before a decision"
+        );
+        let r = decide(&srv, &c, &cookie, "acceptCall", &ch).await;
+        assert_eq!(r, json!({"response": {}, "status": 0}));
+        rec.dialled(&ch, Duration::from_secs(2)).await;
+        let cdr = cdr_of(&store, "+15557000001").await;
+        assert_eq!(
+            (cdr.get("disposition"), cdr.get("dst"), cdr.get("src_trunk_name")),
+            ("ANSWERED", "1000", "trunk")
+        );
+        let d = decision(&store, &ch).await;
+        assert_eq!(
+            (d.outcome.as_str(), d.decided_by.as_str()),
+            ("accepted", "crm")
+        );
+        assert_eq!(
+            (d.caller.as_str(), d.did.as_str()),
+            ("+15557000001", "5550100")
+        );
+        assert!(d.decided_at_ms >= d.held_at_ms && d.apply_us > 0, "{d:?}");
+        // A second decision on the same call: a clear error, nothing happens.
+        let r = decide(&srv, &c, &cookie, "refuseCall", &ch).await;
+        assert_eq!(r["status"], -43, "{r}");
+        assert!(
+            r["response"]["error_msg"]
+                .as_str()
+                .unwrap()
+                .contains("already accepted"),
+            "{r}"
+        );
+
+        // Refuse: the caller is rejected, the CDR shows the call ended in Stasis.
+        inbound(&ami, "5550101", "+15557000002", 20_000, 2).await;
+        let (_, ch) = rec.held("+15557000002").await;
+        let r = decide(&srv, &c, &cookie, "refuseCall", &ch).await;
+        assert_eq!(r["status"], 0, "{r}");
+        let cdr = cdr_of(&store, "+15557000002").await;
+        assert_ne!(cdr.get("disposition"), "ANSWERED");
+        assert_eq!(cdr.get("lastapp"), "Stasis");
+        assert!(!rec.was_dialled(&ch));
+        let d = decision(&store, &ch).await;
+        assert_eq!((d.outcome.as_str(), d.detail.as_str()), ("refused", "busy"));
+
+        // No decision: accepted by the timer after 3 s (tolerance: scheduling
+        // and two AMI hops).
+        inbound(&ami, "5550100", "+15557000003", 20_000, 1).await;
+        let (held_at, ch) = rec.held("+15557000003").await;
+        let went_on = rec.dialled(&ch, Duration::from_secs(8)).await;
+        let waited = went_on - held_at;
+        assert!(
+            waited >= Duration::from_millis(2900) && waited <= Duration::from_millis(3600),
+            "accepted after {waited:?}, expected 3 s"
+        );
+        let d = decision(&store, &ch).await;
+        assert_eq!(
+            (d.outcome.as_str(), d.decided_by.as_str()),
+            ("timeout", "timer")
+        );
+        let cdr = cdr_of(&store, "+15557000003").await;
+        assert_eq!(cdr.get("disposition"), "ANSWERED");
+        // Too late: the call was already accepted automatically.
+        let r = decide(&srv, &c, &cookie, "refuseCall", &ch).await;
+        assert_eq!(r["status"], -43, "{r}");
+        assert!(
+            r["response"]["error_msg"]
+                .as_str()
+                .unwrap()
+                .contains("automatically"),
+            "{r}"
+        );
+
+        // Bad input.
+        let r = decide(&srv, &c, &cookie, "acceptCall", "PJSIP/trunk-7fffffff").await;
+        assert_eq!(r["status"], -16, "{r}");
+        let r = srv
+            .api(&c, json!({"action":"acceptCall","cookie":cookie}))
+            .await;
+        assert_eq!(r["status"], -1, "{r}");
+        let r = srv
+            .api(
+                &c,
+                json!({"action":"acceptCall","cookie":cookie,"channel":{"x":1}}),
+            )
+            .await;
+        assert_eq!(r["status"], -1, "{r}");
+        let r = decide(
+            &srv,
+            &c,
+            &cookie,
+            "acceptCall",
+            "PJSIP/trunk-1\r\nAction: Hangup",
+        )
+        .await;
+        assert_eq!(r["status"], -16, "{r}");
+        // A user without Call Control: no permission, whatever the channel.
+        let other = srv.login(&c, "billing", "pw2").await.unwrap();
+        let r = decide(&srv, &c, &other, "acceptCall", &ch).await;
+        assert_eq!(r["status"], -47, "{r}");
+        let r = decide(&srv, &c, "sid1-1", "acceptCall", &ch).await;
+        assert_eq!(r["status"], -6, "{r}");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_caller_hanging_up_while_held_is_recorded_and_cannot_be_decided() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let db = dbs().await.remove(0);
+    let srv = Server::start(&db, &config(&rig, 10.0)).await;
+    wait_connected(&srv).await;
+    let c = client(None);
+    let cookie = srv.login(&c, "crm", "pw").await.unwrap();
+    let ami = Ami::start(rig.ami_config());
+    let rec = Recorder::start(&ami);
+    let store = open(&srv).await;
+
+    // The carrier gives up after 1.5 s of ringing.
+    inbound(&ami, "5550100", "+15557000011", 1500, 1).await;
+    let (_, ch) = rec.held("+15557000011").await;
+    let d = decision(&store, &ch).await;
+    assert_eq!(
+        (d.outcome.as_str(), d.decided_by.as_str()),
+        ("hangup", "caller")
+    );
+    let held_ms = d.decided_at_ms - d.held_at_ms;
+    assert!((1000..5000).contains(&held_ms), "{d:?}");
+    let r = decide(&srv, &c, &cookie, "acceptCall", &ch).await;
+    assert_eq!(r["status"], -43, "{r}");
+    assert!(
+        r["response"]["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("ended by the caller"),
+        "{r}"
+    );
+    assert!(!rec.was_dialled(&ch));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn twenty_simultaneous_held_calls_decided_in_mixed_order() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    for db in dbs().await {
+        let srv = Server::start(&db, &config(&rig, 30.0)).await;
+        wait_connected(&srv).await;
+        let c = client(None);
+        let cookie = srv.login(&c, "crm", "pw").await.unwrap();
+        let ami = Ami::start(rig.ami_config());
+        let rec = Recorder::start(&ami);
+        let store = open(&srv).await;
+
+        let callers: Vec<String> = (0..20).map(|i| format!("+1555800{i:04}")).collect();
+        for caller in &callers {
+            inbound(&ami, "5550100", caller, 40_000, 1).await;
+        }
+        let mut held = Vec::new();
+        for caller in &callers {
+            held.push(rec.held(caller).await.1);
+        }
+        // Mixed order (a fixed permutation), all at once; even: accept, odd: refuse.
+        let order: Vec<usize> = (0..20).map(|i| (i * 7 + 3) % 20).collect();
+        let answers = futures_util::future::join_all(order.iter().map(|&i| {
+            let action = if i % 2 == 0 {
+                "acceptCall"
+            } else {
+                "refuseCall"
+            };
+            let (srv, c, cookie, ch) = (&srv, &c, &cookie, held[i].clone());
+            async move { (i, decide(srv, c, cookie, action, &ch).await) }
+        }))
+        .await;
+        for (i, r) in &answers {
+            assert_eq!(r["status"], 0, "call {i}: {r}");
+        }
+        for (i, ch) in held.iter().enumerate() {
+            let d = decision(&store, ch).await;
+            let want = if i % 2 == 0 { "accepted" } else { "refused" };
+            assert_eq!(d.outcome, want, "call {i} {ch}");
+            assert_eq!(d.caller, callers[i]);
+            if i % 2 == 0 {
+                rec.dialled(ch, Duration::from_secs(5)).await;
+            }
+        }
+        for (i, caller) in callers.iter().enumerate() {
+            let cdr = cdr_of(&store, caller).await;
+            assert_eq!(
+                cdr.get("disposition") == "ANSWERED",
+                i % 2 == 0,
+                "{caller}: {cdr:?}"
+            );
+        }
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn killed_pbxgate_never_strands_held_calls() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let db = dbs().await.remove(0);
+    let ami = Ami::start(rig.ami_config());
+    let rec = Recorder::start(&ami);
+    // Timeout 4 s, grace 1 s: Asterisk's own limit is 5 s after the hold.
+    let cfg = config(&rig, 4.0);
+
+    // 1. Killed, not restarted: the held calls go on by themselves at the limit.
+    let srv = Server::start(&db, &cfg).await;
+    wait_connected(&srv).await;
+    inbound(&ami, "5550100", "+15557000021", 20_000, 1).await;
+    inbound(&ami, "5550100", "+15557000022", 20_000, 1).await;
+    let (t1, ch1) = rec.held("+15557000021").await;
+    let (t2, ch2) = rec.held("+15557000022").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    srv.kill().await;
+    // A call arriving while pbxgate is away is not held at all.
+    let t3 = Instant::now();
+    inbound(&ami, "5550100", "+15557000023", 20_000, 1).await;
+    let (_, ch3) = rec
+        .wait("Stasis for the third call", Duration::from_secs(10), |m| {
+            m.event() == Some("Newexten")
+                && m.get("Application") == Some("Stasis")
+                && m.get("CallerIDNum") == Some("+15557000023")
+        })
+        .await;
+    let ch3 = ch3.get("Channel").unwrap().to_owned();
+    let went_on = rec.dialled(&ch3, Duration::from_secs(3)).await;
+    assert!(went_on - t3 < Duration::from_secs(2), "{:?}", went_on - t3);
+    for (t, ch) in [(t1, &ch1), (t2, &ch2)] {
+        let went_on = rec.dialled(ch, Duration::from_secs(10)).await;
+        let waited = went_on - t;
+        assert!(
+            waited >= Duration::from_millis(4500) && waited <= Duration::from_millis(6500),
+            "{ch} went on after {waited:?}, expected Asterisk's limit of 5 s"
+        );
+    }
+
+    // 2. Killed and restarted: the new process takes the held calls over,
+    //    acceptCall works on them and the rest are accepted on time.
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let srv = Server::start_in(&db, &cfg, dir.clone(), port).await;
+    wait_connected(&srv).await;
+    inbound(&ami, "5550100", "+15557000024", 20_000, 1).await;
+    inbound(&ami, "5550100", "+15557000025", 20_000, 1).await;
+    let (_, ch4) = rec.held("+15557000024").await;
+    let (t5, ch5) = rec.held("+15557000025").await;
+    srv.kill().await;
+    let srv = Server::start_in(&db, &cfg, dir, port).await;
+    wait_connected(&srv).await;
+    let c = client(None);
+    let cookie = srv.login(&c, "crm", "pw").await.unwrap();
+    let r = decide(&srv, &c, &cookie, "acceptCall", &ch4).await;
+    assert_eq!(r["status"], 0, "{r}\n{}", srv.log_text());
+    rec.dialled(&ch4, Duration::from_secs(2)).await;
+    let went_on = rec.dialled(&ch5, Duration::from_secs(8)).await;
+    let waited = went_on - t5;
+    assert!(
+        waited >= Duration::from_millis(3800) && waited <= Duration::from_millis(4800),
+        "the taken-over call went on after {waited:?}, expected the 4 s timeout"
+    );
+    let store = open(&srv).await;
+    let d = decision(&store, &ch4).await;
+    assert_eq!(
+        (d.outcome.as_str(), d.decided_by.as_str()),
+        ("accepted", "crm")
+    );
+    let d = decision(&store, &ch5).await;
+    assert_eq!(
+        (d.outcome.as_str(), d.decided_by.as_str()),
+        ("timeout", "restart")
+    );
+    let log = srv.stop().await;
+    assert!(
+        log.contains("took over a call held in the application"),
+        "{log}"
+    );
+}

@@ -199,6 +199,12 @@ impl Server {
         info.peer_certificate().unwrap().to_vec()
     }
 
+    /// SIGKILL (a crash: nothing is cleaned up), and the server's log.
+    pub async fn kill(mut self) -> String {
+        self.child.kill().await.unwrap();
+        self.log_text()
+    }
+
     /// SIGTERM, wait for a clean exit, and return the server's log.
     pub async fn stop(mut self) -> String {
         let pid = self.child.id().unwrap();

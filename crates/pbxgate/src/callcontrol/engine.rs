@@ -1,0 +1,580 @@
+//! The hold of inbound calls: one entry per channel in pbxgate's Stasis
+//! application, exactly one outcome each.
+//!
+//! Every transition happens under one lock: a call is `Held`, then one
+//! decision (API, timer, restart) marks it `deciding` before the ARI request,
+//! so a second decision, the timer or a late event cannot act on it twice.
+//! Whatever removes a call from the table records its outcome, once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use asterisk::ConnState;
+use asterisk::ari::{Ari, Channel, Event};
+use store::{CallDecision, DecisionStore, Store};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::auth::now_ms;
+use crate::config::CallControlSettings;
+
+/// How many decided channels are remembered, to tell "already decided" from
+/// "unknown channel".
+const REMEMBERED: usize = 10_000;
+/// How long a failed `continue` by the timer waits before it is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Accept,
+    Refuse,
+}
+
+/// Who decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum By {
+    User(String),
+    /// No decision within the timeout.
+    Timer,
+    /// Found held when pbxgate (re)connected, past its timeout.
+    Restart,
+}
+
+impl By {
+    fn name(&self) -> &str {
+        match self {
+            By::User(u) => u,
+            By::Timer => "timer",
+            By::Restart => "restart",
+        }
+    }
+}
+
+/// How a held call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Refused,
+    /// Accepted because nobody decided in time.
+    Timeout,
+    /// The caller hung up while held (or while the decision was on its way).
+    Hangup,
+    /// Left the hold without pbxgate: Asterisk's own limit (the dialplan's
+    /// `TIMEOUT(absolute)`), while pbxgate was away.
+    Backstop,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Refused => "refused",
+            Outcome::Timeout => "timeout",
+            Outcome::Hangup => "hangup",
+            Outcome::Backstop => "backstop",
+        }
+    }
+
+    /// Words for an error message: "the call was already …".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Refused => "refused",
+            Outcome::Timeout => "accepted automatically (no decision within the timeout)",
+            Outcome::Hangup => "ended by the caller",
+            Outcome::Backstop => "accepted by Asterisk while pbxgate was away",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum DecideError {
+    /// No held call on that channel, now or recently.
+    Unknown,
+    /// Decided before (or a decision is being applied right now).
+    AlreadyDecided(Outcome),
+    InProgress,
+    /// The channel was gone when the decision reached Asterisk.
+    Gone,
+    /// Asterisk did not confirm; the call stays held (the timer still runs).
+    Failed(asterisk::Error),
+}
+
+struct Held {
+    id: String,
+    name: String,
+    caller: String,
+    did: String,
+    held_at: Instant,
+    held_at_ms: i64,
+    deciding: bool,
+    timer: Option<tokio::task::AbortHandle>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Held calls by channel name (the name clients use).
+    held: HashMap<String, Held>,
+    /// Channel id -> name, for ARI events.
+    names: HashMap<String, String>,
+    /// Recently ended holds by channel name.
+    done: HashMap<String, Outcome>,
+    done_order: VecDeque<String>,
+}
+
+impl Table {
+    fn remove(&mut self, name: &str, outcome: Outcome) -> Option<Held> {
+        let held = self.held.remove(name)?;
+        self.names.remove(&held.id);
+        if let Some(t) = &held.timer {
+            t.abort();
+        }
+        if self.done.insert(name.to_owned(), outcome).is_none() {
+            self.done_order.push_back(name.to_owned());
+        }
+        while self.done_order.len() > REMEMBERED {
+            if let Some(old) = self.done_order.pop_front() {
+                self.done.remove(&old);
+            }
+        }
+        Some(held)
+    }
+}
+
+pub struct Engine {
+    ari: Ari,
+    store: Store,
+    settings: CallControlSettings,
+    /// Call control is on for at least one API user.
+    enabled: bool,
+    table: Mutex<Table>,
+}
+
+/// What a successful decision reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Decided {
+    pub outcome: Outcome,
+    /// From the decision to Asterisk's confirmation.
+    pub apply: Duration,
+}
+
+impl Engine {
+    pub fn start(
+        ari: Ari,
+        store: Store,
+        settings: CallControlSettings,
+        enabled: bool,
+    ) -> Arc<Engine> {
+        let engine = Arc::new(Engine {
+            ari,
+            store,
+            settings,
+            enabled,
+            table: Mutex::new(Table::default()),
+        });
+        tokio::spawn(run_events(engine.clone()));
+        tokio::spawn(run_adoption(engine.clone()));
+        engine
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock cannot leave the table half-changed
+        // in a way that matters more than stopping call control would.
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Number of calls held now.
+    pub fn held(&self) -> usize {
+        self.table().held.len()
+    }
+
+    /// Applies a decision to the held call on channel `name`.
+    pub async fn decide(
+        self: &Arc<Self>,
+        name: &str,
+        decision: Decision,
+        by: By,
+    ) -> Result<Decided, DecideError> {
+        let id = {
+            let mut t = self.table();
+            match t.held.get_mut(name) {
+                Some(h) if h.deciding => return Err(DecideError::InProgress),
+                Some(h) => {
+                    h.deciding = true;
+                    h.id.clone()
+                }
+                None => {
+                    return Err(match t.done.get(name) {
+                        Some(o) => DecideError::AlreadyDecided(*o),
+                        None => DecideError::Unknown,
+                    });
+                }
+            }
+        };
+        let started = Instant::now();
+        let result = match decision {
+            Decision::Accept => self.ari.continue_in_dialplan(&id).await,
+            Decision::Refuse => self.ari.hangup(&id, &self.settings.refuse_reason).await,
+        };
+        let apply = started.elapsed();
+        let outcome = match (&result, decision, &by) {
+            (Err(asterisk::Error::NotFound(_)), _, _) => Outcome::Hangup,
+            (_, Decision::Refuse, _) => Outcome::Refused,
+            (_, Decision::Accept, By::User(_)) => Outcome::Accepted,
+            (_, Decision::Accept, _) => Outcome::Timeout,
+        };
+        match result {
+            Ok(()) | Err(asterisk::Error::NotFound(_)) => {
+                let held = self.table().remove(name, outcome);
+                if let Some(h) = held {
+                    let detail = match (outcome, decision) {
+                        (Outcome::Hangup, _) => "the channel had left when the decision came",
+                        (_, Decision::Refuse) => self.settings.refuse_reason.as_str(),
+                        _ => "",
+                    };
+                    self.record(&h, outcome, by.name(), apply, detail);
+                }
+                if outcome == Outcome::Hangup {
+                    Err(DecideError::Gone)
+                } else {
+                    Ok(Decided { outcome, apply })
+                }
+            }
+            Err(e) => {
+                if let Some(h) = self.table().held.get_mut(name) {
+                    h.deciding = false;
+                }
+                tracing::warn!(channel = name, by = by.name(), error = %e, "call control: Asterisk did not confirm the decision; the call stays held");
+                Err(DecideError::Failed(e))
+            }
+        }
+    }
+
+    fn record(&self, h: &Held, outcome: Outcome, by: &str, apply: Duration, detail: &str) {
+        let held_ms = h.held_at.elapsed().as_millis();
+        tracing::info!(
+            target: "pbxgate::callcontrol",
+            channel = h.name,
+            caller = h.caller,
+            did = h.did,
+            outcome = outcome.as_str(),
+            by,
+            held_ms = u64::try_from(held_ms).unwrap_or(u64::MAX),
+            apply_us = u64::try_from(apply.as_micros()).unwrap_or(u64::MAX),
+            "call control decision"
+        );
+        let row = CallDecision {
+            held_at_ms: h.held_at_ms,
+            decided_at_ms: now_ms(),
+            channel: h.name.clone(),
+            channel_id: h.id.clone(),
+            caller: h.caller.clone(),
+            did: h.did.clone(),
+            outcome: outcome.as_str().to_owned(),
+            decided_by: by.to_owned(),
+            apply_us: i64::try_from(apply.as_micros()).unwrap_or(i64::MAX),
+            detail: detail.to_owned(),
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.record_decision(&row).await {
+                tracing::error!(channel = row.channel, outcome = row.outcome, error = %e, "cannot record a call control decision");
+            }
+        });
+    }
+
+    /// A channel entered the application (or was found there on
+    /// reconnection, `age` old).
+    fn hold(self: &Arc<Self>, channel: &Channel, did: &str, age: Duration, restart: bool) {
+        let remaining = self.settings.timeout.saturating_sub(age);
+        {
+            let mut t = self.table();
+            if t.names.contains_key(&channel.id) {
+                return;
+            }
+            t.names.insert(channel.id.clone(), channel.name.clone());
+            let held_at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            let held_at_ms = now_ms() - i64::try_from(age.as_millis()).unwrap_or(0);
+            let engine = self.clone();
+            let name = channel.name.clone();
+            let by = if restart { By::Restart } else { By::Timer };
+            let timer = tokio::spawn(async move {
+                tokio::time::sleep(remaining).await;
+                engine.accept_by_timer(&name, by).await;
+            });
+            t.held.insert(
+                channel.name.clone(),
+                Held {
+                    id: channel.id.clone(),
+                    name: channel.name.clone(),
+                    caller: channel.caller.number.clone(),
+                    did: did.to_owned(),
+                    held_at,
+                    held_at_ms,
+                    deciding: false,
+                    timer: Some(timer.abort_handle()),
+                },
+            );
+        }
+        tracing::debug!(
+            channel = channel.name,
+            did,
+            remaining_ms = u64::try_from(remaining.as_millis()).unwrap_or(0),
+            "inbound call held for call control"
+        );
+        {
+            // Ringback for the caller, and Asterisk's own limit in case
+            // pbxgate goes away: both off the announcement's path.
+            let engine = self.clone();
+            let id = channel.id.clone();
+            tokio::spawn(async move {
+                let limit = remaining + engine.settings.backstop_grace;
+                let limit = format!("{:.3}", limit.as_secs_f64());
+                let (ring, backstop) = tokio::join!(
+                    engine.ari.ring(&id),
+                    engine.ari.set_variable(&id, "TIMEOUT(absolute)", &limit)
+                );
+                for (what, r) in [("ringing", ring), ("the hold limit", backstop)] {
+                    if let Err(e) = r {
+                        tracing::debug!(channel = id, error = %e, "cannot set {what} on a held call");
+                    }
+                }
+            });
+        }
+    }
+
+    async fn accept_by_timer(self: &Arc<Self>, name: &str, by: By) {
+        loop {
+            match self.decide(name, Decision::Accept, by.clone()).await {
+                Err(DecideError::Failed(_)) => tokio::time::sleep(RETRY).await,
+                // Decided by someone else, or ended: nothing left to do.
+                _ => return,
+            }
+        }
+    }
+
+    /// The channel left the application or hung up without a decision of ours.
+    fn ended(&self, channel: &Channel, outcome: Outcome, by: &str, detail: &str) {
+        let mut t = self.table();
+        let Some(name) = t.names.get(&channel.id).cloned() else {
+            return;
+        };
+        if t.held.get(&name).is_some_and(|h| h.deciding) {
+            // The decision in flight records the outcome.
+            return;
+        }
+        if let Some(h) = t.remove(&name, outcome) {
+            drop(t);
+            self.record(&h, outcome, by, Duration::ZERO, detail);
+        }
+    }
+
+    fn on_event(self: &Arc<Self>, event: &Event) {
+        match event {
+            Event::StasisStart { channel, args } => {
+                let did = args.get(1).map_or("", String::as_str);
+                if self.enabled {
+                    self.hold(channel, did, Duration::ZERO, false);
+                } else {
+                    let ari = self.ari.clone();
+                    let channel = channel.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = ari.continue_in_dialplan(&channel.id).await {
+                            tracing::warn!(channel = channel.name, error = %e, "cannot let the call continue");
+                        }
+                    });
+                }
+            }
+            Event::ChannelHangupRequest { channel, .. }
+            | Event::ChannelDestroyed { channel, .. } => {
+                self.ended(
+                    channel,
+                    Outcome::Hangup,
+                    "caller",
+                    "the caller hung up while held",
+                );
+            }
+            Event::StasisEnd { channel } => {
+                self.ended(
+                    channel,
+                    Outcome::Backstop,
+                    "asterisk",
+                    "left the hold without a decision of pbxgate (Asterisk's hold limit)",
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// After (re)connecting: calls that entered the application while no
+    /// websocket was there, or that were held by a previous pbxgate, are
+    /// taken over with what is left of their timeout; calls that left while
+    /// pbxgate was away are recorded.
+    async fn adopt(self: &Arc<Self>) {
+        let ids = match self.ari.app_channel_ids().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "call control: cannot list the calls held in the application");
+                return;
+            }
+        };
+        let known: Vec<(String, String)> = {
+            let t = self.table();
+            t.names
+                .iter()
+                .map(|(i, n)| (i.clone(), n.clone()))
+                .collect()
+        };
+        for (id, _) in known.iter().filter(|(id, _)| !ids.contains(id)) {
+            // Gone while we were not listening: still up means Asterisk let it go on.
+            let channel = Channel {
+                id: id.clone(),
+                ..Channel::default()
+            };
+            match self.ari.channel(id).await {
+                Ok(_) => self.ended(
+                    &channel,
+                    Outcome::Backstop,
+                    "asterisk",
+                    "left the hold while pbxgate was disconnected from ARI",
+                ),
+                Err(asterisk::Error::NotFound(_)) => self.ended(
+                    &channel,
+                    Outcome::Hangup,
+                    "caller",
+                    "hung up while pbxgate was disconnected from ARI",
+                ),
+                Err(e) => {
+                    tracing::warn!(channel = id, error = %e, "call control: cannot look up a held call")
+                }
+            }
+        }
+        for id in ids {
+            if self.table().names.contains_key(&id) {
+                continue;
+            }
+            let channel = match self.ari.channel(&id).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(channel = id, error = %e, "call control: cannot look up a held call");
+                    continue;
+                }
+            };
+            if !self.enabled {
+                if let Err(e) = self.ari.continue_in_dialplan(&id).await {
+                    tracing::warn!(channel = channel.name, error = %e, "cannot let the call continue");
+                }
+                continue;
+            }
+            let age = channel_age(&channel.creationtime).unwrap_or(self.settings.timeout);
+            let did = channel
+                .dialplan
+                .app_data
+                .split(',')
+                .nth(2)
+                .unwrap_or("")
+                .to_owned();
+            tracing::info!(
+                channel = channel.name,
+                age_ms = u64::try_from(age.as_millis()).unwrap_or(0),
+                "call control: took over a call held in the application"
+            );
+            self.hold(&channel, &did, age, true);
+        }
+    }
+}
+
+/// Time since an ARI timestamp such as `2026-11-26T10:00:00.000+0000`.
+fn channel_age(creationtime: &str) -> Option<Duration> {
+    let ts = jiff::fmt::strtime::parse("%Y-%m-%dT%H:%M:%S%.f%z", creationtime)
+        .ok()?
+        .to_timestamp()
+        .ok()?;
+    let age = jiff::Timestamp::now().duration_since(ts);
+    Some(Duration::try_from(age).unwrap_or(Duration::ZERO))
+}
+
+async fn run_events(engine: Arc<Engine>) {
+    let mut events = engine.ari.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(e) => engine.on_event(&e),
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "ARI events missed; re-reading the held calls");
+                engine.adopt().await;
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Adopts on every (re)connection of the events websocket; adopting twice is
+/// harmless, missing a reconnection is not.
+async fn run_adoption(engine: Arc<Engine>) {
+    let mut state = engine.ari.state();
+    loop {
+        if state.borrow_and_update().is_up() {
+            engine.adopt().await;
+        }
+        if matches!(*state.borrow(), ConnState::Stopped) || state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ari_timestamps_give_an_age() {
+        let now = jiff::Timestamp::now();
+        let earlier = now - jiff::SignedDuration::from_millis(2500);
+        let text = earlier.strftime("%Y-%m-%dT%H:%M:%S%.3f%z").to_string();
+        let age = channel_age(&text).unwrap();
+        assert!(
+            age >= Duration::from_millis(2400) && age < Duration::from_secs(10),
+            "{text} {age:?}"
+        );
+        assert!(channel_age("not a time").is_none());
+        assert!(channel_age("").is_none());
+    }
+
+    #[test]
+    fn the_table_remembers_a_bounded_number_of_outcomes() {
+        let mut t = Table::default();
+        for i in 0..REMEMBERED + 5 {
+            let name = format!("PJSIP/trunk-{i:08x}");
+            t.names.insert(format!("id{i}"), name.clone());
+            t.held.insert(
+                name.clone(),
+                Held {
+                    id: format!("id{i}"),
+                    name: name.clone(),
+                    caller: String::new(),
+                    did: String::new(),
+                    held_at: Instant::now(),
+                    held_at_ms: 0,
+                    deciding: false,
+                    timer: None,
+                },
+            );
+            assert!(t.remove(&name, Outcome::Accepted).is_some());
+            // A second removal finds nothing: one outcome per call.
+            assert!(t.remove(&name, Outcome::Refused).is_none());
+        }
+        assert_eq!(t.done.len(), REMEMBERED);
+        assert!(t.held.is_empty() && t.names.is_empty());
+        assert!(!t.done.contains_key("PJSIP/trunk-00000000"));
+        assert_eq!(
+            t.done.get(&format!("PJSIP/trunk-{:08x}", REMEMBERED + 4)),
+            Some(&Outcome::Accepted)
+        );
+    }
+}
