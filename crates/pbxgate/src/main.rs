@@ -42,6 +42,16 @@ enum Command {
         #[command(subcommand)]
         command: RecordingsCommand,
     },
+    /// The latest call-control decisions: each held inbound call, how it ended
+    /// (accepted, refused, timeout, hangup, backstop) and who decided.
+    Decisions {
+        /// Configuration file (TOML): the database.
+        #[arg(short, long, env = "PBXGATE_CONFIG", default_value = "pbxgate.toml")]
+        config: PathBuf,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Validate a configuration file and print a summary (secrets are never printed).
     CheckConfig {
         /// Configuration file (TOML).
@@ -128,6 +138,9 @@ fn main() -> ExitCode {
         Command::Recordings {
             command: RecordingsCommand::Check { config, dir },
         } => run_with(&config, |settings| check_recordings(settings, dir)),
+        Command::Decisions { config, limit } => {
+            run_with(&config, |settings| print_decisions(settings, limit))
+        }
         Command::ImportCsv { config, file } => {
             run_with(&config, |settings| import_csv(settings, file))
         }
@@ -279,6 +292,55 @@ async fn check_recordings(settings: Settings, dir: String) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+async fn print_decisions(settings: Settings, limit: u32) -> ExitCode {
+    use store::DecisionStore;
+    let store = match open_store(&settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pbxgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rows = store.recent_decisions(i64::from(limit)).await;
+    store.close().await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pbxgate: cannot read the decisions: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let time = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| {
+                settings
+                    .timezone
+                    .to_datetime(t)
+                    .strftime("%Y-%m-%d %H:%M:%S%.3f")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| ms.to_string())
+    };
+    println!(
+        "held at (pbx time)       channel                    caller           did          outcome   by          held ms  apply ms  detail"
+    );
+    for d in rows {
+        println!(
+            "{:<24} {:<26} {:<16} {:<12} {:<9} {:<11} {:>7}  {:>8.1}  {}",
+            time(d.held_at_ms),
+            d.channel,
+            d.caller,
+            d.did,
+            d.outcome,
+            d.decided_by,
+            d.decided_at_ms - d.held_at_ms,
+            d.apply_us as f64 / 1000.0,
+            d.detail
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 async fn import_csv(settings: Settings, file: PathBuf) -> ExitCode {

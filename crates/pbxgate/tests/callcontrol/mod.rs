@@ -204,7 +204,11 @@ async fn accept_refuse_and_timeout_decide_real_inbound_calls() {
         rec.dialled(&ch, Duration::from_secs(2)).await;
         let cdr = cdr_of(&store, "+15557000001").await;
         assert_eq!(
-            (cdr.get("disposition"), cdr.get("dst"), cdr.get("src_trunk_name")),
+            (
+                cdr.get("disposition"),
+                cdr.get("dst"),
+                cdr.get("src_trunk_name")
+            ),
             ("ANSWERED", "1000", "trunk")
         );
         let d = decision(&store, &ch).await;
@@ -307,6 +311,7 @@ async fn a_caller_hanging_up_while_held_is_recorded_and_cannot_be_decided() {
     let _one_at_a_time = CALLS.lock().await;
     let db = dbs().await.remove(0);
     let srv = Server::start(&db, &config(&rig, 10.0)).await;
+    let dir = srv.dir.clone();
     wait_connected(&srv).await;
     let c = client(None);
     let cookie = srv.login(&c, "crm", "pw").await.unwrap();
@@ -335,6 +340,23 @@ async fn a_caller_hanging_up_while_held_is_recorded_and_cannot_be_decided() {
     );
     assert!(!rec.was_dialled(&ch));
     srv.stop().await;
+
+    // The operator sees it with `pbxgate decisions`.
+    let out = std::process::Command::new(BIN)
+        .args(["decisions", "--limit", "5", "--config"])
+        .arg(dir.path().join("pbxgate-0.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains(&ch))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("+15557000011") && line.contains("hangup") && line.contains("caller"),
+        "{line}"
+    );
 }
 
 #[tokio::test]
