@@ -377,7 +377,12 @@ impl Engine {
 
     fn on_event(self: &Arc<Self>, event: &Event) {
         match event {
-            Event::StasisStart { channel, args } => {
+            // Only the dialplan's Stasis(<app>,inbound,<did>) is an inbound
+            // call; other channels in the application (e.g. the snoop
+            // channels of the channel actions) are not call control's.
+            Event::StasisStart { channel, args }
+                if args.first().map(String::as_str) == Some("inbound") =>
+            {
                 let did = args.get(1).map_or("", String::as_str);
                 if self.enabled {
                     self.hold(channel, did, Duration::ZERO, false);
@@ -466,6 +471,10 @@ impl Engine {
                     continue;
                 }
             };
+            let mut app_args = channel.dialplan.app_data.split(',');
+            if app_args.nth(1) != Some("inbound") {
+                continue;
+            }
             if !self.enabled {
                 if let Err(e) = self.ari.continue_in_dialplan(&id).await {
                     tracing::warn!(channel = channel.name, error = %e, "cannot let the call continue");
