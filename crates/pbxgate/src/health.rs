@@ -47,6 +47,7 @@ pub async fn healthz(State(app): State<App>) -> (StatusCode, Json<Value>) {
             "database": match &db { Ok(()) => "up".to_owned(), Err(e) => format!("down: {e}") },
             "ami": describe(ami),
             "ari": describe(ari),
+            "held_calls": app.pbx.as_ref().and_then(|p| p.calls.as_ref()).map(|c| c.held()),
             "version": env!("CARGO_PKG_VERSION"),
         })),
     )

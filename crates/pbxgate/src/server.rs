@@ -189,8 +189,12 @@ pub async fn run(
 
     let grace = settings.shutdown_grace;
     let signal_handle = handle.clone();
+    let calls = app.pbx.as_ref().and_then(|p| p.calls.clone());
     tokio::spawn(async move {
         shutdown.await;
+        if let Some(calls) = calls {
+            calls.release_all().await;
+        }
         tracing::info!(
             grace_secs = grace.as_secs(),
             "shutting down: finishing in-flight requests"
@@ -217,6 +221,9 @@ pub async fn run(
         let ingest = pbx.ingest.lock().ok().and_then(|mut i| i.take());
         if let Some(ingest) = ingest {
             ingest.stop(grace).await;
+        }
+        if let Some(calls) = &pbx.calls {
+            calls.release_all().await;
         }
         pbx.ami.shutdown();
         if let Some(ari) = &pbx.ari {

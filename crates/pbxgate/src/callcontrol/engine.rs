@@ -38,6 +38,9 @@ pub enum By {
     Timer,
     /// Found held when pbxgate (re)connected, past its timeout.
     Restart,
+    /// pbxgate is stopping: held calls go on rather than wait for
+    /// Asterisk's own limit.
+    Shutdown,
 }
 
 impl By {
@@ -46,6 +49,7 @@ impl By {
             By::User(u) => u,
             By::Timer => "timer",
             By::Restart => "restart",
+            By::Shutdown => "shutdown",
         }
     }
 }
@@ -147,6 +151,8 @@ pub struct Engine {
     settings: CallControlSettings,
     /// Call control is on for at least one API user.
     enabled: bool,
+    /// pbxgate is stopping: calls are no longer held.
+    stopping: std::sync::atomic::AtomicBool,
     table: Mutex<Table>,
 }
 
@@ -170,6 +176,7 @@ impl Engine {
             store,
             settings,
             enabled,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             table: Mutex::new(Table::default()),
         });
         tokio::spawn(run_events(engine.clone()));
@@ -187,6 +194,37 @@ impl Engine {
         self.table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn holding(&self) -> bool {
+        self.enabled && !self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// pbxgate is stopping: no call is held any more, and every held call
+    /// goes on now rather than at Asterisk's own limit.
+    pub async fn release_all(self: &Arc<Self>) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let names: Vec<String> = self.table().held.keys().cloned().collect();
+        if names.is_empty() {
+            return;
+        }
+        tracing::info!(
+            calls = names.len(),
+            "stopping: letting the held calls go on"
+        );
+        let mut all = tokio::task::JoinSet::new();
+        for name in names {
+            let engine = self.clone();
+            all.spawn(async move {
+                if let Err(DecideError::Failed(e)) =
+                    engine.decide(&name, Decision::Accept, By::Shutdown).await
+                {
+                    tracing::warn!(channel = name, error = %e, "cannot let a held call go on; Asterisk's own limit will");
+                }
+            });
+        }
+        while all.join_next().await.is_some() {}
     }
 
     /// Number of calls held now.
@@ -226,7 +264,7 @@ impl Engine {
         let outcome = match (&result, decision, &by) {
             (Err(asterisk::Error::NotFound(_)), _, _) => Outcome::Hangup,
             (_, Decision::Refuse, _) => Outcome::Refused,
-            (_, Decision::Accept, By::User(_)) => Outcome::Accepted,
+            (_, Decision::Accept, By::User(_) | By::Shutdown) => Outcome::Accepted,
             (_, Decision::Accept, _) => Outcome::Timeout,
         };
         match result {
@@ -384,7 +422,7 @@ impl Engine {
                 if args.first().map(String::as_str) == Some("inbound") =>
             {
                 let did = args.get(1).map_or("", String::as_str);
-                if self.enabled {
+                if self.holding() {
                     self.hold(channel, did, Duration::ZERO, false);
                 } else {
                     let ari = self.ari.clone();
@@ -475,7 +513,7 @@ impl Engine {
             if app_args.nth(1) != Some("inbound") {
                 continue;
             }
-            if !self.enabled {
+            if !self.holding() {
                 if let Err(e) = self.ari.continue_in_dialplan(&id).await {
                     tracing::warn!(channel = channel.name, error = %e, "cannot let the call continue");
                 }

@@ -502,3 +502,63 @@ async fn killed_pbxgate_never_strands_held_calls() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn stopping_pbxgate_lets_held_calls_go_on_at_once() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let db = dbs().await.remove(0);
+    let ami = Ami::start(rig.ami_config());
+    let rec = Recorder::start(&ami);
+    let srv = Server::start(&db, &config(&rig, 30.0)).await;
+    let dir = srv.dir.clone();
+    wait_connected(&srv).await;
+    inbound(&ami, "5550100", "+15557000031", 20_000, 1).await;
+    inbound(&ami, "5550100", "+15557000032", 20_000, 1).await;
+    let (_, ch1) = rec.held("+15557000031").await;
+    let (_, ch2) = rec.held("+15557000032").await;
+    // Both held, as /healthz shows.
+    let c = client(None);
+    let mut held = 0;
+    for _ in 0..50 {
+        let h: Value = c
+            .get(srv.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        held = h["held_calls"].as_u64().unwrap();
+        if held == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(held, 2);
+    let stopped = Instant::now();
+    let log = srv.stop().await;
+    for ch in [&ch1, &ch2] {
+        let went_on = rec.dialled(ch, Duration::from_secs(5)).await;
+        assert!(
+            went_on - stopped < Duration::from_secs(2),
+            "{ch}: {:?}\n{log}",
+            went_on - stopped
+        );
+    }
+    assert!(
+        log.contains("stopping: letting the held calls go on"),
+        "{log}"
+    );
+    let store = Store::connect(&db.url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    for ch in [&ch1, &ch2] {
+        let d = decision(&store, ch).await;
+        assert_eq!(
+            (d.outcome.as_str(), d.decided_by.as_str()),
+            ("accepted", "shutdown")
+        );
+    }
+    drop(dir);
+}
