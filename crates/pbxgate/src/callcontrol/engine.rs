@@ -261,27 +261,37 @@ impl Engine {
             Decision::Refuse => self.ari.hangup(&id, &self.settings.refuse_reason).await,
         };
         let apply = started.elapsed();
-        let outcome = match (&result, decision, &by) {
-            (Err(asterisk::Error::NotFound(_)), _, _) => Outcome::Hangup,
-            (_, Decision::Refuse, _) => Outcome::Refused,
-            (_, Decision::Accept, By::User(_) | By::Shutdown) => Outcome::Accepted,
-            (_, Decision::Accept, _) => Outcome::Timeout,
+        let left = matches!(result, Err(asterisk::Error::NotFound(_)));
+        let outcome = match (left, decision, &by) {
+            // Not in the application any more: still up means it went on
+            // without us (Asterisk's limit while we were cut off).
+            (true, Decision::Accept, _) if self.ari.channel(&id).await.is_ok() => Outcome::Backstop,
+            (true, _, _) => Outcome::Hangup,
+            (false, Decision::Refuse, _) => Outcome::Refused,
+            (false, Decision::Accept, By::User(_) | By::Shutdown) => Outcome::Accepted,
+            (false, Decision::Accept, _) => Outcome::Timeout,
         };
         match result {
             Ok(()) | Err(asterisk::Error::NotFound(_)) => {
                 let held = self.table().remove(name, outcome);
                 if let Some(h) = held {
-                    let detail = match (outcome, decision) {
-                        (Outcome::Hangup, _) => "the channel had left when the decision came",
-                        (_, Decision::Refuse) => self.settings.refuse_reason.as_str(),
-                        _ => "",
+                    let (by, detail) = match outcome {
+                        Outcome::Hangup => {
+                            ("caller", "the channel had left when the decision came")
+                        }
+                        Outcome::Backstop => (
+                            "asterisk",
+                            "left the hold without pbxgate (Asterisk's hold limit) while cut off",
+                        ),
+                        Outcome::Refused => (by.name(), self.settings.refuse_reason.as_str()),
+                        _ => (by.name(), ""),
                     };
-                    self.record(&h, outcome, by.name(), apply, detail);
+                    self.record(&h, outcome, by, apply, detail);
                 }
-                if outcome == Outcome::Hangup {
-                    Err(DecideError::Gone)
-                } else {
-                    Ok(Decided { outcome, apply })
+                match outcome {
+                    Outcome::Hangup => Err(DecideError::Gone),
+                    Outcome::Backstop => Err(DecideError::AlreadyDecided(outcome)),
+                    _ => Ok(Decided { outcome, apply }),
                 }
             }
             Err(e) => {

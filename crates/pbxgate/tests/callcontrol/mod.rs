@@ -562,3 +562,101 @@ async fn stopping_pbxgate_lets_held_calls_go_on_at_once() {
     }
     drop(dir);
 }
+
+/// A TCP relay to Asterisk's HTTP port that can be cut (every connection
+/// dropped, new ones refused) and restored: the ARI websocket lost while
+/// pbxgate keeps running.
+struct Relay {
+    port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (c, k) = (cut.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: connection closed at once
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                k.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Relay { port, cut, conns }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_lost_ari_websocket_never_strands_held_calls() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let db = dbs().await.remove(0);
+    let ami = Ami::start(rig.ami_config());
+    let rec = Recorder::start(&ami);
+    let http = rig.http_url();
+    let relay = Relay::start(http.trim_start_matches("http://").to_owned()).await;
+    let cfg = config(&rig, 3.0).replace(&http, &format!("http://127.0.0.1:{}", relay.port));
+    let srv = Server::start(&db, &cfg).await;
+    wait_connected(&srv).await;
+    let c = client(None);
+    let cookie = srv.login(&c, "crm", "pw").await.unwrap();
+    let store = open(&srv).await;
+
+    // Cut off for 6 s while a call is held: Asterisk's limit (3 + 1 s) lets it go on.
+    inbound(&ami, "5550100", "+15557000041", 20_000, 20).await;
+    let (t, ch) = rec.held("+15557000041").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    relay.cut();
+    let went_on = rec.dialled(&ch, Duration::from_secs(8)).await;
+    let waited = went_on - t;
+    assert!(
+        waited >= Duration::from_millis(3500) && waited <= Duration::from_millis(5500),
+        "went on after {waited:?}, expected Asterisk's limit of 4 s"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    relay.restore();
+    wait_connected(&srv).await;
+    let d = decision(&store, &ch).await;
+    assert_eq!(
+        (d.outcome.as_str(), d.decided_by.as_str()),
+        ("backstop", "asterisk"),
+        "{d:?}"
+    );
+    let r = decide(&srv, &c, &cookie, "acceptCall", &ch).await;
+    assert_eq!(r["status"], -43, "{r}");
+
+    // Cut off for a moment: the call stays held and can still be decided.
+    inbound(&ami, "5550100", "+15557000042", 20_000, 1).await;
+    let (_, ch) = rec.held("+15557000042").await;
+    relay.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.restore();
+    wait_connected(&srv).await;
+    assert!(!rec.was_dialled(&ch));
+    let r = decide(&srv, &c, &cookie, "acceptCall", &ch).await;
+    assert_eq!(r["status"], 0, "{r}\n{}", srv.log_text());
+    rec.dialled(&ch, Duration::from_secs(2)).await;
+    srv.stop().await;
+}
