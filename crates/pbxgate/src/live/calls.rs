@@ -71,6 +71,14 @@ impl Leg {
         })
     }
 
+    /// Whether clients would see the same item.
+    fn same_for_clients(&self, other: &Leg) -> bool {
+        Leg {
+            held_ring: other.held_ring,
+            ..self.clone()
+        } == *other
+    }
+
     /// A `delete` item carries only these three fields.
     pub fn delete_item(&self) -> Value {
         json!({
@@ -245,7 +253,7 @@ impl Tracker {
                     out.push(before.delete_item());
                     leg.channel = s.channel.to_owned();
                     out.push(leg.item("add"));
-                } else if *leg != before {
+                } else if !leg.same_for_clients(&before) {
                     out.push(leg.item("update"));
                 }
                 out
@@ -620,7 +628,12 @@ mod tests {
         assert_eq!(first[0]["state"], "Ring");
         assert_eq!(first[0]["inbound_trunk_name"], "trunk");
         assert_eq!(first[0]["alloc_time"], "2026-11-26 10:00:00");
-        let (items, _) = replay(&mut t, &events);
+        // AMI's Newchannel says nothing new: no item.
+        for m in &events[..=trunk_new] {
+            let items = t.ami(m, now());
+            assert!(of_channel(&items, "PJSIP/trunk-").is_empty(), "{items:?}");
+        }
+        let (items, _) = replay(&mut t, &events[trunk_new + 1..]);
         let mut trunk = of_channel(&first, "PJSIP/trunk-");
         trunk.extend(of_channel(&items, "PJSIP/trunk-"));
         assert_lifecycle(&trunk);
