@@ -869,6 +869,83 @@ mod tests {
         }
     }
 
+    /// Random event sequences from AMI and ARI, in any order: every item
+    /// stream stays well-formed per channel name (add, updates, delete).
+    #[test]
+    fn random_event_orders_keep_every_channel_well_formed() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let states = ["Down", "Ring", "Ringing", "Up", "Busy", ""];
+        for _ in 0..300 {
+            let mut t = Tracker::new(TimeZone::UTC);
+            let mut live: HashSet<String> = HashSet::new();
+            for _ in 0..60 {
+                let uid = format!("1.{}", next(6));
+                let name = format!("PJSIP/e{}-{}", next(2), uid);
+                let items = match next(7) {
+                    0..=2 => t.ami(
+                        &msg(&[
+                            (
+                                "Event",
+                                ["Newchannel", "Newstate", "NewCallerid"][next(3) as usize],
+                            ),
+                            ("Channel", &name),
+                            ("ChannelStateDesc", states[next(6) as usize]),
+                            ("CallerIDNum", &next(3).to_string()),
+                            ("Uniqueid", &uid),
+                        ]),
+                        now(),
+                    ),
+                    3 => t.ami(&msg(&[("Event", "Hangup"), ("Uniqueid", &uid)]), now()),
+                    4 => t.ami(
+                        &msg(&[
+                            ("Event", "Rename"),
+                            ("Uniqueid", &uid),
+                            ("Newname", &format!("Local/r{}-{uid}", next(3))),
+                        ]),
+                        now(),
+                    ),
+                    5 => t.ami(
+                        &msg(&[
+                            ("Event", "DialBegin"),
+                            ("DestUniqueid", &uid),
+                            ("DestChannel", &name),
+                            ("DialString", "5@e1"),
+                        ]),
+                        now(),
+                    ),
+                    _ => {
+                        let channel: AriChannel = serde_json::from_value(
+                            json!({"id": uid, "name": name, "state": states[next(6) as usize]}),
+                        )
+                        .unwrap();
+                        let args = if next(2) == 0 {
+                            vec!["inbound".to_owned(), "5".to_owned()]
+                        } else {
+                            Vec::new()
+                        };
+                        t.stasis_start(&channel, &args, now())
+                    }
+                };
+                for i in items {
+                    let ch = i["channel"].as_str().unwrap().to_owned();
+                    match i["action"].as_str().unwrap() {
+                        "add" => assert!(live.insert(ch), "second add: {i}"),
+                        "update" => assert!(live.contains(&ch), "update of unknown: {i}"),
+                        "delete" => assert!(live.remove(&ch), "delete of unknown: {i}"),
+                        other => panic!("{other}"),
+                    }
+                }
+                assert_eq!(t.len(), live.len());
+            }
+        }
+    }
+
     #[test]
     fn helpers() {
         assert_eq!(channel_endpoint("PJSIP/trunk-00000002"), Some("trunk"));

@@ -166,6 +166,50 @@ mod tests {
         assert!(r.str("username").is_err());
     }
 
+    /// Seeded random frames (mutations of a valid one): parse never panics,
+    /// and every answer it leads to is JSON.
+    #[test]
+    fn random_frames_never_panic() {
+        let seed = br#"{"type":"request","message":{"transactionid":"t1","action":"subscribe","eventnames":["ActiveCallStatus"],"token":"ab"}}"#;
+        let alphabet = br#"{}[]":,\ 0aZ-.truefalsnul"#;
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut f = seed.to_vec();
+            for k in 0..(x % 6) {
+                let at = ((x >> (8 * k)) as usize) % f.len();
+                let c = alphabet[((x >> (4 * k)) as usize) % alphabet.len()];
+                if (x >> k) & 1 == 0 {
+                    f[at] = c;
+                } else {
+                    f.remove(at);
+                }
+            }
+            let text = String::from_utf8_lossy(&f);
+            let answer = match parse(&text) {
+                Ok(r) => {
+                    let _ = r.str("token");
+                    let _ = r.names("eventnames");
+                    response(
+                        r.transactionid.as_ref(),
+                        Some(&r.action),
+                        Status::Success,
+                        &[],
+                    )
+                }
+                Err(m) => response(
+                    m.transactionid.as_ref(),
+                    m.action.as_deref(),
+                    Status::InvalidParameters,
+                    &[],
+                ),
+            };
+            assert!(serde_json::from_str::<Value>(&answer).is_ok(), "{answer}");
+        }
+    }
+
     #[test]
     fn responses_and_notifies() {
         let tid = json!("tx1");
