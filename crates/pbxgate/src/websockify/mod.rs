@@ -81,11 +81,11 @@ async fn run(app: App, ip: IpAddr, mut socket: WebSocket) {
     let connected = Instant::now();
     let mut last_frame = connected;
     let why = loop {
-        // Not logged in within `idle` of connecting, or silent for `idle`: closed.
+        // Silent for `idle`, or not logged in within `idle` of connecting: closed.
         let deadline = if s.user.is_some() {
             last_frame + idle
         } else {
-            (last_frame + idle).min(connected + idle)
+            connected + idle
         };
         tokio::select! {
             frame = socket.recv() => {
