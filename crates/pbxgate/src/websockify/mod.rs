@@ -9,8 +9,6 @@
 //! delays itself (each socket has its own receiver of the broadcast, and a
 //! send that does not complete in [`SEND_TIMEOUT`] ends the socket).
 
-pub mod frame;
-
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -24,6 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use ucm::Status;
 use ucm::auth::{format_challenge, login_token, token_matches};
+use ucm::websockify as frame;
 
 use crate::auth::Refusal;
 use crate::live::{EVENT_NAMES, Notify};

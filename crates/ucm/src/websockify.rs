@@ -1,9 +1,11 @@
-//! The websocket's frames: `{"type":"request","message":{transactionid,
-//! action, ...}}` from the client, `{"type":"response","message":{...,
-//! "status":N}}` back, and the `notify` frames. Pure, so it can be fuzzed.
+//! The frames of the UCM event websocket (`/websockify`):
+//! `{"type":"request","message":{transactionid, action, ...}}` from the
+//! client, `{"type":"response","message":{..., "status":N}}` back, and the
+//! `notify` frames.
 
 use serde_json::{Map, Value, json};
-use ucm::Status;
+
+use crate::Status;
 
 /// A field of the wrong type (or a missing list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
