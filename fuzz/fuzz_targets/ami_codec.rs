@@ -8,9 +8,7 @@ use libfuzzer_sys::fuzz_target;
 const LIMIT: usize = 512;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, bytes)) = data.split_first() else {
-        return;
-    };
+    let Some((&split, bytes)) = data.split_first() else { return };
     let chunk = usize::from(split).max(1);
 
     let mut whole = Decoder::new(LIMIT);
@@ -24,17 +22,11 @@ fuzz_target!(|data: &[u8]| {
         while let Some(f) = pieces.next_frame() {
             got.push(f);
         }
-        assert!(
-            pieces.buffered() <= LIMIT + chunk + 4,
-            "buffer grew past the limit"
-        );
+        assert!(pieces.buffered() <= LIMIT + chunk + 4, "buffer grew past the limit");
     }
     // Oversized frames may be reported with different byte counts; messages must match.
     let msgs = |v: &[Frame]| -> Vec<Frame> {
-        v.iter()
-            .filter(|f| !matches!(f, Frame::Oversized { .. }))
-            .cloned()
-            .collect()
+        v.iter().filter(|f| !matches!(f, Frame::Oversized { .. })).cloned().collect()
     };
     assert_eq!(msgs(&got), msgs(&expected));
 });

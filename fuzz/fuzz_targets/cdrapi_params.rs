@@ -6,17 +6,11 @@ use libfuzzer_sys::fuzz_target;
 use ucm::cdrapi::{MAX_RECORDS, Mode, parse_params, query_pairs};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
+    let Some((&mode, rest)) = data.split_first() else { return };
     let text = String::from_utf8_lossy(rest);
     let check = |params: &[(String, String)], mode| match parse_params(params, mode) {
         Ok(q) => assert!(q.num_records <= MAX_RECORDS),
-        Err(e) => assert!(
-            !e.reason.is_empty() && e.reason.chars().count() < 400,
-            "{}",
-            e.reason
-        ),
+        Err(e) => assert!(!e.reason.is_empty() && e.reason.chars().count() < 400, "{}", e.reason),
     };
 
     // One parameter a line, name and value split at the first '='.
@@ -32,9 +26,6 @@ fuzz_target!(|data: &[u8]| {
     // The same bytes as an old-API query string.
     match query_pairs(&text) {
         Ok(pairs) => check(&pairs, Mode::Old),
-        Err(reason) => assert!(
-            !reason.is_empty() && reason.chars().count() < 400,
-            "{reason}"
-        ),
+        Err(reason) => assert!(!reason.is_empty() && reason.chars().count() < 400, "{reason}"),
     }
 });

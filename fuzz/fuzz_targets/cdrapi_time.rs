@@ -20,9 +20,6 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Ok(TimeSpec::Now) => assert!(text.eq_ignore_ascii_case("now")),
-        Err(reason) => assert!(
-            !reason.is_empty() && reason.chars().count() < 400,
-            "{reason}"
-        ),
+        Err(reason) => assert!(!reason.is_empty() && reason.chars().count() < 400, "{reason}"),
     }
 });
