@@ -465,6 +465,9 @@ exten => _*10XX,1,Goto(ext-local-hangup,\${EXTEN:1},1)
 exten => _10XX,1,Gosub(pbxgate-to-extension,s,1(\${EXTEN}))
  same => n,Gosub(rig-target,s,1(\${EXTEN}))
  same => n,Dial(\${GOSUB_RETVAL},\${RIG_DIAL_TIMEOUT})
+; device-state hints, one per phone: Asterisk sends AMI ExtensionStatus events for hints
+; only, and pbxgate turns them into the websocket's ExtensionStatus notifications
+$(for ext in $PHONES; do echo "exten => $ext,hint,PJSIP/$ext"; done)
 
 ; the same with Hangup() after Dial, as many dialplans have (phones dial *10XX)
 [ext-local-hangup]

@@ -126,7 +126,7 @@ pub async fn handle(
 
 /// A client-supplied value as it may appear in a log line: plain tokens as
 /// they are (cheap), anything else escaped, so that no client can forge a line.
-fn loggable(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn loggable(s: &str) -> std::borrow::Cow<'_, str> {
     if s.len() <= 128
         && s.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')

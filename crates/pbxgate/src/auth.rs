@@ -231,6 +231,41 @@ impl Auth {
         }
     }
 
+    /// The login restriction for a login checked elsewhere (the event
+    /// websocket, whose challenge lives in the socket): `-68` while `ip` is
+    /// restricted.
+    pub async fn restriction(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.check_ban(ip, now_ms()).await
+    }
+
+    /// Records the outcome of a login checked elsewhere, as [`Auth::login`]
+    /// does for its own: the audit trail (`detail` says where), the log line,
+    /// and the failure count of the login restriction.
+    pub async fn record_login(
+        &self,
+        user: &str,
+        ip: IpAddr,
+        outcome: Result<(), &str>,
+        detail: &str,
+    ) -> Result<(), Refusal> {
+        let ip_text = ip.to_string();
+        match outcome {
+            Ok(()) => {
+                if self.settings.lockout.max_failures > 0 {
+                    self.store.clear_login_failures(&ip_text).await?;
+                }
+                self.audit("login", user, &ip_text, "ok", detail).await;
+                tracing::info!(user, %ip, via = detail, "login");
+            }
+            Err(reason) => {
+                self.audit("login", user, &ip_text, reason, detail).await;
+                tracing::warn!(user, %ip, reason, via = detail, "login failed");
+                self.record_failure(ip, now_ms()).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn record_failure(&self, ip: IpAddr, now: i64) -> Result<(), Refusal> {
         let lock = &self.settings.lockout;
         if lock.max_failures == 0 || lock.whitelist.contains(ip) {

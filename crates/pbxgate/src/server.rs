@@ -87,10 +87,11 @@ pub async fn prepare(settings: Settings) -> Result<App> {
             );
         }
     }
+    let live = crate::live::Hub::new();
     let pbx = settings
         .asterisk
         .as_ref()
-        .map(|a| connect_pbx(a, &store, &settings))
+        .map(|a| connect_pbx(a, &store, &settings, &live))
         .transpose()?;
     if pbx.is_none() {
         tracing::warn!(
@@ -109,7 +110,7 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         identity,
         started: Instant::now(),
         status_cache: StatusCache::default(),
-        live: crate::live::Hub::new(),
+        live,
     })))
 }
 
@@ -117,6 +118,7 @@ fn connect_pbx(
     a: &crate::config::AsteriskSettings,
     store: &Store,
     settings: &Settings,
+    live: &crate::live::Hub,
 ) -> Result<Pbx> {
     let ami = asterisk::ami::Ami::start(asterisk::ami::AmiConfig::new(
         a.ami_address.clone(),
@@ -138,6 +140,7 @@ fn connect_pbx(
         ))?),
         None => None,
     };
+    crate::live::start(live.clone(), &ami, ari.as_ref(), settings.timezone.clone());
     let calls = ari
         .as_ref()
         .map(|ari| callcontrol::start(settings, ari, store));

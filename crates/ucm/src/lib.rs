@@ -1,6 +1,7 @@
 //! The Grandstream UCM wire protocol, without any I/O: the `/api` request and
 //! response envelope, the status codes, lenient parameter access and the
-//! challenge/token/cookie formats of the login flow.
+//! challenge/token/cookie formats of the login flow, and the frames of the
+//! event websocket.
 //!
 //! Everything here is pure so that it can be unit-tested and fuzzed alone.
 
@@ -10,6 +11,7 @@ pub mod cdrapi;
 pub mod envelope;
 pub mod recapi;
 pub mod status;
+pub mod websockify;
 
 pub use envelope::{
     ParamError, Params, Request, encode_response, error_response, error_response_with,

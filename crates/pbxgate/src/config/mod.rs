@@ -385,6 +385,8 @@ pub struct SessionConfig {
     pub idle_timeout_secs: u64,
     pub challenge_ttl_secs: u64,
     pub cache_ms: u64,
+    /// A `/websockify` socket that receives no frame for this long is closed.
+    pub websocket_idle_secs: u64,
 }
 
 impl Default for SessionConfig {
@@ -393,6 +395,7 @@ impl Default for SessionConfig {
             idle_timeout_secs: 600,
             challenge_ttl_secs: 60,
             cache_ms: 1000,
+            websocket_idle_secs: 60,
         }
     }
 }

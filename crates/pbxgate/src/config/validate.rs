@@ -34,6 +34,8 @@ pub struct Settings {
     /// How long a session read from the database is trusted before it is read
     /// again; zero reads it on every request.
     pub session_cache: Duration,
+    /// A `/websockify` socket without any frame from the client for this long is closed.
+    pub websocket_idle: Duration,
     pub lockout: LockoutSettings,
     pub system: SystemConfig,
     pub log: LogConfig,
@@ -370,6 +372,12 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
             "must be at least 1",
         ));
     }
+    if !(5..=3600).contains(&c.session.websocket_idle_secs) {
+        return Err(ConfigError::invalid(
+            "session.websocket_idle_secs",
+            "must be 5 to 3600",
+        ));
+    }
     let lr = &c.login_restriction;
     if lr.max_failures > 0 {
         for (key, value) in [
@@ -463,6 +471,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         idle_timeout: Duration::from_secs(c.session.idle_timeout_secs),
         challenge_ttl: Duration::from_secs(c.session.challenge_ttl_secs),
         session_cache: Duration::from_millis(c.session.cache_ms),
+        websocket_idle: Duration::from_secs(c.session.websocket_idle_secs),
         lockout,
         system: c.system,
         log: c.log,

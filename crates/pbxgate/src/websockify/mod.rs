@@ -1,9 +1,280 @@
-//! `/websockify`: the UCM's event websocket (challenge, login, subscribe,
-//! heartbeat, `notify` frames). Not built yet.
+//! `/websockify`: the UCM's event websocket. A client asks for a
+//! `challenge`, logs in with `md5(challenge + password)` (the socket is the
+//! session: no cookie), `subscribe`s to event names, sends `heartbeat`s, and
+//! receives `notify` frames for what it subscribed to. The protocol and the
+//! choices made are in docs/compatibility.md (`## websockify`).
+//!
+//! Each socket is one task: it reads the client's frames, answers them, and
+//! forwards the [`Hub`](crate::live::Hub)'s notifications. A slow client only
+//! delays itself (each socket has its own receiver of the broadcast, and a
+//! send that does not complete in [`SEND_TIMEOUT`] ends the socket).
 
-use axum::http::StatusCode;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+use ucm::Status;
+use ucm::auth::{format_challenge, login_token, token_matches};
+use ucm::websockify as frame;
 
-pub async fn handle() -> Response {
-    StatusCode::NOT_IMPLEMENTED.into_response()
+use crate::auth::Refusal;
+use crate::live::{EVENT_NAMES, Notify};
+use crate::server::App;
+
+/// Largest frame or message a client may send.
+pub const MAX_FRAME: usize = 64 * 1024;
+/// A send to the client that takes longer than this ends the socket.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// What the audit trail and the log call logins made here.
+const VIA: &str = "websockify";
+
+pub async fn handle(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let ip = peer.ip().to_canonical();
+    ws.max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
+        .on_failed_upgrade(move |e| tracing::warn!(%ip, error = %e, "websocket upgrade failed"))
+        .on_upgrade(move |socket| run(app, ip, socket))
+}
+
+/// A challenge handed out on this socket: single use, for one user name.
+struct Challenge {
+    username: String,
+    value: String,
+    expires: Instant,
+}
+
+struct Session {
+    app: App,
+    ip: IpAddr,
+    user: Option<String>,
+    challenge: Option<Challenge>,
+    subscribed: HashSet<&'static str>,
+}
+
+async fn run(app: App, ip: IpAddr, mut socket: WebSocket) {
+    let idle = app.settings.websocket_idle;
+    let mut notifications = app.live.subscribe();
+    let mut s = Session {
+        app,
+        ip,
+        user: None,
+        challenge: None,
+        subscribed: HashSet::new(),
+    };
+    tracing::debug!(%ip, "websocket connected");
+    let connected = Instant::now();
+    let mut last_frame = connected;
+    let why = loop {
+        // Silent for `idle`, or not logged in within `idle` of connecting: closed.
+        let deadline = if s.user.is_some() {
+            last_frame + idle
+        } else {
+            connected + idle
+        };
+        tokio::select! {
+            frame = socket.recv() => {
+                let text = match frame {
+                    None => break "closed by the client",
+                    Some(Err(e)) => {
+                        tracing::debug!(%ip, error = %e, "websocket read failed");
+                        break "read failed (or frame over the size limit)";
+                    }
+                    Some(Ok(Message::Close(_))) => break "closed by the client",
+                    Some(Ok(Message::Text(t))) => Some(t.as_str().to_owned()),
+                    Some(Ok(Message::Binary(b))) => Some(String::from_utf8_lossy(&b).into_owned()),
+                    // Pings are answered by the websocket layer; they count as activity.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+                };
+                last_frame = Instant::now();
+                if let Some(text) = text {
+                    let answer = s.answer(&text).await;
+                    if !send(&mut socket, answer).await {
+                        break "send failed or timed out";
+                    }
+                }
+            }
+            n = notifications.recv() => match n {
+                Ok(n) => {
+                    if s.user.is_some() && s.subscribed.contains(n.eventname) {
+                        let Notify { eventname, body } = &*n;
+                        if !send(&mut socket, frame::notify(eventname, body)).await {
+                            break "send failed or timed out";
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(%ip, user = s.user.as_deref().unwrap_or(""), missed, "websocket client too slow: notifications skipped");
+                }
+                Err(RecvError::Closed) => break "server stopping",
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                let _ = tokio::time::timeout(
+                    SEND_TIMEOUT,
+                    socket.send(Message::Close(Some(CloseFrame {
+                        code: axum::extract::ws::close_code::NORMAL,
+                        reason: "idle".into(),
+                    }))),
+                )
+                .await;
+                break if s.user.is_some() { "idle" } else { "no login in time" };
+            }
+        }
+    };
+    tracing::info!(%ip, user = s.user.as_deref().unwrap_or(""), reason = why, "websocket closed");
+}
+
+/// Sends a text frame; false if the socket is gone or too slow.
+async fn send(socket: &mut WebSocket, text: String) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await,
+        Ok(Ok(()))
+    )
+}
+
+impl Session {
+    /// The response frame to one client frame.
+    async fn answer(&mut self, text: &str) -> String {
+        let req = match frame::parse(text) {
+            Ok(r) => r,
+            Err(m) => {
+                tracing::debug!(ip = %self.ip, "malformed websocket frame");
+                return frame::response(
+                    m.transactionid.as_ref(),
+                    m.action.as_deref(),
+                    Status::InvalidParameters,
+                    &[],
+                );
+            }
+        };
+        let (status, fields) = match self.dispatch(&req).await {
+            Ok(fields) => (Status::Success, fields),
+            Err(refusal) => {
+                if let Refusal::Internal(e) = &refusal {
+                    tracing::error!(ip = %self.ip, action = %crate::api::loggable(&req.action), error = %e, "websocket request failed");
+                }
+                (refusal.status(), Vec::new())
+            }
+        };
+        frame::response(
+            req.transactionid.as_ref(),
+            Some(&req.action),
+            status,
+            &fields,
+        )
+    }
+
+    async fn dispatch(
+        &mut self,
+        req: &frame::Request,
+    ) -> Result<Vec<(&'static str, Value)>, Refusal> {
+        let invalid = || Refusal::Status(Status::InvalidParameters);
+        match req.action.as_str() {
+            "challenge" => {
+                let username = required(req, "username")?;
+                self.allowed().await?;
+                let value = format_challenge(crate::random::u64()?);
+                self.challenge = Some(Challenge {
+                    username: username.to_owned(),
+                    value: value.clone(),
+                    expires: Instant::now() + self.app.settings.challenge_ttl,
+                });
+                Ok(vec![("challenge", json!(value))])
+            }
+            "login" => {
+                let username = required(req, "username")?;
+                let token = required(req, "token")?;
+                self.allowed().await?;
+                let outcome = self.check_login(username, token);
+                self.app
+                    .auth
+                    .record_login(username, self.ip, outcome, VIA)
+                    .await?;
+                match outcome {
+                    Ok(()) => {
+                        self.user = Some(username.to_owned());
+                        Ok(Vec::new())
+                    }
+                    Err(_) => Err(Refusal::Status(Status::WrongAccountOrPassword)),
+                }
+            }
+            "subscribe" | "unsubscribe" | "heartbeat" if self.user.is_none() => {
+                Err(Refusal::Status(Status::NeedAuthentication))
+            }
+            "heartbeat" => Ok(Vec::new()),
+            "subscribe" | "unsubscribe" => {
+                let names = req.names("eventnames").map_err(|_| invalid())?;
+                let mut known = Vec::with_capacity(names.len());
+                for name in names {
+                    match EVENT_NAMES.iter().find(|n| **n == name) {
+                        Some(n) => known.push(*n),
+                        // One unknown name refuses the whole request, as on a UCM.
+                        None => return Err(Refusal::Status(Status::AbnormalSystemError)),
+                    }
+                }
+                for n in known {
+                    if req.action == "subscribe" {
+                        self.subscribed.insert(n);
+                    } else {
+                        self.subscribed.remove(n);
+                    }
+                }
+                Ok(Vec::new())
+            }
+            // Everything else, /api's actions included, is not served here.
+            _ => Err(Refusal::Status(Status::Unsupported)),
+        }
+    }
+
+    /// The API switch and the login restriction, for challenge and login.
+    async fn allowed(&self) -> Result<(), Refusal> {
+        if !self.app.settings.api_enabled {
+            return Err(Refusal::Status(Status::NoPermission));
+        }
+        self.app.auth.restriction(self.ip).await
+    }
+
+    /// Checks a login against this socket's challenge, which it uses up.
+    fn check_login(&mut self, username: &str, token: &str) -> Result<(), &'static str> {
+        let challenge = self
+            .challenge
+            .take()
+            .filter(|c| c.username == username && c.expires > Instant::now());
+        let account = self.app.settings.user(username);
+        match (account, challenge) {
+            (None, _) => Err("unknown-user"),
+            (Some(a), _) if a.password.is_empty() => Err("no-password-configured"),
+            (Some(a), _) if !a.permitted_ips.permits_or_empty(self.ip) => Err("ip-not-permitted"),
+            (Some(_), None) => Err("no-open-challenge"),
+            (Some(a), Some(c)) => {
+                let expected = login_token(&c.value, a.password.expose().as_bytes());
+                if token_matches(&expected, token) {
+                    Ok(())
+                } else {
+                    Err("wrong-password")
+                }
+            }
+        }
+    }
+}
+
+fn required<'a>(req: &'a frame::Request, key: &str) -> Result<&'a str, Refusal> {
+    match req.str(key) {
+        Ok(Some(v)) if !v.is_empty() => Ok(v),
+        _ => Err(Refusal::Status(Status::InvalidParameters)),
+    }
 }

@@ -126,6 +126,11 @@ fn errors_name_the_key_and_the_problem() {
         ),
         ("[pbx]\ntimezone = \"Mars/Olympus\"", "pbx.timezone", "IANA"),
         (
+            "[session]\nwebsocket_idle_secs = 2",
+            "session.websocket_idle_secs",
+            "5 to 3600",
+        ),
+        (
             "[https_api]\npermitted_ips = [\"10.0.0.1\", \"10.0.0.0/255.0.255.0\"]",
             "https_api.permitted_ips[1]",
             "contiguous",
