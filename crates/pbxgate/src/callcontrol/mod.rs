@@ -12,7 +12,12 @@ pub fn start(ari: &Ari) {
         loop {
             match events.recv().await {
                 Ok(e) => {
-                    if let Event::StasisStart { channel, args } = &*e {
+                    // Only the dialplan's Stasis(<app>,inbound,...) is an
+                    // inbound call; other channels of the application (the
+                    // hold music of `channels`) are not ours to move.
+                    if let Event::StasisStart { channel, args } = &*e
+                        && args.first().map(String::as_str) == Some("inbound")
+                    {
                         tracing::info!(
                             channel = channel.name,
                             caller = channel.caller.number,
