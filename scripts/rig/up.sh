@@ -525,9 +525,9 @@ exten => s,1,Set(CDR(pbx_action_type)=QUEUE[6000])
 ; ring group 6400: 1000 and 1001 at once
 [rig-ringgroup]
 exten => s,1,Gosub(rig-target,s,1(1000))
- same => n,Set(LOCAL(first)=\${GOSUB_RETVAL})
+ same => n,Set(RIG_RG_FIRST=\${GOSUB_RETVAL})
  same => n,Gosub(rig-target,s,1(1001))
- same => n,Dial(\${LOCAL(first)}&\${GOSUB_RETVAL},\${RIG_DIAL_TIMEOUT})
+ same => n,Dial(\${RIG_RG_FIRST}&\${GOSUB_RETVAL},\${RIG_DIAL_TIMEOUT})
 
 [outbound-route]
 exten => _X.,1,Gosub(pbxgate-to-trunk,s,1(\${EXTEN},trunk))

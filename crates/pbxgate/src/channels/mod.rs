@@ -139,6 +139,8 @@ enum Failure {
     NotInDialplan(String),
     /// The channel is in no two-party call (hold).
     NotInCall(String),
+    /// A channel whose name ChanSpy cannot take (it would split its arguments).
+    Unspyable(String),
     /// Asterisk answered `Response: Error`.
     Refused {
         action: String,
@@ -161,6 +163,10 @@ impl From<Failure> for Refusal {
             Failure::NotInDialplan(n) => (
                 Status::NoSuchItem,
                 format!("{n} is not a number of the dialing context"),
+            ),
+            Failure::Unspyable(c) => (
+                Status::InvalidValue,
+                format!("{c} cannot be spied on (its name has ',', '(', ')' or '|')"),
             ),
             Failure::NotInCall(c) => (
                 Status::FailedToOperateData,
@@ -581,7 +587,7 @@ impl Asterisk<'_> {
         let target = &chans[i];
         // ChanSpy takes the name as a prefix before its options.
         if target.name.contains([',', '(', ')', '|']) {
-            return Err(Failure::NotInCall(target.name.clone()));
+            return Err(Failure::Unspyable(target.name.clone()));
         }
         self.in_dialplan(exten).await?;
         let ctx = &self.dialing.context;
@@ -805,6 +811,7 @@ mod tests {
         assert_eq!(s(Failure::NoSuchChannel("x".into())), -16);
         assert_eq!(s(Failure::NotInDialplan("1".into())), -16);
         assert_eq!(s(Failure::NotInCall("x".into())), -24);
+        assert_eq!(s(Failure::Unspyable("x".into())), -15);
         let refused = |m: &str| Failure::Refused {
             action: "Redirect".into(),
             message: m.into(),
