@@ -183,7 +183,13 @@ impl From<Failure> for Refusal {
                 (status, format!("Asterisk refused {action}: {message}"))
             }
         };
-        tracing::warn!(status = status.code(), reason = %message, "channel action failed");
+        // A client's mistake (an unknown channel or number) is not an event
+        // for the operator; Asterisk failing is.
+        if matches!(status, Status::NoSuchItem | Status::InvalidValue) {
+            tracing::debug!(status = status.code(), reason = %message, "channel action refused");
+        } else {
+            tracing::warn!(status = status.code(), reason = %message, "channel action failed");
+        }
         Refusal::Explained(status, message)
     }
 }
