@@ -217,7 +217,7 @@ wanted_module() {
         app_originate|app_senddtmf|app_userevent|app_cdr|app_stack|app_transfer|\
         app_softhangup|app_milliwatt|app_record|app_read|app_bridgewait|app_chanspy|\
         app_directed_pickup|app_db|app_while|app_if|app_playtones|app_channelredirect|\
-        app_blind_transfer|app_attended_transfer|app_waituntil|app_sayunixtime|app_system) return 0 ;;
+        app_blind_transfer|app_attended_transfer|app_waituntil|app_sayunixtime|app_system|app_queue) return 0 ;;
         bridge_*) return 0 ;;
         cdr_csv|cdr_manager|cdr_custom|res_cdrel_custom) return 0 ;;
         chan_pjsip|chan_bridge_media|chan_rtp) return 0 ;;
@@ -251,6 +251,28 @@ wanted_module() {
 for f in acl.conf ccss.conf udptl.conf pjproject.conf websocket_client.conf; do : > "$E/$f"; done
 printf '[general]\nenable = no\n' > "$E/cel.conf"
 printf '[general]\n' > "$E/features.conf"
+
+# music on hold (queues, pbxgate's hold): one class, one file (copied below)
+cat > "$E/musiconhold.conf" <<'EOF'
+[default]
+mode = files
+directory = /var/lib/asterisk/moh
+EOF
+
+# the queue the dialplan's 6000 rings: simulated phone 1000, through the rig's own extension
+# routing (a Local member, as PJSIP/1000 itself has no contact without a registered phone)
+cat > "$E/queues.conf" <<'EOF'
+[general]
+persistentmembers = no
+
+[6000]
+strategy = ringall
+timeout = 5
+retry = 1
+joinempty = yes
+leavewhenempty = no
+member => Local/1000@ext-local/n
+EOF
 cp "$RIG_DIR/etc/asterisk.dist/indications.conf" "$E/indications.conf"   # tone tables
 
 cat > "$E/manager.conf" <<EOF
@@ -455,6 +477,10 @@ RIG_SIM_PHONES = $(echo "$SIM_PHONES" | tr ' ' -)
 exten => _10XX,1,Goto(ext-local,\${EXTEN},1)
 exten => _9X.,1,Goto(outbound-route,\${EXTEN:1},1)
 exten => _*10XX,1,Goto(ext-local-hangup,\${EXTEN:1},1)
+; what pbxgate's dialIVR / dialQueue / dialRinggroup dial: an IVR, a queue, a ring group
+exten => 7000,1,Goto(rig-ivr,s,1)
+exten => 6000,1,Goto(rig-queue,s,1)
+exten => 6400,1,Goto(rig-ringgroup,s,1)
 
 ; a local extension: the registered phone, else the simulated phone (context rig-sim),
 ; else (1002) the bare endpoint, which fails with CHANUNAVAIL.
@@ -484,6 +510,27 @@ exten => s,1,Set(LOCAL(t)=\${PJSIP_DIAL_CONTACTS(\${ARG1})})
  same => n,GotoIf(\$[\${FIELDNUM(RIG_SIM_PHONES,-,\${ARG1})} = 0]?done)
  same => n,Set(LOCAL(t)=PJSIP/\${ARG1}/sip:\${ARG1}@\${RIG_SIM})
  same => n(done),Return(\${LOCAL(t)})
+
+; IVR 7000: a prompt, then an extension may be dialled
+[rig-ivr]
+exten => s,1,Answer()
+ same => n,Background(demo-congrats)
+ same => n,WaitExten(10)
+exten => _10XX,1,Goto(ext-local,\${EXTEN},1)
+exten => t,1,Hangup()
+exten => i,1,Hangup()
+
+; queue 6000 (queues.conf): member 1000
+[rig-queue]
+exten => s,1,Set(CDR(pbx_action_type)=QUEUE[6000])
+ same => n,Queue(6000,,,,30)
+
+; ring group 6400: 1000 and 1001 at once
+[rig-ringgroup]
+exten => s,1,Gosub(rig-target,s,1(1000))
+ same => n,Set(RIG_RG_FIRST=\${GOSUB_RETVAL})
+ same => n,Gosub(rig-target,s,1(1001))
+ same => n,Dial(\${RIG_RG_FIRST}&\${GOSUB_RETVAL},\${RIG_DIAL_TIMEOUT})
 
 [outbound-route]
 exten => _X.,1,Gosub(pbxgate-to-trunk,s,1(\${EXTEN},trunk))
@@ -533,6 +580,9 @@ chown root:root "$RIG_DIR/var/spool/asterisk" "$RIG_DIR/var/spool/asterisk/monit
 chmod 755 "$RIG_DIR/var/spool/asterisk" "$RIG_DIR/var/spool/asterisk/monitor" \
           "$RIG_DIR/var/log/asterisk" "$RIG_DIR/var/log/asterisk/cdr-csv" "$RIG_DIR/var/log/asterisk/cdr-custom"
 rm -f "$RIG_DIR/run/asterisk/asterisk.pid" "$RIG_DIR/run/asterisk/asterisk.ctl" "$RIG_DIR/.rig.pid"
+# the one music-on-hold file (musiconhold.conf)
+mkdir -p "$RIG_DIR/var/lib/asterisk/moh"
+chroot "$RIG_DIR" cp -L /usr/share/asterisk/sounds/en/demo-congrats.wav /var/lib/asterisk/moh/rig-hold.wav
 
 # local time of the rig's Asterisk (CDR times, the YYYY-MM recording folders)
 if [ -n "${RIG_TZ:-}" ]; then

@@ -42,6 +42,11 @@ impl Error {
             Error::Store(store::Error::Database(sqlx_error)) if is_timeout(sqlx_error) => {
                 Status::SystemTimeout
             }
+            // Asterisk unreachable or the connection lost under the request.
+            Error::Asterisk(
+                asterisk::Error::NotConnected | asterisk::Error::Closed | asterisk::Error::Io(_),
+            ) => Status::ConnectionClosed,
+            Error::Asterisk(asterisk::Error::Timeout(_)) => Status::SystemTimeout,
             _ => Status::AbnormalSystemError,
         }
     }

@@ -256,6 +256,61 @@ impl Ari {
         .map(|_| ())
     }
 
+    /// Creates a Snoop channel on `channel_id` (any channel, in Stasis or not)
+    /// that enters this application with `app_args`. `spy` and `whisper` are
+    /// `none`, `in`, `out` or `both`; `snoop_id` becomes the new channel's id.
+    pub async fn snoop(
+        &self,
+        channel_id: &str,
+        spy: &str,
+        whisper: &str,
+        snoop_id: &str,
+        app_args: &str,
+    ) -> Result<(), Error> {
+        self.request(
+            reqwest::Method::POST,
+            &format!(
+                "/channels/{}/snoop?app={}&spy={}&whisper={}&snoopId={}&appArgs={}",
+                encode(channel_id),
+                encode(&self.config.app),
+                encode(spy),
+                encode(whisper),
+                encode(snoop_id),
+                encode(app_args)
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Starts music on hold (the channel's default class) on a channel in Stasis.
+    pub async fn start_moh(&self, channel_id: &str) -> Result<(), Error> {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/channels/{}/moh", encode(channel_id)),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Every bridge Asterisk has (not only this application's): its id and
+    /// creation time as ARI writes it (`2026-01-05T10:30:12.345+0000`).
+    pub async fn bridge_times(&self) -> Result<Vec<(String, String)>, Error> {
+        let resp = self.request(reqwest::Method::GET, "/bridges").await?;
+        let bridges: Vec<serde_json::Value> = resp
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("ARI bridges: {e}")))?;
+        Ok(bridges
+            .iter()
+            .filter_map(|b| {
+                let id = b.get("id")?.as_str()?;
+                let t = b.get("creationtime")?.as_str()?;
+                Some((id.to_owned(), t.to_owned()))
+            })
+            .collect())
+    }
+
     /// The Stasis applications Asterisk knows (names).
     pub async fn applications(&self) -> Result<Vec<String>, Error> {
         let resp = self.request(reqwest::Method::GET, "/applications").await?;

@@ -1,11 +1,30 @@
 //! The channel actions of `/api` (spec §3.4): lists of live channels,
-//! hang-up, click-to-call, transfers, mute, hold and barge, done over AMI.
+//! hang-up, click-to-call, transfers, mute, hold and barge, done over AMI
+//! (ARI only for what AMI cannot: bridge times, hold music).
+//!
+//! Every action is open to any authenticated API user. Parameters are checked
+//! before Asterisk is asked anything: a missing one is -1, a malformed one
+//! -15. Numbers are digits, `*`, `#` and `+` only, so that no value can carry
+//! AMI headers or dialplan syntax; channel names are looked up among the live
+//! channels and only the name Asterisk reported is ever sent back to it.
+//! Failures become statuses in one place, [`Failure`].
 
-use serde_json::Value;
+mod hold;
+mod list;
+
+use std::collections::HashMap;
+
+use asterisk::ami::{Ami, Message};
+use asterisk::ari::Ari;
+use serde_json::{Value, json};
 use ucm::{Params, Status};
 
 use crate::auth::{Authenticated, Refusal};
+use crate::config::DialingSettings;
+use crate::error::Error;
 use crate::server::App;
+
+use list::Chan;
 
 /// The action names this module answers (case-sensitive, as on a UCM).
 pub const ACTIONS: &[&str] = &[
@@ -27,11 +46,784 @@ pub const ACTIONS: &[&str] = &[
     "dialRinggroup",
 ];
 
+/// Longest number accepted (Asterisk's extensions are at most 79 bytes).
+const MAX_NUMBER: usize = 64;
+/// Longest channel name accepted (Asterisk's are at most 80 bytes, plus a
+/// Local channel's context).
+const MAX_CHANNEL: usize = 256;
+
+/// The list key of both channel lists.
+const LIST_KEY: &str = "channel";
+
+/// What the ChanSpy leg of `callbarge` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spy {
+    Listen,
+    Whisper,
+    Barge,
+}
+
+impl Spy {
+    /// ChanSpy options: quiet (no beep, no name), end with the spied-on
+    /// channel, and the mode.
+    fn options(self) -> &'static str {
+        match self {
+            Spy::Listen => "qE",
+            Spy::Whisper => "qEw",
+            Spy::Barge => "qEB",
+        }
+    }
+}
+
+/// Who moves in a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// `callTransfer`: the channel's party transfers its peer, as the
+    /// phone's transfer key does (AMI BlindTransfer); a channel in no
+    /// two-party call is itself redirected.
+    Peer,
+    /// `transferNumber*`: the channel itself goes to the new destination
+    /// (AMI Redirect), ringing or answered.
+    Itself,
+}
+
+/// A checked request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    List {
+        bridged: bool,
+        paging: list::Paging,
+    },
+    Hangup {
+        channel: String,
+    },
+    /// Ring extension `caller`; when it answers, dial `number`; `shown` is
+    /// what the caller's phone displays meanwhile.
+    Dial {
+        caller: String,
+        number: String,
+        shown: String,
+    },
+    Transfer {
+        channel: String,
+        exten: String,
+        how: Move,
+    },
+    Mute {
+        channel: String,
+        on: bool,
+    },
+    Hold {
+        channel: String,
+        on: bool,
+    },
+    Barge {
+        channel: String,
+        exten: String,
+        spy: Spy,
+    },
+}
+
+/// Why a channel action failed. [`From<Failure> for Refusal`] is the one
+/// place these become statuses.
+#[derive(Debug)]
+enum Failure {
+    /// No `[asterisk]` connection is configured.
+    NotConfigured,
+    /// AMI is down, the connection broke, or Asterisk did not answer in time.
+    Ami(asterisk::Error),
+    /// ARI failed during an action that needs it.
+    Ari(asterisk::Error),
+    NoSuchChannel(String),
+    /// The number matches no extension in the dialing context.
+    NotInDialplan(String),
+    /// The channel is in no two-party call (hold).
+    NotInCall(String),
+    /// A channel whose name ChanSpy cannot take (it would split its arguments).
+    Unspyable(String),
+    /// Asterisk answered `Response: Error`.
+    Refused {
+        action: String,
+        message: String,
+    },
+}
+
+impl From<Failure> for Refusal {
+    fn from(f: Failure) -> Refusal {
+        let (status, message) = match f {
+            Failure::NotConfigured => (
+                Status::ConnectionClosed,
+                "pbxgate has no connection to Asterisk configured ([asterisk] ami_secret)".into(),
+            ),
+            Failure::Ami(e) | Failure::Ari(e) => {
+                let e = Error::Asterisk(e);
+                (e.status(), e.to_string())
+            }
+            Failure::NoSuchChannel(c) => (Status::NoSuchItem, format!("no such channel: {c}")),
+            Failure::NotInDialplan(n) => (
+                Status::NoSuchItem,
+                format!("{n} is not a number of the dialing context"),
+            ),
+            Failure::Unspyable(c) => (
+                Status::InvalidValue,
+                format!("{c} cannot be spied on (its name has ',', '(', ')' or '|')"),
+            ),
+            Failure::NotInCall(c) => (
+                Status::FailedToOperateData,
+                format!("{c} is not in a two-party call"),
+            ),
+            Failure::Refused { action, message } => {
+                let gone = message.to_ascii_lowercase();
+                let status = if gone.contains("no such channel") || gone.contains("does not exist")
+                {
+                    Status::NoSuchItem
+                } else {
+                    Status::FailedToOperateData
+                };
+                (status, format!("Asterisk refused {action}: {message}"))
+            }
+        };
+        // A client's mistake (an unknown channel or number) is not an event
+        // for the operator; Asterisk failing is.
+        if matches!(status, Status::NoSuchItem | Status::InvalidValue) {
+            tracing::debug!(status = status.code(), reason = %message, "channel action refused");
+        } else {
+            tracing::warn!(status = status.code(), reason = %message, "channel action failed");
+        }
+        Refusal::Explained(status, message)
+    }
+}
+
+fn invalid(message: String) -> Refusal {
+    Refusal::Explained(Status::InvalidValue, message)
+}
+
+/// The first of `keys` present with a non-empty value (aliases), as text.
+/// Absent: -1; not a string or number: -1.
+fn param(params: &Params, keys: &[&str]) -> Result<(String, String), Refusal> {
+    for key in keys {
+        match params.str(key) {
+            Ok(Some(v)) if !v.is_empty() => return Ok(((*key).to_owned(), v)),
+            Ok(_) => {}
+            Err(_) => return Err(Refusal::Status(Status::InvalidParameters)),
+        }
+    }
+    Err(Refusal::Status(Status::InvalidParameters))
+}
+
+fn is_number(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NUMBER
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'*' | b'#' | b'+'))
+}
+
+/// A phone number or extension: digits, `*`, `#`, `+` (else -15).
+fn number(params: &Params, keys: &[&str]) -> Result<String, Refusal> {
+    let (key, v) = param(params, keys)?;
+    if !is_number(&v) {
+        return Err(invalid(format!(
+            "{key}: only digits, '*', '#' and '+' are allowed (at most {MAX_NUMBER})"
+        )));
+    }
+    Ok(v)
+}
+
+/// A channel name as the client sent it; looked up later (-16 if unknown).
+fn channel(params: &Params) -> Result<String, Refusal> {
+    let (_, v) = param(params, &["channel"])?;
+    if v.len() > MAX_CHANNEL || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid("channel: not a channel name".into()));
+    }
+    Ok(v)
+}
+
+/// `callbarge`: the extension that rings is `exten`, else the number of
+/// `barge-exten` (`<ext>@0` / `<ext>@1`; asking for permission is not done).
+fn barge(params: &Params) -> Result<Op, Refusal> {
+    let channel = channel(params)?;
+    let barge_exten = match params.str("barge-exten") {
+        Ok(v) => v.filter(|v| !v.is_empty()),
+        Err(_) => return Err(Refusal::Status(Status::InvalidParameters)),
+    };
+    let from_barge = match &barge_exten {
+        None => None,
+        Some(b) => {
+            let (n, flag) = b.split_once('@').unwrap_or((b, "0"));
+            if !is_number(n) || !matches!(flag, "0" | "1") {
+                return Err(invalid(
+                    "barge-exten: <extension>@0 or <extension>@1".into(),
+                ));
+            }
+            Some(n.to_owned())
+        }
+    };
+    let exten = match (params.str("exten"), from_barge) {
+        (Ok(Some(e)), _) if !e.is_empty() => number(params, &["exten"])?,
+        (Err(_), _) => return Err(Refusal::Status(Status::InvalidParameters)),
+        (_, Some(n)) => n,
+        _ => return Err(Refusal::Status(Status::InvalidParameters)),
+    };
+    let spy = match params.str("mode") {
+        Ok(None) => Spy::Listen,
+        Ok(Some(m)) => match m.as_str() {
+            "" => Spy::Listen,
+            "W" | "w" => Spy::Whisper,
+            "B" | "b" => Spy::Barge,
+            _ => {
+                return Err(invalid(
+                    "mode: \"\" (listen), \"W\" (whisper) or \"B\" (barge)".into(),
+                ));
+            }
+        },
+        Err(_) => return Err(Refusal::Status(Status::InvalidParameters)),
+    };
+    Ok(Op::Barge {
+        channel,
+        exten,
+        spy,
+    })
+}
+
+/// Checks a request's parameters; nothing is asked of Asterisk yet.
+fn parse(action: &str, params: &Params, dialing: &DialingSettings) -> Result<Op, Refusal> {
+    let dial = |caller: &[&str], dest: &str, prefix: &str| -> Result<Op, Refusal> {
+        let caller = number(params, caller)?;
+        let shown = number(params, &[dest])?;
+        Ok(Op::Dial {
+            caller,
+            number: format!("{prefix}{shown}"),
+            shown,
+        })
+    };
+    let prefix = dialing.outbound_prefix.as_str();
+    Ok(match action {
+        "listBridgedChannels" | "listUnBridgedChannels" => Op::List {
+            bridged: action == "listBridgedChannels",
+            paging: list::Paging::from_params(params)?,
+        },
+        "Hangup" => Op::Hangup {
+            channel: channel(params)?,
+        },
+        "dialExtension" => dial(&["caller"], "callee", "")?,
+        "dialOutbound" => dial(&["caller"], "outbound", prefix)?,
+        "dialIVR" => dial(&["caller"], "ivrnumber", "")?,
+        "dialQueue" => dial(&["outcaller", "caller"], "queue", "")?,
+        "dialRinggroup" => dial(&["outcaller", "caller"], "ringgroup", "")?,
+        "callTransfer" => Op::Transfer {
+            channel: channel(params)?,
+            exten: number(params, &["extension", "exten"])?,
+            how: Move::Peer,
+        },
+        "transferNumberInbound" => Op::Transfer {
+            channel: channel(params)?,
+            exten: number(params, &["callee"])?,
+            how: Move::Itself,
+        },
+        "transferNumberOutbound" => Op::Transfer {
+            channel: channel(params)?,
+            exten: format!("{prefix}{}", number(params, &["outbound"])?),
+            how: Move::Itself,
+        },
+        "mute" | "unmute" => Op::Mute {
+            channel: channel(params)?,
+            on: action == "mute",
+        },
+        "hold" | "unhold" => Op::Hold {
+            channel: channel(params)?,
+            on: action == "hold",
+        },
+        "callbarge" => barge(params)?,
+        _ => return Err(Refusal::Status(Status::Unsupported)),
+    })
+}
+
 pub async fn dispatch(
-    _app: &App,
-    _action: &str,
-    _params: &Params,
+    app: &App,
+    action: &str,
+    params: &Params,
     _user: &Authenticated,
 ) -> Result<Value, Refusal> {
-    Err(Refusal::Status(Status::Unsupported))
+    let op = parse(action, params, &app.settings.dialing)?;
+    let Some(pbx) = &app.pbx else {
+        return Err(Failure::NotConfigured.into());
+    };
+    let asterisk = Asterisk {
+        ami: &pbx.ami,
+        ari: pbx.ari.as_ref(),
+        dialing: &app.settings.dialing,
+    };
+    asterisk
+        .run(op, &app.settings.timezone)
+        .await
+        .map_err(Refusal::from)
+}
+
+/// The connections and settings an action uses.
+struct Asterisk<'a> {
+    ami: &'a Ami,
+    ari: Option<&'a Ari>,
+    dialing: &'a DialingSettings,
+}
+
+impl Asterisk<'_> {
+    async fn run(&self, op: Op, tz: &jiff::tz::TimeZone) -> Result<Value, Failure> {
+        match op {
+            Op::List { bridged, paging } => self.list(bridged, &paging, tz).await,
+            Op::Hangup { channel } => {
+                let (chans, i) = self.find(&channel).await?;
+                self.send("Hangup", &[("Channel", &chans[i].name), ("Cause", "16")])
+                    .await?;
+                Ok(json!({}))
+            }
+            Op::Dial {
+                caller,
+                number,
+                shown,
+            } => self.dial(&caller, &number, &shown).await,
+            Op::Transfer {
+                channel,
+                exten,
+                how,
+            } => self.transfer(&channel, &exten, how).await,
+            Op::Mute { channel, on } => {
+                let (chans, i) = self.find(&channel).await?;
+                hold::mute(self, &chans[i], on).await?;
+                Ok(json!({}))
+            }
+            Op::Hold { channel, on } => {
+                let (chans, i) = self.find(&channel).await?;
+                if on {
+                    hold::hold(self, &chans, i).await?;
+                } else {
+                    hold::unhold(self, &chans[i]).await?;
+                }
+                Ok(json!({}))
+            }
+            Op::Barge {
+                channel,
+                exten,
+                spy,
+            } => self.barge(&channel, &exten, spy).await,
+        }
+    }
+
+    /// The ARI connection, when configured and up.
+    fn ari_up(&self) -> Option<&Ari> {
+        self.ari.filter(|a| a.state().borrow().is_up())
+    }
+
+    /// Sends an action; `Response: Error` is a [`Failure::Refused`].
+    async fn send(&self, action: &str, headers: &[(&str, &str)]) -> Result<Message, Failure> {
+        let reply = self.request(action, headers).await?;
+        if reply.is_success() {
+            Ok(reply.response)
+        } else {
+            Err(Failure::Refused {
+                action: action.to_owned(),
+                message: reply.response.get("Message").unwrap_or("").to_owned(),
+            })
+        }
+    }
+
+    /// Sends an action and returns whatever Asterisk answered.
+    async fn request(
+        &self,
+        action: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<asterisk::ami::Reply, Failure> {
+        // Queued actions would wait out the timeout while AMI reconnects.
+        if !self.ami.state().borrow().is_up() {
+            return Err(Failure::Ami(asterisk::Error::NotConnected));
+        }
+        self.ami.action(action, headers).await.map_err(Failure::Ami)
+    }
+
+    /// The live channels.
+    async fn channels(&self) -> Result<Vec<Chan>, Failure> {
+        let reply = self.request("CoreShowChannels", &[]).await?;
+        if !reply.is_success() {
+            return Err(Failure::Refused {
+                action: "CoreShowChannels".into(),
+                message: reply.response.get("Message").unwrap_or("").to_owned(),
+            });
+        }
+        let now = jiff::Timestamp::now().as_second();
+        Ok(reply
+            .events
+            .iter()
+            .filter_map(|m| Chan::from_event(m, now))
+            .collect())
+    }
+
+    /// The live channels and the index of `name` among them. As Asterisk
+    /// itself does, the name matches case-insensitively, and a uniqueid
+    /// matches too.
+    async fn find(&self, name: &str) -> Result<(Vec<Chan>, usize), Failure> {
+        let chans = self.channels().await?;
+        let i = chans
+            .iter()
+            .position(|c| c.name == name)
+            .or_else(|| {
+                chans
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(name) || c.uniqueid == name)
+            })
+            .ok_or_else(|| Failure::NoSuchChannel(name.to_owned()))?;
+        Ok((chans, i))
+    }
+
+    /// Fails unless `exten` matches an extension (or pattern) of the dialing
+    /// context, includes followed.
+    async fn in_dialplan(&self, exten: &str) -> Result<(), Failure> {
+        let reply = self
+            .request(
+                "ShowDialPlan",
+                &[("Context", &self.dialing.context), ("Extension", exten)],
+            )
+            .await?;
+        let found = reply.is_success()
+            && reply
+                .events
+                .iter()
+                .any(|e| e.event() == Some("ListDialplan"));
+        if found {
+            Ok(())
+        } else {
+            Err(Failure::NotInDialplan(exten.to_owned()))
+        }
+    }
+
+    async fn list(
+        &self,
+        bridged: bool,
+        paging: &list::Paging,
+        tz: &jiff::tz::TimeZone,
+    ) -> Result<Value, Failure> {
+        let chans = self.channels().await?;
+        let view = list::resolve(&chans);
+        let items = if bridged {
+            // Bridge creation times exist only in ARI; without it (or if it
+            // fails) the list still answers, with approximate times.
+            let mut times = HashMap::new();
+            if !view.pairs.is_empty()
+                && let Some(ari) = self.ari_up()
+            {
+                match ari.bridge_times().await {
+                    Ok(all) => {
+                        times = all
+                            .into_iter()
+                            .filter_map(|(id, t)| Some((id, list::parse_ari_time(&t)?)))
+                            .collect();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ARI bridges unavailable: approximate bridge_time")
+                    }
+                }
+            }
+            list::bridged_items(&chans, &view, &times, tz)
+        } else {
+            list::unbridged_items(&chans, &view, tz)
+        };
+        Ok(list::page(items, LIST_KEY, paging))
+    }
+
+    /// Click-to-call: a Local channel rings `caller` (through the dialing
+    /// context, as if a phone dialled it); once answered, its other half
+    /// dials `number` in the same context. The caller's phone shows `shown`;
+    /// the destination sees the caller's number.
+    async fn dial(&self, caller: &str, number: &str, shown: &str) -> Result<Value, Failure> {
+        self.in_dialplan(caller).await?;
+        self.in_dialplan(number).await?;
+        let ctx = &self.dialing.context;
+        let ring_ms = self.dialing.ring.as_millis().to_string();
+        self.send(
+            "Originate",
+            &[
+                ("Channel", &format!("Local/{caller}@{ctx}")),
+                ("Context", ctx),
+                ("Exten", number),
+                ("Priority", "1"),
+                ("Timeout", &ring_ms),
+                ("Async", "true"),
+                // The half that dials `number` is the caller...
+                ("Variable", &format!("CALLERID(num)={caller}")),
+                ("Variable", "CALLERID(name)="),
+                // ...and the half that rings `caller` presents `shown`
+                // (a Local channel's caller ID is its twin's connected line).
+                ("Variable", &format!("CONNECTEDLINE(num,i)={shown}")),
+                ("Variable", "CONNECTEDLINE(name,i)="),
+            ],
+        )
+        .await?;
+        Ok(json!({}))
+    }
+
+    async fn transfer(&self, channel: &str, exten: &str, how: Move) -> Result<Value, Failure> {
+        let (chans, i) = self.find(channel).await?;
+        self.in_dialplan(exten).await?;
+        let name = chans[i].name.as_str();
+        let ctx = self.dialing.context.as_str();
+        if how == Move::Peer && list::far_end(&chans, i).is_some() {
+            self.send(
+                "BlindTransfer",
+                &[("Channel", name), ("Context", ctx), ("Exten", exten)],
+            )
+            .await?;
+        } else {
+            self.send(
+                "Redirect",
+                &[
+                    ("Channel", name),
+                    ("Context", ctx),
+                    ("Exten", exten),
+                    ("Priority", "1"),
+                ],
+            )
+            .await?;
+        }
+        Ok(json!({}))
+    }
+
+    /// `callbarge`: rings `exten` (through the dialing context) and, once
+    /// answered, runs ChanSpy on the channel. The barging phone shows
+    /// "Call Bargin" and the spied-on party's number.
+    async fn barge(&self, channel: &str, exten: &str, spy: Spy) -> Result<Value, Failure> {
+        let (chans, i) = self.find(channel).await?;
+        let target = &chans[i];
+        // ChanSpy takes the name as a prefix before its options.
+        if target.name.contains([',', '(', ')', '|']) {
+            return Err(Failure::Unspyable(target.name.clone()));
+        }
+        self.in_dialplan(exten).await?;
+        let ctx = &self.dialing.context;
+        let ring_ms = self.dialing.ring.as_millis().to_string();
+        let spied = if is_number(&target.caller_num) {
+            target.caller_num.as_str()
+        } else {
+            ""
+        };
+        self.send(
+            "Originate",
+            &[
+                ("Channel", &format!("Local/{exten}@{ctx}")),
+                ("Application", "ChanSpy"),
+                ("Data", &format!("{},{}", target.name, spy.options())),
+                ("Timeout", &ring_ms),
+                ("Async", "true"),
+                ("Variable", &format!("CALLERID(num)={exten}")),
+                ("Variable", &format!("CONNECTEDLINE(num,i)={spied}")),
+                ("Variable", "CONNECTEDLINE(name,i)=Call Bargin"),
+            ],
+        )
+        .await?;
+        Ok(json!({}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(v: Value) -> Params {
+        let mut req = v;
+        req["action"] = json!("x");
+        ucm::parse_request(json!({ "request": req }).to_string().as_bytes())
+            .unwrap()
+            .params
+    }
+
+    fn dialing() -> DialingSettings {
+        DialingSettings {
+            context: "from-internal".into(),
+            outbound_prefix: "9".into(),
+            ring: std::time::Duration::from_secs(30),
+        }
+    }
+
+    fn status(action: &str, v: Value) -> i32 {
+        match parse(action, &params(v), &dialing()) {
+            Ok(_) => 0,
+            Err(e) => e.status().code(),
+        }
+    }
+
+    #[test]
+    fn dial_actions_take_numbers_only() {
+        assert_eq!(
+            parse(
+                "dialOutbound",
+                &params(json!({"caller": 1001, "outbound": "+4930123"})),
+                &dialing()
+            )
+            .unwrap(),
+            Op::Dial {
+                caller: "1001".into(),
+                number: "9+4930123".into(),
+                shown: "+4930123".into()
+            }
+        );
+        assert_eq!(
+            status("dialQueue", json!({"caller": "1001", "queue": "6000"})),
+            0
+        );
+        assert_eq!(
+            status(
+                "dialRinggroup",
+                json!({"outcaller": "1001", "ringgroup": "*6400#"})
+            ),
+            0
+        );
+        assert_eq!(status("dialExtension", json!({"caller": "1001"})), -1);
+        assert_eq!(status("dialExtension", json!({"callee": "1001"})), -1);
+        assert_eq!(
+            status("dialExtension", json!({"caller": "", "callee": "1000"})),
+            -1
+        );
+        assert_eq!(
+            status("dialExtension", json!({"caller": [1], "callee": "1000"})),
+            -1
+        );
+        for bad in [
+            "1000&PJSIP/1099",
+            "1000,20",
+            "1000@other",
+            "10 00",
+            "${CALLERID(num)}",
+            "1000\r\nAction: Command",
+            "PJSIP/1000",
+            "1001;1",
+            "x",
+            &"1".repeat(65),
+        ] {
+            assert_eq!(
+                status("dialExtension", json!({"caller": "1001", "callee": bad})),
+                -15,
+                "{bad:?}"
+            );
+            assert_eq!(
+                status("dialIVR", json!({"caller": bad, "ivrnumber": "7000"})),
+                -15,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn channel_actions_check_their_parameters() {
+        assert_eq!(status("Hangup", json!({})), -1);
+        assert_eq!(status("Hangup", json!({"channel": ""})), -1);
+        assert_eq!(status("Hangup", json!({"channel": "PJSIP/1 x"})), -15);
+        assert_eq!(status("Hangup", json!({"channel": "a\nb"})), -15);
+        assert_eq!(
+            status("Hangup", json!({"channel": "PJSIP/1001-00000001"})),
+            0
+        );
+        assert_eq!(status("mute", json!({"channel": "PJSIP/1001-1"})), 0);
+        assert_eq!(status("unhold", json!({})), -1);
+        assert_eq!(
+            parse(
+                "callTransfer",
+                &params(json!({"channel": "PJSIP/1001-1", "exten": "1002"})),
+                &dialing()
+            )
+            .unwrap(),
+            Op::Transfer {
+                channel: "PJSIP/1001-1".into(),
+                exten: "1002".into(),
+                how: Move::Peer
+            }
+        );
+        assert_eq!(
+            status("callTransfer", json!({"channel": "PJSIP/1001-1"})),
+            -1
+        );
+        assert_eq!(
+            status(
+                "callTransfer",
+                json!({"channel": "PJSIP/1001-1", "extension": "1002,1"})
+            ),
+            -15
+        );
+        assert_eq!(
+            parse(
+                "transferNumberOutbound",
+                &params(json!({"channel": "PJSIP/1001-1", "outbound": "5550124"})),
+                &dialing()
+            )
+            .unwrap(),
+            Op::Transfer {
+                channel: "PJSIP/1001-1".into(),
+                exten: "95550124".into(),
+                how: Move::Itself
+            }
+        );
+        assert_eq!(
+            status("transferNumberInbound", json!({"channel": "PJSIP/trunk-1"})),
+            -1
+        );
+    }
+
+    #[test]
+    fn barge_modes_and_extensions() {
+        let op = |v| parse("callbarge", &params(v), &dialing());
+        assert_eq!(
+            op(json!({"channel": "PJSIP/1001-1", "exten": "1005", "barge-exten": "1005@0", "mode": "W"}))
+                .unwrap(),
+            Op::Barge {
+                channel: "PJSIP/1001-1".into(),
+                exten: "1005".into(),
+                spy: Spy::Whisper
+            }
+        );
+        assert_eq!(
+            op(json!({"channel": "PJSIP/1001-1", "barge-exten": "1006@1", "mode": "B"})).unwrap(),
+            Op::Barge {
+                channel: "PJSIP/1001-1".into(),
+                exten: "1006".into(),
+                spy: Spy::Barge
+            }
+        );
+        assert_eq!(
+            op(json!({"channel": "PJSIP/1001-1", "exten": 1005})).unwrap(),
+            Op::Barge {
+                channel: "PJSIP/1001-1".into(),
+                exten: "1005".into(),
+                spy: Spy::Listen
+            }
+        );
+        assert_eq!(Spy::Listen.options(), "qE");
+        assert_eq!(Spy::Barge.options(), "qEB");
+        assert_eq!(status("callbarge", json!({"channel": "PJSIP/1001-1"})), -1);
+        assert_eq!(status("callbarge", json!({"exten": "1005"})), -1);
+        for bad in [
+            json!({"channel": "PJSIP/1001-1", "exten": "1005", "mode": "X"}),
+            json!({"channel": "PJSIP/1001-1", "exten": "1005", "mode": "qB"}),
+            json!({"channel": "PJSIP/1001-1", "exten": "1005,B"}),
+            json!({"channel": "PJSIP/1001-1", "barge-exten": "1005@2"}),
+            json!({"channel": "PJSIP/1001-1", "barge-exten": "PJSIP/1005@0"}),
+        ] {
+            assert_eq!(status("callbarge", bad.clone()), -15, "{bad}");
+        }
+    }
+
+    #[test]
+    fn failures_map_to_statuses() {
+        let s = |f: Failure| Refusal::from(f).status().code();
+        assert_eq!(s(Failure::NotConfigured), -7);
+        assert_eq!(s(Failure::Ami(asterisk::Error::NotConnected)), -7);
+        assert_eq!(s(Failure::Ami(asterisk::Error::Timeout("x".into()))), -8);
+        assert_eq!(s(Failure::Ami(asterisk::Error::Protocol("x".into()))), -9);
+        assert_eq!(s(Failure::NoSuchChannel("x".into())), -16);
+        assert_eq!(s(Failure::NotInDialplan("1".into())), -16);
+        assert_eq!(s(Failure::NotInCall("x".into())), -24);
+        assert_eq!(s(Failure::Unspyable("x".into())), -15);
+        let refused = |m: &str| Failure::Refused {
+            action: "Redirect".into(),
+            message: m.into(),
+        };
+        assert_eq!(s(refused("Channel specified does not exist")), -16);
+        assert_eq!(s(refused("No such channel")), -16);
+        assert_eq!(s(refused("Transfer failed")), -24);
+    }
 }

@@ -112,7 +112,9 @@ fn party(v: Option<&str>) -> &str {
 
 impl<'a> Snapshot<'a> {
     fn of(m: &'a Message) -> Option<Snapshot<'a>> {
-        let channel = m.get("Channel").filter(|c| !c.is_empty())?;
+        let channel = m
+            .get("Channel")
+            .filter(|c| !c.is_empty() && !is_internal(c))?;
         let uniqueid = m.get("Uniqueid").filter(|u| !u.is_empty())?;
         Some(Snapshot {
             channel,
@@ -310,7 +312,11 @@ impl Tracker {
         args: &[String],
         now: Timestamp,
     ) -> Vec<Value> {
-        if channel.id.is_empty() || channel.name.is_empty() || self.gone_set.contains(&channel.id) {
+        if channel.id.is_empty()
+            || channel.name.is_empty()
+            || is_internal(&channel.name)
+            || self.gone_set.contains(&channel.id)
+        {
             return Vec::new();
         }
         let inbound = args.first().is_some_and(|a| a == "inbound");
@@ -383,6 +389,12 @@ impl Tracker {
         }
         out
     }
+}
+
+/// pbxgate's own helper channels (the ARI snoop that plays hold music),
+/// which are not calls.
+fn is_internal(channel: &str) -> bool {
+    channel.starts_with("Snoop/")
 }
 
 /// `trunk` of `PJSIP/trunk-00000002`: between the technology and the last `-`.
@@ -789,6 +801,22 @@ mod tests {
         assert_eq!(items[1]["action"], "add");
         assert_eq!(items[1]["channel"], "PJSIP/1000-00000009");
         assert_eq!(items[1]["linkedid"], "5.1");
+    }
+
+    #[test]
+    fn hold_music_snoop_channels_are_not_calls() {
+        let mut t = Tracker::new(berlin());
+        let (items, _) = replay(
+            &mut t,
+            &[msg(&[
+                ("Event", "Newchannel"),
+                ("Channel", "Snoop/1795774014.7-00000001"),
+                ("Uniqueid", "1795774020.9"),
+                ("ChannelStateDesc", "Up"),
+            ])],
+        );
+        assert!(items.is_empty(), "{items:?}");
+        assert!(t.is_empty());
     }
 
     #[test]
