@@ -188,7 +188,9 @@ async fn read_stasis(
 async fn wait_idle(ami: &Ami) {
     for _ in 0..300 {
         if let Ok(r) = ami.action("CoreShowChannels", &[]).await
-            && r.events.iter().all(|e| e.event() != Some("CoreShowChannel"))
+            && r.events
+                .iter()
+                .all(|e| e.event() != Some("CoreShowChannel"))
         {
             tokio::time::sleep(Duration::from_millis(500)).await;
             return;

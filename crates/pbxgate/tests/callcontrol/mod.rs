@@ -177,18 +177,47 @@ async fn open(srv: &Server) -> Store {
         .unwrap()
 }
 
+/// pbxgate on the rig with call control on, logged in as `crm`.
+struct Setup {
+    srv: Server,
+    c: reqwest::Client,
+    cookie: String,
+    ami: Ami,
+    rec: Recorder,
+    store: Store,
+}
+
+async fn setup(rig: &Rig, db: &store::testing::TestDb, timeout_secs: f64) -> Setup {
+    let srv = Server::start(db, &config(rig, timeout_secs)).await;
+    wait_connected(&srv).await;
+    let c = client(None);
+    let cookie = srv.login(&c, "crm", "pw").await.unwrap();
+    let ami = Ami::start(rig.ami_config());
+    let rec = Recorder::start(&ami);
+    let store = open(&srv).await;
+    Setup {
+        srv,
+        c,
+        cookie,
+        ami,
+        rec,
+        store,
+    }
+}
+
 #[tokio::test]
 async fn accept_refuse_and_timeout_decide_real_inbound_calls() {
     let Some(rig) = rig() else { return };
     let _one_at_a_time = CALLS.lock().await;
     for db in dbs().await {
-        let srv = Server::start(&db, &config(&rig, 3.0)).await;
-        wait_connected(&srv).await;
-        let c = client(None);
-        let cookie = srv.login(&c, "crm", "pw").await.unwrap();
-        let ami = Ami::start(rig.ami_config());
-        let rec = Recorder::start(&ami);
-        let store = open(&srv).await;
+        let Setup {
+            srv,
+            c,
+            cookie,
+            ami,
+            rec,
+            store,
+        } = setup(&rig, &db, 3.0).await;
 
         // Accept: the call waits (not routed) until acceptCall, then reaches 1000.
         inbound(&ami, "5550100", "+15557000001", 20_000, 2).await;
@@ -310,14 +339,15 @@ async fn a_caller_hanging_up_while_held_is_recorded_and_cannot_be_decided() {
     let Some(rig) = rig() else { return };
     let _one_at_a_time = CALLS.lock().await;
     let db = dbs().await.remove(0);
-    let srv = Server::start(&db, &config(&rig, 10.0)).await;
+    let Setup {
+        srv,
+        c,
+        cookie,
+        ami,
+        rec,
+        store,
+    } = setup(&rig, &db, 10.0).await;
     let dir = srv.dir.clone();
-    wait_connected(&srv).await;
-    let c = client(None);
-    let cookie = srv.login(&c, "crm", "pw").await.unwrap();
-    let ami = Ami::start(rig.ami_config());
-    let rec = Recorder::start(&ami);
-    let store = open(&srv).await;
 
     // The carrier gives up after 1.5 s of ringing.
     inbound(&ami, "5550100", "+15557000011", 1500, 1).await;
@@ -364,13 +394,14 @@ async fn twenty_simultaneous_held_calls_decided_in_mixed_order() {
     let Some(rig) = rig() else { return };
     let _one_at_a_time = CALLS.lock().await;
     for db in dbs().await {
-        let srv = Server::start(&db, &config(&rig, 30.0)).await;
-        wait_connected(&srv).await;
-        let c = client(None);
-        let cookie = srv.login(&c, "crm", "pw").await.unwrap();
-        let ami = Ami::start(rig.ami_config());
-        let rec = Recorder::start(&ami);
-        let store = open(&srv).await;
+        let Setup {
+            srv,
+            c,
+            cookie,
+            ami,
+            rec,
+            store,
+        } = setup(&rig, &db, 30.0).await;
 
         let callers: Vec<String> = (0..20).map(|i| format!("+1555800{i:04}")).collect();
         for caller in &callers {
