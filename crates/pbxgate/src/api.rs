@@ -16,7 +16,7 @@ use crate::auth::{Authenticated, Refusal};
 use crate::recordings::Miss;
 use crate::server::App;
 use crate::system;
-use crate::{callcontrol, cdrapi, channels};
+use crate::{callcontrol, cdrapi, channels, pms};
 
 const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
 
@@ -239,6 +239,11 @@ async fn dispatch(
                 Err(Miss::Failed(e)) => Err(Refusal::Internal(e)),
                 Err(miss) => Err(Refusal::Status(miss.status())),
             }
+        }
+        "pmsapi" => {
+            let who = authenticate(app, ip, params).await?;
+            *user = who.username.clone();
+            pms::api(app, params, &who).await.map(Answer::Raw)
         }
         "acceptCall" | "refuseCall" => {
             let who = authenticate(app, ip, params).await?;

@@ -7,6 +7,8 @@ mod calls;
 mod cdrapi;
 mod channels;
 mod kit;
+mod legacy;
+mod pms;
 mod recapi;
 mod websockify;
 

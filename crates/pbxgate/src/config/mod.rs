@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use secret::Secret;
 pub use validate::{
     ApiUser, AriSettings, AsteriskSettings, CallControlSettings, CdrApiSettings, DialingSettings,
-    OldApiSettings, RecordingStore, RecordingsSettings, S3Settings, Settings,
+    OldApiSettings, PmsSettings, RecordingStore, RecordingsSettings, S3Settings, Settings,
 };
 
 /// A problem with the configuration, naming the key it is about.
@@ -61,6 +61,17 @@ pub struct Config {
     pub cdrapi: CdrApiConfig,
     pub call_control: CallControlConfig,
     pub dialing: DialingConfig,
+    pub pms: PmsConfig,
+}
+
+/// The hotel PMS API (`pmsapi`): the PMS account whose credentials make the
+/// request token, and how wake-up calls are placed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PmsConfig {
+    pub username: String,
+    pub password: Secret,
+    pub password_file: String,
 }
 
 /// Inbound call control (`acceptCall` / `refuseCall`): how long a held call
@@ -362,11 +373,14 @@ pub struct HttpsApiOld {
     pub password: Secret,
     pub password_file: String,
     pub permitted_ips: Vec<String>,
+    /// "Enable PMSAPI": serve `/pmsapi` on the old listener.
+    pub enable_pmsapi: bool,
 }
 
 impl Default for HttpsApiOld {
     fn default() -> Self {
         HttpsApiOld {
+            enable_pmsapi: false,
             enable: false,
             tls_bind_address: "0.0.0.0:8443".into(),
             tls_private_key: String::new(),

@@ -46,6 +46,7 @@ pub struct Settings {
     pub cdrapi: CdrApiSettings,
     pub call_control: CallControlSettings,
     pub dialing: DialingSettings,
+    pub pms: PmsSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +139,16 @@ pub struct OldApiSettings {
     /// Empty: nobody is allowed (the UCM's rule for the old API).
     pub permitted_ips: Acl,
     pub permitted_ips_text: Vec<String>,
+    /// Serve `/pmsapi` on the old listener.
+    pub enable_pmsapi: bool,
+}
+
+/// `[pms]`.
+#[derive(Debug, Clone)]
+pub struct PmsSettings {
+    pub username: String,
+    /// Empty: PMS tokens are refused.
+    pub password: Secret,
 }
 
 #[derive(Debug, Clone)]
@@ -352,6 +363,11 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         password: old_password,
         permitted_ips: acl("https_api_old.permitted_ips", &old.permitted_ips)?,
         permitted_ips_text: old.permitted_ips.clone(),
+        enable_pmsapi: old.enable_pmsapi,
+    };
+    let pms = PmsSettings {
+        username: c.pms.username.clone(),
+        password: secret_or_file(base, "pms.password", &c.pms.password, &c.pms.password_file)?,
     };
 
     if c.session.idle_timeout_secs == 0 {
@@ -451,6 +467,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         cdrapi,
         call_control,
         dialing,
+        pms,
         asterisk,
         recordings_dir,
         recordings,
