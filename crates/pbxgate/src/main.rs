@@ -144,18 +144,24 @@ fn main() -> ExitCode {
         Command::ImportCsv { config, file } => {
             run_with(&config, |settings| import_csv(settings, file))
         }
-        Command::Serve { config } => {
-            let settings = match load(&config) {
-                Ok(s) => s,
-                Err(code) => return code,
+        Command::Serve { config: path } => {
+            let (config, settings) = match config::load_full(&path) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    eprintln!("pbxgate: configuration error: {e}");
+                    return ExitCode::from(2);
+                }
             };
             init_logging(&settings);
             let runtime = match runtime() {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            let result = runtime.block_on(pbxgate::server::run(
+            // SIGHUP re-reads this file (see docs/configuration.md).
+            let reload = pbxgate::server::Reload { path, config };
+            let result = runtime.block_on(pbxgate::server::run_with_reload(
                 settings,
+                Some(reload),
                 pbxgate::server::shutdown_signal(),
                 |_| {},
             ));
@@ -216,15 +222,38 @@ fn print_summary(path: &std::path::Path, s: &Settings) {
         },
         s.recordings.dirs.len()
     );
+    let old = &s.old_api;
     println!(
         "  https_api_old       {} on {}",
-        if s.old_api.enable {
-            "enabled"
-        } else {
-            "disabled"
-        },
-        s.old_api.bind
+        if old.enable { "enabled" } else { "disabled" },
+        old.bind
     );
+    if old.enable {
+        match &old.tls {
+            Some((c, _)) => println!("  old api tls         {}", c.display()),
+            None => println!(
+                "  old api tls         self-signed, kept in {}",
+                config::OldApiSettings::generated_tls_paths(&s.data_dir)
+                    .0
+                    .display()
+            ),
+        }
+        println!(
+            "  old api user        {} (password {}, permitted IPs: {}, pmsapi {})",
+            old.username,
+            if old.password.is_empty() {
+                "NOT SET: requests refused"
+            } else {
+                "set"
+            },
+            if old.permitted_ips_text.is_empty() {
+                "none: every address refused".to_owned()
+            } else {
+                old.permitted_ips_text.join(", ")
+            },
+            if old.enable_pmsapi { "on" } else { "off" }
+        );
+    }
 }
 
 async fn open_store(settings: &Settings) -> Result<store::Store, store::Error> {

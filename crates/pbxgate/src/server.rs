@@ -14,7 +14,7 @@ use crate::auth::Auth;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::system::{Identity, StatusCache};
-use crate::{api, callcontrol, health, ingest, settings_audit, tls, websockify};
+use crate::{api, callcontrol, health, ingest, legacy, settings_audit, tls, websockify};
 
 /// Shared state of the running server.
 #[derive(Clone)]
@@ -160,6 +160,33 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr) + Send,
 ) -> Result<()> {
+    run_with_reload(settings, None, shutdown, on_listening).await
+}
+
+/// Where the configuration came from, to re-read it on SIGHUP.
+pub struct Reload {
+    pub path: std::path::PathBuf,
+    /// The configuration as read at start.
+    pub config: crate::config::Config,
+}
+
+/// As [`run`]; with `reload`, SIGHUP re-reads the configuration file and
+/// applies `[https_api_old]` live (see `legacy::reload`).
+pub async fn run_with_reload(
+    settings: Settings,
+    reload: Option<Reload>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(SocketAddr) + Send,
+) -> Result<()> {
+    // Watch SIGHUP from the start: its default action ends the process.
+    let hup = match reload {
+        Some(r) => {
+            let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| Error::io("cannot watch SIGHUP", e))?;
+            Some((r, signal))
+        }
+        None => None,
+    };
     let tls_config = tls::load(&settings).await?;
     let app = prepare(settings).await?;
     let settings = app.settings.clone();
@@ -190,9 +217,23 @@ pub async fn run(
         .http1()
         .header_read_timeout(Some(settings.header_read_timeout));
 
+    // The old API's listener, when enabled; reloads start and stop it.
+    let old_api = Arc::new(legacy::OldApi::new(app.clone())?);
+    old_api.apply(settings.old_api.clone()).await?;
+    let watcher = hup.map(|(r, signal)| {
+        tokio::spawn(legacy::reload::watch(
+            old_api.clone(),
+            app.clone(),
+            r.path,
+            r.config,
+            signal,
+        ))
+    });
+
     let grace = settings.shutdown_grace;
     let signal_handle = handle.clone();
     let calls = app.pbx.as_ref().and_then(|p| p.calls.clone());
+    let old_signal = old_api.clone();
     tokio::spawn(async move {
         shutdown.await;
         if let Some(calls) = calls {
@@ -203,6 +244,7 @@ pub async fn run(
             "shutting down: finishing in-flight requests"
         );
         signal_handle.graceful_shutdown(Some(grace));
+        old_signal.begin_shutdown(grace).await;
     });
 
     let maintenance = tokio::spawn(maintenance(app.clone()));
@@ -218,6 +260,10 @@ pub async fn run(
     let served = server
         .serve(router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
         .await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    old_api.shutdown(grace).await;
     maintenance.abort();
     if let Some(pbx) = &app.pbx {
         // Store every CDR already received before the database closes.

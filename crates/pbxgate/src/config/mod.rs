@@ -360,8 +360,8 @@ pub struct UserConfig {
     pub permitted_ips: Vec<String>,
 }
 
-/// "HTTPS API Settings (Old)". The listener comes with a later release; the
-/// keys are parsed and validated now so that a config written today keeps working.
+/// "HTTPS API Settings (Old)": the listener of `GET /cdrapi`, `/recapi` and
+/// `/pmsapi` (see `legacy`). Applied live on SIGHUP.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpsApiOld {
@@ -475,6 +475,12 @@ impl Default for LogConfig {
 
 /// Reads `path`, applies `PBXGATE_*` environment overrides and validates.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    load_full(path).map(|(_, settings)| settings)
+}
+
+/// As [`load`], also returning the configuration as read (after the
+/// environment overrides), to tell what a reload changed.
+pub fn load_full(path: &Path) -> Result<(Config, Settings), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
@@ -484,12 +490,9 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
-    load_str(
-        &text,
-        &path.display().to_string(),
-        &base_dir,
-        std::env::vars(),
-    )
+    let config = parse_str(&text, &path.display().to_string(), std::env::vars())?;
+    let settings = validate::validate(config.clone(), &base_dir)?;
+    Ok((config, settings))
 }
 
 /// As [`load`], from text and an explicit environment (for tests).
@@ -499,6 +502,100 @@ pub fn load_str(
     base_dir: &Path,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings, ConfigError> {
+    validate::validate(parse_str(text, origin, vars)?, base_dir)
+}
+
+/// The names of the keys whose values differ between two configurations
+/// (`section.key`; a list such as `https_api.users` as a whole). Only names:
+/// secret values are not even serialized, see [`changed_secrets`].
+pub fn changed_keys(a: &Config, b: &Config) -> Vec<String> {
+    fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, toml::Value>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_owned(), other.clone());
+            }
+        }
+    }
+    let tree = |c: &Config| {
+        let mut out = BTreeMap::new();
+        if let Ok(v) = toml::Value::try_from(c) {
+            flatten("", &v, &mut out);
+        }
+        out
+    };
+    let (ta, tb) = (tree(a), tree(b));
+    let mut keys: Vec<String> = ta
+        .iter()
+        .filter(|(k, v)| tb.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .chain(tb.keys().filter(|k| !ta.contains_key(*k)).cloned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The secret keys (outside `[https_api_old]`) whose effective values differ,
+/// whether they come from the file, a `_file` or the environment.
+pub fn changed_secrets(a: &Settings, b: &Settings) -> Vec<String> {
+    let mut out = Vec::new();
+    if a.database_url != b.database_url {
+        out.push("database.url".to_owned());
+    }
+    for (i, u) in a.users.iter().enumerate() {
+        let same = b
+            .users
+            .get(i)
+            .is_some_and(|v| v.username == u.username && v.password == u.password);
+        if !same {
+            out.push(if i == 0 {
+                "https_api.password".to_owned()
+            } else {
+                format!("https_api.users[{}].password", i - 1)
+            });
+        }
+    }
+    let ami = |s: &Settings| s.asterisk.as_ref().map(|a| a.ami_secret.clone());
+    let ari = |s: &Settings| {
+        s.asterisk
+            .as_ref()
+            .and_then(|a| a.ari.as_ref().map(|r| r.password.clone()))
+    };
+    if ami(a) != ami(b) {
+        out.push("asterisk.ami_secret".to_owned());
+    }
+    if ari(a) != ari(b) {
+        out.push("asterisk.ari_password".to_owned());
+    }
+    if a.pms.password != b.pms.password {
+        out.push("pms.password".to_owned());
+    }
+    let s3 = |s: &Settings| match &s.recordings.store {
+        RecordingStore::S3(b) => Some(b.secret_access_key.clone()),
+        RecordingStore::Local => None,
+    };
+    if s3(a) != s3(b) {
+        out.push("recordings.s3.secret_access_key".to_owned());
+    }
+    out
+}
+
+/// Parses TOML text and applies the environment overrides.
+fn parse_str(
+    text: &str,
+    origin: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
     let mut tree: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         path: origin.to_owned(),
         message: describe(&e, text),
@@ -524,7 +621,7 @@ pub fn load_str(
             },
         }
     })?;
-    validate::validate(config, base_dir)
+    Ok(config)
 }
 
 /// The parser's message and position, without the quoted source line: that

@@ -129,7 +129,9 @@ pub struct ApiUser {
     pub permitted_ips_text: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+/// `[https_api_old]`. Applied live on SIGHUP (see `legacy::reload`), so it is
+/// compared as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OldApiSettings {
     pub enable: bool,
     pub bind: SocketAddr,
@@ -349,16 +351,29 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
             "the password must be at least 2 characters, without spaces or ';' (as on the UCM)",
         ));
     }
+    let old_tls = tls_pair(
+        base,
+        "https_api_old.tls_cert",
+        &old.tls_cert,
+        "https_api_old.tls_private_key",
+        &old.tls_private_key,
+    )?;
+    // The listener will read them: check them now (size, PEM, key match,
+    // validity), so that check-config and a reload refuse what would not serve.
+    if old.enable
+        && let Some((cert, key)) = &old_tls
+    {
+        crate::tls::read_pair(
+            cert,
+            key,
+            "https_api_old.tls_cert",
+            "https_api_old.tls_private_key",
+        )?;
+    }
     let old_api = OldApiSettings {
         enable: old.enable,
         bind,
-        tls: tls_pair(
-            base,
-            "https_api_old.tls_cert",
-            &old.tls_cert,
-            "https_api_old.tls_private_key",
-            &old.tls_private_key,
-        )?,
+        tls: old_tls,
         username: old.username.clone(),
         password: old_password,
         permitted_ips: acl("https_api_old.permitted_ips", &old.permitted_ips)?,
@@ -813,6 +828,15 @@ impl Settings {
     /// Where the generated certificate lives when none is configured.
     pub fn generated_tls_paths(&self) -> (PathBuf, PathBuf) {
         let dir = self.data_dir.join("tls");
+        (dir.join("cert.pem"), dir.join("key.pem"))
+    }
+}
+
+impl OldApiSettings {
+    /// Where the old API's generated certificate lives when none is
+    /// configured: its own, beside the new API's.
+    pub fn generated_tls_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+        let dir = data_dir.join("tls-old");
         (dir.join("cert.pem"), dir.join("key.pem"))
     }
 }

@@ -14,7 +14,7 @@ pub mod params;
 pub mod pattern;
 pub mod time;
 
-pub use params::{Mode, parse_params, query_pairs};
+pub use params::{Mode, parse_params, query_pairs, query_pairs_lenient};
 pub use pattern::Pattern;
 pub use time::TimeSpec;
 

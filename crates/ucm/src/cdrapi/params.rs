@@ -214,6 +214,20 @@ pub fn query_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// As [`query_pairs`], without §4.4's strictness (for `recapi` and `pmsapi`
+/// on the old API): empty components (a trailing `&`) are skipped and a
+/// component without `=` is a name with an empty value. The same decoding:
+/// `+` is a space, bad `%` escapes and non-UTF-8 are errors.
+pub fn query_pairs_lenient(raw: &str) -> Result<Vec<(String, String)>, String> {
+    raw.split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (n, v) = part.split_once('=').unwrap_or((part, ""));
+            Ok((decode(n)?, decode(v)?))
+        })
+        .collect()
+}
+
 fn decode(s: &str) -> Result<String, String> {
     let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
     let b = s.as_bytes();
@@ -406,6 +420,17 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(n, b);
+    }
+
+    #[test]
+    fn lenient_splitter() {
+        assert_eq!(
+            query_pairs_lenient("filedir=monitor&&filename=a+b%2Bc.wav&x&").unwrap(),
+            pairs(&[("filedir", "monitor"), ("filename", "a b+c.wav"), ("x", "")])
+        );
+        assert!(query_pairs_lenient("").unwrap().is_empty());
+        assert!(query_pairs_lenient("a=%zz").is_err());
+        assert!(query_pairs_lenient("a=%ff").is_err());
     }
 
     #[test]

@@ -529,3 +529,59 @@ fn s3_settings_are_validated() {
         "{e}"
     );
 }
+
+#[test]
+fn reload_diffs_name_keys_never_values() {
+    use crate::config::{Config, changed_keys, changed_secrets};
+    let parse = |text: &str| -> Config { toml::from_str(text).unwrap() };
+    let a = parse("[https_api]\npassword = \"one\"\n[session]\nidle_timeout_secs = 600\n");
+    let b = parse(
+        "[https_api]\npassword = \"two\"\n[session]\nidle_timeout_secs = 300\n\
+         [https_api_old]\nenable = true\npermitted_ips = [\"10.0.0.1\"]\n",
+    );
+    let keys = changed_keys(&a, &b);
+    assert_eq!(
+        keys,
+        [
+            "https_api_old.enable",
+            "https_api_old.permitted_ips",
+            "session.idle_timeout_secs"
+        ]
+    );
+    assert!(changed_keys(&a, &a).is_empty());
+    let (sa, sb) = (
+        load("[https_api]\npassword = \"one\"\n").unwrap(),
+        load("[https_api]\npassword = \"two\"\n[pms]\npassword = \"p\"\n").unwrap(),
+    );
+    assert_eq!(
+        changed_secrets(&sa, &sb),
+        ["https_api.password", "pms.password"]
+    );
+    assert!(changed_secrets(&sa, &sa).is_empty());
+}
+
+#[test]
+fn an_enabled_old_api_certificate_is_checked_when_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+    let text = |enable: bool| {
+        format!(
+            "[https_api_old]\nenable = {enable}\ntls_cert = \"c.pem\"\ntls_private_key = \"k.pem\"\n"
+        )
+    };
+    let load_in = |t: &str| crate::config::load_str(t, "t.toml", dir.path(), Vec::new());
+    // Disabled: only existence is checked.
+    assert!(load_in(&text(false)).is_ok());
+    let e = load_in(&text(true)).unwrap_err().to_string();
+    assert!(
+        e.starts_with("config key `https_api_old.tls_cert`: the certificate in")
+            && e.contains("expired on 2001-01-01"),
+        "{e}"
+    );
+}
