@@ -48,6 +48,8 @@ pub struct Server {
     pub port: u16,
     pub dir: Arc<tempfile::TempDir>,
     pub db_url: String,
+    /// The configuration file it was started with.
+    pub config: PathBuf,
     log: PathBuf,
 }
 
@@ -106,6 +108,7 @@ impl Server {
             port,
             dir,
             db_url: db.url.clone(),
+            config: path,
             log,
         };
         srv.wait_ready().await;
@@ -200,6 +203,11 @@ impl Server {
             .unwrap();
         let info = resp.extensions().get::<reqwest::tls::TlsInfo>().unwrap();
         info.peer_certificate().unwrap().to_vec()
+    }
+
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
     }
 
     /// SIGKILL (a crash: nothing is cleaned up), and the server's log.
