@@ -185,6 +185,10 @@ pub fn parse_auth_params(s: &str) -> Result<Vec<(String, String)>, HeaderError> 
                         let &c = b
                             .get(i + 1)
                             .ok_or(HeaderError::Malformed("unterminated quoted string"))?;
+                        // quoted-pair: HTAB, SP, VCHAR, obs-text only.
+                        if c != b'\t' && (c < 0x20 || c == 0x7f) {
+                            return Err(HeaderError::Malformed("control character"));
+                        }
                         v.push(c);
                         i += 2;
                     }
@@ -588,6 +592,8 @@ mod tests {
             ]
         );
         assert!(parse_auth_params("a=b c=d").is_err());
+        assert!(parse_auth_params("a=\"x\\\ny\"").is_err());
+        assert!(parse_auth_params("a=\"x\ny\"").is_err());
         assert!(parse_auth_params("=b").is_err());
     }
 
@@ -628,6 +634,64 @@ mod tests {
             hex(&hmac_md5(&key, b"what do ya want for nothing?")),
             "750c783e6ab0b503eaa86e310a5db738"
         );
+    }
+
+    #[test]
+    fn random_headers_never_panic() {
+        const TOKENS: &[&str] = &[
+            "Digest ",
+            "Basic ",
+            "username",
+            "realm",
+            "nonce",
+            "uri",
+            "response",
+            "qop",
+            "nc",
+            "cnonce",
+            "opaque",
+            "algorithm",
+            "=",
+            "\"",
+            "\\",
+            ",",
+            " ",
+            "\t",
+            "auth",
+            "MD5-sess",
+            "00000001",
+            "0123456789abcdef0123456789abcdef",
+            "Y2RyYXBpOnB3",
+            "==",
+            ":",
+            "é",
+            "\u{0}",
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let key = NonceKey::new([1; 32]);
+        for _ in 0..20_000 {
+            let len = next(24);
+            let s: String = (0..len).map(|_| TOKENS[next(TOKENS.len())]).collect();
+            match parse_authorization(&s) {
+                Ok(Credentials::Digest(d)) => {
+                    let h = ha1(&d.username, &d.realm, "pw");
+                    let _ = d.verify(&h, "GET");
+                    assert!(!digest_challenge(&d.realm, &d.nonce, "o", false).contains('\n'));
+                }
+                Ok(Credentials::Basic(b)) => {
+                    assert!(b.verify(&ha1(&b.username, "r", b.password()), "r"))
+                }
+                Err(e) => assert!(!e.to_string().is_empty()),
+            }
+            assert_eq!(key.check(&s), None);
+            let _ = base64_decode(&s);
+        }
     }
 
     #[test]
