@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cdr;
 pub mod cdrapi;
 pub mod envelope;
+pub mod pms;
 pub mod recapi;
 pub mod status;
 pub mod websockify;
