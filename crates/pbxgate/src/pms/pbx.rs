@@ -47,13 +47,15 @@ async fn db_put(ami: &Ami, family: &str, key: &str, value: &str) -> Result<(), S
     }
 }
 
-/// Deletes a key; a key that is not there is fine.
+/// Deletes a key; a key that is not there is fine. (Asterisk answers
+/// "Database entry could not be deleted" for a missing key and for a failed
+/// delete alike; the latter does not happen short of a broken astdb file.)
 async fn db_del(ami: &Ami, family: &str, key: &str) -> Result<(), String> {
     let reply = action(ami, "DBDel", &[("Family", family), ("Key", key)]).await?;
-    let missing = reply
-        .response
-        .get("Message")
-        .is_some_and(|m| m.to_ascii_lowercase().contains("not found"));
+    let missing = reply.response.get("Message").is_some_and(|m| {
+        let m = m.to_ascii_lowercase();
+        m.contains("not found") || m.contains("could not be deleted")
+    });
     if reply.is_success() || missing {
         Ok(())
     } else {
