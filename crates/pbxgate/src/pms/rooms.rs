@@ -134,7 +134,7 @@ pub fn plan(
             r.arrival.clear();
             r.departure.clear();
             r.dnd = false;
-            p.mwi = old.is_none_or(|o| o.mwi);
+            p.mwi = old.is_some_and(|o| o.mwi);
             r.mwi = false;
             p.checkout = true;
             p.wakeup = Some(WakeupChange::Cancel(None));
