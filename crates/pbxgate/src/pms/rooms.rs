@@ -306,7 +306,7 @@ pub async fn run(ctx: &Ctx<'_>, cmd: &Command) -> Result<Reply, PmsError> {
 
     // The room, written with optimistic concurrency.
     let mut tries = 0;
-    let (plan, previous) = loop {
+    let (mut plan, previous) = loop {
         tries += 1;
         let old = ctx.store.room(address).await.map_err(failed)?;
         let plan = plan(cmd, old.as_ref(), now, ctx.settings, ctx.tz)?;
@@ -339,7 +339,11 @@ pub async fn run(ctx: &Ctx<'_>, cmd: &Command) -> Result<Reply, PmsError> {
             return Err(extension_taken(&plan.room.extension, &other.address));
         }
         match ctx.store.write_room(&plan.room).await.map_err(failed)? {
-            RoomWrite::Written(_) => break (plan, old),
+            RoomWrite::Written(version) => {
+                let mut plan = plan;
+                plan.room.version = version;
+                break (plan, old);
+            }
             RoomWrite::ExtensionTaken => {
                 return Err(extension_taken(&plan.room.extension, "another room"));
             }
@@ -386,7 +390,7 @@ pub async fn run(ctx: &Ctx<'_>, cmd: &Command) -> Result<Reply, PmsError> {
     }
 
     if plan.write {
-        apply(ctx, &plan).await.map_err(|e| {
+        apply_latest(ctx, &mut plan).await.map_err(|e| {
             tracing::warn!(address, error = %e, "pmsapi: saved, but Asterisk was not updated");
             PmsError::new(
                 Status::AbnormalSystemError,
@@ -412,6 +416,36 @@ fn extension_taken(extension: &str, other: &str) -> PmsError {
         Status::ItemExists,
         format!("extension {extension} belongs to room {other}"),
     )
+}
+
+/// Applies the plan, then whatever another pbxgate stored for the room
+/// meanwhile: two processes applying two changes at once could interleave
+/// their AstDB writes; the one that finishes last applies the latest state.
+async fn apply_latest(ctx: &Ctx<'_>, plan: &mut Plan) -> Result<(), String> {
+    apply(ctx, plan).await?;
+    for _ in 0..WRITE_TRIES {
+        let latest = match ctx.store.room(&plan.room.address).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("database: {e}")),
+        };
+        if latest.version == plan.room.version {
+            return Ok(());
+        }
+        tracing::debug!(address = %latest.address, "pmsapi: the room changed meanwhile; applying its latest state");
+        let follow = Plan {
+            old_extension: Some(plan.room.extension.clone()),
+            old_mwi: plan.room.mwi,
+            mwi: plan.mwi || latest.mwi != plan.room.mwi,
+            checkout: false,
+            wakeup: None,
+            write: true,
+            room: latest,
+        };
+        *plan = follow;
+        apply(ctx, plan).await?;
+    }
+    Ok(())
 }
 
 /// The room's new state on Asterisk.

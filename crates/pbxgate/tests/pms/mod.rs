@@ -1083,3 +1083,45 @@ async fn rooms_survive_a_restart_and_asterisk_gets_them_back() {
     ami.shutdown();
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn two_nodes_changing_one_room_at_once_leave_asterisk_as_the_database_says() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    clear_rooms(&rig);
+    let _clean = CleanRooms(rig.clone());
+    let h = hotel(&rig, last_db(dbs().await), "").await;
+    let (other, _dir) = node(&rig, &h.db, "").await;
+    h.ok(&checkin("1001", "<name>Jane</name>")).await;
+    let t = token();
+    for i in 0..8 {
+        let cos = req(&format!(
+            "<cos><address>1001</address><cos>{}</cos></cos>",
+            i % 4 + 1
+        ));
+        let dnd = req(&format!(
+            "<update><address>1001</address><dnd>{}</dnd><cos>{}</cos></update>",
+            i % 2,
+            (i + 2) % 4 + 1
+        ));
+        let pairs = [("token", t.as_str()), ("format", "json"), ("data", &dnd)];
+        let (a, (_, _, b)) = tokio::join!(h.pms(&cos), old(&other, &pairs));
+        assert_eq!(a["status"], 0, "{a}");
+        let b: Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(b["pms_data_response"]["update"]["status"], 0, "{b}");
+        let room = h.store.room("1001").await.unwrap().unwrap();
+        assert_eq!(room.version, 3 + 2 * i, "no change lost");
+        assert_eq!(
+            h.db_get("pbxgate-room", "1001/cos").await,
+            Some(room.cos.to_string()),
+            "round {i}"
+        );
+        assert_eq!(
+            h.db_get("pbxgate-room", "1001/dnd").await.as_deref(),
+            Some(if room.dnd { "1" } else { "0" }),
+            "round {i}"
+        );
+    }
+    stop_node(&other);
+    h.close().await;
+}
