@@ -46,10 +46,13 @@ fn respond(body: impl Into<Body>, content_type: &'static str) -> Response {
 /// The answer on `/api`: XML as is; JSON inside the UCM envelope, whose
 /// `status` is the command's.
 fn api_answer(reply: &Reply, format: Format) -> Response {
-    match format {
+    let mut resp = match format {
         Format::Xml => respond(reply.to_xml(), XML),
         Format::Json => respond(ucm::encode_response(reply.status, &reply.to_json()), JSON),
-    }
+    };
+    // The command's status, for the access log line.
+    resp.extensions_mut().insert(reply.status);
+    resp
 }
 
 /// The answer on the old endpoint: no envelope.
