@@ -217,7 +217,8 @@ wanted_module() {
         app_originate|app_senddtmf|app_userevent|app_cdr|app_stack|app_transfer|\
         app_softhangup|app_milliwatt|app_record|app_read|app_bridgewait|app_chanspy|\
         app_directed_pickup|app_db|app_while|app_if|app_playtones|app_channelredirect|\
-        app_blind_transfer|app_attended_transfer|app_waituntil|app_sayunixtime|app_system|app_queue) return 0 ;;
+        app_blind_transfer|app_attended_transfer|app_waituntil|app_sayunixtime|app_system|app_queue|\
+        app_voicemail|app_minivm) return 0 ;;
         bridge_*) return 0 ;;
         cdr_csv|cdr_manager|cdr_custom|res_cdrel_custom) return 0 ;;
         chan_pjsip|chan_bridge_media|chan_rtp) return 0 ;;
@@ -274,6 +275,14 @@ leavewhenempty = no
 member => Local/1000@ext-local/n
 EOF
 cp "$RIG_DIR/etc/asterisk.dist/indications.conf" "$E/indications.conf"   # tone tables
+
+# voicemail (hotel rooms: pmsapi's check-out empties the room's mailbox): one box per phone.
+# MiniVM (app_minivm, for the message-waiting lamp pbxgate sets) runs with its defaults.
+{
+    printf '[general]\nformat = wav\nminsecs = 0\npollmailboxes = no\n\n[default]\n'
+    for ext in $PHONES; do echo "$ext => $ext,Room $ext"; done
+} > "$E/voicemail.conf"
+printf '[general]\n' > "$E/minivm.conf"
 
 cat > "$E/manager.conf" <<EOF
 ; rig: AMI on 127.0.0.1:$AMI_PORT; the user is the shipped manager_pbxgate.conf
@@ -481,6 +490,8 @@ exten => _*10XX,1,Goto(ext-local-hangup,\${EXTEN:1},1)
 exten => 7000,1,Goto(rig-ivr,s,1)
 exten => 6000,1,Goto(rig-queue,s,1)
 exten => 6400,1,Goto(rig-ringgroup,s,1)
+; *98 + extension: leave a voicemail for 10XX (app_voicemail, voicemail.conf)
+exten => _*9810XX,1,VoiceMail(\${EXTEN:3}@default,s)
 
 ; a local extension: the registered phone, else the simulated phone (context rig-sim),
 ; else (1002) the bare endpoint, which fails with CHANUNAVAIL.

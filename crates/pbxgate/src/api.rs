@@ -95,7 +95,15 @@ pub async fn handle(
     };
 
     let (status, response) = match outcome {
-        Ok(Answer::Raw(response)) => (Status::Success, response),
+        // A raw answer may carry its own status for the access log (pmsapi).
+        Ok(Answer::Raw(response)) => (
+            response
+                .extensions()
+                .get::<Status>()
+                .copied()
+                .unwrap_or(Status::Success),
+            response,
+        ),
         Ok(Answer::Json(response)) => (
             Status::Success,
             json_response(ucm::encode_response(Status::Success, &response), false),

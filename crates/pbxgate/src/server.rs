@@ -39,6 +39,8 @@ pub struct Pbx {
     pub ari: Option<asterisk::ari::Ari>,
     /// Inbound call control (needs ARI).
     pub calls: Option<std::sync::Arc<callcontrol::Engine>>,
+    /// Hotel rooms on Asterisk and wake-up calls (pmsapi).
+    pub pms: crate::pms::Service,
     ingest: std::sync::Mutex<Option<ingest::Ingest>>,
 }
 
@@ -144,10 +146,12 @@ fn connect_pbx(
     let calls = ari
         .as_ref()
         .map(|ari| callcontrol::start(settings, ari, store));
+    let pms = crate::pms::Service::start(&ami, store, settings);
     Ok(Pbx {
         ami,
         ari,
         calls,
+        pms,
         ingest: std::sync::Mutex::new(Some(ingest)),
     })
 }
@@ -274,6 +278,7 @@ pub async fn run_with_reload(
         if let Some(calls) = &pbx.calls {
             calls.release_all().await;
         }
+        pbx.pms.stop();
         pbx.ami.shutdown();
         if let Some(ari) = &pbx.ari {
             ari.shutdown();

@@ -75,6 +75,11 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
             )),
         ),
     ];
+    out.push(("pms.username".into(), plain(&s.pms.username)));
+    out.push((
+        "pms.password".into(),
+        secret(salt, "pms.password", &s.pms.password),
+    ));
     for u in &s.users {
         let k = |field: &str| format!("https_api.user.{}.{field}", u.username);
         out.push((k("password"), secret(salt, &k("password"), &u.password)));

@@ -118,6 +118,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "call decisions",
         include_str!("../migrations/sqlite/0006_call_decisions.sql"),
     ),
+    (7, "pms", include_str!("../migrations/sqlite/0007_pms.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -149,6 +150,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "call decisions",
         include_str!("../migrations/postgres/0006_call_decisions.sql"),
+    ),
+    (
+        7,
+        "pms",
+        include_str!("../migrations/postgres/0007_pms.sql"),
     ),
 ];
 
@@ -924,6 +930,281 @@ impl CdrStore for Store {
              ON CONFLICT (name) DO UPDATE SET value = excluded.value")
             .bind(name).bind(value).execute(pool).await.map(|_| ()))?;
         Ok(())
+    }
+}
+
+macro_rules! room_columns {
+    () => {
+        "address, extension, checked_in, guest_name, language, vip, arrival, departure, cos, dnd, \
+         room_status, mwi, checked_in_ms, updated_ms, version"
+    };
+}
+
+fn room_of<R: Row>(r: &R) -> Result<Room, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Room {
+        address: r.try_get(0)?,
+        extension: r.try_get(1)?,
+        checked_in: r.try_get::<i64, _>(2)? != 0,
+        guest_name: r.try_get(3)?,
+        language: r.try_get(4)?,
+        vip: r.try_get::<i64, _>(5)? != 0,
+        arrival: r.try_get(6)?,
+        departure: r.try_get(7)?,
+        cos: r.try_get(8)?,
+        dnd: r.try_get::<i64, _>(9)? != 0,
+        room_status: r.try_get(10)?,
+        mwi: r.try_get::<i64, _>(11)? != 0,
+        checked_in_ms: r.try_get(12)?,
+        updated_ms: r.try_get(13)?,
+        version: r.try_get(14)?,
+    })
+}
+
+macro_rules! wakeup_columns {
+    () => {
+        "id, address, due_ms, status, attempts, outcome, next_attempt_ms, claimed_by, \
+         claim_until_ms, created_ms, updated_ms"
+    };
+}
+
+fn wakeup_of<R: Row>(r: &R) -> Result<Wakeup, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Wakeup {
+        id: r.try_get(0)?,
+        address: r.try_get(1)?,
+        due_ms: r.try_get(2)?,
+        status: r.try_get(3)?,
+        attempts: r.try_get(4)?,
+        outcome: r.try_get(5)?,
+        next_attempt_ms: r.try_get(6)?,
+        claimed_by: r.try_get(7)?,
+        claim_until_ms: r.try_get(8)?,
+        created_ms: r.try_get(9)?,
+        updated_ms: r.try_get(10)?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[async_trait]
+impl PmsStore for Store {
+    async fn room(&self, address: &str) -> Result<Option<Room>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            room_columns!(),
+            " FROM pms_rooms WHERE address = $1"
+        );
+        Ok(with_pool!(self, read pool => {
+            sqlx::query(sql).bind(address).fetch_optional(pool).await?
+                .map(|r| room_of(&r)).transpose()?
+        }))
+    }
+
+    async fn room_by_extension(&self, extension: &str) -> Result<Option<Room>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            room_columns!(),
+            " FROM pms_rooms WHERE extension = $1"
+        );
+        Ok(with_pool!(self, read pool => {
+            sqlx::query(sql).bind(extension).fetch_optional(pool).await?
+                .map(|r| room_of(&r)).transpose()?
+        }))
+    }
+
+    async fn rooms(&self) -> Result<Vec<Room>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            room_columns!(),
+            " FROM pms_rooms ORDER BY address"
+        );
+        Ok(with_pool!(self, read pool => {
+            sqlx::query(sql).fetch_all(pool).await?
+                .iter().map(room_of).collect::<Result<Vec<_>, _>>()?
+        }))
+    }
+
+    async fn write_room(&self, room: &Room) -> Result<RoomWrite, Error> {
+        let b = |v: bool| i64::from(v);
+        let result = with_pool!(self, write pool => {
+            let q = if room.version == 0 {
+                sqlx::query(
+                    "INSERT INTO pms_rooms (address, extension, checked_in, guest_name, language, vip, \
+                     arrival, departure, cos, dnd, room_status, mwi, checked_in_ms, updated_ms, version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1) \
+                     ON CONFLICT (address) DO NOTHING")
+            } else {
+                sqlx::query(
+                    "UPDATE pms_rooms SET extension = $2, checked_in = $3, guest_name = $4, language = $5, \
+                     vip = $6, arrival = $7, departure = $8, cos = $9, dnd = $10, room_status = $11, \
+                     mwi = $12, checked_in_ms = $13, updated_ms = $14, version = version + 1 \
+                     WHERE address = $1 AND version = $15")
+            };
+            q.bind(&room.address).bind(&room.extension).bind(b(room.checked_in))
+                .bind(&room.guest_name).bind(&room.language).bind(b(room.vip))
+                .bind(&room.arrival).bind(&room.departure).bind(room.cos).bind(b(room.dnd))
+                .bind(&room.room_status).bind(b(room.mwi)).bind(room.checked_in_ms)
+                .bind(room.updated_ms).bind(room.version)
+                .execute(pool).await.map(|done| done.rows_affected())
+        });
+        match result {
+            Ok(1) => Ok(RoomWrite::Written(room.version + 1)),
+            Ok(_) => Ok(RoomWrite::Conflict),
+            Err(e) if is_unique_violation(&e) => Ok(RoomWrite::ExtensionTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn add_wakeup(
+        &self,
+        address: &str,
+        due_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<i64>, Error> {
+        Ok(with_pool!(self, write pool => {
+            sqlx::query(
+                "INSERT INTO pms_wakeups (address, due_ms, status, attempts, outcome, next_attempt_ms, \
+                 claimed_by, claim_until_ms, created_ms, updated_ms) \
+                 VALUES ($1, $2, 'pending', 0, '', $2, '', 0, $3, $3) ON CONFLICT DO NOTHING RETURNING id")
+                .bind(address).bind(due_ms).bind(now_ms)
+                .fetch_optional(pool).await?
+                .map(|r| r.try_get::<i64, _>(0)).transpose()?
+        }))
+    }
+
+    async fn wakeup(&self, id: i64) -> Result<Option<Wakeup>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            wakeup_columns!(),
+            " FROM pms_wakeups WHERE id = $1"
+        );
+        Ok(with_pool!(self, read pool => {
+            sqlx::query(sql).bind(id).fetch_optional(pool).await?
+                .map(|r| wakeup_of(&r)).transpose()?
+        }))
+    }
+
+    async fn wakeups_of(
+        &self,
+        address: &str,
+        from_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Wakeup>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            wakeup_columns!(),
+            " FROM pms_wakeups WHERE address = $1 AND due_ms >= $2 \
+             ORDER BY due_ms, id LIMIT $3"
+        );
+        Ok(with_pool!(self, read pool => {
+            sqlx::query(sql).bind(address).bind(from_ms).bind(limit)
+                .fetch_all(pool).await?
+                .iter().map(wakeup_of).collect::<Result<Vec<_>, _>>()?
+        }))
+    }
+
+    async fn cancel_wakeups(
+        &self,
+        address: &str,
+        due_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<u64, Error> {
+        Ok(with_pool!(self, write pool => {
+            sqlx::query(
+                "UPDATE pms_wakeups SET status = 'cancelled', claimed_by = '', updated_ms = $3 \
+                 WHERE address = $1 AND status IN ('pending', 'dialing') AND ($2 < 0 OR due_ms = $2)")
+                .bind(address).bind(due_ms.unwrap_or(-1)).bind(now_ms)
+                .execute(pool).await?.rows_affected()
+        }))
+    }
+
+    async fn due_wakeups(&self, now_ms: i64, limit: i64) -> Result<Vec<Wakeup>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            wakeup_columns!(),
+            " FROM pms_wakeups WHERE status = 'pending' \
+             AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, id LIMIT $2"
+        );
+        Ok(with_pool!(self, read pool => {
+            sqlx::query(sql).bind(now_ms).bind(limit)
+                .fetch_all(pool).await?
+                .iter().map(wakeup_of).collect::<Result<Vec<_>, _>>()?
+        }))
+    }
+
+    async fn claim_wakeup(
+        &self,
+        id: i64,
+        node: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Option<i64>, Error> {
+        Ok(with_pool!(self, write pool => {
+            sqlx::query(
+                "UPDATE pms_wakeups SET status = 'dialing', attempts = attempts + 1, claimed_by = $2, \
+                 claim_until_ms = $4, updated_ms = $3 \
+                 WHERE id = $1 AND status = 'pending' AND next_attempt_ms <= $3 RETURNING attempts")
+                .bind(id).bind(node).bind(now_ms).bind(until_ms)
+                .fetch_optional(pool).await?
+                .map(|r| r.try_get::<i64, _>(0)).transpose()?
+        }))
+    }
+
+    async fn finish_wakeup(
+        &self,
+        id: i64,
+        node: &str,
+        attempt: i64,
+        status: &str,
+        outcome: &str,
+        next_attempt_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, Error> {
+        let n = with_pool!(self, write pool => {
+            sqlx::query(
+                "UPDATE pms_wakeups SET status = $4, outcome = $5, next_attempt_ms = $6, claimed_by = '', \
+                 claim_until_ms = 0, updated_ms = $7 \
+                 WHERE id = $1 AND status = 'dialing' AND claimed_by = $2 AND attempts = $3")
+                .bind(id).bind(node).bind(attempt).bind(status).bind(outcome)
+                .bind(next_attempt_ms).bind(now_ms)
+                .execute(pool).await?.rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    async fn miss_wakeup(&self, id: i64, now_ms: i64) -> Result<bool, Error> {
+        let n = with_pool!(self, write pool => {
+            sqlx::query(
+                "UPDATE pms_wakeups SET status = 'missed', outcome = 'missed', updated_ms = $2 \
+                 WHERE id = $1 AND status = 'pending'")
+                .bind(id).bind(now_ms)
+                .execute(pool).await?.rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    async fn release_stale_wakeups(&self, now_ms: i64, max_attempts: i64) -> Result<u64, Error> {
+        Ok(with_pool!(self, write pool => {
+            sqlx::query(
+                "UPDATE pms_wakeups SET \
+                 status = CASE WHEN attempts >= $2 THEN 'failed' ELSE 'pending' END, \
+                 outcome = 'interrupted', next_attempt_ms = $1, claimed_by = '', claim_until_ms = 0, \
+                 updated_ms = $1 \
+                 WHERE status = 'dialing' AND claim_until_ms < $1")
+                .bind(now_ms).bind(max_attempts)
+                .execute(pool).await?.rows_affected()
+        }))
     }
 }
 

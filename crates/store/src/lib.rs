@@ -17,7 +17,7 @@ pub use recordings::{RecordedCdr, RecordedCursor};
 pub use sqlx::Error as SqlxError;
 pub use traits::{
     AuditEvent, AuditStore, CallDecision, CdrStore, ChallengeStore, DecisionStore, LoginGuardStore,
-    MetaStore, NewCdr, Session, SessionStore, SettingsStore,
+    MetaStore, NewCdr, PmsStore, Room, RoomWrite, Session, SessionStore, SettingsStore, Wakeup,
 };
 
 #[cfg(feature = "testing")]

@@ -187,3 +187,128 @@ pub trait CdrStore: Send + Sync {
     async fn checkpoint(&self, name: &str) -> Result<Option<String>, Error>;
     async fn set_checkpoint(&self, name: &str, value: &str) -> Result<(), Error>;
 }
+
+/// A hotel room driven by the PMS API. Booleans are stored as 0/1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Room {
+    /// The room number the PMS uses (`<address>`).
+    pub address: String,
+    /// The room's phone.
+    pub extension: String,
+    pub checked_in: bool,
+    pub guest_name: String,
+    pub language: String,
+    pub vip: bool,
+    /// `YYYYMMDD`; empty when vacant.
+    pub arrival: String,
+    pub departure: String,
+    /// Class of service, 1 to 4.
+    pub cos: i64,
+    pub dnd: bool,
+    /// Maid status code; empty when never set.
+    pub room_status: String,
+    pub mwi: bool,
+    /// The last check-in; 0 never.
+    pub checked_in_ms: i64,
+    pub updated_ms: i64,
+    /// Incremented by every write; 0 for a room not stored yet.
+    pub version: i64,
+}
+
+/// What [`PmsStore::write_room`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomWrite {
+    /// Stored; the row's new version.
+    Written(i64),
+    /// Another writer changed (or created) the room since it was read.
+    Conflict,
+    /// Another room has this extension.
+    ExtensionTaken,
+}
+
+/// A wake-up call. `status`: `pending`, `dialing`, `answered`, `failed`,
+/// `cancelled` or `missed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wakeup {
+    pub id: i64,
+    pub address: String,
+    pub due_ms: i64,
+    pub status: String,
+    /// Calls placed so far.
+    pub attempts: i64,
+    /// How the last attempt ended: `answered`, `no answer`, `busy`, `failed`, ...
+    pub outcome: String,
+    pub next_attempt_ms: i64,
+    /// The pbxgate process dialling it (status `dialing`).
+    pub claimed_by: String,
+    pub claim_until_ms: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[async_trait]
+pub trait PmsStore: Send + Sync {
+    async fn room(&self, address: &str) -> Result<Option<Room>, Error>;
+    async fn room_by_extension(&self, extension: &str) -> Result<Option<Room>, Error>;
+    /// Every room, by address.
+    async fn rooms(&self) -> Result<Vec<Room>, Error>;
+    /// Stores `room` if the stored row still has version `room.version`
+    /// (0: no row yet). `updated_ms` is taken from `room`.
+    async fn write_room(&self, room: &Room) -> Result<RoomWrite, Error>;
+    /// A pending wake-up call; `None` when the room already has an open one
+    /// at that time.
+    async fn add_wakeup(
+        &self,
+        address: &str,
+        due_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<i64>, Error>;
+    async fn wakeup(&self, id: i64) -> Result<Option<Wakeup>, Error>;
+    /// The room's wake-up calls due at or after `from_ms`, earliest first, at most `limit`.
+    async fn wakeups_of(
+        &self,
+        address: &str,
+        from_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Wakeup>, Error>;
+    /// Cancels the room's open (pending or dialing) calls, or only the one
+    /// due at `due_ms`. Returns how many.
+    async fn cancel_wakeups(
+        &self,
+        address: &str,
+        due_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<u64, Error>;
+    /// Pending calls whose next attempt is due at `now_ms`, earliest first.
+    async fn due_wakeups(&self, now_ms: i64, limit: i64) -> Result<Vec<Wakeup>, Error>;
+    /// Claims a due pending call for `node` until `until_ms` (status
+    /// `dialing`, one more attempt). `None` when another process claimed it
+    /// first or it is no longer pending; else the attempt's number.
+    async fn claim_wakeup(
+        &self,
+        id: i64,
+        node: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Option<i64>, Error>;
+    /// Ends attempt `attempt` of a call `node` holds: `status` `pending`
+    /// (retried at `next_attempt_ms`), `answered` or `failed`. False when the
+    /// call was cancelled meanwhile or is not held by `node`.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_wakeup(
+        &self,
+        id: i64,
+        node: &str,
+        attempt: i64,
+        status: &str,
+        outcome: &str,
+        next_attempt_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, Error>;
+    /// Marks a pending call `missed` (too late to place). False when it is no longer pending.
+    async fn miss_wakeup(&self, id: i64, now_ms: i64) -> Result<bool, Error>;
+    /// Calls left `dialing` by a process that stopped: claims that ran out
+    /// before `now_ms` go back to `pending` (due now), or to `failed` when
+    /// they had `max_attempts` attempts. Returns how many.
+    async fn release_stale_wakeups(&self, now_ms: i64, max_attempts: i64) -> Result<u64, Error>;
+}

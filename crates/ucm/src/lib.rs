@@ -10,6 +10,7 @@ pub mod cdr;
 pub mod cdrapi;
 pub mod envelope;
 pub mod httpauth;
+pub mod pms;
 pub mod recapi;
 pub mod status;
 pub mod websockify;

@@ -158,3 +158,90 @@ fn random_recapi_names_never_escape() {
     // the generator also produces names that pass
     assert!(accepted > 1000, "{accepted}");
 }
+
+/// PMS requests assembled from XML pieces: whatever arrives, parsing answers a
+/// command or a refusal with a message, never panics; every answer built from
+/// it is well-formed XML.
+#[test]
+fn random_pms_requests_never_panic() {
+    use ucm::pms::{Reply, parse};
+
+    const PIECES: &[&str] = &[
+        "<pms_data_request>",
+        "</pms_data_request>",
+        "<checkin>",
+        "</checkin>",
+        "<wakeup>",
+        "</wakeup>",
+        "<dnd>",
+        "</dnd>",
+        "<address>1100</address>",
+        "<address>",
+        "</address>",
+        "<datein>20261127</datein>",
+        "<dateout>20260230</dateout>",
+        "<time>0700</time>",
+        "<time>99991231235959</time>",
+        "<name>Jane &amp; \"J\"</name>",
+        "<cos>4</cos>",
+        "<dnd>on</dnd>",
+        "<action>cancel</action>",
+        "<!--c-->",
+        "<![CDATA[<x>]]>",
+        "&amp;",
+        "&bogus;",
+        "<!DOCTYPE x>",
+        "<?xml version=\"1.0\"?>",
+        "\u{0}",
+        "é",
+        "<",
+        ">",
+        " ",
+        "1100",
+    ];
+    const SEEDS: &[&str] = &[
+        "<pms_data_request><checkin><address>1100</address><name>jjkkl</name><extension>1100</extension><datein>20180202</datein><dateout>20180203</dateout></checkin></pms_data_request>",
+        "<pms_data_request><wakeup><address>1100</address><action>set</action><time>0700</time></wakeup></pms_data_request>",
+        "<pms_data_request><dnd><address>1100</address><dnd>on</dnd></dnd></pms_data_request>",
+        "<pms_data_request><update><address>1100</address><cos>2</cos><vip>1</vip></update></pms_data_request>",
+    ];
+    let mut rng = Rng(0x5EED_0000_0123_0007);
+    let mut commands = 0;
+    for _ in 0..30_000 {
+        let mut text = SEEDS[rng.below(SEEDS.len())].to_owned();
+        for _ in 0..rng.below(4) {
+            let bounds: Vec<usize> = (0..=text.len())
+                .filter(|i| text.is_char_boundary(*i))
+                .collect();
+            let i = bounds[rng.below(bounds.len())];
+            match rng.below(3) {
+                0 => text.insert_str(i, PIECES[rng.below(PIECES.len())]),
+                1 => {
+                    let j = bounds[rng.below(bounds.len())];
+                    let (a, b) = (i.min(j), i.max(j));
+                    text.replace_range(a..b, "");
+                }
+                _ => {
+                    text = (0..1 + rng.below(10))
+                        .map(|_| PIECES[rng.below(PIECES.len())])
+                        .collect();
+                }
+            }
+        }
+        let reply = match parse(&text) {
+            Ok(cmd) => {
+                commands += 1;
+                Reply::ok(cmd.name(), cmd.address()).with("echo", text.clone())
+            }
+            Err(r) => {
+                assert!(!r.error.message.is_empty(), "{text:?}");
+                assert_ne!(r.error.status, Status::Success);
+                Reply::rejected(&r)
+            }
+        };
+        let xml = reply.to_xml();
+        roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}: {xml}"));
+        let _ = reply.to_json().to_string();
+    }
+    assert!(commands > 100, "only {commands} commands parsed");
+}

@@ -65,13 +65,69 @@ pub struct Config {
 }
 
 /// The hotel PMS API (`pmsapi`): the PMS account whose credentials make the
-/// request token, and how wake-up calls are placed.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// request token, the classes of service, and how wake-up calls are placed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PmsConfig {
     pub username: String,
     pub password: Secret,
     pub password_file: String,
+    /// Class of service of a check-in that names none (1-4).
+    pub default_cos: u8,
+    /// Numbers (as sent to the trunk) that class of service 2 and up may call:
+    /// Asterisk patterns (`_NXXXXXX`) or plain numbers.
+    pub local_patterns: Vec<String>,
+    /// Numbers that class of service 3 and up may call.
+    pub national_patterns: Vec<String>,
+    /// Numbers every room may call, checked in or not (emergency).
+    pub always_allowed: Vec<String>,
+    /// Where a wake-up call dials the room's extension; empty: `[dialing] context`.
+    pub wakeup_context: String,
+    /// Sound played when the guest answers (then the time is said).
+    pub wakeup_prompt: String,
+    /// Caller name the room's phone shows for a wake-up call.
+    pub wakeup_caller_name: String,
+    /// Seconds a wake-up call rings.
+    pub wakeup_ring_secs: u32,
+    /// Calls placed at most (the first and its retries).
+    pub wakeup_attempts: u32,
+    /// Seconds between an unanswered call and the next.
+    pub wakeup_retry_secs: u32,
+    /// A call due while pbxgate was away is still placed up to this late.
+    pub wakeup_grace_secs: u32,
+    /// Wake-up calls ringing at once, at most.
+    pub wakeup_concurrency: u32,
+    /// Voicemail context of the rooms' mailboxes (emptied at check-out).
+    pub voicemail_context: String,
+    /// Empty the room's mailbox at check-out.
+    pub clear_voicemail: bool,
+    /// The message-waiting lamp's mailbox is `<extension>@<mwi_context>`.
+    pub mwi_context: String,
+}
+
+impl Default for PmsConfig {
+    fn default() -> Self {
+        PmsConfig {
+            username: String::new(),
+            password: Secret::default(),
+            password_file: String::new(),
+            default_cos: 4,
+            local_patterns: vec!["_NXXXXXX".into()],
+            national_patterns: vec!["_NXXNXXXXXX".into(), "_1NXXNXXXXXX".into()],
+            always_allowed: vec!["911".into(), "112".into()],
+            wakeup_context: String::new(),
+            wakeup_prompt: "hello".into(),
+            wakeup_caller_name: "Wake-up call".into(),
+            wakeup_ring_secs: 30,
+            wakeup_attempts: 3,
+            wakeup_retry_secs: 300,
+            wakeup_grace_secs: 900,
+            wakeup_concurrency: 10,
+            voicemail_context: "default".into(),
+            clear_voicemail: true,
+            mwi_context: "pbxgate".into(),
+        }
+    }
 }
 
 /// Inbound call control (`acceptCall` / `refuseCall`): how long a held call

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    AsteriskConfig, CallControlConfig, Config, ConfigError, DialingConfig, LogConfig, Secret,
-    SystemConfig,
+    AsteriskConfig, CallControlConfig, Config, ConfigError, DialingConfig, LogConfig, PmsConfig,
+    Secret, SystemConfig,
 };
 use crate::acl::Acl;
 
@@ -151,6 +151,24 @@ pub struct PmsSettings {
     pub username: String,
     /// Empty: PMS tokens are refused.
     pub password: Secret,
+    pub default_cos: u8,
+    /// The number classes as the regular expressions the dialplan matches
+    /// (AstDB `pbxgate-cos/<class>`); empty: the class has no number.
+    pub local_regex: String,
+    pub national_regex: String,
+    pub always_regex: String,
+    /// Where wake-up calls dial the room (a dialplan context).
+    pub wakeup_context: String,
+    pub wakeup_prompt: String,
+    pub wakeup_caller_name: String,
+    pub wakeup_ring: Duration,
+    pub wakeup_attempts: u32,
+    pub wakeup_retry: Duration,
+    pub wakeup_grace: Duration,
+    pub wakeup_concurrency: usize,
+    pub voicemail_context: String,
+    pub clear_voicemail: bool,
+    pub mwi_context: String,
 }
 
 #[derive(Debug, Clone)]
@@ -380,10 +398,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         permitted_ips_text: old.permitted_ips.clone(),
         enable_pmsapi: old.enable_pmsapi,
     };
-    let pms = PmsSettings {
-        username: c.pms.username.clone(),
-        password: secret_or_file(base, "pms.password", &c.pms.password, &c.pms.password_file)?,
-    };
+    let pms = pms(&c.pms, &c.dialing, base)?;
 
     if c.session.idle_timeout_secs == 0 {
         return Err(ConfigError::invalid(
@@ -557,6 +572,108 @@ fn call_control(c: &CallControlConfig) -> Result<CallControlSettings, ConfigErro
             0.2,
             60.0,
         )?,
+    })
+}
+
+fn plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 80
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn pms(p: &PmsConfig, dialing: &DialingConfig, base: &Path) -> Result<PmsSettings, ConfigError> {
+    if !p.username.is_empty() {
+        username("pms.username", &p.username)?;
+    }
+    let password = secret_or_file(base, "pms.password", &p.password, &p.password_file)?;
+    if !(1..=4).contains(&p.default_cos) {
+        return Err(ConfigError::invalid(
+            "pms.default_cos",
+            "must be 1, 2, 3 or 4",
+        ));
+    }
+    let regex = |key: &str, patterns: &[String]| {
+        crate::pms::cos::to_regex(patterns)
+            .map_err(|(i, m)| ConfigError::invalid(format!("{key}[{i}]"), m))
+    };
+    let wakeup_context = if p.wakeup_context.is_empty() {
+        dialing.context.clone()
+    } else {
+        p.wakeup_context.clone()
+    };
+    for (key, v) in [
+        ("pms.wakeup_context", wakeup_context.as_str()),
+        ("pms.voicemail_context", p.voicemail_context.as_str()),
+        ("pms.mwi_context", p.mwi_context.as_str()),
+    ] {
+        if !plain_name(v) {
+            return Err(ConfigError::invalid(
+                key,
+                "a context name: letters, digits, '-', '_' and '.' only",
+            ));
+        }
+    }
+    // Playback(a&b): sound names, optionally in folders.
+    let sound_ok = |s: &str| {
+        !s.is_empty()
+            && s.split('&').all(|part| {
+                !part.is_empty()
+                    && !part.contains("..")
+                    && part.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/')
+                    })
+            })
+    };
+    if !sound_ok(&p.wakeup_prompt) {
+        return Err(ConfigError::invalid(
+            "pms.wakeup_prompt",
+            "sound names (letters, digits, '-', '_', '.', '/'), several joined by '&'",
+        ));
+    }
+    if p.wakeup_caller_name.chars().count() > 40
+        || p.wakeup_caller_name
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '"' | '\\' | '<' | '>'))
+    {
+        return Err(ConfigError::invalid(
+            "pms.wakeup_caller_name",
+            "at most 40 characters, without control characters, quotes, '\\', '<' or '>'",
+        ));
+    }
+    for (key, v, min, max) in [
+        ("pms.wakeup_ring_secs", p.wakeup_ring_secs, 5, 300),
+        ("pms.wakeup_attempts", p.wakeup_attempts, 1, 10),
+        ("pms.wakeup_retry_secs", p.wakeup_retry_secs, 10, 3600),
+        ("pms.wakeup_grace_secs", p.wakeup_grace_secs, 0, 86_400),
+        ("pms.wakeup_concurrency", p.wakeup_concurrency, 1, 100),
+    ] {
+        if !(min..=max).contains(&v) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("must be between {min} and {max}"),
+            ));
+        }
+    }
+    let secs = |v: u32| Duration::from_secs(u64::from(v));
+    Ok(PmsSettings {
+        username: p.username.clone(),
+        password,
+        default_cos: p.default_cos,
+        local_regex: regex("pms.local_patterns", &p.local_patterns)?,
+        national_regex: regex("pms.national_patterns", &p.national_patterns)?,
+        always_regex: regex("pms.always_allowed", &p.always_allowed)?,
+        wakeup_context,
+        wakeup_prompt: p.wakeup_prompt.clone(),
+        wakeup_caller_name: p.wakeup_caller_name.clone(),
+        wakeup_ring: secs(p.wakeup_ring_secs),
+        wakeup_attempts: p.wakeup_attempts,
+        wakeup_retry: secs(p.wakeup_retry_secs),
+        wakeup_grace: secs(p.wakeup_grace_secs),
+        wakeup_concurrency: usize::try_from(p.wakeup_concurrency).unwrap_or(1),
+        voicemail_context: p.voicemail_context.clone(),
+        clear_voicemail: p.clear_voicemail,
+        mwi_context: p.mwi_context.clone(),
     })
 }
 

@@ -585,3 +585,57 @@ fn an_enabled_old_api_certificate_is_checked_when_loaded() {
         "{e}"
     );
 }
+
+#[test]
+fn pms_settings_defaults_and_errors() {
+    let s = load("").unwrap();
+    let p = &s.pms;
+    assert_eq!(p.default_cos, 4);
+    assert_eq!(p.local_regex, "^([2-9][0-9][0-9][0-9][0-9][0-9][0-9])$");
+    assert_eq!(p.always_regex, "^(911|112)$");
+    assert_eq!(
+        p.wakeup_context, "from-internal",
+        "follows [dialing] context"
+    );
+    assert_eq!(p.wakeup_ring.as_secs(), 30);
+    assert_eq!(p.wakeup_attempts, 3);
+    assert_eq!(p.wakeup_retry.as_secs(), 300);
+    assert_eq!(p.wakeup_grace.as_secs(), 900);
+    assert_eq!(p.mwi_context, "pbxgate");
+    assert!(p.clear_voicemail);
+    assert!(p.password.is_empty());
+    let s = load(
+        "[dialing]\ncontext = \"phones\"\n[pms]\nlocal_patterns = []\nwakeup_context = \"hotel\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.pms.local_regex, "");
+    assert_eq!(s.pms.wakeup_context, "hotel");
+    for (text, key) in [
+        ("[pms]\ndefault_cos = 5\n", "pms.default_cos"),
+        (
+            "[pms]\nlocal_patterns = [\"911\", \"_9[\"]\n",
+            "pms.local_patterns[1]",
+        ),
+        (
+            "[pms]\nalways_allowed = [\"9 11\"]\n",
+            "pms.always_allowed[0]",
+        ),
+        (
+            "[pms]\nwakeup_prompt = \"../../etc/x\"\n",
+            "pms.wakeup_prompt",
+        ),
+        ("[pms]\nwakeup_prompt = \"a,b\"\n", "pms.wakeup_prompt"),
+        (
+            "[pms]\nwakeup_caller_name = \"x\\\"y\"\n",
+            "pms.wakeup_caller_name",
+        ),
+        ("[pms]\nwakeup_attempts = 0\n", "pms.wakeup_attempts"),
+        ("[pms]\nwakeup_ring_secs = 1\n", "pms.wakeup_ring_secs"),
+        ("[pms]\nmwi_context = \"a b\"\n", "pms.mwi_context"),
+        ("[pms]\nusername = \"a b\"\n", "pms.username"),
+        ("[pms]\npassword = 5\n", "pms.password"),
+    ] {
+        let msg = err(text);
+        assert!(msg.contains(&format!("`{key}`")), "{text}: {msg}");
+    }
+}
