@@ -491,11 +491,7 @@ async fn killed_pbxgate_never_strands_held_calls() {
     // 2. Killed and restarted: the new process takes the held calls over,
     //    acceptCall works on them and the rest are accepted on time.
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let srv = Server::start_in(&db, &cfg, dir.clone(), port).await;
     wait_connected(&srv).await;
     inbound(&ami, "5550100", "+15557000024", 20_000, 1).await;

@@ -18,14 +18,6 @@ use crate::kit::*;
 
 const OLD_PW: &str = "old-secret";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The `[https_api_old]` section: enabled on 127.0.0.1:`port` with
 /// [`OLD_PW`], permitting `permit`; `extra` lines are added to it. The
 /// marker line lets [`hup`] rewrite everything after it.

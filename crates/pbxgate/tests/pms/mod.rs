@@ -1134,11 +1134,7 @@ async fn pmsapi_through_the_old_listener_changes_the_room() {
     let _one_at_a_time = CALLS.lock().await;
     clear_rooms(&rig);
     let _clean = CleanRooms(rig.clone());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let old = format!(
         "[https_api_old]\nenable = true\ntls_bind_address = \"127.0.0.1:{port}\"\n\
          username = \"cdrapi\"\npassword = \"old-pw\"\npermitted_ips = [\"127.0.0.1\"]\n\
