@@ -119,6 +119,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0006_call_decisions.sql"),
     ),
     (7, "pms", include_str!("../migrations/sqlite/0007_pms.sql")),
+    (
+        8,
+        "admin",
+        include_str!("../migrations/sqlite/0008_admin.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -155,6 +160,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "pms",
         include_str!("../migrations/postgres/0007_pms.sql"),
+    ),
+    (
+        8,
+        "admin",
+        include_str!("../migrations/postgres/0008_admin.sql"),
     ),
 ];
 
@@ -379,6 +389,99 @@ impl SessionStore for Store {
     async fn delete_idle_sessions(&self, last_seen_before_ms: i64) -> Result<u64, Error> {
         Ok(
             with_pool!(self, write pool => sqlx::query("DELETE FROM sessions WHERE last_seen_ms < $1")
+            .bind(last_seen_before_ms).execute(pool).await?.rows_affected()),
+        )
+    }
+}
+
+#[async_trait]
+impl AdminStore for Store {
+    async fn set_admin_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<bool, Error> {
+        let created = with_pool!(self, write pool => {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(
+                "UPDATE admin_accounts SET password_hash = $2, updated_ms = $3 WHERE username = $1")
+                .bind(username).bind(password_hash).bind(now_ms)
+                .execute(&mut *tx).await?.rows_affected();
+            if updated == 0 {
+                sqlx::query(
+                    "INSERT INTO admin_accounts (username, password_hash, created_ms, updated_ms) \
+                     VALUES ($1, $2, $3, $3)")
+                    .bind(username).bind(password_hash).bind(now_ms)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            updated == 0
+        });
+        Ok(created)
+    }
+
+    async fn admin_password_hash(&self, username: &str) -> Result<Option<String>, Error> {
+        let hash = with_pool!(self, read pool => {
+            let row = sqlx::query("SELECT password_hash FROM admin_accounts WHERE username = $1")
+                .bind(username).fetch_optional(pool).await?;
+            row.map(|r| r.try_get::<String, _>(0)).transpose()?
+        });
+        Ok(hash)
+    }
+
+    async fn create_admin_session(&self, s: &AdminSession) -> Result<(), Error> {
+        with_pool!(self, write pool => sqlx::query(
+            "INSERT INTO admin_sessions (id, username, csrf, ip, created_ms, last_seen_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&s.id).bind(&s.username).bind(&s.csrf).bind(&s.ip)
+            .bind(s.created_ms).bind(s.last_seen_ms)
+            .execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn admin_session(&self, id: &str) -> Result<Option<AdminSession>, Error> {
+        let row = with_pool!(self, read pool => {
+            let row = sqlx::query(
+                "SELECT username, csrf, ip, created_ms, last_seen_ms FROM admin_sessions WHERE id = $1")
+                .bind(id).fetch_optional(pool).await?;
+            row.map(|r| -> Result<_, sqlx::Error> {
+                Ok(AdminSession {
+                    id: id.to_owned(),
+                    username: r.try_get(0)?,
+                    csrf: r.try_get(1)?,
+                    ip: r.try_get(2)?,
+                    created_ms: r.try_get(3)?,
+                    last_seen_ms: r.try_get(4)?,
+                })
+            }).transpose()?
+        });
+        Ok(row)
+    }
+
+    async fn touch_admin_session(&self, id: &str, last_seen_ms: i64) -> Result<(), Error> {
+        with_pool!(self, write pool => sqlx::query(
+            "UPDATE admin_sessions SET last_seen_ms = $2 WHERE id = $1 AND last_seen_ms < $2")
+            .bind(id).bind(last_seen_ms).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn delete_admin_session(&self, id: &str) -> Result<bool, Error> {
+        let done = with_pool!(self, write pool => sqlx::query("DELETE FROM admin_sessions WHERE id = $1")
+            .bind(id).execute(pool).await?.rows_affected());
+        Ok(done > 0)
+    }
+
+    async fn delete_admin_sessions_of(&self, username: &str) -> Result<u64, Error> {
+        Ok(
+            with_pool!(self, write pool => sqlx::query("DELETE FROM admin_sessions WHERE username = $1")
+            .bind(username).execute(pool).await?.rows_affected()),
+        )
+    }
+
+    async fn delete_idle_admin_sessions(&self, last_seen_before_ms: i64) -> Result<u64, Error> {
+        Ok(
+            with_pool!(self, write pool => sqlx::query("DELETE FROM admin_sessions WHERE last_seen_ms < $1")
             .bind(last_seen_before_ms).execute(pool).await?.rows_affected()),
         )
     }

@@ -16,8 +16,9 @@ pub use error::Error;
 pub use recordings::{RecordedCdr, RecordedCursor};
 pub use sqlx::Error as SqlxError;
 pub use traits::{
-    AuditEvent, AuditStore, CallDecision, CdrStore, ChallengeStore, DecisionStore, LoginGuardStore,
-    MetaStore, NewCdr, PmsStore, Room, RoomWrite, Session, SessionStore, SettingsStore, Wakeup,
+    AdminSession, AdminStore, AuditEvent, AuditStore, CallDecision, CdrStore, ChallengeStore,
+    DecisionStore, LoginGuardStore, MetaStore, NewCdr, PmsStore, Room, RoomWrite, Session,
+    SessionStore, SettingsStore, Wakeup,
 };
 
 #[cfg(feature = "testing")]

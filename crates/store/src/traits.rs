@@ -312,3 +312,53 @@ pub trait PmsStore: Send + Sync {
     /// they had `max_attempts` attempts. Returns how many.
     async fn release_stale_wakeups(&self, now_ms: i64, max_attempts: i64) -> Result<u64, Error>;
 }
+
+/// A session of the admin web interface.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminSession {
+    /// The cookie value: a bearer secret.
+    pub id: String,
+    pub username: String,
+    /// The token every form of the session must carry.
+    pub csrf: String,
+    pub ip: String,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+// The id and the CSRF token are secrets: keep them out of Debug output and logs.
+impl std::fmt::Debug for AdminSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSession")
+            .field("id", &"<redacted>")
+            .field("username", &self.username)
+            .field("csrf", &"<redacted>")
+            .field("ip", &self.ip)
+            .field("created_ms", &self.created_ms)
+            .field("last_seen_ms", &self.last_seen_ms)
+            .finish()
+    }
+}
+
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// Stores the password hash of an admin account, creating the account if
+    /// needed. Returns true when the account is new.
+    async fn set_admin_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<bool, Error>;
+    /// The stored password hash (PHC string) of an admin account.
+    async fn admin_password_hash(&self, username: &str) -> Result<Option<String>, Error>;
+    async fn create_admin_session(&self, session: &AdminSession) -> Result<(), Error>;
+    async fn admin_session(&self, id: &str) -> Result<Option<AdminSession>, Error>;
+    /// Moves `last_seen_ms` forward (never backward).
+    async fn touch_admin_session(&self, id: &str, last_seen_ms: i64) -> Result<(), Error>;
+    /// Returns whether a session was removed.
+    async fn delete_admin_session(&self, id: &str) -> Result<bool, Error>;
+    async fn delete_admin_sessions_of(&self, username: &str) -> Result<u64, Error>;
+    /// Removes sessions idle since before `last_seen_before_ms`.
+    async fn delete_idle_admin_sessions(&self, last_seen_before_ms: i64) -> Result<u64, Error>;
+}

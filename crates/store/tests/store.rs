@@ -434,3 +434,103 @@ async fn checkpoints_are_kept_and_replaced() {
         );
     });
 }
+
+fn admin_session(id: &str, user: &str, at: i64) -> AdminSession {
+    AdminSession {
+        id: id.into(),
+        username: user.into(),
+        csrf: format!("csrf-{id}"),
+        ip: "127.0.0.1".into(),
+        created_ms: at,
+        last_seen_ms: at,
+    }
+}
+
+#[tokio::test]
+async fn admin_accounts_store_a_hash_and_replace_it() {
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        assert_eq!(s.admin_password_hash("admin").await.unwrap(), None, "{b:?}");
+        assert!(
+            s.set_admin_password("admin", "$argon2id$one", 1_000)
+                .await
+                .unwrap(),
+            "{b:?}"
+        );
+        assert_eq!(
+            s.admin_password_hash("admin").await.unwrap().as_deref(),
+            Some("$argon2id$one"),
+            "{b:?}"
+        );
+        // Setting it again replaces the hash; the account is not new.
+        assert!(
+            !s.set_admin_password("admin", "$argon2id$two", 2_000)
+                .await
+                .unwrap(),
+            "{b:?}"
+        );
+        assert_eq!(
+            s.admin_password_hash("admin").await.unwrap().as_deref(),
+            Some("$argon2id$two"),
+            "{b:?}"
+        );
+        assert_eq!(s.admin_password_hash("other").await.unwrap(), None, "{b:?}");
+    });
+}
+
+#[tokio::test]
+async fn admin_sessions_are_created_read_touched_and_deleted() {
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        s.create_admin_session(&admin_session("a1", "admin", 1_000))
+            .await
+            .unwrap();
+        s.create_admin_session(&admin_session("a2", "admin", 2_000))
+            .await
+            .unwrap();
+        s.create_admin_session(&admin_session("a3", "root", 3_000))
+            .await
+            .unwrap();
+        assert!(
+            s.create_admin_session(&admin_session("a1", "x", 9))
+                .await
+                .is_err(),
+            "{b:?}"
+        );
+        assert_eq!(
+            s.admin_session("a1").await.unwrap(),
+            Some(admin_session("a1", "admin", 1_000)),
+            "{b:?}"
+        );
+        assert_eq!(s.admin_session("nope").await.unwrap(), None, "{b:?}");
+        // Admin sessions are not API sessions.
+        assert_eq!(s.session("a1").await.unwrap(), None, "{b:?}");
+
+        s.touch_admin_session("a1", 5_000).await.unwrap();
+        s.touch_admin_session("a1", 4_000).await.unwrap();
+        assert_eq!(
+            s.admin_session("a1").await.unwrap().unwrap().last_seen_ms,
+            5_000,
+            "{b:?}"
+        );
+
+        assert_eq!(
+            s.delete_idle_admin_sessions(2_500).await.unwrap(),
+            1,
+            "{b:?}"
+        );
+        assert!(s.admin_session("a2").await.unwrap().is_none(), "{b:?}");
+        assert!(s.delete_admin_session("a1").await.unwrap(), "{b:?}");
+        assert!(!s.delete_admin_session("a1").await.unwrap(), "{b:?}");
+        assert_eq!(
+            s.delete_admin_sessions_of("root").await.unwrap(),
+            1,
+            "{b:?}"
+        );
+        assert!(s.admin_session("a3").await.unwrap().is_none(), "{b:?}");
+
+        // Debug output never shows the id or the CSRF token.
+        let shown = format!("{:?}", admin_session("secret-id", "admin", 1));
+        assert!(!shown.contains("secret-id"), "{shown}");
+    });
+}
