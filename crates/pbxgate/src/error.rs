@@ -11,6 +11,9 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),
+    /// Hashing an admin password failed (never carries the password).
+    #[error("cannot hash the password: {0}")]
+    PasswordHash(String),
     #[error("Asterisk: {0}")]
     Asterisk(#[from] asterisk::Error),
     #[error("TLS: {0}")]

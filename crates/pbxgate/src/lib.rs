@@ -1,7 +1,7 @@
 //! pbxgate: an HTTPS API server that gives an Asterisk PBX the API of a
 //! Grandstream UCM630X.
 //!
-//! Layout: `config` (file, env overrides, validation), `acl` (permitted IPs),
+//! Layout: `admin` (the admin web interface under `/admin/`), `config` (file, env overrides, validation), `acl` (permitted IPs),
 //! `auth` (challenge, login, sessions, login restriction), `api` (the `/api`
 //! envelope and dispatcher), `system` (status actions), `cdrapi`, `recordings`
 //! (recapi), `callcontrol` (Stasis hold, acceptCall/refuseCall),
@@ -9,6 +9,7 @@
 //! `server`.
 
 pub mod acl;
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod callcontrol;

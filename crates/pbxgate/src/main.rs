@@ -52,11 +52,31 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// The admin web interface (/admin/ on the web port).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Validate a configuration file and print a summary (secrets are never printed).
     CheckConfig {
         /// Configuration file (TOML).
         #[arg(short, long, env = "PBXGATE_CONFIG", default_value = "pbxgate.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Set the password of an admin account (created if new), read as one
+    /// line from standard input; at least 8 characters. Ends the account's
+    /// open admin sessions.
+    SetPassword {
+        /// Configuration file (TOML): the database.
+        #[arg(short, long, env = "PBXGATE_CONFIG", default_value = "pbxgate.toml")]
+        config: PathBuf,
+        /// The admin account.
+        #[arg(long, default_value = pbxgate::admin::DEFAULT_USERNAME)]
+        username: String,
     },
 }
 
@@ -141,6 +161,9 @@ fn main() -> ExitCode {
         Command::Decisions { config, limit } => {
             run_with(&config, |settings| print_decisions(settings, limit))
         }
+        Command::Admin {
+            command: AdminCommand::SetPassword { config, username },
+        } => run_with(&config, |settings| set_admin_password(settings, username)),
         Command::ImportCsv { config, file } => {
             run_with(&config, |settings| import_csv(settings, file))
         }
@@ -426,6 +449,89 @@ async fn import_csv(settings: Settings, file: PathBuf) -> ExitCode {
         }
         Err(e) => {
             eprintln!("pbxgate: import failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads one line from standard input: the new password, without its line end.
+fn read_password_line() -> std::io::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let trimmed = line.strip_suffix('\n').unwrap_or(&line);
+    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    Ok(trimmed.to_owned())
+}
+
+async fn set_admin_password(settings: Settings, username: String) -> ExitCode {
+    use pbxgate::admin;
+    use store::{AdminStore, AuditStore};
+    if let Err(e) = admin::check_username(&username) {
+        eprintln!("pbxgate: admin set-password: {e}");
+        return ExitCode::from(2);
+    }
+    if std::io::stdin().is_terminal() {
+        eprintln!("New password for admin account {username} (one line):");
+    }
+    let password = match read_password_line() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "pbxgate: admin set-password: cannot read the password from standard input: {e}"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = admin::check_new_password(&password) {
+        eprintln!("pbxgate: admin set-password: {e}; the password was not changed");
+        return ExitCode::from(2);
+    }
+    let hash = match tokio::task::spawn_blocking(move || admin::hash_password(&password)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            eprintln!("pbxgate: admin set-password: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("pbxgate: admin set-password: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match open_store(&settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pbxgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = pbxgate::auth::now_ms();
+    let result = async {
+        let created = store.set_admin_password(&username, &hash, now).await?;
+        let ended = store.delete_admin_sessions_of(&username).await?;
+        store
+            .record_audit(&store::AuditEvent {
+                at_ms: now,
+                event: "admin-password".into(),
+                username: username.clone(),
+                ip: String::new(),
+                result: if created { "created" } else { "changed" }.into(),
+                detail: "cli".into(),
+            })
+            .await?;
+        Ok::<_, store::Error>((created, ended))
+    }
+    .await;
+    store.close().await;
+    match result {
+        Ok((created, ended)) => {
+            let what = if created { "created" } else { "changed" };
+            println!(
+                "admin account {username}: password {what}; {ended} open admin sessions ended"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pbxgate: admin set-password: {e}");
             ExitCode::FAILURE
         }
     }

@@ -14,7 +14,7 @@ use crate::auth::Auth;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::system::{Identity, StatusCache};
-use crate::{api, callcontrol, health, ingest, legacy, settings_audit, tls, websockify};
+use crate::{admin, api, callcontrol, health, ingest, legacy, settings_audit, tls, websockify};
 
 /// Shared state of the running server.
 #[derive(Clone)]
@@ -60,6 +60,7 @@ pub fn router(app: App) -> Router {
         .route("/api/{*rest}", any(api::invalid))
         .route("/healthz", get(health::healthz))
         .route("/websockify", any(websockify::handle))
+        .merge(admin::routes())
         .with_state(app)
 }
 
@@ -297,6 +298,9 @@ async fn maintenance(app: App) {
         tick.tick().await;
         if let Err(e) = app.auth.prune().await {
             tracing::warn!(error = %e, "session maintenance failed; will retry");
+        }
+        if let Err(e) = admin::prune(&app).await {
+            tracing::warn!(error = %e, "admin session maintenance failed; will retry");
         }
     }
 }

@@ -1,0 +1,564 @@
+//! The admin web interface under `/admin/`: its own accounts (argon2id
+//! password hashes set by `pbxgate admin set-password`), sessions kept in the
+//! store with a CSRF token, and server-rendered pages without JavaScript or
+//! external assets.
+//!
+//! So far: the login page, a placeholder home page and logout.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use axum::Router;
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde::Deserialize;
+use store::{AdminSession, AdminStore};
+use subtle::ConstantTimeEq;
+
+use crate::auth::{Refusal, now_ms};
+use crate::error::{Error, Result};
+use crate::server::App;
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "pbxgate_admin";
+/// The CSRF token of the login form (double submit: cookie and form field).
+pub const LOGIN_CSRF_COOKIE: &str = "pbxgate_admin_csrf";
+/// The account `pbxgate admin set-password` sets when no `--username` is given.
+pub const DEFAULT_USERNAME: &str = "admin";
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longer passwords are refused before hashing (bounds the work per attempt).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+const MAX_USERNAME_CHARS: usize = 64;
+
+/// The routes under `/admin`.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/admin/", get(home))
+        .route("/admin/login", get(login_page).post(login))
+        .route("/admin/logout", post(logout))
+        .route("/admin", any(elsewhere))
+        .route("/admin/{*rest}", any(elsewhere))
+}
+
+// ---------------------------------------------------------------- passwords
+
+/// Why a new admin password is refused.
+pub fn check_new_password(password: &str) -> std::result::Result<(), String> {
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "the password is too short: at least {MIN_PASSWORD_CHARS} characters"
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(format!(
+            "the password is too long: at most {MAX_PASSWORD_BYTES} bytes"
+        ));
+    }
+    Ok(())
+}
+
+/// Why an admin user name is refused.
+pub fn check_username(username: &str) -> std::result::Result<(), String> {
+    if username.is_empty() {
+        return Err("the user name is empty".into());
+    }
+    if username.chars().count() > MAX_USERNAME_CHARS {
+        return Err(format!(
+            "the user name is too long: at most {MAX_USERNAME_CHARS} characters"
+        ));
+    }
+    if username
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err("the user name must not contain spaces or control characters".into());
+    }
+    Ok(())
+}
+
+/// An argon2id hash of `password` with a fresh random salt, as a PHC string.
+pub fn hash_password(password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| Error::Random(e.to_string()))?;
+    Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::PasswordHash(e.to_string()))
+}
+
+/// Whether `password` matches the PHC string `hash`; false for a malformed hash.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// A hash that no password typed at the login form matches, verified for
+/// unknown users so that the time taken does not tell which users exist.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        let mut b = [0u8; 32];
+        let random = getrandom::fill(&mut b).is_ok();
+        let seed: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        // Longer than any password the form accepts, so it can never match.
+        let password = format!("{seed}{}", "x".repeat(MAX_PASSWORD_BYTES));
+        match (random, hash_password(&password)) {
+            (true, Ok(h)) => h,
+            // Unparsable: verification fails (faster, but still never succeeds).
+            _ => String::new(),
+        }
+    })
+}
+
+/// Checks a login off the async threads (argon2 takes tens of milliseconds).
+async fn password_matches(app: &App, username: &str, password: &str) -> Result<Option<bool>> {
+    let stored = app.store.admin_password_hash(username).await?;
+    let known = stored.is_some();
+    let hash = stored.unwrap_or_else(|| decoy_hash().to_owned());
+    let password = password.to_owned();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    Ok(known.then_some(ok))
+}
+
+// ---------------------------------------------------------------- tokens and cookies
+
+fn random_token() -> Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| Error::Random(e.to_string()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn tokens_match(a: &str, b: &str) -> bool {
+    !a.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The value of cookie `name` in the request.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn set_cookie(name: &str, value: &str, max_age: Option<u64>) -> Option<HeaderValue> {
+    let age = max_age.map_or(String::new(), |a| format!("; Max-Age={a}"));
+    HeaderValue::from_str(&format!(
+        "{name}={value}; HttpOnly; Secure; SameSite=Strict; Path=/admin{age}"
+    ))
+    .ok()
+}
+
+fn clear_cookie(name: &str) -> Option<HeaderValue> {
+    set_cookie(name, "", Some(0))
+}
+
+// ---------------------------------------------------------------- sessions
+
+/// The session the request presents, if valid; slides its idle timeout.
+async fn current_session(
+    app: &App,
+    headers: &HeaderMap,
+    ip: IpAddr,
+) -> Result<Option<AdminSession>> {
+    let Some(id) = cookie(headers, SESSION_COOKIE).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let Some(mut s) = app.store.admin_session(id).await? else {
+        return Ok(None);
+    };
+    let now = now_ms();
+    let timeout = i64::try_from(app.settings.idle_timeout.as_millis()).unwrap_or(i64::MAX);
+    if now.saturating_sub(s.last_seen_ms) > timeout {
+        app.store.delete_admin_session(id).await?;
+        return Ok(None);
+    }
+    if s.ip.parse::<IpAddr>().ok() != Some(ip) {
+        tracing::warn!(user = %s.username, issued_to = %s.ip, used_from = %ip, "admin cookie refused: used from another address than it was issued to");
+        return Ok(None);
+    }
+    if now - s.last_seen_ms >= 1_000 {
+        app.store.touch_admin_session(id, now).await?;
+        s.last_seen_ms = now;
+    }
+    Ok(Some(s))
+}
+
+/// Drops admin sessions idle for longer than `session.idle_timeout_secs`.
+pub async fn prune(app: &App) -> std::result::Result<(), store::Error> {
+    let timeout = i64::try_from(app.settings.idle_timeout.as_millis()).unwrap_or(i64::MAX);
+    app.store
+        .delete_idle_admin_sessions(now_ms().saturating_sub(timeout))
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- pages
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}\
+header{background:#1d2330;color:#fff;padding:.8em 1.5em;display:flex;justify-content:space-between;align-items:center}\
+header h1{font-size:1.1em;margin:0}main{max-width:40em;margin:2em auto;background:#fff;padding:1.5em 2em;border-radius:6px;box-shadow:0 1px 3px #0002}\
+label{display:block;margin:.8em 0 .2em}input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.5em;font-size:1em}\
+button{margin-top:1.2em;padding:.5em 1.4em;font-size:1em;background:#2a5bd7;color:#fff;border:0;border-radius:4px;cursor:pointer}\
+header button{margin:0;background:#444c5e}.error{background:#fde8e8;color:#8a1c1c;padding:.6em .8em;border-radius:4px}";
+
+fn page(status: StatusCode, title: &str, header_extra: &str, body: &str) -> Response {
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · pbxgate</title><style>{STYLE}</style></head>\
+         <body><header><h1>pbxgate admin</h1>{header_extra}</header><main>{body}</main></body></html>\n",
+        title = escape(title)
+    );
+    let mut resp = (status, html).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
+}
+
+fn redirect(to: &'static str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::LOCATION, HeaderValue::from_static(to));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn forbidden() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        "",
+        "<h2>Forbidden</h2><p>The form was not accepted (missing or wrong security token). \
+         <a href=\"/admin/login\">Reload the page</a> and try again.</p>",
+    )
+}
+
+fn internal(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "admin page failed");
+    page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Error",
+        "",
+        "<h2>Internal error</h2><p>See the pbxgate log.</p>",
+    )
+}
+
+/// The login form with a fresh CSRF token (also set as a cookie).
+fn login_form(status: StatusCode, error: Option<&str>, username: &str) -> Response {
+    let token = match random_token() {
+        Ok(t) => t,
+        Err(e) => return internal(&e),
+    };
+    let error = error.map_or(String::new(), |e| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))
+    });
+    let body = format!(
+        "<h2>Log in</h2>{error}<form method=\"post\" action=\"/admin/login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+         <label for=\"username\">User name</label>\
+         <input type=\"text\" id=\"username\" name=\"username\" value=\"{user}\" autocomplete=\"username\" required>\
+         <label for=\"password\">Password</label>\
+         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Log in</button></form>",
+        user = escape(username),
+    );
+    let mut resp = page(status, "Log in", "", &body);
+    if let Some(c) = set_cookie(LOGIN_CSRF_COOKIE, &token, None) {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+async fn login_page(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    match current_session(&app, &headers, peer.ip().to_canonical()).await {
+        Ok(Some(_)) => redirect("/admin/"),
+        Ok(None) => login_form(StatusCode::OK, None, DEFAULT_USERNAME),
+        Err(e) => internal(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn login(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: std::result::Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let ip = peer.ip().to_canonical();
+    let Ok(Form(form)) = form else {
+        return forbidden();
+    };
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    if !tokens_match(expected, &form.csrf) {
+        tracing::warn!(%ip, "admin login refused: missing or wrong CSRF token");
+        return forbidden();
+    }
+    match app.auth.restriction(ip).await {
+        Ok(()) => {}
+        Err(Refusal::Internal(e)) => return internal(&e),
+        Err(_) => {
+            return login_form(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("Too many failed logins from your address. Try again later."),
+                &form.username,
+            );
+        }
+    }
+    let user = form.username.trim();
+    let checked = if check_username(user).is_err() || form.password.len() > MAX_PASSWORD_BYTES {
+        Ok(None)
+    } else {
+        password_matches(&app, user, &form.password).await
+    };
+    let outcome = match checked {
+        Ok(Some(true)) => Ok(()),
+        Ok(Some(false)) => Err("wrong-password"),
+        Ok(None) => Err("unknown-user"),
+        Err(e) => return internal(&e),
+    };
+    // The audit trail and the failure count of the login restriction, as for API logins.
+    if let Err(Refusal::Internal(e)) = app.auth.record_login(user, ip, outcome, "admin").await {
+        return internal(&e);
+    }
+    if outcome.is_err() {
+        return login_form(
+            StatusCode::UNAUTHORIZED,
+            Some("Wrong user name or password."),
+            user,
+        );
+    }
+    let (id, csrf) = match (random_token(), random_token()) {
+        (Ok(id), Ok(csrf)) => (id, csrf),
+        (Err(e), _) | (_, Err(e)) => return internal(&e),
+    };
+    let now = now_ms();
+    let session = AdminSession {
+        id,
+        username: user.to_owned(),
+        csrf,
+        ip: ip.to_string(),
+        created_ms: now,
+        last_seen_ms: now,
+    };
+    if let Err(e) = app.store.create_admin_session(&session).await {
+        return internal(&e);
+    }
+    let mut resp = redirect("/admin/");
+    let h = resp.headers_mut();
+    if let Some(c) = set_cookie(SESSION_COOKIE, &session.id, None) {
+        h.append(header::SET_COOKIE, c);
+    }
+    if let Some(c) = clear_cookie(LOGIN_CSRF_COOKIE) {
+        h.append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+fn logout_form(s: &AdminSession) -> String {
+    format!(
+        "<form method=\"post\" action=\"/admin/logout\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <span>{}</span> <button type=\"submit\">Log out</button></form>",
+        escape(&s.csrf),
+        escape(&s.username)
+    )
+}
+
+async fn home(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let s = match current_session(&app, &headers, peer.ip().to_canonical()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return redirect("/admin/login"),
+        Err(e) => return internal(&e),
+    };
+    let body = format!(
+        "<h2>Welcome</h2><p>Logged in as <strong>{}</strong>.</p>\
+         <p>The configuration, CDR, live calls and status pages are coming; \
+         this interface has only its login so far.</p>",
+        escape(&s.username)
+    );
+    page(StatusCode::OK, "Home", &logout_form(&s), &body)
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: std::result::Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let ip = peer.ip().to_canonical();
+    let s = match current_session(&app, &headers, ip).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return redirect("/admin/login"),
+        Err(e) => return internal(&e),
+    };
+    let Ok(Form(form)) = form else {
+        return forbidden();
+    };
+    if !tokens_match(&s.csrf, &form.csrf) {
+        tracing::warn!(%ip, user = %s.username, "admin logout refused: missing or wrong CSRF token");
+        return forbidden();
+    }
+    if let Err(e) = app.store.delete_admin_session(&s.id).await {
+        return internal(&e);
+    }
+    audit_logout(&app, &s.username, ip).await;
+    tracing::info!(user = %s.username, %ip, "admin logout");
+    let mut resp = redirect("/admin/login");
+    if let Some(c) = clear_cookie(SESSION_COOKIE) {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+async fn audit_logout(app: &App, user: &str, ip: IpAddr) {
+    use store::AuditStore;
+    let e = store::AuditEvent {
+        at_ms: now_ms(),
+        event: "logout".into(),
+        username: user.into(),
+        ip: ip.to_string(),
+        result: "ok".into(),
+        detail: "admin".into(),
+    };
+    if let Err(err) = app.store.record_audit(&e).await {
+        tracing::error!(user, %ip, error = %err, "cannot write the audit trail");
+    }
+}
+
+/// Any other path under `/admin`: the login page without a session, else not found.
+async fn elsewhere(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    match current_session(&app, &headers, peer.ip().to_canonical()).await {
+        Ok(Some(s)) => page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            &logout_form(&s),
+            "<h2>Not found</h2><p><a href=\"/admin/\">Back to the admin home page</a>.</p>",
+        ),
+        Ok(None) => redirect("/admin/login"),
+        Err(e) => internal(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_phc_strings_that_verify() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$"), "{h}");
+        assert!(!h.contains("correct horse"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("correct hors", &h));
+        assert!(!verify_password("correct horse", "not a hash"));
+        // A fresh salt each time.
+        assert_ne!(h, hash_password("correct horse").unwrap());
+        assert!(!verify_password("anything", decoy_hash()));
+    }
+
+    #[test]
+    fn new_passwords_must_be_long_enough() {
+        assert!(check_new_password("").is_err());
+        assert!(check_new_password("1234567").is_err());
+        assert!(check_new_password("12345678").is_ok());
+        // Characters, not bytes.
+        assert!(check_new_password("ééééééé").is_err());
+        assert!(check_new_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; pbxgate_admin=xyz"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie(&h, "pbxgate_admin"), Some("xyz"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "pbxgate"), None);
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}
