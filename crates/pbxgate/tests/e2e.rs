@@ -2,6 +2,7 @@
 //! configuration, driven over HTTPS, on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod callcontrol;
 mod calls;
 mod cdrapi;
