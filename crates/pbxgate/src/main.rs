@@ -279,6 +279,15 @@ fn print_summary(path: &std::path::Path, s: &Settings) {
     }
 }
 
+/// The database of a one-shot command; on failure the message is printed
+/// and the exit code returned.
+async fn open_store_or_exit(settings: &Settings) -> Result<store::Store, ExitCode> {
+    open_store(settings).await.map_err(|e| {
+        eprintln!("pbxgate: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 async fn open_store(settings: &Settings) -> Result<store::Store, store::Error> {
     store::Store::connect(
         settings.database_url.expose(),
@@ -348,12 +357,9 @@ async fn check_recordings(settings: Settings, dir: String) -> ExitCode {
 
 async fn print_decisions(settings: Settings, limit: u32) -> ExitCode {
     use store::DecisionStore;
-    let store = match open_store(&settings).await {
+    let store = match open_store_or_exit(&settings).await {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("pbxgate: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let rows = store.recent_decisions(i64::from(limit)).await;
     store.close().await;
@@ -403,12 +409,9 @@ async fn import_csv(settings: Settings, file: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let store = match open_store(&settings).await {
+    let store = match open_store_or_exit(&settings).await {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("pbxgate: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
@@ -497,12 +500,9 @@ async fn set_admin_password(settings: Settings, username: String) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let store = match open_store(&settings).await {
+    let store = match open_store_or_exit(&settings).await {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("pbxgate: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let now = pbxgate::auth::now_ms();
     let result = async {

@@ -289,7 +289,9 @@ impl Tracker {
         let Some((_, endpoint)) = dial.rsplit_once('@') else {
             return Vec::new();
         };
-        if endpoint.is_empty() || endpoint.contains('/') || channel_endpoint(dest) != Some(endpoint)
+        if endpoint.is_empty()
+            || endpoint.contains('/')
+            || channel_endpoint(dest).as_deref() != Some(endpoint)
         {
             return Vec::new();
         }
@@ -321,7 +323,7 @@ impl Tracker {
         }
         let inbound = args.first().is_some_and(|a| a == "inbound");
         let trunk = if inbound {
-            channel_endpoint(&channel.name).map(str::to_owned)
+            channel_endpoint(&channel.name)
         } else {
             None
         };
@@ -397,11 +399,12 @@ fn is_internal(channel: &str) -> bool {
     channel.starts_with("Snoop/")
 }
 
-/// `trunk` of `PJSIP/trunk-00000002`: between the technology and the last `-`.
-pub fn channel_endpoint(channel: &str) -> Option<&str> {
+/// `trunk` of `PJSIP/trunk-00000002` (the CDR's `channel_ext` rule); `None`
+/// for a name without the technology or the channel's sequence suffix.
+pub fn channel_endpoint(channel: &str) -> Option<String> {
     let (_, rest) = channel.split_once('/')?;
-    let (endpoint, _) = rest.rsplit_once('-')?;
-    (!endpoint.is_empty()).then_some(endpoint)
+    rest.rsplit_once('-')?;
+    Some(crate::ingest::derive::channel_ext(channel)).filter(|e| !e.is_empty())
 }
 
 /// The event's `Timestamp` header (`manager.conf` `timestampevents = yes`).
@@ -976,9 +979,12 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(channel_endpoint("PJSIP/trunk-00000002"), Some("trunk"));
         assert_eq!(
-            channel_endpoint("PJSIP/my-trunk-00000002"),
+            channel_endpoint("PJSIP/trunk-00000002").as_deref(),
+            Some("trunk")
+        );
+        assert_eq!(
+            channel_endpoint("PJSIP/my-trunk-00000002").as_deref(),
             Some("my-trunk")
         );
         assert_eq!(channel_endpoint("PJSIP/trunk"), None);

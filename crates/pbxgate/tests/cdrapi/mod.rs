@@ -223,10 +223,10 @@ async fn real_calls_are_read_back_in_every_format() {
     }
 }
 
-const T0: i64 = 1_774_700_000_000; // 2026-03-28 12:13:20 UTC
+pub const T0: i64 = 1_774_700_000_000; // 2026-03-28 12:13:20 UTC
 
 /// A stored leg: `session` groups legs, `start_ms` in UTC.
-fn leg(
+pub fn leg(
     n: usize,
     session: &str,
     call_ms: i64,
@@ -262,7 +262,7 @@ fn leg(
     }
 }
 
-async fn seed(srv: &Server, cdrs: &[NewCdr]) {
+pub async fn seed(srv: &Server, cdrs: &[NewCdr]) {
     let store = Store::connect(&srv.db_url, &ConnectOptions::default())
         .await
         .unwrap();

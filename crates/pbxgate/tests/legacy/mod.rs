@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
-use store::{AuditStore, CdrStore, ConnectOptions, NewCdr, Store};
+use store::{AuditStore, ConnectOptions, Store};
 
+use crate::cdrapi::{T0, leg, seed};
 use crate::kit::*;
 
 const OLD_PW: &str = "old-secret";
@@ -483,65 +484,44 @@ async fn legacy_disabled_listener_refuses_connections() {
     assert!(!log.contains("old API listening"), "{log}");
 }
 
-const T0: i64 = 1_774_700_000_000; // 2026-03-28 12:13:20 UTC
-
-/// A stored leg; legs of one call share `call_ms`.
-fn leg(
-    n: usize,
-    session: &str,
-    (call_ms, start_ms): (i64, i64),
-    (src, dst): (&str, &str),
-    billsec: u32,
-) -> NewCdr {
-    let mut r = ucm::cdr::CdrRecord::new();
-    let local = jiff::Timestamp::from_millisecond(start_ms)
-        .unwrap()
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string();
-    r.set("src", src);
-    r.set("dst", dst);
-    r.set("start", local);
-    r.set("billsec", billsec.to_string());
-    r.set("duration", (billsec + 2).to_string());
-    r.set(
-        "disposition",
-        if billsec > 0 { "ANSWERED" } else { "NO ANSWER" },
-    );
-    r.set("session", session);
-    r.set("clid", format!("\"\" <{src}>"));
-    r.set("lastdata", "PJSIP/2000,60,b(x^s^1)");
-    NewCdr {
-        dedupe_key: format!("legacy{n}"),
-        start_ms,
-        call_ms,
-        end_ms: start_ms + 1000 * (i64::from(billsec) + 2),
-        record: r,
-    }
-}
-
 #[tokio::test]
 async fn legacy_cdrapi_follows_the_old_rules() {
+    let utc = jiff::tz::TimeZone::UTC;
     let cdrs = vec![
-        leg(0, "s0", (T0, T0), ("1001", "2000"), 5),
-        leg(1, "s1", (T0 + 60_000, T0 + 60_000), ("1002", "2001"), 0),
-        leg(2, "s2", (T0 + 120_000, T0 + 120_000), ("1003", "2002"), 30),
-        leg(3, "s2", (T0 + 120_000, T0 + 125_000), ("1003", "2003"), 12),
+        leg(0, "s0", T0, T0, ("1001", "2000"), 5, &utc),
+        leg(1, "s1", T0 + 60_000, T0 + 60_000, ("1002", "2001"), 0, &utc),
+        leg(
+            2,
+            "s2",
+            T0 + 120_000,
+            T0 + 120_000,
+            ("1003", "2002"),
+            30,
+            &utc,
+        ),
+        leg(
+            3,
+            "s2",
+            T0 + 120_000,
+            T0 + 125_000,
+            ("1003", "2003"),
+            12,
+            &utc,
+        ),
         leg(
             4,
             "s3",
-            (T0 + 180_000, T0 + 180_000),
+            T0 + 180_000,
+            T0 + 180_000,
             ("+4930123", "2000"),
             7,
+            &utc,
         ),
     ];
     for db in dbs().await {
         let port = free_port();
         let srv = Server::start(&db, &old_section(port, &["127.0.0.1"], "")).await;
-        let store = Store::connect(&srv.db_url, &ConnectOptions::default())
-            .await
-            .unwrap();
-        store.insert_cdrs(&cdrs).await.unwrap();
-        store.close().await;
+        seed(&srv, &cdrs).await;
 
         let old = Old::new(port, None);
         let c = client(None);
