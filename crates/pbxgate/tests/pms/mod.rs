@@ -568,6 +568,14 @@ async fn a_wakeup_call_rings_the_room_once_across_two_nodes_and_its_outcome_is_r
             .strftime("%Y%m%d%H%M%S")
             .to_string()
     };
+    // Answers drop the seconds when they are zero (`YYYYMMDDHHMM`).
+    let shown = |secs: i64| {
+        let t = at(secs);
+        match t.strip_suffix("00") {
+            Some(minute) if t.len() == 14 => minute.to_owned(),
+            _ => t,
+        }
+    };
     let (http, ct, body) = old(
         &other,
         &[
@@ -586,7 +594,10 @@ async fn a_wakeup_call_rings_the_room_once_across_two_nodes_and_its_outcome_is_r
     assert_eq!(http, 200);
     assert_eq!(ct, "text/xml;charset=UTF-8");
     assert_eq!(xml_status(&body), (0, String::new()), "{body}");
-    assert!(body.contains(&format!("<time>{}</time>", at(5))), "{body}");
+    assert!(
+        body.contains(&format!("<time>{}</time>", shown(5))),
+        "{body}"
+    );
     // 1098 is busy: two attempts, 10 s apart, then failed.
     let v = h
         .ok(&req(&format!(
@@ -594,7 +605,7 @@ async fn a_wakeup_call_rings_the_room_once_across_two_nodes_and_its_outcome_is_r
             at(5)
         )))
         .await;
-    assert_eq!(v["time"], at(5));
+    assert_eq!(v["time"], shown(5));
     // Setting the same call twice keeps one.
     h.ok(&req(&format!(
         "<wakeup><address>1001</address><time>{}</time></wakeup>",
