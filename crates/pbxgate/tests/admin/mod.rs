@@ -193,13 +193,16 @@ async fn set_password_login_session_and_logout() {
             );
         }
 
-        // The home page says who is logged in and offers a logout form.
+        // The home page is the status page; every page says who is logged in
+        // and offers a logout form.
         let r = get(&srv, &c, "/admin/", Some(&session)).await;
+        assert_eq!(location(&r), "/admin/status");
+        let r = get(&srv, &c, "/admin/status", Some(&session)).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["cache-control"], "no-store");
         let html = r.text().await.unwrap();
         assert!(
-            html.contains("Logged in as <strong>admin</strong>"),
+            html.contains("<span>admin</span> <button type=\"submit\">Log out</button>"),
             "{html}"
         );
         assert!(html.contains("action=\"/admin/logout\""), "{html}");
@@ -226,7 +229,9 @@ async fn set_password_login_session_and_logout() {
                 .unwrap();
             assert_eq!(r.status(), StatusCode::FORBIDDEN);
             assert_eq!(
-                get(&srv, &c, "/admin/", Some(&session)).await.status(),
+                get(&srv, &c, "/admin/status", Some(&session))
+                    .await
+                    .status(),
                 StatusCode::OK
             );
         }
@@ -441,7 +446,9 @@ async fn admin_sessions_expire_when_idle() {
         let resp = log_in(&srv, &c, "admin", PASSWORD).await;
         let (session, _) = set_cookie(&resp, "pbxgate_admin").unwrap();
         assert_eq!(
-            get(&srv, &c, "/admin/", Some(&session)).await.status(),
+            get(&srv, &c, "/admin/status", Some(&session))
+                .await
+                .status(),
             StatusCode::OK
         );
         tokio::time::sleep(Duration::from_millis(2200)).await;
@@ -451,4 +458,37 @@ async fn admin_sessions_expire_when_idle() {
         );
         srv.stop().await;
     }
+}
+
+/// Browser: the login page in chromium, a wrong then the right password, logout.
+#[tokio::test]
+async fn the_login_page_works_in_a_real_browser() {
+    if !browser_available() {
+        return;
+    }
+    let db = last_db(dbs().await);
+    let srv = Server::start(&db, "").await;
+    let (code, out, err) = set_password(&srv, None, &format!("{PASSWORD}\n")).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let url = srv.url("");
+    let mut run = BrowserRun::start(
+        "login.mjs",
+        &[
+            ("PBXGATE_URL", url.as_str()),
+            ("ADMIN_USER", "admin"),
+            ("ADMIN_PASSWORD", PASSWORD),
+        ],
+    );
+    run.step("logged-in", Duration::from_secs(60)).await;
+    let store = open_store(&srv).await;
+    assert_eq!(store.recent_audit(10).await.unwrap()[0].event, "login");
+    run.finish(Duration::from_secs(30)).await;
+    let events = store.recent_audit(10).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event == "logout" && e.detail == "admin"),
+        "{events:?}"
+    );
+    srv.stop().await;
 }

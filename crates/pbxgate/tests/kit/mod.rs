@@ -7,7 +7,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod browser;
 mod tls;
+
+pub use browser::*;
 pub use tls::raw_tls;
 
 use md5::{Digest, Md5};
@@ -21,6 +24,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pbxgate");
 pub async fn dbs() -> Vec<TestDb> {
     let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
     databases(dir.path()).await
+}
+
+/// PostgreSQL when configured (several pbxgate on one database), else SQLite.
+pub fn last_db(dbs: Vec<TestDb>) -> TestDb {
+    dbs.into_iter().last().unwrap()
 }
 
 pub fn md5_hex(s: &str) -> String {

@@ -101,11 +101,6 @@ fn first_db(dbs: Vec<TestDb>) -> TestDb {
     dbs.into_iter().next().unwrap()
 }
 
-/// PostgreSQL when configured (several pbxgate on one database), else SQLite.
-fn last_db(dbs: Vec<TestDb>) -> TestDb {
-    dbs.into_iter().last().unwrap()
-}
-
 impl Hotel {
     /// A command through `/api`, JSON answer (the UCM envelope).
     async fn pms(&self, data: &str) -> Value {

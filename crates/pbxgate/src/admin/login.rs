@@ -1,9 +1,5 @@
-//! The admin web interface under `/admin/`: its own accounts (argon2id
-//! password hashes set by `pbxgate admin set-password`), sessions kept in the
-//! store with a CSRF token, and server-rendered pages without JavaScript or
-//! external assets.
-//!
-//! So far: the login page, a placeholder home page and logout.
+//! Admin accounts (argon2id hashes set by `pbxgate admin set-password`),
+//! login and logout, and the sessions kept in the store with their CSRF token.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -12,12 +8,13 @@ use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::response::Response;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use store::{AdminSession, AdminStore};
 use subtle::ConstantTimeEq;
 
+use super::page::{Page, escape, forbidden, internal, redirect};
 use crate::auth::{Refusal, now_ms};
 use crate::error::{Error, Result};
 use crate::server::App;
@@ -33,14 +30,10 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 const MAX_USERNAME_CHARS: usize = 64;
 
-/// The routes under `/admin`.
-pub fn routes() -> Router<App> {
+pub(super) fn routes() -> Router<App> {
     Router::new()
-        .route("/admin/", get(home))
         .route("/admin/login", get(login_page).post(login))
         .route("/admin/logout", post(logout))
-        .route("/admin", any(elsewhere))
-        .route("/admin/{*rest}", any(elsewhere))
 }
 
 // ---------------------------------------------------------------- passwords
@@ -137,12 +130,12 @@ fn random_token() -> Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn tokens_match(a: &str, b: &str) -> bool {
+pub(crate) fn tokens_match(a: &str, b: &str) -> bool {
     !a.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// The value of cookie `name` in the request.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -168,7 +161,7 @@ fn clear_cookie(name: &str) -> Option<HeaderValue> {
 // ---------------------------------------------------------------- sessions
 
 /// The session the request presents, if valid; slides its idle timeout.
-async fn current_session(
+pub(crate) async fn current_session(
     app: &App,
     headers: &HeaderMap,
     ip: IpAddr,
@@ -205,91 +198,6 @@ pub async fn prune(app: &App) -> std::result::Result<(), store::Error> {
     Ok(())
 }
 
-// ---------------------------------------------------------------- pages
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}\
-header{background:#1d2330;color:#fff;padding:.8em 1.5em;display:flex;justify-content:space-between;align-items:center}\
-header h1{font-size:1.1em;margin:0}main{max-width:40em;margin:2em auto;background:#fff;padding:1.5em 2em;border-radius:6px;box-shadow:0 1px 3px #0002}\
-label{display:block;margin:.8em 0 .2em}input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.5em;font-size:1em}\
-button{margin-top:1.2em;padding:.5em 1.4em;font-size:1em;background:#2a5bd7;color:#fff;border:0;border-radius:4px;cursor:pointer}\
-header button{margin:0;background:#444c5e}.error{background:#fde8e8;color:#8a1c1c;padding:.6em .8em;border-radius:4px}";
-
-fn page(status: StatusCode, title: &str, header_extra: &str, body: &str) -> Response {
-    let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · pbxgate</title><style>{STYLE}</style></head>\
-         <body><header><h1>pbxgate admin</h1>{header_extra}</header><main>{body}</main></body></html>\n",
-        title = escape(title)
-    );
-    let mut resp = (status, html).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    resp
-}
-
-fn redirect(to: &'static str) -> Response {
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::LOCATION, HeaderValue::from_static(to));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-fn forbidden() -> Response {
-    page(
-        StatusCode::FORBIDDEN,
-        "Forbidden",
-        "",
-        "<h2>Forbidden</h2><p>The form was not accepted (missing or wrong security token). \
-         <a href=\"/admin/login\">Reload the page</a> and try again.</p>",
-    )
-}
-
-fn internal(e: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "admin page failed");
-    page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Error",
-        "",
-        "<h2>Internal error</h2><p>See the pbxgate log.</p>",
-    )
-}
-
 /// The login form with a fresh CSRF token (also set as a cookie).
 fn login_form(status: StatusCode, error: Option<&str>, username: &str) -> Response {
     let token = match random_token() {
@@ -309,7 +217,7 @@ fn login_form(status: StatusCode, error: Option<&str>, username: &str) -> Respon
          <button type=\"submit\">Log in</button></form>",
         user = escape(username),
     );
-    let mut resp = page(status, "Log in", "", &body);
+    let mut resp = Page::new("Log in").status(status).render(&body);
     if let Some(c) = set_cookie(LOGIN_CSRF_COOKIE, &token, None) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -414,35 +322,6 @@ async fn login(
     resp
 }
 
-fn logout_form(s: &AdminSession) -> String {
-    format!(
-        "<form method=\"post\" action=\"/admin/logout\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <span>{}</span> <button type=\"submit\">Log out</button></form>",
-        escape(&s.csrf),
-        escape(&s.username)
-    )
-}
-
-async fn home(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let s = match current_session(&app, &headers, peer.ip().to_canonical()).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return redirect("/admin/login"),
-        Err(e) => return internal(&e),
-    };
-    let body = format!(
-        "<h2>Welcome</h2><p>Logged in as <strong>{}</strong>.</p>\
-         <p>The configuration, CDR, live calls and status pages are coming; \
-         this interface has only its login so far.</p>",
-        escape(&s.username)
-    );
-    page(StatusCode::OK, "Home", &logout_form(&s), &body)
-}
-
 #[derive(Deserialize)]
 struct CsrfForm {
     #[serde(default)]
@@ -495,24 +374,6 @@ async fn audit_logout(app: &App, user: &str, ip: IpAddr) {
     }
 }
 
-/// Any other path under `/admin`: the login page without a session, else not found.
-async fn elsewhere(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    match current_session(&app, &headers, peer.ip().to_canonical()).await {
-        Ok(Some(s)) => page(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            &logout_form(&s),
-            "<h2>Not found</h2><p><a href=\"/admin/\">Back to the admin home page</a>.</p>",
-        ),
-        Ok(None) => redirect("/admin/login"),
-        Err(e) => internal(&e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -552,13 +413,5 @@ mod tests {
         assert_eq!(cookie(&h, "pbxgate_admin"), Some("xyz"));
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "pbxgate"), None);
-    }
-
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
     }
 }

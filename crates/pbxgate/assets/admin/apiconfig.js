@@ -1,0 +1,1 @@
+// The apiconfig page's script.

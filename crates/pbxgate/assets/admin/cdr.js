@@ -1,0 +1,1 @@
+// The cdr page's script.
