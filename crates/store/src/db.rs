@@ -124,6 +124,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "admin",
         include_str!("../migrations/sqlite/0008_admin.sql"),
     ),
+    (
+        9,
+        "web settings",
+        include_str!("../migrations/sqlite/0009_web_settings.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -165,6 +170,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "admin",
         include_str!("../migrations/postgres/0008_admin.sql"),
+    ),
+    (
+        9,
+        "web settings",
+        include_str!("../migrations/postgres/0009_web_settings.sql"),
     ),
 ];
 
@@ -391,6 +401,53 @@ impl SessionStore for Store {
             with_pool!(self, write pool => sqlx::query("DELETE FROM sessions WHERE last_seen_ms < $1")
             .bind(last_seen_before_ms).execute(pool).await?.rows_affected()),
         )
+    }
+}
+
+#[async_trait]
+impl WebSettingsStore for Store {
+    async fn web_settings(&self, section: &str) -> Result<Option<WebSettings>, Error> {
+        let row = with_pool!(self, read pool => {
+            let row = sqlx::query(
+                "SELECT body, version, updated_ms, updated_by FROM web_settings WHERE section = $1")
+                .bind(section).fetch_optional(pool).await?;
+            row.map(|r| -> Result<_, sqlx::Error> {
+                Ok(WebSettings {
+                    body: r.try_get(0)?,
+                    version: r.try_get(1)?,
+                    updated_ms: r.try_get(2)?,
+                    updated_by: r.try_get(3)?,
+                })
+            }).transpose()?
+        });
+        Ok(row)
+    }
+
+    async fn save_web_settings(
+        &self,
+        section: &str,
+        body: &str,
+        expected_version: i64,
+        updated_ms: i64,
+        updated_by: &str,
+    ) -> Result<Option<i64>, Error> {
+        let next = expected_version.saturating_add(1);
+        let done = if expected_version == 0 {
+            // First save: the primary key refuses a concurrent first save.
+            with_pool!(self, write pool => sqlx::query(
+                "INSERT INTO web_settings (section, body, version, updated_ms, updated_by) \
+                 VALUES ($1, $2, 1, $3, $4) ON CONFLICT (section) DO NOTHING")
+                .bind(section).bind(body).bind(updated_ms).bind(updated_by)
+                .execute(pool).await?.rows_affected())
+        } else {
+            with_pool!(self, write pool => sqlx::query(
+                "UPDATE web_settings SET body = $2, version = $3, updated_ms = $4, updated_by = $5 \
+                 WHERE section = $1 AND version = $6")
+                .bind(section).bind(body).bind(next).bind(updated_ms).bind(updated_by)
+                .bind(expected_version)
+                .execute(pool).await?.rows_affected())
+        };
+        Ok((done == 1).then_some(next))
     }
 }
 

@@ -18,7 +18,7 @@ pub use sqlx::Error as SqlxError;
 pub use traits::{
     AdminSession, AdminStore, AuditEvent, AuditStore, CallDecision, CdrStore, ChallengeStore,
     DecisionStore, LoginGuardStore, MetaStore, NewCdr, PmsStore, Room, RoomWrite, Session,
-    SessionStore, SettingsStore, Wakeup,
+    SessionStore, SettingsStore, Wakeup, WebSettings, WebSettingsStore,
 };
 
 #[cfg(feature = "testing")]

@@ -340,6 +340,43 @@ impl std::fmt::Debug for AdminSession {
     }
 }
 
+/// A section of settings saved by the admin web interface.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebSettings {
+    /// JSON; may hold secrets (API passwords, a TLS key).
+    pub body: String,
+    pub version: i64,
+    pub updated_ms: i64,
+    pub updated_by: String,
+}
+
+impl std::fmt::Debug for WebSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSettings")
+            .field("body", &"<redacted>")
+            .field("version", &self.version)
+            .field("updated_ms", &self.updated_ms)
+            .field("updated_by", &self.updated_by)
+            .finish()
+    }
+}
+
+#[async_trait]
+pub trait WebSettingsStore: Send + Sync {
+    async fn web_settings(&self, section: &str) -> Result<Option<WebSettings>, Error>;
+    /// Saves `body` if the stored version is still `expected_version` (0: no
+    /// row yet). Returns the new version, or `None` when someone else saved
+    /// first.
+    async fn save_web_settings(
+        &self,
+        section: &str,
+        body: &str,
+        expected_version: i64,
+        updated_ms: i64,
+        updated_by: &str,
+    ) -> Result<Option<i64>, Error>;
+}
+
 #[async_trait]
 pub trait AdminStore: Send + Sync {
     /// Stores the password hash of an admin account, creating the account if

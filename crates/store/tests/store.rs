@@ -534,3 +534,62 @@ async fn admin_sessions_are_created_read_touched_and_deleted() {
         assert!(!shown.contains("secret-id"), "{shown}");
     });
 }
+
+#[tokio::test]
+async fn web_settings_are_saved_only_over_the_version_they_were_based_on() {
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        assert_eq!(s.web_settings("https_api").await.unwrap(), None, "{b:?}");
+        // First save: version 1; a second "first" save loses.
+        assert_eq!(
+            s.save_web_settings("https_api", "{\"a\":1}", 0, 1_000, "admin")
+                .await
+                .unwrap(),
+            Some(1),
+            "{b:?}"
+        );
+        assert_eq!(
+            s.save_web_settings("https_api", "{\"a\":2}", 0, 1_001, "other")
+                .await
+                .unwrap(),
+            None,
+            "{b:?}"
+        );
+        // A save based on version 1 wins once; the same base again loses.
+        assert_eq!(
+            s.save_web_settings("https_api", "{\"a\":3}", 1, 2_000, "admin")
+                .await
+                .unwrap(),
+            Some(2),
+            "{b:?}"
+        );
+        assert_eq!(
+            s.save_web_settings("https_api", "{\"a\":4}", 1, 2_001, "other")
+                .await
+                .unwrap(),
+            None,
+            "{b:?}"
+        );
+        let got = s.web_settings("https_api").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                got.body.as_str(),
+                got.version,
+                got.updated_ms,
+                got.updated_by.as_str()
+            ),
+            ("{\"a\":3}", 2, 2_000, "admin"),
+            "{b:?}"
+        );
+        assert!(
+            !format!("{got:?}").contains("\"a\""),
+            "body redacted in Debug"
+        );
+        // Sections are independent.
+        assert_eq!(
+            s.web_settings("https_api_old").await.unwrap(),
+            None,
+            "{b:?}"
+        );
+    });
+}
