@@ -79,7 +79,7 @@ pub async fn handle(
 
     let mut action = String::new();
     let mut user = String::new();
-    let outcome = if !app.settings.api_enabled {
+    let outcome = if !app.api.new_api().enabled {
         Err(Refusal::Status(Status::NoPermission))
     } else {
         match ucm::parse_request(&bytes) {

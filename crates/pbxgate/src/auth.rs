@@ -63,6 +63,8 @@ pub struct Authenticated {
 
 pub struct Auth {
     settings: Arc<Settings>,
+    /// The new API's users and switch in force (changed live by the admin page).
+    api: Arc<crate::apiconfig::Current>,
     store: Store,
     cache: SessionCache,
 }
@@ -119,6 +121,12 @@ impl SessionCache {
         }
     }
 
+    fn remove_user(&self, username: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, e| &*e.username != username);
+        }
+    }
+
     fn prune(&self, ttl: Duration) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.retain(|_, e| e.fetched.elapsed() < ttl);
@@ -138,9 +146,10 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Auth {
-    pub fn new(settings: Arc<Settings>, store: Store) -> Self {
+    pub fn new(settings: Arc<Settings>, api: Arc<crate::apiconfig::Current>, store: Store) -> Self {
         Auth {
             settings,
+            api,
             store,
             cache: SessionCache::default(),
         }
@@ -181,7 +190,8 @@ impl Auth {
             .store
             .open_challenges(user, &ip_text, now, OPEN_CHALLENGES_CHECKED)
             .await?;
-        let account = self.settings.user(user);
+        let api = self.api.get();
+        let account = api.user(user);
         let outcome = match account {
             None => Err("unknown-user"),
             Some(a) if a.password.is_empty() => Err("no-password-configured"),
@@ -312,7 +322,8 @@ impl Auth {
                 None => return Err(Refusal::Status(Status::CookieError)),
             },
         };
-        let Some(user) = self.settings.user(&entry.username) else {
+        let api = self.api.get();
+        let Some(user) = api.user(&entry.username) else {
             // The user was removed from the configuration.
             self.end(cookie).await?;
             return Err(Refusal::Status(Status::CookieError));
@@ -376,6 +387,15 @@ impl Auth {
         self.cache.remove(cookie);
         self.store.delete_session(cookie).await?;
         Ok(())
+    }
+
+    /// Ends every session of `username` (its password changed or it was
+    /// removed): in the store and in this process's cache.
+    pub async fn end_sessions_of(&self, username: &str) -> Result<u64, store::Error> {
+        self.cache.remove_user(username);
+        let n = self.store.delete_sessions_of(username).await?;
+        self.cache.remove_user(username);
+        Ok(n)
     }
 
     pub async fn logout(&self, cookie: &str, ip: IpAddr) -> Result<(), Refusal> {

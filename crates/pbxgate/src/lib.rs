@@ -1,7 +1,8 @@
 //! pbxgate: an HTTPS API server that gives an Asterisk PBX the API of a
 //! Grandstream UCM630X.
 //!
-//! Layout: `admin` (the admin web interface under `/admin/`), `config` (file, env overrides, validation), `acl` (permitted IPs),
+//! Layout: `admin` (the admin web interface under `/admin/`), `apiconfig` (the API
+//! settings in force: file plus admin page, live), `config` (file, env overrides, validation), `acl` (permitted IPs),
 //! `auth` (challenge, login, sessions, login restriction), `api` (the `/api`
 //! envelope and dispatcher), `system` (status actions), `cdrapi`, `recordings`
 //! (recapi), `callcontrol` (Stasis hold, acceptCall/refuseCall),
@@ -11,6 +12,7 @@
 pub mod acl;
 pub mod admin;
 pub mod api;
+pub mod apiconfig;
 pub mod auth;
 pub mod callcontrol;
 pub mod cdrapi;

@@ -32,6 +32,8 @@ pub struct AppInner {
     pub recordings: crate::recordings::Recordings,
     /// Notifications for `/websockify` subscribers.
     pub live: crate::live::Hub,
+    /// The API settings in force (file plus admin page), changed live.
+    pub api: Arc<crate::apiconfig::ApiConfig>,
 }
 
 pub struct Pbx {
@@ -65,7 +67,7 @@ pub fn router(app: App) -> Router {
 }
 
 /// Opens the database and prepares everything the server needs.
-pub async fn prepare(settings: Settings) -> Result<App> {
+pub async fn prepare(mut settings: Settings) -> Result<App> {
     std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
         Error::io(
             format!("cannot create web.data_dir {}", settings.data_dir.display()),
@@ -80,6 +82,12 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         },
     )
     .await?;
+    // What the admin page saved joins the file's settings from here on.
+    let api = Arc::new(crate::apiconfig::ApiConfig::load(&settings, &store).await?);
+    let in_force = api.new_api();
+    settings.api_enabled = in_force.enabled;
+    settings.users = in_force.users.clone();
+    settings.old_api = api.old_api().await;
     settings_audit::record(&settings, &store).await?;
     let identity = Identity::load(&settings, &store).await?;
     for u in &settings.users {
@@ -107,7 +115,8 @@ pub async fn prepare(settings: Settings) -> Result<App> {
     Ok(App(Arc::new(AppInner {
         pbx,
         recordings,
-        auth: Auth::new(settings.clone(), store.clone()),
+        auth: Auth::new(settings.clone(), api.current(), store.clone()),
+        api,
         settings,
         store,
         identity,
@@ -225,6 +234,11 @@ pub async fn run_with_reload(
     // The old API's listener, when enabled; reloads start and stop it.
     let old_api = Arc::new(legacy::OldApi::new(app.clone())?);
     old_api.apply(settings.old_api.clone()).await?;
+    app.api.attach_old_api(old_api.clone());
+    if let Some(engine) = app.pbx.as_ref().and_then(|p| p.calls.clone()) {
+        app.api.attach_call_control(engine);
+    }
+    let settings_watch = tokio::spawn(crate::apiconfig::watch(app.clone()));
     let watcher = hup.map(|(r, signal)| {
         tokio::spawn(legacy::reload::watch(
             old_api.clone(),
@@ -269,6 +283,7 @@ pub async fn run_with_reload(
         w.abort();
     }
     old_api.shutdown(grace).await;
+    settings_watch.abort();
     maintenance.abort();
     if let Some(pbx) = &app.pbx {
         // Store every CDR already received before the database closes.

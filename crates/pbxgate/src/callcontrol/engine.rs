@@ -149,8 +149,9 @@ pub struct Engine {
     ari: Ari,
     store: Store,
     settings: CallControlSettings,
-    /// Call control is on for at least one API user.
-    enabled: bool,
+    /// Call control is on for at least one API user (switched live by the
+    /// API settings; calls already held stay held until decided).
+    enabled: std::sync::atomic::AtomicBool,
     /// pbxgate is stopping: calls are no longer held.
     stopping: std::sync::atomic::AtomicBool,
     table: Mutex<Table>,
@@ -175,7 +176,7 @@ impl Engine {
             ari,
             store,
             settings,
-            enabled,
+            enabled: std::sync::atomic::AtomicBool::new(enabled),
             stopping: std::sync::atomic::AtomicBool::new(false),
             table: Mutex::new(Table::default()),
         });
@@ -185,7 +186,12 @@ impl Engine {
     }
 
     pub fn enabled(&self) -> bool {
+        self.enabled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_enabled(&self, enabled: bool) {
         self.enabled
+            .store(enabled, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -197,7 +203,7 @@ impl Engine {
     }
 
     fn holding(&self) -> bool {
-        self.enabled && !self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+        self.enabled() && !self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// pbxgate is stopping: no call is held any more, and every held call

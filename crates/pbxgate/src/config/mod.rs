@@ -17,6 +17,7 @@ pub use secret::Secret;
 pub use validate::{
     ApiUser, AriSettings, AsteriskSettings, CallControlSettings, CdrApiSettings, DialingSettings,
     OldApiSettings, PmsSettings, RecordingStore, RecordingsSettings, S3Settings, Settings,
+    api_user, old_api, overlaps, parse_bind_address,
 };
 
 /// A problem with the configuration, naming the key it is about.
@@ -62,6 +63,52 @@ pub struct Config {
     pub call_control: CallControlConfig,
     pub dialing: DialingConfig,
     pub pms: PmsConfig,
+    /// Which keys of the API sections the file (or the environment) sets.
+    #[serde(skip)]
+    pub file_keys: FileKeys,
+}
+
+/// The keys of `[https_api]` and `[https_api_old]` set in the configuration
+/// file or by `PBXGATE_*` variables: the admin interface shows these as
+/// fixed and edits only the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileKeys {
+    pub https_api: std::collections::BTreeSet<String>,
+    pub https_api_old: std::collections::BTreeSet<String>,
+}
+
+impl FileKeys {
+    fn of(tree: &toml::Table) -> FileKeys {
+        let keys = |section: &str| {
+            tree.get(section)
+                .and_then(toml::Value::as_table)
+                .map(|t| t.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        FileKeys {
+            https_api: keys("https_api"),
+            https_api_old: keys("https_api_old"),
+        }
+    }
+
+    /// Whether the file sets the new API's first user (`[https_api]`
+    /// username, password or its other keys).
+    pub fn fixes_first_user(&self) -> bool {
+        [
+            "username",
+            "password",
+            "password_file",
+            "call_control",
+            "permitted_ips",
+        ]
+        .iter()
+        .any(|k| self.https_api.contains(*k))
+    }
+
+    pub fn old(&self, key: &str) -> bool {
+        self.https_api_old.contains(key)
+            || (key == "password" && self.https_api_old.contains("password_file"))
+    }
 }
 
 /// The hotel PMS API (`pmsapi`): the PMS account whose credentials make the
@@ -658,7 +705,8 @@ fn parse_str(
     })?;
     let overridden = env::apply_overrides(&mut tree, vars)?;
     check_secret_types(&tree, "")?;
-    let config: Config = Config::deserialize(toml::Value::Table(tree)).map_err(|e| {
+    let file_keys = FileKeys::of(&tree);
+    let mut config: Config = Config::deserialize(toml::Value::Table(tree)).map_err(|e| {
         // No source text here (the tree is already parsed), so Display is safe
         // and names the key.
         let message = e.to_string().trim_end().replace('\n', " ");
@@ -677,6 +725,7 @@ fn parse_str(
             },
         }
     })?;
+    config.file_keys = file_keys;
     Ok(config)
 }
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    AsteriskConfig, CallControlConfig, Config, ConfigError, DialingConfig, LogConfig, PmsConfig,
-    Secret, SystemConfig,
+    AsteriskConfig, CallControlConfig, Config, ConfigError, DialingConfig, HttpsApiOld, LogConfig,
+    PmsConfig, Secret, SystemConfig, UserConfig,
 };
 use crate::acl::Acl;
 
@@ -47,6 +47,8 @@ pub struct Settings {
     pub call_control: CallControlSettings,
     pub dialing: DialingSettings,
     pub pms: PmsSettings,
+    /// The API keys the file sets (fixed on the admin interface).
+    pub file_keys: super::FileKeys,
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +253,84 @@ fn tls_pair(
     }
 }
 
+/// One user of the new API; `prefix` names its keys in errors
+/// (`https_api.`, `https_api.users[2].`).
+pub fn api_user(prefix: &str, u: &UserConfig, base: &Path) -> Result<ApiUser, ConfigError> {
+    username(&format!("{prefix}username"), &u.username)?;
+    Ok(ApiUser {
+        username: u.username.clone(),
+        password: password(base, prefix, &u.password, &u.password_file)?,
+        call_control: u.call_control,
+        permitted_ips: acl(&format!("{prefix}permitted_ips"), &u.permitted_ips)?,
+        permitted_ips_text: u.permitted_ips.clone(),
+    })
+}
+
+/// `[https_api_old]`, checked against the web listener `listen`.
+pub fn old_api(
+    old: &HttpsApiOld,
+    base: &Path,
+    listen: SocketAddr,
+) -> Result<OldApiSettings, ConfigError> {
+    let bind = parse_bind_address(&old.tls_bind_address)
+        .map_err(|m| ConfigError::invalid("https_api_old.tls_bind_address", m))?;
+    if old.enable && overlaps(bind, listen) {
+        return Err(ConfigError::invalid(
+            "https_api_old.tls_bind_address",
+            format!("{bind} collides with web.listen {listen}"),
+        ));
+    }
+    username("https_api_old.username", &old.username)?;
+    let old_password = password(base, "https_api_old.", &old.password, &old.password_file)?;
+    if !old_password.is_empty()
+        && (old_password.expose().chars().count() < 2 || old_password.expose().contains([' ', ';']))
+    {
+        let key = if old.password_file.is_empty() {
+            "https_api_old.password"
+        } else {
+            "https_api_old.password_file"
+        };
+        return Err(ConfigError::invalid(
+            key,
+            "the password must be at least 2 characters, without spaces or ';' (as on the UCM)",
+        ));
+    }
+    let old_tls = tls_pair(
+        base,
+        "https_api_old.tls_cert",
+        &old.tls_cert,
+        "https_api_old.tls_private_key",
+        &old.tls_private_key,
+    )?;
+    // The listener will read them: check them now (size, PEM, key match,
+    // validity), so that check-config and a reload refuse what would not serve.
+    if old.enable
+        && let Some((cert, key)) = &old_tls
+    {
+        crate::tls::read_pair(
+            cert,
+            key,
+            "https_api_old.tls_cert",
+            "https_api_old.tls_private_key",
+        )?;
+    }
+    Ok(OldApiSettings {
+        enable: old.enable,
+        bind,
+        tls: old_tls,
+        username: old.username.clone(),
+        password: old_password,
+        permitted_ips: acl("https_api_old.permitted_ips", &old.permitted_ips)?,
+        permitted_ips_text: old.permitted_ips.clone(),
+        enable_pmsapi: old.enable_pmsapi,
+    })
+}
+
+/// Whether two listening addresses would collide.
+pub fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// `IP[:port]`, IPv6 as `[addr]:port` or `[addr]`; the port defaults to 8443.
 pub fn parse_bind_address(s: &str) -> Result<SocketAddr, String> {
     let s = s.trim();
@@ -265,10 +345,6 @@ pub fn parse_bind_address(s: &str) -> Result<SocketAddr, String> {
     ip.parse::<IpAddr>()
         .map(|ip| SocketAddr::new(ip, 8443))
         .map_err(|_| format!("\"{s}\" is not IP[:port] (IPv6 as [addr]:port)"))
-}
-
-fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> {
@@ -319,85 +395,29 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
 
     let api = &c.https_api;
     let mut users = Vec::with_capacity(1 + api.users.len());
-    username("https_api.username", &api.username)?;
-    users.push(ApiUser {
-        username: api.username.clone(),
-        password: password(base, "https_api.", &api.password, &api.password_file)?,
-        call_control: api.call_control,
-        permitted_ips: acl("https_api.permitted_ips", &api.permitted_ips)?,
-        permitted_ips_text: api.permitted_ips.clone(),
-    });
+    users.push(api_user(
+        "https_api.",
+        &UserConfig {
+            username: api.username.clone(),
+            password: api.password.clone(),
+            password_file: api.password_file.clone(),
+            call_control: api.call_control,
+            permitted_ips: api.permitted_ips.clone(),
+        },
+        base,
+    )?);
     for (i, u) in api.users.iter().enumerate() {
         let prefix = format!("https_api.users[{i}].");
-        username(&format!("{prefix}username"), &u.username)?;
+        let user = api_user(&prefix, u, base)?;
         if users.iter().any(|x| x.username == u.username) {
             return Err(ConfigError::invalid(
                 format!("{prefix}username"),
                 format!("user \"{}\" is defined twice", u.username),
             ));
         }
-        users.push(ApiUser {
-            username: u.username.clone(),
-            password: password(base, &prefix, &u.password, &u.password_file)?,
-            call_control: u.call_control,
-            permitted_ips: acl(&format!("{prefix}permitted_ips"), &u.permitted_ips)?,
-            permitted_ips_text: u.permitted_ips.clone(),
-        });
+        users.push(user);
     }
-
-    let old = &c.https_api_old;
-    let bind = parse_bind_address(&old.tls_bind_address)
-        .map_err(|m| ConfigError::invalid("https_api_old.tls_bind_address", m))?;
-    if old.enable && overlaps(bind, listen) {
-        return Err(ConfigError::invalid(
-            "https_api_old.tls_bind_address",
-            format!("{bind} collides with web.listen {listen}"),
-        ));
-    }
-    username("https_api_old.username", &old.username)?;
-    let old_password = password(base, "https_api_old.", &old.password, &old.password_file)?;
-    if !old_password.is_empty()
-        && (old_password.expose().chars().count() < 2 || old_password.expose().contains([' ', ';']))
-    {
-        let key = if old.password_file.is_empty() {
-            "https_api_old.password"
-        } else {
-            "https_api_old.password_file"
-        };
-        return Err(ConfigError::invalid(
-            key,
-            "the password must be at least 2 characters, without spaces or ';' (as on the UCM)",
-        ));
-    }
-    let old_tls = tls_pair(
-        base,
-        "https_api_old.tls_cert",
-        &old.tls_cert,
-        "https_api_old.tls_private_key",
-        &old.tls_private_key,
-    )?;
-    // The listener will read them: check them now (size, PEM, key match,
-    // validity), so that check-config and a reload refuse what would not serve.
-    if old.enable
-        && let Some((cert, key)) = &old_tls
-    {
-        crate::tls::read_pair(
-            cert,
-            key,
-            "https_api_old.tls_cert",
-            "https_api_old.tls_private_key",
-        )?;
-    }
-    let old_api = OldApiSettings {
-        enable: old.enable,
-        bind,
-        tls: old_tls,
-        username: old.username.clone(),
-        password: old_password,
-        permitted_ips: acl("https_api_old.permitted_ips", &old.permitted_ips)?,
-        permitted_ips_text: old.permitted_ips.clone(),
-        enable_pmsapi: old.enable_pmsapi,
-    };
+    let old_api = old_api(&c.https_api_old, base, listen)?;
     let pms = pms(&c.pms, &c.dialing, base)?;
 
     if c.session.idle_timeout_secs == 0 {
@@ -522,6 +542,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         lockout,
         system: c.system,
         log: c.log,
+        file_keys: c.file_keys,
     })
 }
 

@@ -62,8 +62,24 @@ pub async fn reload(old: &OldApi, app: &App, path: &Path, startup: &Config) {
         );
     }
 
-    let changed = changes(&old.settings(), &settings.old_api);
-    match old.apply(settings.old_api).await {
+    // The file's section with what the admin page saved over the keys the
+    // file does not set.
+    let in_force = match app
+        .api
+        .reload_file_old(settings.old_api, config.file_keys.clone())
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(
+                errors = %e.summary(),
+                "configuration reload: https_api_old with the admin page's settings is not valid; the old API keeps its previous state"
+            );
+            return;
+        }
+    };
+    let changed = changes(&old.settings(), &in_force);
+    match old.apply(in_force).await {
         Ok(()) => {
             let now = old.settings();
             let listening = old.local_addr().await;

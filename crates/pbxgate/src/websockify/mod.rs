@@ -242,7 +242,7 @@ impl Session {
 
     /// The API switch and the login restriction, for challenge and login.
     async fn allowed(&self) -> Result<(), Refusal> {
-        if !self.app.settings.api_enabled {
+        if !self.app.api.new_api().enabled {
             return Err(Refusal::Status(Status::NoPermission));
         }
         self.app.auth.restriction(self.ip).await
@@ -254,7 +254,8 @@ impl Session {
             .challenge
             .take()
             .filter(|c| c.username == username && c.expires > Instant::now());
-        let account = self.app.settings.user(username);
+        let api = self.app.api.new_api();
+        let account = api.user(username);
         match (account, challenge) {
             (None, _) => Err("unknown-user"),
             (Some(a), _) if a.password.is_empty() => Err("no-password-configured"),

@@ -1,6 +1,8 @@
 //! The admin web interface: `pbxgate admin set-password`, login with CSRF
 //! tokens, the session cookie, lockout shared with the API, logout.
 
+mod apiconfig;
+
 use std::process::Stdio;
 use std::time::Duration;
 

@@ -132,13 +132,13 @@ fn digest(
 }
 
 /// A client of the old listener.
-struct Old {
+pub(crate) struct Old {
     c: reqwest::Client,
     port: u16,
 }
 
 impl Old {
-    fn new(port: u16, source: Option<&str>) -> Old {
+    pub(crate) fn new(port: u16, source: Option<&str>) -> Old {
         Old {
             c: client(source),
             port,
@@ -170,7 +170,7 @@ impl Old {
         self.send(Method::GET, pq, auth).await
     }
 
-    async fn basic(&self, pq: &str, user: &str, pw: &str) -> reqwest::Response {
+    pub(crate) async fn basic(&self, pq: &str, user: &str, pw: &str) -> reqwest::Response {
         self.c
             .get(self.url(pq))
             .basic_auth(user, Some(pw))
@@ -201,7 +201,7 @@ impl Old {
     }
 }
 
-fn refused(port: u16) -> bool {
+pub(crate) fn refused(port: u16) -> bool {
     matches!(
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
@@ -737,7 +737,7 @@ async fn legacy_recapi_serves_recordings() {
 }
 
 /// A certificate (PEM) and its key, valid from `from` to `to` (years).
-fn cert_pair(from: i32, to: i32) -> (String, String) {
+pub(crate) fn cert_pair(from: i32, to: i32) -> (String, String) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params =
         rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
@@ -762,7 +762,7 @@ fn check_config(dir: &Path, text: &str) -> (i32, String, String) {
     )
 }
 
-async fn peer_cert(url: &str) -> Vec<u8> {
+pub(crate) async fn peer_cert(url: &str) -> Vec<u8> {
     let resp = client(None).get(url).send().await.unwrap();
     let info = resp.extensions().get::<reqwest::tls::TlsInfo>().unwrap();
     info.peer_certificate().unwrap().to_vec()
@@ -907,7 +907,7 @@ async fn legacy_certificates_are_checked_or_generated() {
 }
 
 /// The DER of the first certificate in a PEM text.
-fn rustls_pki_der(pem: &str) -> Vec<u8> {
+pub(crate) fn rustls_pki_der(pem: &str) -> Vec<u8> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     CertificateDer::from_pem_slice(pem.as_bytes())

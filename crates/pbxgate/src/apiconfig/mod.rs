@@ -1,0 +1,958 @@
+//! The API settings in force: the configuration file's, plus what the admin
+//! interface's API Configuration page saved in the database (`web_settings`),
+//! applied live without a restart.
+//!
+//! Keys set in the file (or by `PBXGATE_*` variables) are fixed: the page
+//! shows them read-only and saved values never override them. Users of the
+//! new API come from the file (read-only) and from the page (editable).
+//! Every node re-reads the saved sections every few seconds, so a change made
+//! on one node reaches the others without a restart.
+//!
+//! Every value saved goes through the same validation as the file's
+//! (`config::api_user`, `config::old_api`), so the page cannot put in force
+//! what `pbxgate check-config` would refuse.
+
+mod overlay;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use store::{AuditEvent, AuditStore, Store, WebSettingsStore};
+
+pub use overlay::{NewOverlay, OldOverlay, OverlayUser, TlsChoice};
+
+use crate::auth::now_ms;
+use crate::config::{
+    self, ApiUser, ConfigError, FileKeys, HttpsApiOld, OldApiSettings, Secret, Settings, UserConfig,
+};
+use crate::legacy::OldApi;
+
+pub const NEW_SECTION: &str = "https_api";
+pub const OLD_SECTION: &str = "https_api_old";
+/// How often a node looks for changes saved by another node.
+pub const POLL: Duration = Duration::from_secs(2);
+/// Passwords set on the page: at least this many characters.
+pub const MIN_WEB_PASSWORD_CHARS: usize = 8;
+const MAX_PASSWORD_CHARS: usize = 64;
+
+/// The new HTTPS API as in force.
+#[derive(Debug, Clone)]
+pub struct NewApi {
+    pub enabled: bool,
+    pub users: Vec<ApiUser>,
+    /// How many of `users` (the first ones) come from the file.
+    pub file_users: usize,
+}
+
+impl NewApi {
+    pub fn user(&self, name: &str) -> Option<&ApiUser> {
+        self.users.iter().find(|u| u.username == name)
+    }
+
+    /// Whether inbound calls wait for a decision.
+    pub fn call_control(&self) -> bool {
+        self.enabled && self.users.iter().any(|u| u.call_control)
+    }
+}
+
+/// The new API in force, shared with the request handlers (read on every
+/// request, replaced whole on a change).
+#[derive(Default)]
+pub struct Current(RwLock<Option<Arc<NewApi>>>);
+
+impl Current {
+    pub fn get(&self) -> Arc<NewApi> {
+        let guard = match self.0.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        guard.clone().unwrap_or_else(|| {
+            Arc::new(NewApi {
+                enabled: false,
+                users: Vec::new(),
+                file_users: 0,
+            })
+        })
+    }
+
+    fn set(&self, api: NewApi) {
+        let api = Some(Arc::new(api));
+        match self.0.write() {
+            Ok(mut g) => *g = api,
+            Err(poisoned) => *poisoned.into_inner() = api,
+        }
+    }
+}
+
+/// A refused save: messages per form field (`enable`, `username`,
+/// `permitted_ips`, `tls_bind_address`, …), or one for the whole form (`""`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldErrors(pub BTreeMap<String, String>);
+
+impl FieldErrors {
+    pub fn one(field: &str, message: impl Into<String>) -> Self {
+        let mut m = BTreeMap::new();
+        m.insert(field.to_owned(), message.into());
+        FieldErrors(m)
+    }
+
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.entry(field.to_owned()).or_insert(message.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn summary(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                if k.is_empty() {
+                    v.clone()
+                } else {
+                    format!("{k}: {v}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// A config-validation error as a field error: `https_api_old.permitted_ips[1]`
+/// → field `permitted_ips`, `user.password` → `password`.
+fn field_error(e: &ConfigError) -> FieldErrors {
+    match e {
+        ConfigError::Invalid { key, message } => {
+            let last = key.rsplit('.').next().unwrap_or(key);
+            let (field, entry) = match last.split_once('[') {
+                Some((f, i)) => (f, i.trim_end_matches(']').parse::<usize>().ok()),
+                None => (last, None),
+            };
+            // The file's names for the TLS pair are the form's.
+            let message = match entry {
+                Some(i) => format!("entry {}: {message}", i + 1),
+                None => message.clone(),
+            };
+            FieldErrors::one(field, message)
+        }
+        other => FieldErrors::one("", other.to_string()),
+    }
+}
+
+/// What the page saved, with the versions it was read at.
+#[derive(Default)]
+struct Saved {
+    new: NewOverlay,
+    new_version: i64,
+    old: OldOverlay,
+    old_version: i64,
+}
+
+/// The file's `[https_api_old]` (updated by SIGHUP reloads).
+struct FileOld {
+    settings: OldApiSettings,
+    keys: FileKeys,
+}
+
+pub struct ApiConfig {
+    store: Store,
+    /// The file's new API (users and switch) and other settings, as started.
+    file: Arc<Settings>,
+    file_old: Mutex<FileOld>,
+    saved: tokio::sync::Mutex<Saved>,
+    current: Arc<Current>,
+    old_api: OnceLock<Arc<OldApi>>,
+    call_control: OnceLock<Arc<crate::callcontrol::Engine>>,
+}
+
+/// What a save changed, for the audit trail and the page (names, never
+/// values), and the API users whose sessions must end.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes(pub Vec<String>, pub Vec<String>);
+
+impl ApiConfig {
+    /// Reads what the page saved. A saved section that no longer validates
+    /// (say, a file user now has the name of a page user) is logged and left
+    /// out; it never stops the server.
+    pub async fn load(file: &Settings, store: &Store) -> crate::error::Result<ApiConfig> {
+        let cfg = ApiConfig {
+            store: store.clone(),
+            file: Arc::new(file.clone()),
+            file_old: Mutex::new(FileOld {
+                settings: file.old_api.clone(),
+                keys: file.file_keys.clone(),
+            }),
+            saved: tokio::sync::Mutex::new(Saved::default()),
+            current: Arc::new(Current::default()),
+            old_api: OnceLock::new(),
+            call_control: OnceLock::new(),
+        };
+        let mut saved = cfg.saved.lock().await;
+        cfg.read_saved(&mut saved).await?;
+        cfg.current.set(cfg.effective_new(&saved.new));
+        drop(saved);
+        Ok(cfg)
+    }
+
+    /// The handle request handlers read the new API from.
+    pub fn current(&self) -> Arc<Current> {
+        self.current.clone()
+    }
+
+    pub fn new_api(&self) -> Arc<NewApi> {
+        self.current.get()
+    }
+
+    /// The old API settings in force (file plus page).
+    pub async fn old_api(&self) -> OldApiSettings {
+        let saved = self.saved.lock().await;
+        self.effective_old(&saved.old)
+            .unwrap_or_else(|_| self.file_old_settings())
+    }
+
+    /// Lets saves restart the old API listener.
+    pub fn attach_old_api(&self, old: Arc<OldApi>) {
+        let _ = self.old_api.set(old);
+    }
+
+    /// Lets saves switch call control on and off.
+    pub fn attach_call_control(&self, engine: Arc<crate::callcontrol::Engine>) {
+        engine.set_enabled(self.new_api().call_control());
+        let _ = self.call_control.set(engine);
+    }
+
+    pub fn file_keys(&self) -> FileKeys {
+        match self.file_old.lock() {
+            Ok(f) => FileKeys {
+                https_api: self.file.file_keys.https_api.clone(),
+                https_api_old: f.keys.https_api_old.clone(),
+            },
+            Err(p) => FileKeys {
+                https_api: self.file.file_keys.https_api.clone(),
+                https_api_old: p.into_inner().keys.https_api_old.clone(),
+            },
+        }
+    }
+
+    fn file_old_settings(&self) -> OldApiSettings {
+        match self.file_old.lock() {
+            Ok(f) => f.settings.clone(),
+            Err(p) => p.into_inner().settings.clone(),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.file.data_dir
+    }
+
+    /// Where uploaded old-API certificates are written.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.file.data_dir.join("admin-tls")
+    }
+
+    async fn read_saved(&self, saved: &mut Saved) -> crate::error::Result<()> {
+        if let Some(row) = self.store.web_settings(NEW_SECTION).await? {
+            saved.new = serde_json::from_str(&row.body).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "saved new API settings are unreadable; ignored until saved again");
+                NewOverlay::default()
+            });
+            saved.new_version = row.version;
+        }
+        if let Some(row) = self.store.web_settings(OLD_SECTION).await? {
+            saved.old = serde_json::from_str(&row.body).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "saved old API settings are unreadable; ignored until saved again");
+                OldOverlay::default()
+            });
+            saved.old_version = row.version;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ new API
+
+    /// The file's users that the page cannot change.
+    fn file_users(&self) -> Vec<ApiUser> {
+        let keys = &self.file.file_keys;
+        let mut users = Vec::new();
+        let mut all = self.file.users.iter();
+        if let Some(first) = all.next()
+            && keys.fixes_first_user()
+        {
+            users.push(first.clone());
+        }
+        if keys.https_api.contains("users") {
+            users.extend(all.cloned());
+        }
+        users
+    }
+
+    fn effective_new(&self, overlay: &NewOverlay) -> NewApi {
+        let mut users = self.file_users();
+        let file_users = users.len();
+        for u in &overlay.users {
+            match validate_user(u, &users) {
+                Ok(user) => users.push(user),
+                Err(e) => tracing::error!(
+                    user = %u.username,
+                    errors = %e.summary(),
+                    "an API user saved on the admin page is left out"
+                ),
+            }
+        }
+        if users.is_empty() {
+            // Nothing configured anywhere: the file's default user (without a
+            // password, so every login is refused) keeps answers as before.
+            users.extend(self.file.users.iter().take(1).cloned());
+        }
+        let enabled = if self.file.file_keys.https_api.contains("enable") {
+            self.file.api_enabled
+        } else {
+            overlay.enable.unwrap_or(self.file.api_enabled)
+        };
+        NewApi {
+            enabled,
+            users,
+            file_users,
+        }
+    }
+
+    /// The users the page edits, in order, and the version read.
+    pub async fn page_users(&self) -> (Vec<OverlayUser>, i64) {
+        let saved = self.saved.lock().await;
+        (saved.new.users.clone(), saved.new_version)
+    }
+
+    /// Whether the new API's switch is set by the file.
+    pub fn enable_fixed(&self) -> bool {
+        self.file.file_keys.https_api.contains("enable")
+    }
+
+    /// The file's fixed users (read-only on the page).
+    pub fn fixed_users(&self) -> Vec<ApiUser> {
+        self.file_users()
+    }
+
+    /// Saves the new API's switch.
+    pub async fn set_enable(
+        &self,
+        enable: bool,
+        by: &str,
+        ip: &str,
+    ) -> Result<Changes, FieldErrors> {
+        if self.enable_fixed() {
+            return Err(FieldErrors::one(
+                "enable",
+                "set in the configuration file (https_api.enable): change it there",
+            ));
+        }
+        self.edit_new(by, ip, |o| {
+            o.enable = Some(enable);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Adds a user (`index` None) or replaces the page user at `index`; an
+    /// empty password keeps the user's current one.
+    pub async fn save_user(
+        &self,
+        index: Option<usize>,
+        mut user: OverlayUser,
+        by: &str,
+        ip: &str,
+    ) -> Result<Changes, FieldErrors> {
+        let fixed = self.file_users();
+        self.edit_new(by, ip, move |o| {
+            let others: Vec<ApiUser> = fixed
+                .iter()
+                .cloned()
+                .chain(
+                    o.users
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| Some(*i) != index)
+                        .filter_map(|(_, u)| validate_user(u, &[]).ok()),
+                )
+                .collect();
+            match index {
+                Some(i) => {
+                    let Some(old) = o.users.get(i) else {
+                        return Err(FieldErrors::one(
+                            "",
+                            "this user no longer exists: reload the page",
+                        ));
+                    };
+                    if user.password.is_empty() {
+                        user.password = old.password.clone();
+                    } else {
+                        check_new_password(&user.password)?;
+                    }
+                    validate_user(&user, &others)?;
+                    o.users[i] = user;
+                }
+                None => {
+                    if user.password.is_empty() {
+                        return Err(FieldErrors::one("password", "a new user needs a password"));
+                    }
+                    check_new_password(&user.password)?;
+                    validate_user(&user, &others)?;
+                    o.users.push(user);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes the page user at `index` (named `username`, as shown on the page).
+    pub async fn remove_user(
+        &self,
+        index: usize,
+        username: &str,
+        by: &str,
+        ip: &str,
+    ) -> Result<Changes, FieldErrors> {
+        self.edit_new(by, ip, |o| {
+            if o.users.get(index).map(|u| u.username.as_str()) != Some(username) {
+                return Err(FieldErrors::one(
+                    "",
+                    "this user no longer exists: reload the page",
+                ));
+            }
+            o.users.remove(index);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies `edit` to the saved new-API section, saves it over the version
+    /// read, puts it in force and ends the sessions it invalidates.
+    async fn edit_new(
+        &self,
+        by: &str,
+        ip: &str,
+        edit: impl FnOnce(&mut NewOverlay) -> Result<(), FieldErrors>,
+    ) -> Result<Changes, FieldErrors> {
+        let mut saved = self.saved.lock().await;
+        // Another node may have saved since we last looked.
+        let earlier = self.refresh_locked(&mut saved).await.map_err(internal)?;
+        let mut next = saved.new.clone();
+        edit(&mut next)?;
+        let before = self.new_api();
+        let after = self.effective_new(&next);
+        let changes = diff_new(&before, &after);
+        let body = serde_json::to_string(&next).map_err(|e| internal(e.to_string()))?;
+        let version = self
+            .store
+            .save_web_settings(NEW_SECTION, &body, saved.new_version, now_ms(), by)
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        let Some(version) = version else {
+            return Err(FieldErrors::one(
+                "",
+                "the settings were changed meanwhile (another admin or node): reload the page",
+            ));
+        };
+        saved.new = next;
+        saved.new_version = version;
+        let mut changes = changes;
+        changes.1 = self.put_new_in_force(&before, after).await;
+        changes.1.extend(earlier);
+        self.audit(by, ip, "https_api", &changes).await;
+        Ok(changes)
+    }
+
+    /// Puts `after` in force; returns the users whose sessions must end
+    /// (see [`end_sessions`]).
+    async fn put_new_in_force(&self, before: &NewApi, after: NewApi) -> Vec<String> {
+        let ended = users_to_log_out(before, &after);
+        let call_control = after.call_control();
+        self.current.set(after);
+        if let Some(engine) = self.call_control.get()
+            && engine.enabled() != call_control
+        {
+            engine.set_enabled(call_control);
+            tracing::info!(call_control, "call control switched by the API settings");
+        }
+        ended
+    }
+
+    // ------------------------------------------------------------ old API
+
+    /// The file's `[https_api_old]` as raw values, with what the page saved
+    /// over the keys the file does not set.
+    fn merged_old(&self, overlay: &OldOverlay) -> HttpsApiOld {
+        let (file, keys) = match self.file_old.lock() {
+            Ok(f) => (f.settings.clone(), f.keys.clone()),
+            Err(p) => {
+                let f = p.into_inner();
+                (f.settings.clone(), f.keys.clone())
+            }
+        };
+        let (cert, key) = match &file.tls {
+            Some((c, k)) => (c.display().to_string(), k.display().to_string()),
+            None => (String::new(), String::new()),
+        };
+        let mut raw = HttpsApiOld {
+            enable: file.enable,
+            tls_bind_address: file.bind.to_string(),
+            tls_private_key: key,
+            tls_cert: cert,
+            username: file.username.clone(),
+            password: file.password.clone(),
+            password_file: String::new(),
+            permitted_ips: file.permitted_ips_text.clone(),
+            enable_pmsapi: file.enable_pmsapi,
+        };
+        let free = |k: &str| !keys.old(k);
+        if let Some(v) = overlay.enable.filter(|_| free("enable")) {
+            raw.enable = v;
+        }
+        if let Some(v) = overlay
+            .tls_bind_address
+            .as_ref()
+            .filter(|_| free("tls_bind_address"))
+        {
+            raw.tls_bind_address = v.clone();
+        }
+        if let Some(tls) = overlay
+            .tls
+            .as_ref()
+            .filter(|_| free("tls_cert") && free("tls_private_key"))
+        {
+            match tls {
+                TlsChoice::Generated => {
+                    raw.tls_cert.clear();
+                    raw.tls_private_key.clear();
+                }
+                TlsChoice::Uploaded { .. } => {
+                    let (c, k) = self.uploaded_paths();
+                    raw.tls_cert = c.display().to_string();
+                    raw.tls_private_key = k.display().to_string();
+                }
+            }
+        }
+        if let Some(v) = overlay.username.as_ref().filter(|_| free("username")) {
+            raw.username = v.clone();
+        }
+        if let Some(v) = overlay.password.as_ref().filter(|_| free("password")) {
+            raw.password = Secret::new(v.clone());
+        }
+        if let Some(v) = overlay
+            .permitted_ips
+            .as_ref()
+            .filter(|_| free("permitted_ips"))
+        {
+            raw.permitted_ips = v.clone();
+        }
+        if let Some(v) = overlay.enable_pmsapi.filter(|_| free("enable_pmsapi")) {
+            raw.enable_pmsapi = v;
+        }
+        raw
+    }
+
+    fn uploaded_paths(&self) -> (PathBuf, PathBuf) {
+        let dir = self.tls_dir();
+        (dir.join("old-api-cert.pem"), dir.join("old-api-key.pem"))
+    }
+
+    /// Writes an uploaded pair where [`merged_old`] points to it (the key
+    /// readable by pbxgate only).
+    fn write_uploaded(&self, tls: &TlsChoice) -> Result<(), FieldErrors> {
+        let TlsChoice::Uploaded { cert, key } = tls else {
+            return Ok(());
+        };
+        let (c, k) = self.uploaded_paths();
+        write_private(&c, cert.as_bytes())
+            .and_then(|()| write_private(&k, key.as_bytes()))
+            .map_err(|e| internal(format!("cannot write the uploaded certificate: {e}")))
+    }
+
+    fn effective_old(&self, overlay: &OldOverlay) -> Result<OldApiSettings, FieldErrors> {
+        if let Some(tls) = &overlay.tls {
+            self.write_uploaded(tls)?;
+        }
+        config::old_api(
+            &self.merged_old(overlay),
+            &self.file.config_dir,
+            self.file.listen,
+        )
+        .map_err(|e| field_error(&e))
+    }
+
+    /// The page's view of the old API section, and the version read.
+    pub async fn page_old(&self) -> (OldOverlay, i64) {
+        let saved = self.saved.lock().await;
+        (saved.old.clone(), saved.old_version)
+    }
+
+    /// Saves the old API form: `form` holds the fields the page may change
+    /// (`None`: left as it is). An empty password keeps the current one.
+    pub async fn save_old(
+        &self,
+        form: OldOverlay,
+        by: &str,
+        ip: &str,
+    ) -> Result<Changes, FieldErrors> {
+        let keys = self.file_keys();
+        let mut saved = self.saved.lock().await;
+        let earlier = self.refresh_locked(&mut saved).await.map_err(internal)?;
+        let mut next = saved.old.clone();
+        let mut errors = FieldErrors::default();
+        let mut take = |field: &str, present: bool| -> bool {
+            if present && keys.old(field) {
+                errors.add(
+                    field,
+                    format!(
+                        "set in the configuration file (https_api_old.{field}): change it there"
+                    ),
+                );
+                false
+            } else {
+                present
+            }
+        };
+        if take("enable", form.enable.is_some()) {
+            next.enable = form.enable;
+        }
+        if take("tls_bind_address", form.tls_bind_address.is_some()) {
+            next.tls_bind_address = form.tls_bind_address.clone();
+        }
+        if take("tls_cert", form.tls.is_some()) && take("tls_private_key", form.tls.is_some()) {
+            next.tls = form.tls.clone();
+        }
+        if take("username", form.username.is_some()) {
+            next.username = form.username.clone();
+        }
+        if let Some(p) = form.password.as_ref().filter(|p| !p.is_empty())
+            && take("password", true)
+        {
+            next.password = Some(p.clone());
+        }
+        if take("permitted_ips", form.permitted_ips.is_some()) {
+            next.permitted_ips = form.permitted_ips.clone();
+        }
+        if take("enable_pmsapi", form.enable_pmsapi.is_some()) {
+            next.enable_pmsapi = form.enable_pmsapi;
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        // An uploaded pair is checked on its own even while the listener is
+        // off: the page says at once that a file is not a usable certificate.
+        if let Some(TlsChoice::Uploaded { cert, key }) = &next.tls
+            && form.tls.is_some()
+        {
+            check_pair(cert, key)?;
+        }
+        let before = self.effective_old(&saved.old).ok();
+        let after = self.effective_old(&next).inspect_err(|_| {
+            // Put back the files the previous settings point to.
+            if let Some(tls) = &saved.old.tls {
+                let _ = self.write_uploaded(tls);
+            }
+        })?;
+        if let Some(old) = self.old_api.get()
+            && let Err(e) = old.apply(after.clone()).await
+        {
+            if let Some(tls) = &saved.old.tls {
+                let _ = self.write_uploaded(tls);
+            }
+            let field = match &e {
+                crate::error::Error::Listen { .. } => "tls_bind_address",
+                crate::error::Error::Tls(_) => "tls_cert",
+                _ => "",
+            };
+            return Err(FieldErrors::one(field, e.to_string()));
+        }
+        let body = serde_json::to_string(&next).map_err(|e| internal(e.to_string()))?;
+        let version = self
+            .store
+            .save_web_settings(OLD_SECTION, &body, saved.old_version, now_ms(), by)
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        let Some(version) = version else {
+            // Someone else saved first: what is in force follows theirs.
+            if let (Some(old), Some(b)) = (self.old_api.get(), before) {
+                let _ = old.apply(b).await;
+            }
+            return Err(FieldErrors::one(
+                "",
+                "the settings were changed meanwhile (another admin or node): reload the page",
+            ));
+        };
+        let mut changes = diff_old(before.as_ref(), &after);
+        changes.1 = earlier;
+        saved.old = next;
+        saved.old_version = version;
+        drop(saved);
+        self.audit(by, ip, "https_api_old", &changes).await;
+        Ok(changes)
+    }
+
+    /// SIGHUP: the file's `[https_api_old]` changed; returns what is in force now.
+    pub async fn reload_file_old(
+        &self,
+        file: OldApiSettings,
+        keys: FileKeys,
+    ) -> Result<OldApiSettings, FieldErrors> {
+        let saved = self.saved.lock().await;
+        if let Ok(mut f) = self.file_old.lock() {
+            *f = FileOld {
+                settings: file,
+                keys,
+            };
+        }
+        self.effective_old(&saved.old)
+    }
+
+    // ------------------------------------------------------------ other nodes
+
+    /// Reads the saved sections again if another node changed them, and puts
+    /// them in force.
+    /// Returns the users whose sessions must end.
+    pub async fn refresh(&self) -> crate::error::Result<Vec<String>> {
+        let mut saved = self.saved.lock().await;
+        self.refresh_locked(&mut saved).await
+    }
+
+    async fn refresh_locked(&self, saved: &mut Saved) -> crate::error::Result<Vec<String>> {
+        let mut ended = Vec::new();
+        let (new_v, old_v) = (saved.new_version, saved.old_version);
+        self.read_saved(saved).await?;
+        if saved.new_version != new_v {
+            let before = self.new_api();
+            let after = self.effective_new(&saved.new);
+            ended = self.put_new_in_force(&before, after).await;
+            tracing::info!("API settings changed on another node: in force here too");
+        }
+        if saved.old_version != old_v {
+            match self.effective_old(&saved.old) {
+                Ok(s) => {
+                    if let Some(old) = self.old_api.get()
+                        && let Err(e) = old.apply(s).await
+                    {
+                        tracing::error!(error = %e, "old API settings saved on another node cannot be applied here");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(errors = %e.summary(), "old API settings saved on another node are not valid here")
+                }
+            }
+        }
+        Ok(ended)
+    }
+
+    async fn audit(&self, by: &str, ip: &str, section: &str, changes: &Changes) {
+        let detail = if changes.0.is_empty() {
+            format!("{section}: no change")
+        } else {
+            changes
+                .0
+                .iter()
+                .map(|c| format!("{section}.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        tracing::info!(admin = %by, %ip, changed = %detail, "API settings saved on the admin page");
+        let e = AuditEvent {
+            at_ms: now_ms(),
+            event: "settings".into(),
+            username: by.to_owned(),
+            ip: ip.to_owned(),
+            result: "changed".into(),
+            detail: format!("admin page: {detail}"),
+        };
+        if let Err(err) = self.store.record_audit(&e).await {
+            tracing::error!(error = %err, "cannot write the audit trail");
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> FieldErrors {
+    tracing::error!(error = %e, "saving API settings failed");
+    FieldErrors::one("", "internal error, see the pbxgate log")
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// An uploaded certificate and key, checked as the listener would load them.
+fn check_pair(cert: &str, key: &str) -> Result<(), FieldErrors> {
+    let dir = std::env::temp_dir().join(format!("pbxgate-upload-{}", std::process::id()));
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let result = write_private(&c, cert.as_bytes())
+        .and_then(|()| write_private(&k, key.as_bytes()))
+        .map_err(|e| internal(format!("cannot check the uploaded certificate: {e}")))
+        .and_then(|()| {
+            crate::tls::read_pair(&c, &k, "tls_cert", "tls_private_key")
+                .map(|_| ())
+                .map_err(|e| {
+                    // The temporary paths mean nothing to the user.
+                    let mut f = field_error(&e);
+                    for v in f.0.values_mut() {
+                        *v = v
+                            .replace(&c.display().to_string(), "the uploaded certificate")
+                            .replace(&k.display().to_string(), "the uploaded key");
+                    }
+                    f
+                })
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn check_new_password(p: &str) -> Result<(), FieldErrors> {
+    let n = p.chars().count();
+    if n < MIN_WEB_PASSWORD_CHARS {
+        return Err(FieldErrors::one(
+            "password",
+            format!("at least {MIN_WEB_PASSWORD_CHARS} characters"),
+        ));
+    }
+    if n > MAX_PASSWORD_CHARS {
+        return Err(FieldErrors::one(
+            "password",
+            format!("at most {MAX_PASSWORD_CHARS} characters"),
+        ));
+    }
+    if p.chars().any(char::is_control) {
+        return Err(FieldErrors::one("password", "no control characters"));
+    }
+    Ok(())
+}
+
+/// A page user checked with the file's rules, and against `others` for a
+/// duplicate name.
+fn validate_user(u: &OverlayUser, others: &[ApiUser]) -> Result<ApiUser, FieldErrors> {
+    let user = config::api_user(
+        "user.",
+        &UserConfig {
+            username: u.username.clone(),
+            password: Secret::new(u.password.clone()),
+            password_file: String::new(),
+            call_control: u.call_control,
+            permitted_ips: u.permitted_ips.clone(),
+        },
+        Path::new("."),
+    )
+    .map_err(|e| field_error(&e))?;
+    if others.iter().any(|o| o.username == u.username) {
+        return Err(FieldErrors::one(
+            "username",
+            format!("a user named \"{}\" already exists", u.username),
+        ));
+    }
+    Ok(user)
+}
+
+/// Users whose sessions must end: removed, or with a new password.
+fn users_to_log_out(before: &NewApi, after: &NewApi) -> Vec<String> {
+    before
+        .users
+        .iter()
+        .filter(|b| match after.user(&b.username) {
+            None => true,
+            Some(a) => a.password != b.password,
+        })
+        .map(|b| b.username.clone())
+        .collect()
+}
+
+fn diff_new(before: &NewApi, after: &NewApi) -> Changes {
+    let mut out = Vec::new();
+    if before.enabled != after.enabled {
+        out.push("enable".to_owned());
+    }
+    for b in &before.users {
+        match after.user(&b.username) {
+            None => out.push(format!("user.{}.removed", b.username)),
+            Some(a) => {
+                if a.password != b.password {
+                    out.push(format!("user.{}.password", b.username));
+                }
+                if a.call_control != b.call_control {
+                    out.push(format!("user.{}.call_control", b.username));
+                }
+                if a.permitted_ips_text != b.permitted_ips_text {
+                    out.push(format!("user.{}.permitted_ips", b.username));
+                }
+            }
+        }
+    }
+    for a in &after.users {
+        if before.user(&a.username).is_none() {
+            out.push(format!("user.{}.added", a.username));
+        }
+    }
+    Changes(out, Vec::new())
+}
+
+fn diff_old(before: Option<&OldApiSettings>, after: &OldApiSettings) -> Changes {
+    let Some(b) = before else {
+        return Changes(vec!["all".to_owned()], Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut check = |name: &str, changed: bool| {
+        if changed {
+            out.push(name.to_owned());
+        }
+    };
+    check("enable", b.enable != after.enable);
+    check("tls_bind_address", b.bind != after.bind);
+    check("tls", b.tls != after.tls);
+    check("username", b.username != after.username);
+    check("password", b.password != after.password);
+    check(
+        "permitted_ips",
+        b.permitted_ips_text != after.permitted_ips_text,
+    );
+    check("enable_pmsapi", b.enable_pmsapi != after.enable_pmsapi);
+    Changes(out, Vec::new())
+}
+
+/// Ends the sessions of `users` (their password changed or they were removed).
+pub async fn end_sessions(auth: &crate::auth::Auth, users: &[String]) {
+    for user in users {
+        match auth.end_sessions_of(user).await {
+            Ok(n) if n > 0 => tracing::info!(
+                user = %user,
+                sessions = n,
+                "ended sessions: the user's password changed or the user was removed"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(user = %user, error = %e, "cannot end the user's sessions"),
+        }
+    }
+}
+
+/// Polls the saved sections for changes made on other nodes.
+pub async fn watch(app: crate::server::App) {
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match app.api.refresh().await {
+            Ok(ended) => end_sessions(&app.auth, &ended).await,
+            Err(e) => tracing::warn!(error = %e, "cannot read the saved API settings"),
+        }
+    }
+}
