@@ -114,6 +114,8 @@ const HELP_USERNAME: &str =
     "The name the client logs in with: letters, digits, '_' and '-', at most 64 characters.";
 const HELP_PASSWORD: &str = "The client proves it through the MD5 challenge, never in clear. \
     At least 8 characters. Leave empty to keep the current password.";
+const HELP_NEW_PASSWORD: &str =
+    "The client proves it through the MD5 challenge, never in clear. At least 8 characters.";
 const HELP_CALL_CONTROL: &str = "Lets this user accept or refuse inbound calls \
     (<code>acceptCall</code> / <code>refuseCall</code>). While any user has it, every inbound call \
     waits for a decision and is accepted when none comes in time.";
@@ -282,7 +284,11 @@ fn user_form(
         name = escape(&typed.username),
         help_user = help(HELP_USERNAME),
         err_user = field_error(errors, "username"),
-        help_pw = help(HELP_PASSWORD),
+        help_pw = help(if index.is_some() {
+            HELP_PASSWORD
+        } else {
+            HELP_NEW_PASSWORD
+        }),
         err_pw = field_error(errors, "password"),
         cc = checked(typed.call_control),
         help_cc = help(HELP_CALL_CONTROL),

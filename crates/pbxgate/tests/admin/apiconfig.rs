@@ -849,3 +849,40 @@ async fn saved_settings_survive_a_restart_and_reach_a_second_node() {
     assert_eq!((row.version, row.updated_by.as_str()), (2, "admin"));
     srv.stop().await;
 }
+
+/// Browser: add an API user, then take its address out of the permitted IPs:
+/// the client logged in from it is refused at its next request.
+#[tokio::test]
+async fn the_page_in_a_browser_changes_permitted_ips_at_once() {
+    if !browser_available() {
+        return;
+    }
+    let db = last_db(dbs().await);
+    let srv = Server::start(&db, "").await;
+    let (code, out, err) = set_password(&srv, None, &format!("{PASSWORD}\n")).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let url = srv.url("");
+    let mut run = BrowserRun::start(
+        "apiconfig.mjs",
+        &[
+            ("PBXGATE_URL", url.as_str()),
+            ("ADMIN_USER", "admin"),
+            ("ADMIN_PASSWORD", PASSWORD),
+        ],
+    );
+    run.step("user-added", Duration::from_secs(60)).await;
+    let c = client(Some("127.0.0.1"));
+    let cookie = srv.login(&c, "crm", "browser pass 1").await.unwrap();
+    let status = json!({"action":"getSystemStatus","cookie":cookie});
+    assert_eq!(srv.api(&c, status.clone()).await["status"], 0);
+    run.go("user-checked").await;
+
+    run.step("ips-changed", Duration::from_secs(60)).await;
+    assert_eq!(srv.api(&c, status).await["status"], -6);
+    assert!(srv.login(&c, "crm", "browser pass 1").await.is_err());
+    let c2 = client(Some("127.0.0.2"));
+    assert!(srv.login(&c2, "crm", "browser pass 1").await.is_ok());
+    run.go("ips-checked").await;
+    run.finish(Duration::from_secs(60)).await;
+    srv.stop().await;
+}

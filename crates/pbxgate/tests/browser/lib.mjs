@@ -25,6 +25,31 @@ export function step(name) {
   process.stdout.write(`STEP ${name}\n`);
 }
 
+// Waits until the Rust test says `GO <name>` (it checks things between steps).
+const goes = [];
+const waiters = [];
+let input = "";
+process.stdin.setEncoding("utf8");
+process.stdin.on("data", (chunk) => {
+  input += chunk;
+  let nl;
+  while ((nl = input.indexOf("\n")) >= 0) {
+    const line = input.slice(0, nl).trim();
+    input = input.slice(nl + 1);
+    if (line.startsWith("GO ")) {
+      goes.push(line.slice(3));
+      for (const w of waiters.splice(0)) w();
+    }
+  }
+});
+export async function proceed(name, timeoutMs = 120000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!goes.includes(name)) {
+    if (Date.now() > deadline) throw new Error(`no GO ${name} from the test`);
+    await new Promise((r) => { waiters.push(r); setTimeout(r, 500); });
+  }
+}
+
 export async function launch() {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -84,4 +109,5 @@ export async function run(body) {
     process.exit(1);
   }
   await b.browser.close();
+  process.stdin.destroy();
 }

@@ -2,15 +2,16 @@
 //! playwright-core in Debian's chromium, against a running pbxgate. The test
 //! reads the script's progress lines (`STEP name`) to act between its steps
 //! (place a call, check the API), and fails with the script's output when the
-//! script fails. Without chromium, Node.js or `npm ci` the test is skipped,
+//! script fails; `go()` lets a script waiting in `proceed(name)` go on.
+//! Without chromium, Node.js or `npm ci` the test is skipped,
 //! except under CI, where that is a failure.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -64,6 +65,7 @@ pub fn browser_available() -> bool {
 pub struct BrowserRun {
     name: String,
     child: Child,
+    stdin: Option<ChildStdin>,
     lines: Lines<BufReader<ChildStdout>>,
     seen: Vec<String>,
 }
@@ -79,7 +81,7 @@ impl BrowserRun {
             .current_dir(dir())
             .env("PBXGATE_SCREENSHOTS", &shots)
             .env("CHROMIUM", CHROMIUM)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
@@ -88,9 +90,11 @@ impl BrowserRun {
         }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take();
         BrowserRun {
             name: script.to_owned(),
             child,
+            stdin,
             lines: BufReader::new(stdout).lines(),
             seen: Vec::new(),
         }
@@ -128,8 +132,19 @@ impl BrowserRun {
         }
     }
 
+    /// Lets the script, waiting in `proceed(name)`, go on.
+    pub async fn go(&mut self, name: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("GO {name}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
     /// Waits for the script to end and asserts that it succeeded.
     pub async fn finish(mut self, within: Duration) -> Vec<String> {
+        drop(self.stdin.take());
         let until = tokio::time::Instant::now() + within;
         loop {
             match tokio::time::timeout_at(until, self.lines.next_line()).await {
