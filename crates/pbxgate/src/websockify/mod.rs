@@ -34,6 +34,8 @@ pub const MAX_FRAME: usize = 64 * 1024;
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the audit trail and the log call logins made here.
 const VIA: &str = "websockify";
+/// How often a logged-in socket checks that the API settings still let it in.
+const SETTINGS_CHECK: Duration = Duration::from_secs(1);
 
 pub async fn handle(
     State(app): State<App>,
@@ -62,6 +64,8 @@ struct Session {
     app: App,
     ip: IpAddr,
     user: Option<String>,
+    /// The password the user logged in with: a new one ends the socket.
+    password: crate::config::Secret,
     challenge: Option<Challenge>,
     subscribed: HashSet<&'static str>,
 }
@@ -73,12 +77,14 @@ async fn run(app: App, ip: IpAddr, mut socket: WebSocket) {
         app,
         ip,
         user: None,
+        password: crate::config::Secret::default(),
         challenge: None,
         subscribed: HashSet::new(),
     };
     tracing::debug!(%ip, "websocket connected");
     let connected = Instant::now();
     let mut last_frame = connected;
+    let mut next_check = connected + SETTINGS_CHECK;
     let why = loop {
         // Silent for `idle`, or not logged in within `idle` of connecting: closed.
         let deadline = if s.user.is_some() {
@@ -87,6 +93,22 @@ async fn run(app: App, ip: IpAddr, mut socket: WebSocket) {
             connected + idle
         };
         tokio::select! {
+            // A logged-in socket ends when the API settings take its right away
+            // (API off, user removed, new password, address no longer permitted).
+            () = tokio::time::sleep_until(next_check), if s.user.is_some() => {
+                next_check = Instant::now() + SETTINGS_CHECK;
+                if !s.still_allowed() {
+                    let _ = tokio::time::timeout(
+                        SEND_TIMEOUT,
+                        socket.send(Message::Close(Some(CloseFrame {
+                            code: axum::extract::ws::close_code::POLICY,
+                            reason: "logged out: the API settings changed".into(),
+                        }))),
+                    )
+                    .await;
+                    break "logged out: the API settings changed";
+                }
+            }
             frame = socket.recv() => {
                 let text = match frame {
                     None => break "closed by the client",
@@ -110,7 +132,7 @@ async fn run(app: App, ip: IpAddr, mut socket: WebSocket) {
             }
             n = notifications.recv() => match n {
                 Ok(n) => {
-                    if s.user.is_some() && s.subscribed.contains(n.eventname) {
+                    if s.user.is_some() && s.subscribed.contains(n.eventname) && s.still_allowed() {
                         let Notify { eventname, body } = &*n;
                         if !send(&mut socket, frame::notify(eventname, body)).await {
                             break "send failed or timed out";
@@ -207,6 +229,9 @@ impl Session {
                 match outcome {
                     Ok(()) => {
                         self.user = Some(username.to_owned());
+                        if let Some(a) = self.app.api.new_api().user(username) {
+                            self.password = a.password.clone();
+                        }
                         Ok(Vec::new())
                     }
                     Err(_) => Err(Refusal::Status(Status::WrongAccountOrPassword)),
@@ -238,6 +263,18 @@ impl Session {
             // Everything else, /api's actions included, is not served here.
             _ => Err(Refusal::Status(Status::Unsupported)),
         }
+    }
+
+    /// Whether the logged-in user may still use the socket.
+    fn still_allowed(&self) -> bool {
+        let Some(name) = &self.user else {
+            return false;
+        };
+        let api = self.app.api.new_api();
+        api.enabled
+            && api.user(name).is_some_and(|u| {
+                u.password == self.password && u.permitted_ips.permits_or_empty(self.ip)
+            })
     }
 
     /// The API switch and the login restriction, for challenge and login.

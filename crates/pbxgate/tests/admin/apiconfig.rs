@@ -389,6 +389,46 @@ async fn new_api_users_are_validated_and_applied_at_once() {
 }
 
 #[tokio::test]
+async fn websockify_sockets_end_when_the_settings_take_their_right_away() {
+    let db = last_db(dbs().await);
+    let srv = Server::start(&db, "").await;
+    let admin = AdminClient::new(&srv).await;
+    let add = "/admin/api-config/user";
+    for name in ["crm", "bi"] {
+        let a = admin
+            .post(add, &user_fields("", name, "long enough 1", false, ""))
+            .await;
+        assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
+    }
+    let mut crm = crate::websockify::Client::connect(&srv).await;
+    assert_eq!(crm.login("crm", "long enough 1").await, 0);
+    let mut bi = crate::websockify::Client::connect(&srv).await;
+    assert_eq!(bi.login("bi", "long enough 1").await, 0);
+    // A new password for crm: its socket is closed, bi's stays.
+    let a = admin
+        .post(add, &user_fields("0", "crm", "another pass 2", false, ""))
+        .await;
+    assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
+    assert_eq!(
+        crm.frame(Duration::from_secs(5)).await,
+        None,
+        "crm's socket closed"
+    );
+    assert_eq!(bi.subscribe(&["ActiveCallStatus"]).await, 0);
+    // bi's address no longer permitted: closed too.
+    let a = admin
+        .post(add, &user_fields("1", "bi", "", false, "10.1.2.3"))
+        .await;
+    assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
+    assert_eq!(
+        bi.frame(Duration::from_secs(5)).await,
+        None,
+        "bi's socket closed"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn forms_need_a_session_and_the_csrf_token() {
     let db = last_db(dbs().await);
     let srv = Server::start(&db, "").await;

@@ -17,7 +17,7 @@ use crate::kit::*;
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// A websocket client of the UCM protocol.
-struct Client {
+pub(crate) struct Client {
     ws: WebSocketStream<Tls>,
     next: u32,
     /// Notify frames received while waiting for a response: (eventname, item).
@@ -25,7 +25,7 @@ struct Client {
 }
 
 impl Client {
-    async fn connect(srv: &Server) -> Client {
+    pub(crate) async fn connect(srv: &Server) -> Client {
         let tls = raw_tls(srv.port).await;
         let (ws, resp) = tokio_tungstenite::client_async(
             format!("wss://127.0.0.1:{}/websockify", srv.port),
@@ -42,7 +42,7 @@ impl Client {
     }
 
     /// The next frame as JSON; `None` when the server closed the socket.
-    async fn frame(&mut self, limit: Duration) -> Option<Value> {
+    pub(crate) async fn frame(&mut self, limit: Duration) -> Option<Value> {
         loop {
             match tokio::time::timeout(limit, self.ws.next()).await {
                 Err(_) => panic!("no frame within {limit:?}"),
@@ -104,7 +104,7 @@ impl Client {
         r["challenge"].as_str().unwrap().to_owned()
     }
 
-    async fn login(&mut self, user: &str, password: &str) -> i64 {
+    pub(crate) async fn login(&mut self, user: &str, password: &str) -> i64 {
         let ch = self.challenge(user).await;
         let token = md5_hex(&format!("{ch}{password}"));
         let r = self
@@ -113,7 +113,7 @@ impl Client {
         r["status"].as_i64().unwrap()
     }
 
-    async fn subscribe(&mut self, names: &[&str]) -> i64 {
+    pub(crate) async fn subscribe(&mut self, names: &[&str]) -> i64 {
         let r = self
             .request("subscribe", json!({ "eventnames": names }))
             .await;
