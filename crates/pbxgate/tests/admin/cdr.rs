@@ -346,6 +346,25 @@ async fn the_cdr_page_filters_and_pages_as_the_cdrapi_does() {
                 assert_eq!(rows(&html), newest, "{f:?} newest first on {db:?}");
             }
         }
+        // The early firmware's profile counts legs: one row each, in the
+        // cdrapi's order, on a second server over the same data.
+        let flat = Server::start(
+            &db,
+            "[https_api]\npassword = \"pw\"\n[pbx]\ntimezone = \"Europe/Berlin\"\n[cdrapi]\nprofile = \"ucm6100\"\n",
+        )
+        .await;
+        let resp = log_in(&flat, &c, "admin", PASSWORD).await;
+        let (flat_cookie, _) = set_cookie(&resp, "pbxgate_admin").unwrap();
+        let (_, html) = page(&flat, &c, &flat_cookie, "caller=1002-1004&order=oldest").await;
+        assert!(html.contains("data-count=\"5\""), "{html}");
+        assert_eq!(
+            rows(&html),
+            [2, 3, 3, 3, 4].map(session_of),
+            "three rows for call 3's legs"
+        );
+        assert!(!html.contains("legs-toggle"));
+        flat.stop().await;
+
         // A grouped call is one row; its legs are hidden rows the button controls.
         let (_, html) = page(&srv, &c, &cookie, "caller=1003").await;
         assert_eq!(rows(&html), [session_of(3)]);

@@ -165,7 +165,10 @@ async fn results(
                 "No calls on this page."
             }
         ));
-        out.push_str(&pager);
+        // Past the last page: the way back.
+        if count > 0 {
+            out.push_str(&pager);
+        }
         return Ok(out);
     }
     out.push_str(&pager);
@@ -232,7 +235,7 @@ fn pager(form: &Form, count: u64) -> String {
 /// `/admin/cdr/export?<filter>&format=csv|xml|json`: the cdrapi's
 /// `cdrExport` for the filter, streamed as an attachment. An invalid filter
 /// leads back to the page, which says what is wrong.
-async fn export(_admin: Admin, State(app): State<App>, RawQuery(raw): RawQuery) -> Response {
+async fn export(admin: Admin, State(app): State<App>, RawQuery(raw): RawQuery) -> Response {
     let raw = raw.unwrap_or_default();
     let tz = &app.settings.timezone;
     let form = form::parse(&raw, || week_ago(tz));
@@ -249,7 +252,7 @@ async fn export(_admin: Admin, State(app): State<App>, RawQuery(raw): RawQuery) 
             return redirect(&back);
         }
     };
-    tracing::info!(format = ?query.format, "admin CDR export");
+    tracing::info!(user = %admin.session.username, format = ?query.format, "admin CDR export");
     let mut resp = crate::cdrapi::export(app.store.clone(), app.settings.cdrapi, tz.clone(), query);
     secure_headers(&mut resp);
     resp
