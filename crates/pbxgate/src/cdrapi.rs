@@ -96,7 +96,7 @@ pub fn filter(q: &CdrQuery, settings: &CdrApiSettings, tz: &jiff::tz::TimeZone) 
     }
 }
 
-fn grouping(options: Options) -> Grouping {
+pub(crate) fn grouping(options: Options) -> Grouping {
     if options.profile == Profile::Ucm6100 {
         Grouping::Legs
     } else {
@@ -107,7 +107,7 @@ fn grouping(options: Options) -> Grouping {
 /// The entries among `legs` (call start, values), as index ranges:
 /// consecutive legs of one session form one entry; with `Grouping::Legs`
 /// every leg is one.
-fn entry_bounds(legs: &[(i64, Leg<'_>)], grouping: Grouping) -> Vec<(usize, usize)> {
+pub(crate) fn entry_bounds(legs: &[(i64, Leg<'_>)], grouping: Grouping) -> Vec<(usize, usize)> {
     let mut bounds = Vec::new();
     let mut start = 0;
     for i in 1..=legs.len() {

@@ -403,12 +403,43 @@ fn filter_sql(backend: Backend, sql: &mut Sql, t: &str, f: &CdrFilter) -> String
     }
 }
 
-/// The one-value page query.
+/// Which end of the entry order a page starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// The cdrapi's order: call start, then session (`offset` from the oldest).
+    #[default]
+    OldestFirst,
+    /// The reverse, for people browsing calls (`offset` from the newest).
+    /// Legs within an entry stay in start order.
+    NewestFirst,
+}
+
+/// Calls (sessions) whose call started in one bucket of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallBucket {
+    /// Start of the bucket, UTC milliseconds (a multiple of the bucket size).
+    pub start_ms: i64,
+    /// Calls with at least one leg `ANSWERED` among the legs that match.
+    pub answered: u64,
+    pub unanswered: u64,
+}
+
+/// The one-value page query, oldest entries first.
 pub(crate) fn page_sql(backend: Backend, q: &PageQuery<'_>) -> Sql {
+    page_sql_in(backend, q, Order::OldestFirst)
+}
+
+/// The one-value page query in either order.
+pub(crate) fn page_sql_in(backend: Backend, q: &PageQuery<'_>, order: Order) -> Sql {
     let mut sql = Sql::default();
     let agg = |expr: &str, order: &str| match backend {
         Backend::Sqlite => format!("group_concat({expr}, char(30) ORDER BY {order})"),
         Backend::Postgres => format!("string_agg({expr}, chr(30) ORDER BY {order})"),
+    };
+    // Descending walks the same indexes backwards.
+    let (dir, cmp) = match order {
+        Order::OldestFirst => ("", ">"),
+        Order::NewestFirst => (" DESC", "<"),
     };
     let limit = Bind::Int(i64::from(q.limit));
     let offset = Bind::Int(i64::try_from(q.offset).unwrap_or(i64::MAX));
@@ -419,7 +450,7 @@ pub(crate) fn page_sql(backend: Backend, q: &PageQuery<'_>) -> Sql {
                 Some(k) => {
                     let a = sql.bind(Bind::Int(k.call_ms));
                     let b = sql.bind(Bind::Text(k.session.clone()));
-                    format!(" AND (i.call_ms, i.\"session\") > ({a}, {b})")
+                    format!(" AND (i.call_ms, i.\"session\") {cmp} ({a}, {b})")
                 }
                 None => String::new(),
             };
@@ -429,12 +460,12 @@ pub(crate) fn page_sql(backend: Backend, q: &PageQuery<'_>) -> Sql {
             let entries = if q.filter.is_empty() {
                 format!(
                     "SELECT i.call_ms, i.\"session\" FROM cdr_session i WHERE {inner}{after} \
-                     ORDER BY i.call_ms, i.\"session\" LIMIT {l} OFFSET {o}"
+                     ORDER BY i.call_ms{dir}, i.\"session\"{dir} LIMIT {l} OFFSET {o}"
                 )
             } else {
                 format!(
                     "SELECT i.call_ms, i.\"session\" FROM cdr i WHERE {inner}{after} \
-                     GROUP BY i.call_ms, i.\"session\" ORDER BY i.call_ms, i.\"session\" LIMIT {l} OFFSET {o}"
+                     GROUP BY i.call_ms, i.\"session\" ORDER BY i.call_ms{dir}, i.\"session\"{dir} LIMIT {l} OFFSET {o}"
                 )
             };
             let outer = filter_sql(backend, &mut sql, "c", q.filter);
@@ -455,7 +486,7 @@ pub(crate) fn page_sql(backend: Backend, q: &PageQuery<'_>) -> Sql {
                 "SELECT {agg} FROM ({entries}) e {legs}",
                 agg = agg(
                     &row_expr(backend, "c"),
-                    "c.call_ms, c.\"session\", c.start_ms, c.acctid"
+                    &format!("c.call_ms{dir}, c.\"session\"{dir}, c.start_ms, c.acctid")
                 ),
             );
         }
@@ -468,7 +499,7 @@ pub(crate) fn page_sql(backend: Backend, q: &PageQuery<'_>) -> Sql {
                     let c = sql.bind(Bind::Int(k.start_ms));
                     let d = sql.bind(Bind::Int(k.acctid));
                     format!(
-                        " AND (i.call_ms, i.\"session\", i.start_ms, i.acctid) > ({a}, {b}, {c}, {d})"
+                        " AND (i.call_ms, i.\"session\", i.start_ms, i.acctid) {cmp} ({a}, {b}, {c}, {d})"
                     )
                 }
                 None => String::new(),
@@ -478,15 +509,49 @@ pub(crate) fn page_sql(backend: Backend, q: &PageQuery<'_>) -> Sql {
             // without filters), and only the page's rows are read whole.
             sql.text = format!(
                 "SELECT {agg} FROM (SELECT i.acctid FROM cdr i WHERE {inner}{after} \
-                 ORDER BY i.call_ms, i.\"session\", i.start_ms, i.acctid LIMIT {l} OFFSET {o}) e \
+                 ORDER BY i.call_ms{dir}, i.\"session\"{dir}, i.start_ms{dir}, i.acctid{dir} LIMIT {l} OFFSET {o}) e \
                  JOIN cdr c ON c.acctid = e.acctid",
                 agg = agg(
                     &row_expr(backend, "c"),
-                    "c.call_ms, c.\"session\", c.start_ms, c.acctid"
+                    &format!("c.call_ms{dir}, c.\"session\"{dir}, c.start_ms{dir}, c.acctid{dir}")
                 ),
             );
         }
     }
+    sql
+}
+
+/// How many entries match `filter` (what `numRecords` and `offset` count).
+pub(crate) fn count_sql(backend: Backend, filter: &CdrFilter, grouping: Grouping) -> Sql {
+    let mut sql = Sql::default();
+    let cond = filter_sql(backend, &mut sql, "i", filter);
+    sql.text = match grouping {
+        // One row per entry, kept in step with the legs (migration 0005).
+        Grouping::Sessions if filter.is_empty() => "SELECT COUNT(*) FROM cdr_session".into(),
+        Grouping::Sessions => format!(
+            "SELECT COUNT(*) FROM (SELECT i.call_ms FROM cdr i WHERE {cond} \
+             GROUP BY i.call_ms, i.\"session\") e"
+        ),
+        Grouping::Legs => format!("SELECT COUNT(*) FROM cdr i WHERE {cond}"),
+    };
+    sql
+}
+
+/// Calls matching `filter` per `bucket_ms` of their start (`call_ms`),
+/// answered or not: one row per (bucket, answered) that has calls, in
+/// bucket order. A call counts as answered when one of its matching legs is.
+pub(crate) fn buckets_sql(backend: Backend, filter: &CdrFilter, bucket_ms: i64) -> Sql {
+    let mut sql = Sql::default();
+    let cond = filter_sql(backend, &mut sql, "i", filter);
+    let b = sql.bind(Bind::Int(bucket_ms.max(1)));
+    // The floor, also before 1970 (`%` truncates toward zero on both).
+    sql.text = format!(
+        "SELECT e.bucket, e.answered, COUNT(*) FROM (\
+         SELECT i.call_ms - (((i.call_ms % {b}) + {b}) % {b}) AS bucket, \
+         CAST(MAX(CASE WHEN i.\"disposition\" = 'ANSWERED' THEN 1 ELSE 0 END) AS BIGINT) AS answered \
+         FROM cdr i WHERE {cond} GROUP BY i.call_ms, i.\"session\") e \
+         GROUP BY e.bucket, e.answered ORDER BY e.bucket, e.answered"
+    );
     sql
 }
 

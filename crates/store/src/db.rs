@@ -910,6 +910,39 @@ macro_rules! bind_all {
     }};
 }
 
+impl Store {
+    /// The database's plan of a query, one line per step.
+    async fn plan_of(&self, sql: crate::cdr_query::Sql) -> Result<String, Error> {
+        let plan = match &self.inner {
+            Inner::Sqlite { read, .. } => {
+                let text = format!("EXPLAIN QUERY PLAN {}", sql.text);
+                let rows = bind_all!(
+                    sqlx::query(sqlx::AssertSqlSafe(text).into_sql_str()),
+                    sql.binds
+                )
+                .fetch_all(read)
+                .await?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>(3))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            Inner::Postgres(pool) => {
+                let text = format!("EXPLAIN {}", sql.text);
+                let rows = bind_all!(
+                    sqlx::query(sqlx::AssertSqlSafe(text).into_sql_str()),
+                    sql.binds
+                )
+                .fetch_all(pool)
+                .await?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>(0))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        Ok(plan.join("\n"))
+    }
+}
+
 #[async_trait]
 impl CdrStore for Store {
     async fn insert_cdrs(&self, batch: &[NewCdr]) -> Result<u64, Error> {
@@ -1021,34 +1054,92 @@ impl CdrStore for Store {
     }
 
     async fn cdr_query_plan(&self, q: &crate::PageQuery<'_>) -> Result<String, Error> {
-        let sql = crate::cdr_query::page_sql(self.backend(), q);
-        let plan = match &self.inner {
-            Inner::Sqlite { read, .. } => {
-                let text = format!("EXPLAIN QUERY PLAN {}", sql.text);
-                let rows = bind_all!(
-                    sqlx::query(sqlx::AssertSqlSafe(text).into_sql_str()),
-                    sql.binds
-                )
-                .fetch_all(read)
-                .await?;
-                rows.iter()
-                    .map(|r| r.try_get::<String, _>(3))
-                    .collect::<Result<Vec<_>, _>>()?
+        self.plan_of(crate::cdr_query::page_sql(self.backend(), q))
+            .await
+    }
+
+    async fn cdr_page_in(
+        &self,
+        q: &crate::PageQuery<'_>,
+        order: crate::Order,
+    ) -> Result<crate::CdrPage, Error> {
+        let sql = crate::cdr_query::page_sql_in(self.backend(), q, order);
+        let packed = with_pool!(self, read pool => {
+            bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql.text).into_sql_str()), sql.binds)
+                .fetch_one(pool).await?.try_get::<Option<String>, _>(0)?
+        });
+        Ok(crate::CdrPage::from_packed(packed))
+    }
+
+    async fn cdr_entry_count(
+        &self,
+        filter: &crate::CdrFilter,
+        grouping: crate::Grouping,
+    ) -> Result<u64, Error> {
+        let sql = crate::cdr_query::count_sql(self.backend(), filter, grouping);
+        let n = with_pool!(self, read pool => {
+            bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql.text).into_sql_str()), sql.binds)
+                .fetch_one(pool).await?.try_get::<i64, _>(0)?
+        });
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn cdr_call_buckets(
+        &self,
+        filter: &crate::CdrFilter,
+        bucket_ms: i64,
+    ) -> Result<Vec<crate::CallBucket>, Error> {
+        let sql = crate::cdr_query::buckets_sql(self.backend(), filter, bucket_ms);
+        let rows: Vec<(i64, i64, i64)> = with_pool!(self, read pool => {
+            let rows = bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql.text).into_sql_str()), sql.binds)
+                .fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?, r.try_get::<i64, _>(2)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        // Rows come in bucket order, answered (1) after unanswered (0).
+        let mut out: Vec<crate::CallBucket> = Vec::new();
+        for (start_ms, answered, calls) in rows {
+            let calls = u64::try_from(calls).unwrap_or(0);
+            if out.last().is_none_or(|b| b.start_ms != start_ms) {
+                out.push(crate::CallBucket {
+                    start_ms,
+                    answered: 0,
+                    unanswered: 0,
+                });
             }
-            Inner::Postgres(pool) => {
-                let text = format!("EXPLAIN {}", sql.text);
-                let rows = bind_all!(
-                    sqlx::query(sqlx::AssertSqlSafe(text).into_sql_str()),
-                    sql.binds
-                )
-                .fetch_all(pool)
-                .await?;
-                rows.iter()
-                    .map(|r| r.try_get::<String, _>(0))
-                    .collect::<Result<Vec<_>, _>>()?
+            if let Some(b) = out.last_mut() {
+                if answered != 0 {
+                    b.answered += calls;
+                } else {
+                    b.unanswered += calls;
+                }
             }
-        };
-        Ok(plan.join("\n"))
+        }
+        Ok(out)
+    }
+
+    async fn cdr_browse_plans(
+        &self,
+        q: &crate::PageQuery<'_>,
+    ) -> Result<Vec<(&'static str, String)>, Error> {
+        use crate::cdr_query::{buckets_sql, count_sql, page_sql_in};
+        let b = self.backend();
+        Ok(vec![
+            (
+                "newest page",
+                self.plan_of(page_sql_in(b, q, crate::Order::NewestFirst))
+                    .await?,
+            ),
+            (
+                "entry count",
+                self.plan_of(count_sql(b, q.filter, q.grouping)).await?,
+            ),
+            (
+                "call buckets",
+                self.plan_of(buckets_sql(b, q.filter, 900_000)).await?,
+            ),
+        ])
     }
 
     async fn cdr_count(&self) -> Result<i64, Error> {

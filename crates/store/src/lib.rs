@@ -10,7 +10,7 @@ mod error;
 mod recordings;
 pub mod traits;
 
-pub use cdr_query::{CdrFilter, CdrPage, Grouping, PageKey, PageLeg, PageQuery};
+pub use cdr_query::{CallBucket, CdrFilter, CdrPage, Grouping, Order, PageKey, PageLeg, PageQuery};
 pub use db::{Backend, ConnectOptions, Store, backend_of};
 pub use error::Error;
 pub use recordings::{RecordedCdr, RecordedCursor};

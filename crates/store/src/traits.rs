@@ -182,6 +182,32 @@ pub trait CdrStore: Send + Sync {
         page: u32,
     ) -> tokio::sync::mpsc::Receiver<Result<crate::CdrPage, Error>>;
     async fn cdr_count(&self) -> Result<i64, Error>;
+    /// A page of entries as [`cdr_page`](Self::cdr_page) gives them, or
+    /// newest first (`offset` and `after` then count from the newest).
+    async fn cdr_page_in(
+        &self,
+        q: &crate::PageQuery<'_>,
+        order: crate::Order,
+    ) -> Result<crate::CdrPage, Error>;
+    /// How many entries match `filter` (what `numRecords`/`offset` count).
+    async fn cdr_entry_count(
+        &self,
+        filter: &crate::CdrFilter,
+        grouping: crate::Grouping,
+    ) -> Result<u64, Error>;
+    /// Calls (sessions) matching `filter` per `bucket_ms` of their start,
+    /// answered or not; buckets without calls are left out.
+    async fn cdr_call_buckets(
+        &self,
+        filter: &crate::CdrFilter,
+        bucket_ms: i64,
+    ) -> Result<Vec<crate::CallBucket>, Error>;
+    /// The database's plans of the newest-first page, the entry count and
+    /// the call buckets for `q`'s filter (tests check they use indexes).
+    async fn cdr_browse_plans(
+        &self,
+        q: &crate::PageQuery<'_>,
+    ) -> Result<Vec<(&'static str, String)>, Error>;
     /// The newest `limit` records, newest first, with `AcctId` filled in.
     async fn recent_cdrs(&self, limit: i64) -> Result<Vec<ucm::cdr::CdrRecord>, Error>;
     async fn checkpoint(&self, name: &str) -> Result<Option<String>, Error>;

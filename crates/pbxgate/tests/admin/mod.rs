@@ -13,6 +13,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::kit::*;
 
+mod cdr;
+
 /// Form fields of a POST.
 type Fields<'a> = Vec<(&'a str, &'a str)>;
 
