@@ -956,3 +956,94 @@ pub async fn watch(app: crate::server::App) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn user(name: &str, pw: &str, ips: &[&str]) -> ApiUser {
+        validate_user(
+            &OverlayUser {
+                username: name.into(),
+                password: pw.into(),
+                call_control: false,
+                permitted_ips: ips.iter().map(|s| s.to_string()).collect(),
+            },
+            &[],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn config_errors_land_beside_their_form_field() {
+        let e = ConfigError::invalid("https_api_old.permitted_ips[1]", "bad mask");
+        assert_eq!(
+            field_error(&e),
+            FieldErrors::one("permitted_ips", "entry 2: bad mask")
+        );
+        let e = ConfigError::invalid("user.username", "must be 1 to 64 characters");
+        assert_eq!(
+            field_error(&e).0.keys().collect::<Vec<_>>(),
+            vec!["username"]
+        );
+    }
+
+    #[test]
+    fn a_user_with_the_name_of_another_is_refused() {
+        let others = vec![user("crm", "long enough 1", &[])];
+        let e = validate_user(
+            &OverlayUser {
+                username: "crm".into(),
+                password: "long enough 2".into(),
+                ..OverlayUser::default()
+            },
+            &others,
+        )
+        .unwrap_err();
+        assert!(e.0["username"].contains("already exists"));
+    }
+
+    #[test]
+    fn changes_name_keys_and_end_sessions_of_changed_or_removed_users() {
+        let before = NewApi {
+            enabled: true,
+            users: vec![
+                user("a", "password 1", &[]),
+                user("b", "password 1", &[]),
+                user("c", "password 1", &[]),
+            ],
+            file_users: 0,
+        };
+        let after = NewApi {
+            enabled: false,
+            users: vec![
+                user("a", "password 2", &[]),
+                user("b", "password 1", &["10.0.0.1"]),
+                user("d", "password 1", &[]),
+            ],
+            file_users: 0,
+        };
+        assert_eq!(
+            diff_new(&before, &after).0,
+            vec![
+                "enable",
+                "user.a.password",
+                "user.b.permitted_ips",
+                "user.c.removed",
+                "user.d.added"
+            ]
+        );
+        // b keeps its sessions: its address check applies per request.
+        assert_eq!(users_to_log_out(&before, &after), vec!["a", "c"]);
+        assert!(!after.call_control());
+    }
+
+    #[test]
+    fn new_passwords_set_on_the_page_are_checked() {
+        assert!(check_new_password("1234567").is_err());
+        assert!(check_new_password("12345678").is_ok());
+        assert!(check_new_password(&"x".repeat(65)).is_err());
+        assert!(check_new_password("tab\there!").is_err());
+    }
+}
