@@ -73,7 +73,7 @@ pub async fn reload(old: &OldApi, app: &App, path: &Path, startup: &Config) {
         Err(e) => {
             tracing::error!(
                 errors = %e.summary(),
-                "configuration reload: https_api_old with the admin page's settings is not valid; the old API keeps its previous state"
+                "configuration reload: https_api_old could not be applied with the admin page's settings (not valid together); the old API keeps its previous state"
             );
             return;
         }

@@ -14,7 +14,7 @@ use super::{
     PASSWORD, browser, csrf_field, get, location, log_in, open_store, set_cookie, set_password,
 };
 use crate::kit::*;
-use crate::legacy::{Old, cert_pair, peer_cert, refused, rustls_pki_der};
+use crate::legacy::{Old, cert_pair, hup, peer_cert, refused, rustls_pki_der};
 
 /// Fields, files, the field whose error is expected, the expected message.
 type OldCase = (
@@ -924,5 +924,73 @@ async fn the_page_in_a_browser_changes_permitted_ips_at_once() {
     assert!(srv.login(&c2, "crm", "browser pass 1").await.is_ok());
     run.go("ips-checked").await;
     run.finish(Duration::from_secs(60)).await;
+    srv.stop().await;
+}
+
+/// SIGHUP re-reads the file's `[https_api_old]`: keys the file now sets win,
+/// the page's values stay for the others.
+#[tokio::test]
+async fn a_reload_keeps_the_pages_old_api_values_for_keys_the_file_leaves_out() {
+    let db = last_db(dbs().await);
+    let srv = Server::start(&db, "# legacy\n").await;
+    let admin = AdminClient::new(&srv).await;
+    let (p1, p2) = (free_port(), free_port());
+    let bind1 = format!("127.0.0.1:{p1}");
+    let a = admin
+        .post_old(
+            &[
+                ("enable", "on"),
+                ("tls_bind_address", &bind1),
+                ("username", "billing"),
+                ("password", "Sekr1t-old"),
+                ("permitted_ips", "127.0.0.1"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
+    let old = Old::new(p1, None);
+    assert_eq!(
+        old.basic("/cdrapi?format=json", "billing", "Sekr1t-old")
+            .await
+            .status(),
+        200
+    );
+
+    // The file sets enable_pmsapi only: the page's listener stays as it was.
+    hup(&srv, "# legacy\n[https_api_old]\nenable_pmsapi = true\n").await;
+    assert_eq!(
+        old.basic("/cdrapi?format=json", "billing", "Sekr1t-old")
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        admin
+            .page()
+            .await
+            .contains("id=\"old-pmsapi\" checked disabled")
+    );
+
+    // The file now sets the address: it wins; the page's credentials stay.
+    hup(
+        &srv,
+        &format!("# legacy\n[https_api_old]\ntls_bind_address = \"127.0.0.1:{p2}\"\n"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(refused(p1));
+    let old2 = Old::new(p2, None);
+    assert_eq!(
+        old2.basic("/cdrapi?format=json", "billing", "Sekr1t-old")
+            .await
+            .status(),
+        200
+    );
+    let page = admin.page().await;
+    assert!(
+        page.contains("(<code>https_api_old.tls_bind_address</code>)"),
+        "{page}"
+    );
     srv.stop().await;
 }

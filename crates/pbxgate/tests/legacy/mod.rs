@@ -210,7 +210,7 @@ pub(crate) fn refused(port: u16) -> bool {
 
 /// Writes a new body (after the `# legacy` marker) into the server's
 /// configuration, sends SIGHUP and waits until the reload is done; the log.
-async fn hup(srv: &Server, body: &str) -> String {
+pub(crate) async fn hup(srv: &Server, body: &str) -> String {
     let text = std::fs::read_to_string(&srv.config).unwrap();
     let prefix = &text[..text.find("# legacy\n").expect("marker")];
     std::fs::write(&srv.config, format!("{prefix}{body}")).unwrap();
