@@ -23,6 +23,7 @@ pub mod legacy;
 pub mod live;
 pub mod pms;
 mod random;
+pub mod recent;
 pub mod recordings;
 pub mod server;
 mod settings_audit;
