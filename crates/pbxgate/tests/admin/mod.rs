@@ -11,6 +11,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::kit::*;
 
+mod live;
+mod status;
+
 /// Form fields of a POST.
 type Fields<'a> = Vec<(&'a str, &'a str)>;
 
