@@ -6,7 +6,7 @@
 //! envelope and dispatcher), `system` (status actions), `cdrapi`, `recordings`
 //! (recapi), `callcontrol` (Stasis hold, acceptCall/refuseCall),
 //! `live` + `websockify` (call events), `channels` (channel actions), `tls`,
-//! `server`.
+//! `recent` (the latest API requests, for the admin Status page), `server`.
 
 pub mod acl;
 pub mod admin;

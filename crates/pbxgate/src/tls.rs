@@ -125,8 +125,8 @@ impl CertInfo {
 #[derive(Debug, Default)]
 pub struct InUse {
     web: std::sync::Mutex<Option<CertInfo>>,
-    /// `None`: the old API is not listening.
-    old_api: std::sync::Mutex<Option<CertInfo>>,
+    /// Where the old API listens and its certificate; `None`: it does not.
+    old_api: std::sync::Mutex<Option<(std::net::SocketAddr, CertInfo)>>,
 }
 
 impl InUse {
@@ -136,7 +136,7 @@ impl InUse {
         }
     }
 
-    pub fn set_old_api(&self, cert: Option<CertInfo>) {
+    pub fn set_old_api(&self, cert: Option<(std::net::SocketAddr, CertInfo)>) {
         if let Ok(mut o) = self.old_api.lock() {
             *o = cert;
         }
@@ -146,7 +146,7 @@ impl InUse {
         self.web.lock().ok().and_then(|w| w.clone())
     }
 
-    pub fn old_api(&self) -> Option<CertInfo> {
+    pub fn old_api(&self) -> Option<(std::net::SocketAddr, CertInfo)> {
         self.old_api.lock().ok().and_then(|o| o.clone())
     }
 }

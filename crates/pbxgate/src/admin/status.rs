@@ -222,7 +222,6 @@ async fn status(app: &App) -> Value {
         }
     };
     let engine = app.pbx.as_ref().and_then(|p| p.calls.as_ref());
-    let old = app.certs.old_api();
     let secs = now / 1000;
     json!({
         "now_ms": now,
@@ -238,12 +237,10 @@ async fn status(app: &App) -> Value {
         },
         "certificates": [
             certificate("web", app.settings.listen.to_string(), app.certs.web(), secs),
-            certificate(
-                "old API",
-                app.settings.old_api.bind.to_string(),
-                old,
-                secs,
-            ),
+            match app.certs.old_api() {
+                Some((bind, cert)) => certificate("old API", bind.to_string(), Some(cert), secs),
+                None => certificate("old API", String::new(), None, secs),
+            },
         ],
         "requests": crate::recent::latest(LATEST),
         "audit": audit,

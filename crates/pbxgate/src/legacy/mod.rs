@@ -142,8 +142,8 @@ impl OldApi {
         match running.as_mut() {
             Some(r) if r.bind == new.bind => {
                 r.tls.reload_from_config(tls);
+                self.app.certs.set_old_api(Some((r.local, cert)));
                 self.shared.set(new);
-                self.app.certs.set_old_api(Some(cert));
             }
             _ => {
                 let listener = match bind(new.bind) {
@@ -158,6 +158,7 @@ impl OldApi {
                         // take the port over as soon as it is released.
                         if let Some(r) = running.take() {
                             self.stopping(r.stop(grace));
+                            self.app.certs.set_old_api(None);
                         }
                         bind_soon(new.bind).await?
                     }
@@ -165,7 +166,7 @@ impl OldApi {
                 let bind = new.bind;
                 self.shared.set(new);
                 let started = self.serve(listener, bind, tls)?;
-                self.app.certs.set_old_api(Some(cert));
+                self.app.certs.set_old_api(Some((started.local, cert)));
                 if let Some(previous) = running.replace(started) {
                     self.stopping(previous.stop(grace));
                 }

@@ -165,6 +165,7 @@ async fn the_status_endpoint_tells_what_is_true() {
             "{old}"
         );
         assert_eq!(old["enabled"], true);
+        assert_eq!(old["address"], format!("127.0.0.1:{old_port}"));
         assert!(
             old["path"].as_str().unwrap().ends_with("tls-old/cert.pem"),
             "{old}"
