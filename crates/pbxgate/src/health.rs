@@ -52,3 +52,89 @@ pub async fn healthz(State(app): State<App>) -> (StatusCode, Json<Value>) {
         })),
     )
 }
+
+/// When a connection to Asterisk last came up or went down, and its last
+/// failure: what the state itself does not keep (admin Status page).
+#[derive(Clone, Default)]
+pub struct ConnLog(std::sync::Arc<std::sync::Mutex<ConnRecord>>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnRecord {
+    pub up: bool,
+    /// Since when it has been up, or not up (Unix ms); 0 before the first state.
+    pub since_ms: i64,
+    /// The last failure: when (Unix ms) and why.
+    pub last_error: Option<(i64, String)>,
+}
+
+impl ConnRecord {
+    fn observe(&mut self, state: &ConnState, now_ms: i64) {
+        let up = state.is_up();
+        if self.since_ms == 0 || up != self.up {
+            self.up = up;
+            self.since_ms = now_ms;
+        }
+        if let ConnState::Down(reason) = state {
+            self.last_error = Some((now_ms, reason.clone()));
+        }
+    }
+}
+
+impl ConnLog {
+    /// Follows `state` until its connection is dropped.
+    pub fn follow(mut state: tokio::sync::watch::Receiver<ConnState>) -> ConnLog {
+        let log = ConnLog::default();
+        let record = log.0.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = state.borrow_and_update().clone();
+                if let Ok(mut r) = record.lock() {
+                    r.observe(&now, crate::auth::now_ms());
+                }
+                if state.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        log
+    }
+
+    pub fn get(&self) -> ConnRecord {
+        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+/// How `/healthz` and the admin Status page name a state.
+pub fn state_name(state: Option<&ConnState>) -> &'static str {
+    match state {
+        None => "disabled",
+        Some(ConnState::Up) => "up",
+        Some(ConnState::Connecting) => "connecting",
+        Some(ConnState::Down(_)) => "down",
+        Some(ConnState::Stopped) => "stopped",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_keeps_when_the_connection_changed_and_its_last_failure() {
+        let mut r = ConnRecord::default();
+        r.observe(&ConnState::Connecting, 10);
+        assert_eq!((r.up, r.since_ms, r.last_error.clone()), (false, 10, None));
+        r.observe(&ConnState::Down("refused".into()), 20);
+        // Still not up: the outage started at 10.
+        assert_eq!(r.since_ms, 10);
+        assert_eq!(r.last_error, Some((20, "refused".into())));
+        r.observe(&ConnState::Up, 30);
+        assert_eq!((r.up, r.since_ms), (true, 30));
+        // The last failure stays known once up again.
+        assert_eq!(r.last_error, Some((20, "refused".into())));
+        r.observe(&ConnState::Up, 40);
+        assert_eq!(r.since_ms, 30);
+        assert_eq!(state_name(None), "disabled");
+        assert_eq!(state_name(Some(&ConnState::Down("x".into()))), "down");
+    }
+}

@@ -7,7 +7,7 @@
 //! envelope and dispatcher), `system` (status actions), `cdrapi`, `recordings`
 //! (recapi), `callcontrol` (Stasis hold, acceptCall/refuseCall),
 //! `live` + `websockify` (call events), `channels` (channel actions), `tls`,
-//! `server`.
+//! `recent` (the latest API requests, for the admin Status page), `server`.
 
 pub mod acl;
 pub mod admin;
@@ -25,6 +25,7 @@ pub mod legacy;
 pub mod live;
 pub mod pms;
 mod random;
+pub mod recent;
 pub mod recordings;
 pub mod server;
 mod settings_audit;

@@ -97,18 +97,20 @@ enum RecordingsCommand {
 }
 
 fn init_logging(settings: &Settings) {
+    use tracing_subscriber::prelude::*;
     // RUST_LOG, when set, wins over log.level.
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
+    // The admin Status page's latest requests, whatever the log shows.
+    let registry = tracing_subscriber::registry().with(pbxgate::recent::layer());
     if settings.log.format == "json" {
-        builder.json().init();
+        registry.with(fmt.json().with_filter(filter)).init();
     } else {
-        builder.init();
+        registry.with(fmt.with_filter(filter)).init();
     }
 }
 

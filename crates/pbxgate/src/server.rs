@@ -34,6 +34,11 @@ pub struct AppInner {
     pub live: crate::live::Hub,
     /// The API settings in force (file plus admin page), changed live.
     pub api: Arc<crate::apiconfig::ApiConfig>,
+    /// The certificates the listeners use (admin Status page).
+    pub certs: tls::InUse,
+    /// Turns true when shutdown begins: long-lived answers (the admin Live
+    /// calls page's event stream) end instead of holding up the grace time.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 pub struct Pbx {
@@ -44,6 +49,11 @@ pub struct Pbx {
     /// Hotel rooms on Asterisk and wake-up calls (pmsapi).
     pub pms: crate::pms::Service,
     ingest: std::sync::Mutex<Option<ingest::Ingest>>,
+    /// For the admin Status page: when AMI / ARI came up or went down, and
+    /// the ingest's backlog.
+    pub ami_log: health::ConnLog,
+    pub ari_log: Option<health::ConnLog>,
+    pub ingest_stats: Arc<ingest::Stats>,
 }
 
 impl Deref for App {
@@ -123,6 +133,8 @@ pub async fn prepare(mut settings: Settings) -> Result<App> {
         started: Instant::now(),
         status_cache: StatusCache::default(),
         live,
+        certs: tls::InUse::default(),
+        stopping: tokio::sync::watch::Sender::new(false),
     })))
 }
 
@@ -158,6 +170,9 @@ fn connect_pbx(
         .map(|ari| callcontrol::start(settings, ari, store));
     let pms = crate::pms::Service::start(&ami, store, settings);
     Ok(Pbx {
+        ami_log: health::ConnLog::follow(ami.state()),
+        ari_log: ari.as_ref().map(|a| health::ConnLog::follow(a.state())),
+        ingest_stats: ingest.stats(),
         ami,
         ari,
         calls,
@@ -204,6 +219,7 @@ pub async fn run_with_reload(
     let tls_config = tls::load(&settings).await?;
     let app = prepare(settings).await?;
     let settings = app.settings.clone();
+    app.certs.set_web(tls::CertInfo::web(&settings));
 
     let listener =
         std::net::TcpListener::bind(settings.listen).map_err(|source| Error::Listen {
@@ -253,8 +269,10 @@ pub async fn run_with_reload(
     let signal_handle = handle.clone();
     let calls = app.pbx.as_ref().and_then(|p| p.calls.clone());
     let old_signal = old_api.clone();
+    let stopping_app = app.clone();
     tokio::spawn(async move {
         shutdown.await;
+        stopping_app.stopping.send_replace(true);
         if let Some(calls) = calls {
             calls.release_all().await;
         }

@@ -14,6 +14,7 @@ use asterisk::ConnState;
 use asterisk::ari::{Ari, Channel, Event};
 use store::{CallDecision, DecisionStore, Store};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 
 use crate::auth::now_ms;
 use crate::config::CallControlSettings;
@@ -155,6 +156,21 @@ pub struct Engine {
     /// pbxgate is stopping: calls are no longer held.
     stopping: std::sync::atomic::AtomicBool,
     table: Mutex<Table>,
+    /// Bumped whenever the held calls change (the admin Live calls page follows it).
+    changes: watch::Sender<u64>,
+}
+
+/// A held call as the admin Live calls page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldCall {
+    pub channel: String,
+    pub caller: String,
+    pub did: String,
+    pub held_at_ms: i64,
+    /// Until the timer accepts the call.
+    pub remaining: Duration,
+    /// A decision is being applied.
+    pub deciding: bool,
 }
 
 /// What a successful decision reports.
@@ -179,6 +195,7 @@ impl Engine {
             enabled: std::sync::atomic::AtomicBool::new(enabled),
             stopping: std::sync::atomic::AtomicBool::new(false),
             table: Mutex::new(Table::default()),
+            changes: watch::Sender::new(0),
         });
         tokio::spawn(run_events(engine.clone()));
         tokio::spawn(run_adoption(engine.clone()));
@@ -238,6 +255,35 @@ impl Engine {
         self.table().held.len()
     }
 
+    /// The calls held now, oldest first.
+    pub fn held_calls(&self) -> Vec<HeldCall> {
+        let t = self.table();
+        let mut calls: Vec<HeldCall> = t
+            .held
+            .values()
+            .map(|h| HeldCall {
+                channel: h.name.clone(),
+                caller: h.caller.clone(),
+                did: h.did.clone(),
+                held_at_ms: h.held_at_ms,
+                remaining: self.settings.timeout.saturating_sub(h.held_at.elapsed()),
+                deciding: h.deciding,
+            })
+            .collect();
+        calls.sort_by(|a, b| (a.held_at_ms, &a.channel).cmp(&(b.held_at_ms, &b.channel)));
+        calls
+    }
+
+    /// Changes whenever a call is held, a decision starts or fails, or a
+    /// held call ends.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Applies a decision to the held call on channel `name`.
     pub async fn decide(
         self: &Arc<Self>,
@@ -261,6 +307,7 @@ impl Engine {
                 }
             }
         };
+        self.changed();
         let started = Instant::now();
         let result = match decision {
             Decision::Accept => self.ari.continue_in_dialplan(&id).await,
@@ -280,6 +327,7 @@ impl Engine {
         match result {
             Ok(()) | Err(asterisk::Error::NotFound(_)) => {
                 let held = self.table().remove(name, outcome);
+                self.changed();
                 if let Some(h) = held {
                     let (by, detail) = match outcome {
                         Outcome::Hangup => {
@@ -304,6 +352,7 @@ impl Engine {
                 if let Some(h) = self.table().held.get_mut(name) {
                     h.deciding = false;
                 }
+                self.changed();
                 tracing::warn!(channel = name, by = by.name(), error = %e, "call control: Asterisk did not confirm the decision; the call stays held");
                 Err(DecideError::Failed(e))
             }
@@ -376,6 +425,7 @@ impl Engine {
                 },
             );
         }
+        self.changed();
         tracing::debug!(
             channel = channel.name,
             did,
@@ -425,6 +475,7 @@ impl Engine {
         }
         if let Some(h) = t.remove(&name, outcome) {
             drop(t);
+            self.changed();
             self.record(&h, outcome, by, Duration::ZERO, detail);
         }
     }

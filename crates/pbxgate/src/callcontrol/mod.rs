@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use ucm::{Params, Status};
 
-pub use engine::{By, DecideError, Decided, Decision, Engine, Outcome};
+pub use engine::{By, DecideError, Decided, Decision, Engine, HeldCall, Outcome};
 
 use crate::auth::{Authenticated, Refusal};
 use crate::server::App;

@@ -7,6 +7,7 @@ pub mod derive;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use asterisk::ami::{Ami, Message};
@@ -23,6 +24,32 @@ const BATCH_WAIT: Duration = Duration::from_millis(50);
 pub struct Ingest {
     stop: watch::Sender<bool>,
     writer: tokio::task::JoinHandle<()>,
+    stats: Arc<Stats>,
+}
+
+/// What the admin Status page shows of the ingest.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records read from AMI and not stored yet.
+    pending: AtomicU64,
+    /// When a batch was last stored (Unix ms; 0: never).
+    last_stored_ms: AtomicI64,
+    /// The last failed write: when (Unix ms) and why.
+    last_error: std::sync::Mutex<Option<(i64, String)>>,
+}
+
+impl Stats {
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    pub fn last_stored_ms(&self) -> Option<i64> {
+        Some(self.last_stored_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    pub fn last_error(&self) -> Option<(i64, String)> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
 }
 
 impl Ingest {
@@ -35,6 +62,7 @@ impl Ingest {
         let (tx, rx) = mpsc::channel::<NewCdr>(BATCH_MAX * 2);
         let (stop, stop_rx) = watch::channel(false);
         let missed = Arc::new(Notify::new());
+        let stats = Arc::new(Stats::default());
         if let Some(path) = cdr_csv {
             tokio::spawn(recover_on_connect(
                 ami.state(),
@@ -45,9 +73,24 @@ impl Ingest {
                 stop_rx.clone(),
             ));
         }
-        tokio::spawn(read_events(ami.subscribe(), tx, tz, missed, stop_rx));
-        let writer = tokio::spawn(write_batches(rx, store));
-        Ingest { stop, writer }
+        tokio::spawn(read_events(
+            ami.subscribe(),
+            tx,
+            tz,
+            missed,
+            stop_rx,
+            stats.clone(),
+        ));
+        let writer = tokio::spawn(write_batches(rx, store, stats.clone()));
+        Ingest {
+            stop,
+            writer,
+            stats,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     pub async fn stop(self, grace: Duration) {
@@ -64,6 +107,7 @@ async fn read_events(
     tz: jiff::tz::TimeZone,
     missed: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
+    stats: Arc<Stats>,
 ) {
     loop {
         let next = tokio::select! {
@@ -75,7 +119,9 @@ async fn read_events(
                 let cdr = derive::AsteriskCdr::from_ami(&m);
                 match derive::to_ucm(&cdr, &tz) {
                     Some(record) => {
+                        stats.pending.fetch_add(1, Ordering::Relaxed);
                         if tx.send(record).await.is_err() {
+                            stats.pending.fetch_sub(1, Ordering::Relaxed);
                             return;
                         }
                     }
@@ -98,7 +144,7 @@ async fn read_events(
     }
 }
 
-async fn write_batches(mut rx: mpsc::Receiver<NewCdr>, store: Store) {
+async fn write_batches(mut rx: mpsc::Receiver<NewCdr>, store: Store, stats: Arc<Stats>) {
     // PostgreSQL takes two batches at once (one is encoded while the server
     // writes the other), SQLite has a single writer connection anyway.
     // AcctIds then follow arrival order per batch, not across two batches.
@@ -129,7 +175,11 @@ async fn write_batches(mut rx: mpsc::Receiver<NewCdr>, store: Store) {
             }
         }
         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
-        writing.push_back(tokio::spawn(store_batch(store.clone(), full)));
+        writing.push_back(tokio::spawn(store_batch(
+            store.clone(),
+            full,
+            stats.clone(),
+        )));
     }
     // Shutdown: everything read is stored before the writer ends.
     for w in writing {
@@ -138,15 +188,24 @@ async fn write_batches(mut rx: mpsc::Receiver<NewCdr>, store: Store) {
 }
 
 /// A batch is never dropped: on a database error it is retried until it lands.
-async fn store_batch(store: Store, batch: Vec<NewCdr>) {
+async fn store_batch(store: Store, batch: Vec<NewCdr>, stats: Arc<Stats>) {
     let mut backoff = Duration::from_millis(200);
     loop {
         match store.insert_cdrs(&batch).await {
             Ok(inserted) => {
                 tracing::debug!(records = batch.len(), inserted, "CDR batch stored");
+                stats
+                    .pending
+                    .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                stats
+                    .last_stored_ms
+                    .store(crate::auth::now_ms(), Ordering::Relaxed);
                 return;
             }
             Err(e) => {
+                if let Ok(mut last) = stats.last_error.lock() {
+                    *last = Some((crate::auth::now_ms(), e.to_string()));
+                }
                 tracing::error!(records = batch.len(), error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot store CDRs; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));

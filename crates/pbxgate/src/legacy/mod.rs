@@ -125,20 +125,24 @@ impl OldApi {
             if let Some(r) = running.take() {
                 self.stopping(r.stop(grace));
             }
+            self.app.certs.set_old_api(None);
             return Ok(());
         }
         // Certificates: files (checked) or the generated pair, read off the
         // async threads.
         let data_dir = self.app.settings.data_dir.clone();
         let for_tls = new.clone();
-        let tls =
-            tokio::task::spawn_blocking(move || crate::tls::old_api_config(&for_tls, &data_dir))
-                .await
-                .map_err(|e| Error::Tls(format!("certificate loading failed: {e}")))??;
+        let (tls, cert) = tokio::task::spawn_blocking(move || {
+            crate::tls::old_api_config(&for_tls, &data_dir)
+                .map(|tls| (tls, crate::tls::CertInfo::old_api(&for_tls, &data_dir)))
+        })
+        .await
+        .map_err(|e| Error::Tls(format!("certificate loading failed: {e}")))??;
         warn_about(&new);
         match running.as_mut() {
             Some(r) if r.bind == new.bind => {
                 r.tls.reload_from_config(tls);
+                self.app.certs.set_old_api(Some((r.local, cert)));
                 self.shared.set(new);
             }
             _ => {
@@ -154,6 +158,7 @@ impl OldApi {
                         // take the port over as soon as it is released.
                         if let Some(r) = running.take() {
                             self.stopping(r.stop(grace));
+                            self.app.certs.set_old_api(None);
                         }
                         bind_soon(new.bind).await?
                     }
@@ -161,6 +166,7 @@ impl OldApi {
                 let bind = new.bind;
                 self.shared.set(new);
                 let started = self.serve(listener, bind, tls)?;
+                self.app.certs.set_old_api(Some((started.local, cert)));
                 if let Some(previous) = running.replace(started) {
                     self.stopping(previous.stop(grace));
                 }
