@@ -180,14 +180,12 @@ pub fn internal(e: &dyn std::fmt::Display) -> Response {
 }
 
 /// A JSON answer of an admin endpoint: `{"error": message}` for failures.
-#[allow(dead_code)] // used by the pages being built
 pub fn json_error(status: StatusCode, message: &str) -> Response {
     let mut resp = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
     secure_headers(&mut resp);
     resp
 }
 
-#[allow(dead_code)] // used by the pages being built
 pub fn json(value: serde_json::Value) -> Response {
     let mut resp = axum::Json(value).into_response();
     secure_headers(&mut resp);
@@ -203,7 +201,6 @@ fn peer_ip(parts: &Parts) -> Option<IpAddr> {
 
 /// A logged-in admin on a page: without a valid session the request is
 /// redirected to the login page.
-#[allow(dead_code)] // used by the pages being built
 pub struct Admin {
     pub session: AdminSession,
     pub ip: IpAddr,
@@ -227,7 +224,6 @@ impl FromRequestParts<App> for Admin {
 /// A logged-in admin on a JSON endpoint: 401 without a session; requests
 /// other than GET/HEAD must carry the session's CSRF token in `X-CSRF-Token`
 /// (403 otherwise).
-#[allow(dead_code)] // used by the pages being built
 pub struct AdminApi {
     pub session: AdminSession,
     pub ip: IpAddr,
