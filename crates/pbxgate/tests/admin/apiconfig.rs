@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE};
 use serde_json::json;
-use store::{AuditStore, Store};
+use store::{AuditStore, DecisionStore, Store};
 
 use super::{
     PASSWORD, browser, csrf_field, get, location, log_in, open_store, set_cookie, set_password,
@@ -991,6 +991,85 @@ async fn a_reload_keeps_the_pages_old_api_values_for_keys_the_file_leaves_out() 
     assert!(
         page.contains("(<code>https_api_old.tls_bind_address</code>)"),
         "{page}"
+    );
+    srv.stop().await;
+}
+
+/// Browser, real calls: Call Control switched on for a user on the page makes
+/// the next inbound call wait; it is accepted by clicking on the Live calls
+/// page; switched off again, inbound calls go on at once.
+#[tokio::test]
+async fn call_control_switched_on_the_page_holds_calls_accepted_by_clicking() {
+    use super::live::{cdr_of, connected_ami, decision, hang_up_everything, inbound};
+    let Some(rig) = asterisk::testing::rig() else {
+        return;
+    };
+    if !browser_available() {
+        return;
+    }
+    let _one_at_a_time = crate::calls::CALLS.lock().await;
+    let ami = connected_ami(&rig).await;
+    hang_up_everything(&ami).await;
+    let db = last_db(dbs().await);
+    // No API user in the file: the page's users are the only ones.
+    let config = crate::calls::pbx_config(&rig, "").replace(
+        "[https_api]\npassword = \"pw\"\n",
+        "[call_control]\ntimeout_secs = 40\n",
+    );
+    let srv = Server::start(&db, &config).await;
+    crate::calls::wait_connected(&srv).await;
+    let (code, out, err) = set_password(&srv, None, &format!("{PASSWORD}\n")).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let store = open_store(&srv).await;
+    let (held_caller, free_caller) = ("+15557300001", "+15557300002");
+    let url = srv.url("");
+    let mut run = BrowserRun::start(
+        "callcontrol.mjs",
+        &[
+            ("PBXGATE_URL", url.as_str()),
+            ("ADMIN_USER", "admin"),
+            ("ADMIN_PASSWORD", PASSWORD),
+            ("CALLER", held_caller),
+        ],
+    );
+    run.step("cc-on", Duration::from_secs(60)).await;
+    inbound(&ami, "5550100", held_caller, 60_000, 2).await;
+    run.go("call-placed").await;
+    run.step("accepted", Duration::from_secs(60)).await;
+    let cdr = cdr_of(&store, held_caller).await;
+    assert_eq!(
+        (cdr.get("disposition"), cdr.get("dst")),
+        ("ANSWERED", "1000")
+    );
+    let d = decision(&store, held_caller).await;
+    assert_eq!(
+        (d.outcome.as_str(), d.decided_by.as_str()),
+        ("accepted", "admin:admin")
+    );
+
+    run.step("cc-off", Duration::from_secs(60)).await;
+    run.finish(Duration::from_secs(30)).await;
+    // Off: the next call is not held (it would wait 40 s) and reaches 1000.
+    let placed = tokio::time::Instant::now();
+    inbound(&ami, "5550100", free_caller, 60_000, 2).await;
+    let cdr = cdr_of(&store, free_caller).await;
+    assert_eq!(
+        (cdr.get("disposition"), cdr.get("dst")),
+        ("ANSWERED", "1000")
+    );
+    assert!(
+        placed.elapsed() < Duration::from_secs(30),
+        "the call waited for a decision: {:?}",
+        placed.elapsed()
+    );
+    assert!(
+        !store
+            .recent_decisions(1000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.caller == free_caller && d.outcome == "timeout"),
+        "the call was held"
     );
     srv.stop().await;
 }
