@@ -594,6 +594,19 @@ async fn remove_user(
     }
 }
 
+/// Why a multipart body could not be read, with the parser's own reason
+/// (axum's error only says "Error parsing").
+fn unreadable(e: &axum::extract::multipart::MultipartError) -> String {
+    let mut why = e.body_text();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        why = format!("{why}: {s}");
+        source = s.source();
+    }
+    tracing::warn!(error = %why, "admin form refused: unreadable multipart body");
+    format!("the form could not be read ({why})")
+}
+
 /// The old API form's fields: text as text, files as their content.
 async fn read_multipart(mut mp: Multipart) -> Result<HashMap<String, String>, FieldErrors> {
     let mut fields = HashMap::new();
@@ -602,10 +615,7 @@ async fn read_multipart(mut mp: Multipart) -> Result<HashMap<String, String>, Fi
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                return Err(FieldErrors::one(
-                    "",
-                    format!("the form could not be read: {e}"),
-                ));
+                return Err(FieldErrors::one("", unreadable(&e)));
             }
         };
         let name = field.name().unwrap_or("").to_owned();
@@ -628,10 +638,7 @@ async fn read_multipart(mut mp: Multipart) -> Result<HashMap<String, String>, Fi
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    return Err(FieldErrors::one(
-                        "",
-                        format!("the form could not be read: {e}"),
-                    ));
+                    return Err(FieldErrors::one("", unreadable(&e)));
                 }
             }
         }

@@ -625,7 +625,8 @@ async fn old_api_settings_are_validated_and_applied_live() {
                 "either uploaded files or a generated",
             ),
         ];
-        for (fields, files, field, expect) in cases {
+        for (i, (fields, files, field, expect)) in cases.into_iter().enumerate() {
+            eprintln!("old API case {i}: {field} {expect}");
             let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let up: Vec<(&str, &[u8])> = files.iter().map(|(k, v)| (*k, v.as_slice())).collect();
             let a = admin.post_old(&f, &up).await;
