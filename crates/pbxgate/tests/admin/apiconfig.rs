@@ -630,6 +630,11 @@ async fn old_api_settings_are_validated_and_applied_live() {
             let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let up: Vec<(&str, &[u8])> = files.iter().map(|(k, v)| (*k, v.as_slice())).collect();
             let a = admin.post_old(&f, &up).await;
+            assert!(
+                !a.1.contains("could not be read"),
+                "case {i}: the form was not read:\n{}",
+                srv.log_text()
+            );
             assert_refused(&a, field, expect);
             assert!(
                 !a.1.contains("Sekr1t-old"),
