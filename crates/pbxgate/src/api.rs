@@ -16,7 +16,7 @@ use crate::auth::{Authenticated, Refusal};
 use crate::recordings::Miss;
 use crate::server::App;
 use crate::system;
-use crate::{callcontrol, cdrapi, channels, pms};
+use crate::{callcontrol, cdrapi, channels, directory, pms};
 
 const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
 
@@ -160,6 +160,26 @@ async fn authenticate(app: &App, ip: IpAddr, params: &Params) -> Result<Authenti
     }
 }
 
+/// [`authenticate`], then the user's permission for `action` (`-47`).
+async fn authorize(
+    app: &App,
+    ip: IpAddr,
+    params: &Params,
+    action: &str,
+    user: &mut String,
+) -> Result<Authenticated, Refusal> {
+    let who = authenticate(app, ip, params).await?;
+    *user = who.username.clone();
+    if who.permissions.may(action) {
+        Ok(who)
+    } else {
+        Err(Refusal::Explained(
+            Status::NoPermission,
+            format!("the API user has no permission for {action}"),
+        ))
+    }
+}
+
 async fn dispatch(
     app: &App,
     ip: IpAddr,
@@ -200,7 +220,7 @@ async fn dispatch(
             Ok(Answer::Json(system::general_status(&app.settings)))
         }
         "cdrapi" | "cdrExport" => {
-            *user = authenticate(app, ip, params).await?.username;
+            authorize(app, ip, params, action, user).await?;
             let pairs = params
                 .string_pairs()
                 .map(|pairs| {
@@ -228,7 +248,7 @@ async fn dispatch(
             }))
         }
         "recapi" => {
-            *user = authenticate(app, ip, params).await?.username;
+            authorize(app, ip, params, action, user).await?;
             let param = |key| {
                 params.str(key).map_err(|e| {
                     tracing::warn!(%ip, reason = %e, "recapi request refused");
@@ -249,8 +269,7 @@ async fn dispatch(
             }
         }
         "pmsapi" => {
-            let who = authenticate(app, ip, params).await?;
-            *user = who.username.clone();
+            let who = authorize(app, ip, params, action, user).await?;
             pms::api(app, params, &who).await.map(Answer::Raw)
         }
         "acceptCall" | "refuseCall" => {
@@ -261,11 +280,20 @@ async fn dispatch(
                 .map(Answer::Json)
         }
         a if channels::ACTIONS.contains(&a) => {
-            let who = authenticate(app, ip, params).await?;
-            *user = who.username.clone();
+            let who = authorize(app, ip, params, a, user).await?;
             channels::dispatch(app, a, params, &who)
                 .await
                 .map(Answer::Json)
+        }
+        a if directory::ACTIONS.contains(&a) => {
+            let who = authorize(app, ip, params, a, user).await?;
+            directory::dispatch(app, a, params, &who)
+                .await
+                .map(Answer::Json)
+        }
+        a if directory::UNSUPPORTED.contains(&a) => {
+            authorize(app, ip, params, a, user).await?;
+            Err(directory::unsupported(a))
         }
         _ => Err(Refusal::Status(Status::InvalidParameters)),
     }

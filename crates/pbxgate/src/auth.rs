@@ -59,6 +59,7 @@ impl Refusal {
 pub struct Authenticated {
     pub username: String,
     pub call_control: bool,
+    pub permissions: crate::permissions::Permissions,
 }
 
 pub struct Auth {
@@ -357,6 +358,7 @@ impl Auth {
         Ok(Authenticated {
             username: entry.username.to_string(),
             call_control: user.call_control,
+            permissions: user.permissions.clone(),
         })
     }
 

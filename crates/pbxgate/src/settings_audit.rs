@@ -85,6 +85,7 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
         out.push((k("password"), secret(salt, &k("password"), &u.password)));
         out.push((k("call_control"), plain(u.call_control)));
         out.push((k("permitted_ips"), plain(u.permitted_ips_text.join(";"))));
+        out.push((k("permissions"), plain(format!("{:?}", u.permissions))));
     }
     // What recapi serves, and from where.
     out.push((

@@ -89,6 +89,7 @@ fn list_user() -> Authenticated {
     Authenticated {
         username: "admin".into(),
         call_control: false,
+        permissions: crate::permissions::Permissions::all(),
     }
 }
 
@@ -97,6 +98,7 @@ fn acting_user(admin: &AdminApi) -> Authenticated {
     Authenticated {
         username: format!("admin:{}", admin.session.username),
         call_control: true,
+        permissions: crate::permissions::Permissions::all(),
     }
 }
 

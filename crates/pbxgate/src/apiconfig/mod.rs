@@ -851,6 +851,8 @@ fn validate_user(u: &OverlayUser, others: &[ApiUser]) -> Result<ApiUser, FieldEr
             password_file: String::new(),
             call_control: u.call_control,
             permitted_ips: u.permitted_ips.clone(),
+            allow: Vec::new(),
+            deny: Vec::new(),
         },
         Path::new("."),
     )

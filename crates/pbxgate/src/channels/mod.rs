@@ -92,7 +92,7 @@ enum Move {
 enum Op {
     List {
         bridged: bool,
-        paging: list::Paging,
+        paging: crate::listing::Paging,
     },
     Hangup {
         channel: String,
@@ -300,7 +300,7 @@ fn parse(action: &str, params: &Params, dialing: &DialingSettings) -> Result<Op,
     Ok(match action {
         "listBridgedChannels" | "listUnBridgedChannels" => Op::List {
             bridged: action == "listBridgedChannels",
-            paging: list::Paging::from_params(params)?,
+            paging: crate::listing::Paging::from_params(params)?,
         },
         "Hangup" => Op::Hangup {
             channel: channel(params)?,
@@ -497,7 +497,7 @@ impl Asterisk<'_> {
     async fn list(
         &self,
         bridged: bool,
-        paging: &list::Paging,
+        paging: &crate::listing::Paging,
         tz: &jiff::tz::TimeZone,
     ) -> Result<Value, Failure> {
         let chans = self.channels().await?;
@@ -525,7 +525,7 @@ impl Asterisk<'_> {
         } else {
             list::unbridged_items(&chans, &view, tz)
         };
-        Ok(list::page(items, LIST_KEY, paging))
+        Ok(crate::listing::page(items, LIST_KEY, paging))
     }
 
     /// Click-to-call: a Local channel rings `caller` (through the dialing

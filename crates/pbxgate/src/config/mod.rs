@@ -435,6 +435,10 @@ pub struct HttpsApi {
     pub password_file: String,
     pub call_control: bool,
     pub permitted_ips: Vec<String>,
+    /// Actions or groups added to the user's default permissions.
+    pub allow: Vec<String>,
+    /// Actions or groups taken away (after `allow`).
+    pub deny: Vec<String>,
     pub users: Vec<UserConfig>,
 }
 
@@ -447,6 +451,8 @@ impl Default for HttpsApi {
             password_file: String::new(),
             call_control: false,
             permitted_ips: Vec::new(),
+            allow: Vec::new(),
+            deny: Vec::new(),
             users: Vec::new(),
         }
     }
@@ -461,6 +467,8 @@ pub struct UserConfig {
     pub password_file: String,
     pub call_control: bool,
     pub permitted_ips: Vec<String>,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
 }
 
 /// "HTTPS API Settings (Old)": the listener of `GET /cdrapi`, `/recapi` and

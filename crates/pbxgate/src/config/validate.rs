@@ -129,6 +129,8 @@ pub struct ApiUser {
     pub permitted_ips: Acl,
     /// The permitted IPs as written, for audit digests and display.
     pub permitted_ips_text: Vec<String>,
+    /// The actions the user may call (`-47` otherwise).
+    pub permissions: crate::permissions::Permissions,
 }
 
 /// `[https_api_old]`. Applied live on SIGHUP (see `legacy::reload`), so it is
@@ -263,6 +265,12 @@ pub fn api_user(prefix: &str, u: &UserConfig, base: &Path) -> Result<ApiUser, Co
         call_control: u.call_control,
         permitted_ips: acl(&format!("{prefix}permitted_ips"), &u.permitted_ips)?,
         permitted_ips_text: u.permitted_ips.clone(),
+        permissions: crate::permissions::Permissions::resolve(&u.allow, &u.deny).map_err(
+            |(deny, i, message)| {
+                let key = if deny { "deny" } else { "allow" };
+                ConfigError::invalid(format!("{prefix}{key}[{i}]"), message)
+            },
+        )?,
     })
 }
 
@@ -403,6 +411,8 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
             password_file: api.password_file.clone(),
             call_control: api.call_control,
             permitted_ips: api.permitted_ips.clone(),
+            allow: api.allow.clone(),
+            deny: api.deny.clone(),
         },
         base,
     )?);
