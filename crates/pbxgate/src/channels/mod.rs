@@ -2,7 +2,8 @@
 //! hang-up, click-to-call, transfers, mute, hold and barge, done over AMI
 //! (ARI only for what AMI cannot: bridge times, hold music).
 //!
-//! Every action is open to any authenticated API user. Parameters are checked
+//! Every action needs the user's permission (group `call`, in the default;
+//! see `crate::permissions`). Parameters are checked
 //! before Asterisk is asked anything: a missing one is -1, a malformed one
 //! -15. Numbers are digits, `*`, `#` and `+` only, so that no value can carry
 //! AMI headers or dialplan syntax; channel names are looked up among the live
