@@ -119,6 +119,11 @@ const HELP_NEW_PASSWORD: &str =
 const HELP_CALL_CONTROL: &str = "Lets this user accept or refuse inbound calls \
     (<code>acceptCall</code> / <code>refuseCall</code>). While any user has it, every inbound call \
     waits for a decision and is accepted when none comes in time.";
+const HELP_PERMISSIONS: &str = "Actions this user may call besides the default (what the UCM's API \
+    user has: everything but <code>listRingGroup</code>, <code>listDigitalTrunk</code> and clear-text \
+    <code>secrets</code>), and actions taken away: action names or the groups <code>cdr</code>, \
+    <code>recording</code>, <code>pms</code>, <code>call</code>, <code>directory</code>, \
+    <code>secrets</code>, <code>all</code>, comma-separated. Others get status -47.";
 const HELP_NEW_IPS: &str = "Addresses this user may log in from, one per line, as \
     <code>IP/netmask</code> (e.g. <code>192.168.1.0/255.255.255.0</code>) or <code>IP/prefix</code>. \
     Empty: every address. A change applies to the next request, even of a logged-in client.";
@@ -181,7 +186,8 @@ async fn render(
              {fixed}<table><tr><th>Username</th><td>{name}</td></tr>\
              <tr><th>Password</th><td>{pw}</td></tr>\
              <tr><th>Call Control</th><td>{cc}</td></tr>\
-             <tr><th>Permitted IP(s)</th><td>{ips}</td></tr></table></fieldset>",
+             <tr><th>Permitted IP(s)</th><td>{ips}</td></tr>\
+             <tr><th>Permissions</th><td>{perm}</td></tr></table></fieldset>",
             name = escape(&u.username),
             fixed = fixed_note("https_api"),
             pw = if u.password.is_empty() { "not set (logins refused)" } else { "set" },
@@ -190,6 +196,11 @@ async fn render(
                 "any address".to_owned()
             } else {
                 escape(&u.permitted_ips_text.join(", "))
+            },
+            perm = if u.permissions == crate::permissions::Permissions::default() {
+                "the default".to_owned()
+            } else {
+                "set in the file (allow / deny)".to_owned()
             },
         ));
     }
@@ -278,6 +289,10 @@ fn user_form(
          {help_cc}{err_cc}\
          <label for=\"{id}-ips\">Permitted IP(s)</label>\
          <textarea id=\"{id}-ips\" name=\"permitted_ips\" rows=\"3\">{ips}</textarea>{help_ips}{err_ips}\
+         <div class=\"grid\"><div><label for=\"{id}-allow\">Also allow</label>\
+         <input type=\"text\" id=\"{id}-allow\" name=\"allow\" value=\"{allow}\">{err_allow}</div>\
+         <div><label for=\"{id}-deny\">Deny</label>\
+         <input type=\"text\" id=\"{id}-deny\" name=\"deny\" value=\"{deny}\">{err_deny}</div></div>{help_perm}\
          <button type=\"submit\">{button}</button></form>{remove}</fieldset>",
         data = escape(current_name),
         form_error = form_error(errors),
@@ -296,6 +311,11 @@ fn user_form(
         ips = escape(&typed.permitted_ips.join("\n")),
         help_ips = help(HELP_NEW_IPS),
         err_ips = field_error(errors, "permitted_ips"),
+        allow = escape(&typed.allow.join(", ")),
+        err_allow = field_error(errors, "allow"),
+        deny = escape(&typed.deny.join(", ")),
+        err_deny = field_error(errors, "deny"),
+        help_perm = help(HELP_PERMISSIONS),
     )
 }
 
@@ -487,6 +507,18 @@ struct UserForm {
     call_control: Option<String>,
     #[serde(default)]
     permitted_ips: String,
+    #[serde(default)]
+    allow: String,
+    #[serde(default)]
+    deny: String,
+}
+
+/// A comma- or space-separated list of names.
+fn name_list(text: &str) -> Vec<String> {
+    text.split([',', ' ', '\n', '\r', '\t'])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn save_user(
@@ -513,6 +545,8 @@ async fn save_user(
         password: form.password,
         call_control: form.call_control.is_some(),
         permitted_ips: ip_list(&form.permitted_ips),
+        allow: name_list(&form.allow),
+        deny: name_list(&form.deny),
     };
     let mut typed = user.clone();
     typed.password.clear();

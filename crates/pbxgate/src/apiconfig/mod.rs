@@ -851,8 +851,8 @@ fn validate_user(u: &OverlayUser, others: &[ApiUser]) -> Result<ApiUser, FieldEr
             password_file: String::new(),
             call_control: u.call_control,
             permitted_ips: u.permitted_ips.clone(),
-            allow: Vec::new(),
-            deny: Vec::new(),
+            allow: u.allow.clone(),
+            deny: u.deny.clone(),
         },
         Path::new("."),
     )
@@ -896,6 +896,9 @@ fn diff_new(before: &NewApi, after: &NewApi) -> Changes {
                 }
                 if a.permitted_ips_text != b.permitted_ips_text {
                     out.push(format!("user.{}.permitted_ips", b.username));
+                }
+                if a.permissions != b.permissions {
+                    out.push(format!("user.{}.permissions", b.username));
                 }
             }
         }
@@ -971,6 +974,7 @@ mod tests {
                 password: pw.into(),
                 call_control: false,
                 permitted_ips: ips.iter().map(|s| s.to_string()).collect(),
+                ..OverlayUser::default()
             },
             &[],
         )

@@ -22,6 +22,9 @@ pub struct OverlayUser {
     pub password: String,
     pub call_control: bool,
     pub permitted_ips: Vec<String>,
+    /// Actions or groups over the default permissions (see `permissions`).
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
 }
 
 /// `[https_api_old]` as saved by the page: `None` leaves the file's value.

@@ -429,6 +429,62 @@ async fn websockify_sockets_end_when_the_settings_take_their_right_away() {
 }
 
 #[tokio::test]
+async fn page_users_get_their_permissions_from_the_page() {
+    let db = last_db(dbs().await);
+    let srv = Server::start(&db, "").await;
+    let admin = AdminClient::new(&srv).await;
+    let add = "/admin/api-config/user";
+    let mut f = user_fields("", "billing", "long enough 1", false, "");
+    f.push(("allow", "listEverything"));
+    let a = admin.post(add, &f).await;
+    assert_refused(&a, "allow", "entry 1");
+    let mut f = user_fields("", "billing", "long enough 1", false, "");
+    f.push(("deny", "cdr, Hangup"));
+    f.push(("allow", "listRingGroup"));
+    let a = admin.post(add, &f).await;
+    assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
+    let page = admin.page().await;
+    assert!(
+        page.contains("id=\"user-0-deny\" name=\"deny\" value=\"cdr, Hangup\""),
+        "{page}"
+    );
+    let c = client(None);
+    let cookie = srv.login(&c, "billing", "long enough 1").await.unwrap();
+    let r = srv
+        .api(
+            &c,
+            json!({"action":"cdrapi","cookie":cookie,"format":"json"}),
+        )
+        .await;
+    assert_eq!(r["status"], -47, "{r}");
+    let r = srv
+        .api(
+            &c,
+            json!({"action":"Hangup","cookie":cookie,"channel":"PJSIP/x-1"}),
+        )
+        .await;
+    assert_eq!(r["status"], -47, "{r}");
+    // listRingGroup is allowed (no Asterisk here: not -47).
+    let r = srv
+        .api(&c, json!({"action":"listRingGroup","cookie":cookie}))
+        .await;
+    assert_ne!(r["status"], -47, "{r}");
+    // Taking the deny away applies at once.
+    let a = admin
+        .post(add, &user_fields("0", "billing", "", false, ""))
+        .await;
+    assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
+    let r = srv
+        .api(
+            &c,
+            json!({"action":"cdrapi","cookie":cookie,"format":"json"}),
+        )
+        .await;
+    assert!(r.get("cdr_root").is_some(), "{r}");
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn forms_need_a_session_and_the_csrf_token() {
     let db = last_db(dbs().await);
     let srv = Server::start(&db, "").await;
