@@ -59,7 +59,7 @@ SIM_PHONES="1000 1001 1097 1098 1099"
 RIG_DIR=$(realpath -m "$RIG_DIR")
 [ "$RIG_DIR" != "/" ] || die "refusing RIG_DIR=/"
 for f in manager_pbxgate.conf http_pbxgate.conf ari_pbxgate.conf cdr_pbxgate.conf \
-         cdr_manager_pbxgate.conf extensions_pbxgate.conf; do
+         cdr_manager_pbxgate.conf extensions_pbxgate.conf pbxgate_directory.conf; do
     [ -r "$CONTRIB_DIR/$f" ] || die "missing $CONTRIB_DIR/$f"
 done
 
@@ -275,6 +275,49 @@ leavewhenempty = no
 member => Local/1000@ext-local/n
 EOF
 cp "$RIG_DIR/etc/asterisk.dist/indications.conf" "$E/indications.conf"   # tone tables
+
+# pbxgate's directory (contrib pbxgate_directory.conf, read by pbxgate over AMI GetConfig):
+# the rig's routes, ring group 6400 (rig-ringgroup), groups, departments, queue 6000's name
+cat >> "$E/pbxgate_directory.conf" <<'EOF'
+; ---- rig-only: what the rig's dialplan does (below the shipped file's [general])
+inbound_context = ext-did
+outbound_context = outbound-route
+
+[6400]
+type = ringgroup
+name = Rig sales
+members = 1000,1001
+
+[6000]
+type = queue
+name = Rig support
+
+[frontdesk]
+type = extension_group
+name = Front desk
+members = 1000,1001
+
+[rooms]
+type = extension_group
+name = Rooms
+members = 1097,1098
+members = 1099
+
+[backoffice]
+type = extension_group
+name = Back office
+members = 1002
+
+[sales]
+type = department
+name = Sales
+members = 1000,1001
+
+[support]
+type = department
+name = Support
+members = 1002
+EOF
 
 # voicemail (hotel rooms: pmsapi's check-out empties the room's mailbox): one box per phone.
 # MiniVM (app_minivm, for the message-waiting lamp pbxgate sets) runs with its defaults.

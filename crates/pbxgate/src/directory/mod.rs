@@ -15,6 +15,7 @@
 //! `-19` with a message: Asterisk's configuration lives in its files.
 
 mod accounts;
+mod contrib;
 mod groups;
 mod routes;
 mod trunks;
