@@ -260,7 +260,7 @@ mode = files
 directory = /var/lib/asterisk/moh
 EOF
 
-# the queue the dialplan's 6000 rings: simulated phone 1000, through the rig's own extension
+# the queues the dialplan's 6000 and 6100 ring; 6000: simulated phone 1000, through the rig's own extension
 # routing (a Local member, as PJSIP/1000 itself has no contact without a registered phone)
 cat > "$E/queues.conf" <<'EOF'
 [general]
@@ -273,6 +273,16 @@ retry = 1
 joinempty = yes
 leavewhenempty = no
 member => Local/1000@ext-local/n
+
+; queue 6100 (pbxgate's directory lists): 1001 and 1097, one at a time
+[6100]
+strategy = leastrecent
+timeout = 5
+retry = 1
+joinempty = yes
+leavewhenempty = no
+member => Local/1001@ext-local/n
+member => Local/1097@ext-local/n
 EOF
 cp "$RIG_DIR/etc/asterisk.dist/indications.conf" "$E/indications.conf"   # tone tables
 
@@ -532,6 +542,7 @@ exten => _*10XX,1,Goto(ext-local-hangup,\${EXTEN:1},1)
 ; what pbxgate's dialIVR / dialQueue / dialRinggroup dial: an IVR, a queue, a ring group
 exten => 7000,1,Goto(rig-ivr,s,1)
 exten => 6000,1,Goto(rig-queue,s,1)
+exten => 6100,1,Queue(6100,,,,30)
 exten => 6400,1,Goto(rig-ringgroup,s,1)
 ; *98 + extension: leave a voicemail for 10XX (app_voicemail, voicemail.conf)
 exten => _*9810XX,1,VoiceMail(\${EXTEN:3}@default,s)

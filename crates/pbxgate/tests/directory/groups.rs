@@ -91,8 +91,8 @@ async fn a_queues_members_and_their_state_are_live() {
         .await;
     let b = Bench::start(&rig).await;
 
-    let list = b.ok("listQueue", json!({})).await;
-    assert_eq!(list["total_item"], 1, "{list}");
+    let list = b.ok("listQueue", json!({"sidx": "extension"})).await;
+    assert_eq!(list["total_item"], 2, "{list}");
     let q = &list["queue"][0];
     assert_eq!(q["extension"], "6000", "{q}");
     assert_eq!(q["queue_name"], "Rig support", "{q}");
@@ -119,6 +119,19 @@ async fn a_queues_members_and_their_state_are_live() {
         .await;
     let keys: Vec<&String> = list["queue"][0].as_object().unwrap().keys().collect();
     assert_eq!(keys.len(), 3, "{list}");
+    // Pages of one, sorted: 6100 (no name in the directory file) first.
+    let p = |page: u64| json!({"sidx": "extension", "sord": "desc", "item_num": 1, "page": page});
+    let one = b.ok("listQueue", p(1)).await;
+    assert_eq!(one["queue"][0]["queue_name"], "6100", "{one}");
+    assert_eq!(one["queue"][0]["strategy"], "leastrecent", "{one}");
+    assert_eq!(one["queue"][0]["members"], "1001,1097", "{one}");
+    assert_eq!(
+        (one["total_item"].clone(), one["total_page"].clone()),
+        (json!(2), json!(2))
+    );
+    let two = b.ok("listQueue", p(2)).await;
+    assert_eq!(two["queue"][0]["extension"], "6000", "{two}");
+    assert_eq!(two["page"], 2);
 
     // A member added live, paused, shows up at once; removed, it is gone.
     let r = ami
@@ -142,7 +155,7 @@ async fn a_queues_members_and_their_state_are_live() {
     assert_eq!(added["member_name"], "Agent 1001", "{added}");
     assert_eq!(added["membership"], "dynamic", "{added}");
     assert_eq!(added["paused"], "yes", "{added}");
-    let list = b.ok("listQueue", json!({})).await;
+    let list = b.ok("listQueue", json!({"sidx": "extension"})).await;
     assert_eq!(list["queue"][0]["members"], "1000,1001", "{list}");
     let r = ami
         .action(
