@@ -207,7 +207,13 @@ fn from_events(events: &[Message], names: &[Section]) -> Vec<Map<String, Value>>
         .map(|(_, mut m, mut members)| {
             // Asterisk keeps members in a hash table: a stable order for clients.
             members.sort_by(|a, b| {
-                let key = |v: &Value| (v["member"].to_string(), v["interface"].to_string());
+                // Extensions numerically (999 before 1000), then other names.
+                let key = |v: &Value| {
+                    let member = v["member"].as_str().unwrap_or_default().to_owned();
+                    let number = member.parse::<u64>().ok();
+                    let interface = v["interface"].as_str().unwrap_or_default().to_owned();
+                    (number.is_none(), number, member, interface)
+                };
                 key(a).cmp(&key(b))
             });
             let numbers: Vec<&str> = members
@@ -309,6 +315,12 @@ mod tests {
                 ("Status", "6"),
                 ("Paused", "1"),
             ]),
+            msg(&[
+                ("Event", "QueueMember"),
+                ("Queue", "6000"),
+                ("Location", "PJSIP/999"),
+                ("Status", "2"),
+            ]),
             // a member of a queue not announced: dropped
             msg(&[
                 ("Event", "QueueMember"),
@@ -327,10 +339,11 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert_eq!(q[0]["extension"], "6000");
         assert_eq!(q[0]["queue_name"], "Support");
-        assert_eq!(q[0]["members"], "1000,1001");
-        assert_eq!(q[0]["member_list"][0]["status"], "Idle");
-        assert_eq!(q[0]["member_list"][1]["status"], "Ringing");
-        assert_eq!(q[0]["member_list"][1]["paused"], "yes");
+        assert_eq!(q[0]["members"], "999,1000,1001");
+        assert_eq!(q[0]["member_list"][0]["status"], "InUse");
+        assert_eq!(q[0]["member_list"][1]["status"], "Idle");
+        assert_eq!(q[0]["member_list"][2]["status"], "Ringing");
+        assert_eq!(q[0]["member_list"][2]["paused"], "yes");
     }
 
     #[test]
