@@ -59,7 +59,7 @@ SIM_PHONES="1000 1001 1097 1098 1099"
 RIG_DIR=$(realpath -m "$RIG_DIR")
 [ "$RIG_DIR" != "/" ] || die "refusing RIG_DIR=/"
 for f in manager_pbxgate.conf http_pbxgate.conf ari_pbxgate.conf cdr_pbxgate.conf \
-         cdr_manager_pbxgate.conf extensions_pbxgate.conf; do
+         cdr_manager_pbxgate.conf extensions_pbxgate.conf pbxgate_directory.conf; do
     [ -r "$CONTRIB_DIR/$f" ] || die "missing $CONTRIB_DIR/$f"
 done
 
@@ -260,7 +260,7 @@ mode = files
 directory = /var/lib/asterisk/moh
 EOF
 
-# the queue the dialplan's 6000 rings: simulated phone 1000, through the rig's own extension
+# the queues the dialplan's 6000 and 6100 ring; 6000: simulated phone 1000, through the rig's own extension
 # routing (a Local member, as PJSIP/1000 itself has no contact without a registered phone)
 cat > "$E/queues.conf" <<'EOF'
 [general]
@@ -273,8 +273,61 @@ retry = 1
 joinempty = yes
 leavewhenempty = no
 member => Local/1000@ext-local/n
+
+; queue 6100 (pbxgate's directory lists): 1001 and 1097, one at a time
+[6100]
+strategy = leastrecent
+timeout = 5
+retry = 1
+joinempty = yes
+leavewhenempty = no
+member => Local/1001@ext-local/n
+member => Local/1097@ext-local/n
 EOF
 cp "$RIG_DIR/etc/asterisk.dist/indications.conf" "$E/indications.conf"   # tone tables
+
+# pbxgate's directory (contrib pbxgate_directory.conf, read by pbxgate over AMI GetConfig):
+# the rig's routes, ring group 6400 (rig-ringgroup), groups, departments, queue 6000's name
+cat >> "$E/pbxgate_directory.conf" <<'EOF'
+; ---- rig-only: what the rig's dialplan does (below the shipped file's [general])
+inbound_context = ext-did
+outbound_context = outbound-route
+
+[6400]
+type = ringgroup
+name = Rig sales
+members = 1000,1001
+
+[6000]
+type = queue
+name = Rig support
+
+[frontdesk]
+type = extension_group
+name = Front desk
+members = 1000,1001
+
+[rooms]
+type = extension_group
+name = Rooms
+members = 1097,1098
+members = 1099
+
+[backoffice]
+type = extension_group
+name = Back office
+members = 1002
+
+[sales]
+type = department
+name = Sales
+members = 1000,1001
+
+[support]
+type = department
+name = Support
+members = 1002
+EOF
 
 # voicemail (hotel rooms: pmsapi's check-out empties the room's mailbox): one box per phone.
 # MiniVM (app_minivm, for the message-waiting lamp pbxgate sets) runs with its defaults.
@@ -489,6 +542,7 @@ exten => _*10XX,1,Goto(ext-local-hangup,\${EXTEN:1},1)
 ; what pbxgate's dialIVR / dialQueue / dialRinggroup dial: an IVR, a queue, a ring group
 exten => 7000,1,Goto(rig-ivr,s,1)
 exten => 6000,1,Goto(rig-queue,s,1)
+exten => 6100,1,Queue(6100,,,,30)
 exten => 6400,1,Goto(rig-ringgroup,s,1)
 ; *98 + extension: leave a voicemail for 10XX (app_voicemail, voicemail.conf)
 exten => _*9810XX,1,VoiceMail(\${EXTEN:3}@default,s)

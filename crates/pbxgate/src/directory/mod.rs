@@ -10,11 +10,14 @@
 //! - `groups`: `listQueue`, `getQueue`, `listRingGroup`,
 //!   `listExtensionGroup`, `listDepartment`.
 //! - `routes`: `listInboundRoute`, `listOutboundRoute`.
+//! - `contrib`: what `groups` and `routes` read (AMI, and the operator's
+//!   `pbxgate_directory.conf` through AMI `GetConfig`), and their statuses.
 //!
 //! The configuration family's write actions (`addSIPAccount`, …) are answered
 //! `-19` with a message: Asterisk's configuration lives in its files.
 
 mod accounts;
+mod contrib;
 mod groups;
 mod routes;
 mod trunks;

@@ -1,0 +1,223 @@
+//! What `groups` and `routes` read from the running Asterisk: AMI actions,
+//! and the directory file `pbxgate_directory.conf` (contrib/asterisk) that
+//! describes what Asterisk has no object for (ring groups, extension groups,
+//! departments, which contexts are the routes), read with AMI `GetConfig`
+//! so that pbxgate needs no access to Asterisk's files.
+//!
+//! Everything read is untrusted text: it is only ever put into JSON values,
+//! never sent back to Asterisk.
+
+use asterisk::ami::{Ami, Message, Reply};
+use ucm::Status;
+
+use crate::auth::Refusal;
+use crate::error::Error;
+use crate::server::App;
+
+/// The directory file, in Asterisk's configuration directory.
+pub const DIRECTORY_FILE: &str = "pbxgate_directory.conf";
+
+/// Longest name (queue, section, value) taken from a request.
+const MAX_NAME: usize = 80;
+
+/// Why reading the directory failed; `From<Failure> for Refusal` is the one
+/// place these become statuses (as in `channels`).
+#[derive(Debug)]
+pub enum Failure {
+    /// No `[asterisk]` connection is configured.
+    NotConfigured,
+    /// AMI is down, broke, or did not answer in time.
+    Ami(asterisk::Error),
+    /// Asterisk answered `Response: Error`.
+    Refused { action: String, message: String },
+    /// The item asked for does not exist.
+    NoSuchItem(String),
+}
+
+impl From<Failure> for Refusal {
+    fn from(f: Failure) -> Refusal {
+        let (status, message) = match f {
+            Failure::NotConfigured => (
+                Status::ConnectionClosed,
+                "pbxgate has no connection to Asterisk configured ([asterisk] ami_secret)".into(),
+            ),
+            Failure::Ami(e) => {
+                let e = Error::Asterisk(e);
+                (e.status(), e.to_string())
+            }
+            Failure::Refused { action, message } => (
+                Status::FailedToGetData,
+                format!("Asterisk refused {action}: {message}"),
+            ),
+            Failure::NoSuchItem(what) => (Status::NoSuchItem, format!("no such item: {what}")),
+        };
+        if status == Status::NoSuchItem {
+            tracing::debug!(status = status.code(), reason = %message, "directory action refused");
+        } else {
+            tracing::warn!(status = status.code(), reason = %message, "directory action failed");
+        }
+        Refusal::Explained(status, message)
+    }
+}
+
+/// The AMI connection, or why there is none.
+pub fn ami(app: &App) -> Result<&Ami, Failure> {
+    app.pbx
+        .as_ref()
+        .map(|p| &p.ami)
+        .ok_or(Failure::NotConfigured)
+}
+
+/// Sends an action and returns Asterisk's answer, success or not.
+pub async fn request(ami: &Ami, action: &str, headers: &[(&str, &str)]) -> Result<Reply, Failure> {
+    // Queued actions would wait out the timeout while AMI reconnects.
+    if !ami.state().borrow().is_up() {
+        return Err(Failure::Ami(asterisk::Error::NotConnected));
+    }
+    ami.action(action, headers).await.map_err(Failure::Ami)
+}
+
+/// Sends an action; `Response: Error` is a [`Failure::Refused`].
+pub async fn send(ami: &Ami, action: &str, headers: &[(&str, &str)]) -> Result<Reply, Failure> {
+    let reply = request(ami, action, headers).await?;
+    if reply.is_success() {
+        Ok(reply)
+    } else {
+        Err(Failure::Refused {
+            action: action.to_owned(),
+            message: reply.response.get("Message").unwrap_or("").to_owned(),
+        })
+    }
+}
+
+/// A name from a request that may be sent to Asterisk as a header value:
+/// letters, digits and `_ - . + * #`, at most [`MAX_NAME`] bytes.
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+' | b'*' | b'#')
+        })
+}
+
+/// One `[section]` of a configuration file: its lines in order (keys repeat).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Section {
+    pub name: String,
+    pub lines: Vec<(String, String)>,
+}
+
+impl Section {
+    /// The last value of `key` (a later line overrides, as in Asterisk).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.lines
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.lines
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The comma-separated values of every `key` line, trimmed, empty ones
+    /// dropped (`members = 1000,1001` and `members = 1002` give three).
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.all(key)
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The sections of an AMI `GetConfig` answer (`Category-NNNNNN: name`,
+/// `Line-NNNNNN-MMMMMM: key=value`), in order. Lines of a category number
+/// not announced are dropped.
+pub fn parse_get_config(m: &Message) -> Vec<Section> {
+    let mut sections: Vec<(String, Section)> = Vec::new();
+    for (k, v) in &m.headers {
+        if let Some(n) = k.strip_prefix("Category-") {
+            sections.push((
+                n.to_owned(),
+                Section {
+                    name: v.clone(),
+                    lines: Vec::new(),
+                },
+            ));
+        } else if let Some(rest) = k.strip_prefix("Line-")
+            && let Some((n, _)) = rest.split_once('-')
+            && let Some((_, s)) = sections.iter_mut().rev().find(|(id, _)| id == n)
+        {
+            let (key, value) = v.split_once('=').unwrap_or((v.as_str(), ""));
+            s.lines
+                .push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    sections.into_iter().map(|(_, s)| s).collect()
+}
+
+/// The directory file's sections; none when the file does not exist (an
+/// operator who describes nothing gets empty lists, not errors).
+pub async fn directory(ami: &Ami) -> Result<Vec<Section>, Failure> {
+    let reply = request(ami, "GetConfig", &[("Filename", DIRECTORY_FILE)]).await?;
+    if !reply.is_success() {
+        let message = reply.response.get("Message").unwrap_or("").to_owned();
+        if message.to_ascii_lowercase().contains("not found") {
+            tracing::debug!("{DIRECTORY_FILE} not found: nothing described");
+            return Ok(Vec::new());
+        }
+        return Err(Failure::Refused {
+            action: "GetConfig".into(),
+            message,
+        });
+    }
+    Ok(parse_get_config(&reply.response))
+}
+
+/// The sections of the directory file of `kind` (their `type`).
+pub fn of_type<'a>(sections: &'a [Section], kind: &'a str) -> impl Iterator<Item = &'a Section> {
+    sections
+        .iter()
+        .filter(move |s| s.get("type").is_some_and(|t| t.eq_ignore_ascii_case(kind)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_config_answers_become_sections() {
+        let mut m = Message::new();
+        m.push("Response", "Success");
+        m.push("Category-000000", "general");
+        m.push("Line-000000-000000", "inbound_context=ext-did");
+        m.push("Category-000001", "6400");
+        m.push("Line-000001-000000", "type=ringgroup");
+        m.push("Line-000001-000001", "members=1000, 1001");
+        m.push("Line-000001-000002", "members=1002");
+        m.push("Line-000001-000003", "name=Sales = East");
+        m.push("Line-000009-000000", "stray=1");
+        let s = parse_get_config(&m);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].get("inbound_context"), Some("ext-did"));
+        assert_eq!(s[1].list("members"), vec!["1000", "1001", "1002"]);
+        assert_eq!(s[1].get("name"), Some("Sales = East"));
+        assert_eq!(of_type(&s, "RingGroup").count(), 1);
+    }
+
+    #[test]
+    fn names_sent_to_asterisk_carry_no_syntax() {
+        assert!(is_name("6000"));
+        assert!(is_name("support-queue_1"));
+        for bad in ["", "a b", "a\r\nAction: x", "a,b", "a;b", &"x".repeat(81)] {
+            assert!(!is_name(bad), "{bad:?}");
+        }
+    }
+}
