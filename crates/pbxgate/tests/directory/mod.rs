@@ -2,6 +2,8 @@
 //! configuration family's write actions, and (in the submodules) the lists
 //! read from the real Asterisk.
 
+mod accounts;
+
 use serde_json::{Value, json};
 
 use crate::kit::*;
