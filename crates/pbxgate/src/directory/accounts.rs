@@ -3,7 +3,8 @@
 //! (`PJSIPShowEndpoint`: context, callerid, auth, contacts) and the outbound
 //! registrations (`PJSIPShowRegistrationsOutbound`).
 //!
-//! Which endpoint is what: an endpoint with an outbound registration, or in
+//! Which endpoint is what: an endpoint with an outbound registration (one
+//! naming it with `endpoint=`, or else one of the same name), or in
 //! one of `[dialing] trunk_contexts`, is a trunk; else one in
 //! `[dialing] context` is an extension; any other (a simulator, a fax
 //! gateway in its own context, …) is in neither list.
@@ -176,7 +177,12 @@ pub(super) async fn endpoints(ami: &Ami) -> Result<Vec<Endpoint>, Failure> {
         if e.event() != Some("OutboundRegistrationDetail") {
             continue;
         }
-        let endpoint = e.get("Endpoint").unwrap_or("").to_owned();
+        // With line support the registration names its endpoint; without,
+        // the convention is to name the registration as the endpoint.
+        let endpoint = match e.get("Endpoint").map(str::trim) {
+            Some(ep) if !ep.is_empty() => ep.to_owned(),
+            _ => e.get("ObjectName").unwrap_or("").to_owned(),
+        };
         regs.push((
             endpoint,
             Registration {

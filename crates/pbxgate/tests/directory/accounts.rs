@@ -397,42 +397,84 @@ async fn trunks_come_from_the_pjsip_trunk_endpoints() {
     let Some(rig) = rig() else { return };
     let db = last_db(dbs().await);
     let b = Bench::start(&db, &rig).await;
-    let r = b.ok("listVoIPTrunk", json!({})).await;
+    let r = b.ok("listVoIPTrunk", json!({"sidx": "trunk_name"})).await;
     let trunks = r["voip_trunk"].as_array().unwrap();
-    assert_eq!(trunks.len(), 1, "{r}");
-    let t = &trunks[0];
-    assert_eq!(t["trunk_name"], "trunk");
-    assert_eq!(t["trunk_type"], "peer");
-    assert_eq!(t["host"], format!("127.0.0.1:{}", rig.get("SIM_PORT")));
-    assert_eq!(t["username"], "");
-    let index = t["trunk_index"].as_u64().unwrap();
+    let names: Vec<&str> = trunks
+        .iter()
+        .map(|t| t["trunk_name"].as_str().unwrap())
+        .collect();
+    // Not the phones, not the rig's simulators (regsink, sim, phone-10XX).
+    assert_eq!(names, ["badtrunk", "regtrunk", "trunk"], "{r}");
     assert_eq!(
         (
             r["total_item"].clone(),
             r["total_page"].clone(),
             r["page"].clone()
         ),
-        (json!(1), json!(1), json!(1))
+        (json!(3), json!(1), json!(1))
     );
-    // The index is stable.
+    let t = &trunks[2];
+    assert_eq!(t["trunk_type"], "peer");
+    assert_eq!(t["host"], format!("127.0.0.1:{}", rig.get("SIM_PORT")));
+    assert_eq!(t["username"], "");
+    let reg = &trunks[1];
+    assert_eq!(reg["trunk_type"], "register", "{r}");
+    assert_eq!(reg["host"], format!("127.0.0.1:{}", rig.get("SIP_PORT")));
+    assert_eq!(reg["username"], "regsink");
+    let index = t["trunk_index"].as_u64().unwrap();
+    // The index is stable, and distinct; trunk_index sorts numerically.
     let again = b
-        .ok("listVoIPTrunk", json!({"options": "trunk_index"}))
+        .ok(
+            "listVoIPTrunk",
+            json!({"options": "trunk_index,trunk_name", "sidx": "trunk_index", "sord": "desc", "item_num": 1}),
+        )
         .await;
-    assert_eq!(again["voip_trunk"], json!([{"trunk_index": index}]));
+    let mut indices: Vec<u64> = trunks
+        .iter()
+        .map(|t| t["trunk_index"].as_u64().unwrap())
+        .collect();
+    indices.sort_unstable();
+    indices.dedup();
+    assert_eq!(indices.len(), 3);
+    assert_eq!(
+        again["voip_trunk"][0]["trunk_index"],
+        json!(indices[2]),
+        "{again}"
+    );
+    assert_eq!(again["total_page"], 3);
+    assert!(again["voip_trunk"][0].get("host").is_none());
 
     // getSIPTrunk by index and by name: a peer without qualify.
     for key in [json!(index), json!(index.to_string()), json!("trunk")] {
         let r = b.ok("getSIPTrunk", json!({"trunk": key})).await;
         let t = &r["trunk"];
         assert_eq!(t["trunk_name"], "trunk", "{r}");
+        assert_eq!(t["trunk_index"], index, "{r}");
         assert_eq!(t["status"], "Unmonitored", "{r}");
         assert_eq!(t["out_of_service"], "no", "{r}");
     }
+    // Registration states as Asterisk reports them (the rig's registrations
+    // settle within seconds of its start).
+    for (name, want) in [("regtrunk", "Registered"), ("badtrunk", "Rejected")] {
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            last = b.ok("getSIPTrunk", json!({"trunk": name})).await;
+            if last["trunk"]["status"] == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(last["trunk"]["status"], want, "{last}");
+        assert_eq!(last["trunk"]["trunk_type"], "register", "{last}");
+    }
+    // No secret of a trunk's auth anywhere.
+    let all = b.ok("getSIPTrunk", json!({"trunk": "regtrunk"})).await;
+    assert!(!all.to_string().contains("secretregsink"), "{all}");
     let r = b.api("getSIPTrunk", json!({})).await;
     assert_eq!(r["status"], -1, "{r}");
     let r = b.api("getSIPTrunk", json!({"trunk": "a b"})).await;
     assert_eq!(r["status"], -15, "{r}");
-    for unknown in ["1000", "sim", "999999999"] {
+    for unknown in ["1000", "sim", "regsink", "999999999"] {
         let r = b.api("getSIPTrunk", json!({"trunk": unknown})).await;
         assert_eq!(r["status"], -16, "{unknown}: {r}");
     }
