@@ -133,8 +133,8 @@ pub(super) async fn events(
     }
     let message = reply.response.get("Message").unwrap_or("").to_owned();
     let lower = message.to_ascii_lowercase();
-    if lower.contains("not found") || lower.contains("no ") || lower.contains("unable to retrieve")
-    {
+    let empty = ["not found", "no such", "no contacts", "unable to retrieve"];
+    if empty.iter().any(|m| lower.contains(m)) {
         return Ok(None);
     }
     Err(Failure::Refused {
@@ -169,6 +169,31 @@ pub(super) async fn endpoints(ami: &Ami) -> Result<Vec<Endpoint>, Failure> {
     let list = events(ami, "PJSIPShowEndpoints", &[])
         .await?
         .unwrap_or_default();
+    let regs = registrations(ami).await?;
+    let mut out = Vec::new();
+    for e in list.iter().filter(|e| e.event() == Some("EndpointList")) {
+        let Some(name) = e.get("ObjectName").filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        let mut ep = detail(ami, name).await?.unwrap_or_default();
+        ep.name = clean(name);
+        if ep.device_state.is_empty() {
+            ep.device_state = clean(e.get("DeviceState").unwrap_or(""));
+        }
+        ep.registration = registration_of(&regs, name);
+        out.push(ep);
+    }
+    Ok(out)
+}
+
+/// The registration belonging to endpoint `name`.
+pub(super) fn registration_of(regs: &[(String, Registration)], name: &str) -> Option<Registration> {
+    regs.iter().find(|(n, _)| n == name).map(|(_, r)| r.clone())
+}
+
+/// The outbound registrations, each with the endpoint it belongs to (the
+/// `AuthDetail` events of this list, with passwords, are skipped).
+pub(super) async fn registrations(ami: &Ami) -> Result<Vec<(String, Registration)>, Failure> {
     let mut regs: Vec<(String, Registration)> = Vec::new();
     for e in events(ami, "PJSIPShowRegistrationsOutbound", &[])
         .await?
@@ -192,20 +217,7 @@ pub(super) async fn endpoints(ami: &Ami) -> Result<Vec<Endpoint>, Failure> {
             },
         ));
     }
-    let mut out = Vec::new();
-    for e in list.iter().filter(|e| e.event() == Some("EndpointList")) {
-        let Some(name) = e.get("ObjectName").filter(|n| !n.is_empty()) else {
-            continue;
-        };
-        let mut ep = detail(ami, name).await?.unwrap_or_default();
-        ep.name = clean(name);
-        if ep.device_state.is_empty() {
-            ep.device_state = clean(e.get("DeviceState").unwrap_or(""));
-        }
-        ep.registration = regs.iter().find(|(n, _)| n == name).map(|(_, r)| r.clone());
-        out.push(ep);
-    }
-    Ok(out)
+    Ok(regs)
 }
 
 /// One endpoint's details; `None` when Asterisk does not know it.
@@ -363,8 +375,13 @@ pub async fn dispatch(
         "getSIPAccount" => {
             let ext = name_param(params, "extension")?;
             let ami = ami(app)?;
+            let regs = registrations(ami).await?;
             let ep = detail(ami, &ext)
                 .await?
+                .map(|mut ep| {
+                    ep.registration = registration_of(&regs, &ext);
+                    ep
+                })
                 .filter(|ep| ep.is_account(dialing))
                 .ok_or_else(|| {
                     Refusal::Explained(Status::NoSuchItem, format!("no such extension: {ext}"))

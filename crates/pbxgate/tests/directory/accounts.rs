@@ -352,7 +352,7 @@ async fn account_lists_page_sort_and_trim() {
             let r = b.api("getSIPAccount", json!({"extension": bad})).await;
             assert_eq!(r["status"], -15, "{bad:?}: {r}");
         }
-        for unknown in ["4242", "trunk", "sim", "phone-1000"] {
+        for unknown in ["4242", "trunk", "regtrunk", "regsink", "sim", "phone-1000"] {
             let r = b.api("getSIPAccount", json!({"extension": unknown})).await;
             assert_eq!(r["status"], -16, "{unknown}: {r}");
         }
