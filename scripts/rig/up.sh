@@ -473,6 +473,35 @@ type = identify
 endpoint = trunk
 match = 127.0.0.1:$CARRIER_PORT
 
+; ---- two trunks that register (listVoIPTrunk/getSIPTrunk): the PBX registers to itself, as the
+; rig-only account 'regsink' below; regtrunk is Registered, badtrunk (wrong password) Rejected.
+; Each registration is named as its endpoint: that is how pbxgate pairs them (no line support)
+[regtrunk](endpoint-tpl)
+context = from-trunk
+outbound_auth = regtrunk
+[regtrunk](auth-tpl)
+username = regsink
+password = ${SIP_PW}regsink
+[regtrunk]
+type = registration
+transport = transport-sim
+server_uri = sip:127.0.0.1:$SIP_PORT
+client_uri = sip:regsink@127.0.0.1:$SIP_PORT
+outbound_auth = regtrunk
+retry_interval = 5
+[badtrunk](endpoint-tpl)
+context = from-trunk
+outbound_auth = badtrunk
+[badtrunk](auth-tpl)
+username = regsink
+password = wrong-password
+[badtrunk]
+type = registration
+transport = transport-sim
+server_uri = sip:127.0.0.1:$SIP_PORT
+client_uri = sip:regsink@127.0.0.1:$SIP_PORT
+outbound_auth = badtrunk
+
 ; ==== simulators (rig-only, not part of the PBX under test; their CDRs are disabled) ====
 [sim-tpl](!)
 type = endpoint
@@ -482,6 +511,16 @@ disallow = all
 allow = ulaw,alaw,g722
 direct_media = no
 set_var = CDR_PROP(disable)=1
+
+; the registrar side of regtrunk/badtrunk (identified by its username)
+[regsink](sim-tpl)
+identify_by = username
+auth = regsink
+aors = regsink
+[regsink](auth-tpl)
+username = regsink
+password = ${SIP_PW}regsink
+[regsink](aor-tpl)
 
 ; receives everything the PBX sends to the simulated phones and to the carrier
 [sim](sim-tpl)

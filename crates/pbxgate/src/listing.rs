@@ -56,7 +56,12 @@ impl Paging {
 
 /// Compares two item values: numerically when both are numbers, else as text.
 fn compare(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+    // Numbers (`trunk_index`, `newmsg`, …) sort as numbers too.
+    let text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
     let (a, b) = (text(a), text(b));
     match (a.parse::<f64>(), b.parse::<f64>()) {
         (Ok(x), Ok(y)) => x.total_cmp(&y),

@@ -639,6 +639,7 @@ mod tests {
             context: "from-internal".into(),
             outbound_prefix: "9".into(),
             ring: std::time::Duration::from_secs(30),
+            trunk_contexts: vec!["from-trunk".into()],
         }
     }
 

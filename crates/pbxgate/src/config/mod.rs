@@ -215,6 +215,10 @@ pub struct DialingConfig {
     pub outbound_prefix: String,
     /// Seconds the first phone of a click-to-call rings before giving up.
     pub ring_secs: u32,
+    /// PJSIP endpoints in these contexts are trunks (listVoIPTrunk), as are
+    /// endpoints with an outbound registration; endpoints in `context` are
+    /// extensions (listAccount); any other endpoint is in neither list.
+    pub trunk_contexts: Vec<String>,
 }
 
 impl Default for DialingConfig {
@@ -223,6 +227,7 @@ impl Default for DialingConfig {
             context: "from-internal".into(),
             outbound_prefix: String::new(),
             ring_secs: 30,
+            trunk_contexts: vec!["from-trunk".into()],
         }
     }
 }

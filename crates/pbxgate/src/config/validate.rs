@@ -64,6 +64,7 @@ pub struct DialingSettings {
     pub context: String,
     pub outbound_prefix: String,
     pub ring: Duration,
+    pub trunk_contexts: Vec<String>,
 }
 
 /// `[recordings]`: where each recapi directory lives.
@@ -735,10 +736,19 @@ fn dialing(d: &DialingConfig) -> Result<DialingSettings, ConfigError> {
             "must be between 1 and 600",
         ));
     }
+    for (i, c) in d.trunk_contexts.iter().enumerate() {
+        if c.is_empty() || !plain(c) || *c == d.context {
+            return Err(ConfigError::invalid(
+                format!("dialing.trunk_contexts[{i}]"),
+                "a dialplan context name other than dialing.context: letters, digits, '-', '_' and '.' only",
+            ));
+        }
+    }
     Ok(DialingSettings {
         context: d.context.clone(),
         outbound_prefix: d.outbound_prefix.clone(),
         ring: Duration::from_secs(u64::from(d.ring_secs)),
+        trunk_contexts: d.trunk_contexts.clone(),
     })
 }
 

@@ -3,6 +3,7 @@
 //! read from the real Asterisk.
 
 mod groups;
+mod accounts;
 
 use serde_json::{Value, json};
 

@@ -639,3 +639,17 @@ fn pms_settings_defaults_and_errors() {
         assert!(msg.contains(&format!("`{key}`")), "{text}: {msg}");
     }
 }
+
+#[test]
+fn trunk_contexts_default_and_errors() {
+    let s = load("").unwrap();
+    assert_eq!(s.dialing.trunk_contexts, ["from-trunk"]);
+    let s = load("[dialing]\ntrunk_contexts = [\"from-pstn\", \"from-carrier\"]\n").unwrap();
+    assert_eq!(s.dialing.trunk_contexts, ["from-pstn", "from-carrier"]);
+    let s = load("[dialing]\ntrunk_contexts = []\n").unwrap();
+    assert!(s.dialing.trunk_contexts.is_empty());
+    for bad in ["\"a b\"", "\"\"", "\"from-internal\"", "\"x;y\""] {
+        let e = err(&format!("[dialing]\ntrunk_contexts = [\"ok\", {bad}]\n"));
+        assert!(e.contains("dialing.trunk_contexts[1]"), "{bad}: {e}");
+    }
+}
