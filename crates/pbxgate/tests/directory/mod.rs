@@ -2,8 +2,8 @@
 //! configuration family's write actions, and (in the submodules) the lists
 //! read from the real Asterisk.
 
-mod groups;
 mod accounts;
+mod groups;
 
 use serde_json::{Value, json};
 
