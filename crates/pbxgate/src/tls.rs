@@ -183,16 +183,36 @@ pub fn read_pair(
 ) -> Result<PemPair, ConfigError> {
     let cert_bytes = read_limited(cert, cert_name)?;
     let key_bytes = read_limited(key, key_name)?;
-    let chain = CertificateDer::pem_slice_iter(&cert_bytes)
+    check_pair(
+        &cert_bytes,
+        &key_bytes,
+        (&cert.display().to_string(), cert_name),
+        (&key.display().to_string(), key_name),
+    )
+}
+
+/// [`read_pair`]'s checks on PEM text already in memory (an upload):
+/// `cert` and `key` are (what messages call the text, the key at fault).
+pub fn check_pair(
+    cert_bytes: &[u8],
+    key_bytes: &[u8],
+    (cert, cert_name): (&str, &str),
+    (key, key_name): (&str, &str),
+) -> Result<PemPair, ConfigError> {
+    for (bytes, what, name) in [(cert_bytes, cert, cert_name), (key_bytes, key, key_name)] {
+        if bytes.len() as u64 > MAX_PEM_BYTES {
+            return Err(ConfigError::invalid(
+                name,
+                format!("{what} is larger than 2 MB ({} bytes)", bytes.len()),
+            ));
+        }
+    }
+    let chain = CertificateDer::pem_slice_iter(cert_bytes)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| {
             ConfigError::invalid(
                 cert_name,
-                format!(
-                    "{} is not a valid PEM file: {}",
-                    cert.display(),
-                    pem_error(&e)
-                ),
+                format!("{} is not a valid PEM file: {}", cert, pem_error(&e)),
             )
         })?;
     if chain.is_empty() {
@@ -200,23 +220,18 @@ pub fn read_pair(
             cert_name,
             format!(
                 "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                cert.display()
+                cert
             ),
         ));
     }
-    let private = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| {
+    let private = PrivateKeyDer::from_pem_slice(key_bytes).map_err(|e| {
         ConfigError::invalid(
             key_name,
             match e {
-                pem::Error::NoItemsFound => format!(
-                    "{} holds no PEM private key (PKCS#8, RSA or EC)",
-                    key.display()
-                ),
-                e => format!(
-                    "{} is not a valid PEM file: {}",
-                    key.display(),
-                    pem_error(&e)
-                ),
+                pem::Error::NoItemsFound => {
+                    format!("{} holds no PEM private key (PKCS#8, RSA or EC)", key)
+                }
+                e => format!("{} is not a valid PEM file: {}", key, pem_error(&e)),
             },
         )
     })?;
@@ -228,7 +243,7 @@ pub fn read_pair(
                 cert_name,
                 format!(
                     "the first certificate in {} is not an X.509 certificate",
-                    cert.display()
+                    cert
                 ),
             )
         })?;
@@ -241,11 +256,7 @@ pub fn read_pair(
     if now > not_after {
         return Err(ConfigError::invalid(
             cert_name,
-            format!(
-                "the certificate in {} expired on {}",
-                cert.display(),
-                date(not_after)
-            ),
+            format!("the certificate in {} expired on {}", cert, date(not_after)),
         ));
     }
     if now < not_before {
@@ -253,7 +264,7 @@ pub fn read_pair(
             cert_name,
             format!(
                 "the certificate in {} is not valid before {}",
-                cert.display(),
+                cert,
                 date(not_before)
             ),
         ));
@@ -265,10 +276,9 @@ pub fn read_pair(
         let message = match e {
             rustls::Error::InconsistentKeys(_) => format!(
                 "the key in {} does not match the certificate in {}",
-                key.display(),
-                cert.display()
+                key, cert
             ),
-            e => format!("cannot use the key in {}: {e}", key.display()),
+            e => format!("cannot use the key in {}: {e}", key),
         };
         return Err(ConfigError::invalid(key_name, message));
     }

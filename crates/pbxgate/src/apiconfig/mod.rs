@@ -192,6 +192,12 @@ impl ApiConfig {
         };
         let mut saved = cfg.saved.lock().await;
         cfg.read_saved(&mut saved).await?;
+        // This node's copy of an uploaded pair, written once; reads never write.
+        if let Some(tls) = &saved.old.tls
+            && let Err(e) = cfg.write_uploaded(tls)
+        {
+            tracing::error!(errors = %e.summary(), "the old API certificate saved on the admin page cannot be written");
+        }
         cfg.current.set(cfg.effective_new(&saved.new));
         drop(saved);
         Ok(cfg)
@@ -571,10 +577,9 @@ impl ApiConfig {
             .map_err(|e| internal(format!("cannot write the uploaded certificate: {e}")))
     }
 
+    /// The old API's settings for `overlay`; an uploaded pair must already be
+    /// written ([`write_uploaded`]): this only reads.
     fn effective_old(&self, overlay: &OldOverlay) -> Result<OldApiSettings, FieldErrors> {
-        if let Some(tls) = &overlay.tls {
-            self.write_uploaded(tls)?;
-        }
         config::old_api(
             &self.merged_old(overlay),
             &self.file.config_dir,
@@ -649,6 +654,9 @@ impl ApiConfig {
             check_pair(cert, key)?;
         }
         let before = self.effective_old(&saved.old).ok();
+        if let Some(tls) = &next.tls {
+            self.write_uploaded(tls)?;
+        }
         let after = self.effective_old(&next).inspect_err(|_| {
             // Put back the files the previous settings point to.
             if let Some(tls) = &saved.old.tls {
@@ -730,6 +738,11 @@ impl ApiConfig {
             tracing::info!("API settings changed on another node: in force here too");
         }
         if saved.old_version != old_v {
+            if let Some(tls) = &saved.old.tls
+                && let Err(e) = self.write_uploaded(tls)
+            {
+                tracing::error!(errors = %e.summary(), "the old API certificate saved on another node cannot be written here");
+            }
             match self.effective_old(&saved.old) {
                 Ok(s) => {
                     if let Some(old) = self.old_api.get()
@@ -797,27 +810,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// An uploaded certificate and key, checked as the listener would load them.
 fn check_pair(cert: &str, key: &str) -> Result<(), FieldErrors> {
-    let dir = std::env::temp_dir().join(format!("pbxgate-upload-{}", std::process::id()));
-    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let result = write_private(&c, cert.as_bytes())
-        .and_then(|()| write_private(&k, key.as_bytes()))
-        .map_err(|e| internal(format!("cannot check the uploaded certificate: {e}")))
-        .and_then(|()| {
-            crate::tls::read_pair(&c, &k, "tls_cert", "tls_private_key")
-                .map(|_| ())
-                .map_err(|e| {
-                    // The temporary paths mean nothing to the user.
-                    let mut f = field_error(&e);
-                    for v in f.0.values_mut() {
-                        *v = v
-                            .replace(&c.display().to_string(), "the uploaded certificate")
-                            .replace(&k.display().to_string(), "the uploaded key");
-                    }
-                    f
-                })
-        });
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    crate::tls::check_pair(
+        cert.as_bytes(),
+        key.as_bytes(),
+        ("the TLS Cert file", "tls_cert"),
+        ("the TLS Private Key file", "tls_private_key"),
+    )
+    .map(|_| ())
+    .map_err(|e| field_error(&e))
 }
 
 fn check_new_password(p: &str) -> Result<(), FieldErrors> {

@@ -9,59 +9,18 @@
 //! `[dialing] context` is an extension; any other (a simulator, a fax
 //! gateway in its own context, …) is in neither list.
 
-use asterisk::ami::{Ami, Message};
+use asterisk::ami::Ami;
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
+use super::contrib::{Failure, ami, clean, events, name_param};
 use crate::auth::{Authenticated, Refusal};
 use crate::config::DialingSettings;
-use crate::error::Error;
 use crate::listing::{Paging, page};
 use crate::server::App;
 
 /// What getSIPAccount shows instead of a secret without the `secrets` permission.
 pub(super) const MASK: &str = "******";
-/// Longest extension or trunk name accepted from a client.
-const MAX_NAME: usize = 80;
-/// Asterisk values are untrusted: one longer than this is cut.
-const MAX_VALUE: usize = 256;
-
-/// Why Asterisk could not answer.
-pub(super) enum Failure {
-    NotConfigured,
-    Ami(asterisk::Error),
-    Refused { action: String, message: String },
-}
-
-impl From<Failure> for Refusal {
-    fn from(f: Failure) -> Refusal {
-        let (status, message) = match f {
-            // As the channel actions (channels/mod.rs): no Asterisk is -7.
-            Failure::NotConfigured => (
-                Status::ConnectionClosed,
-                "pbxgate has no connection to Asterisk configured ([asterisk] ami_secret)".into(),
-            ),
-            Failure::Ami(e) => {
-                let e = Error::Asterisk(e);
-                (e.status(), e.to_string())
-            }
-            Failure::Refused { action, message } => (
-                Status::FailedToGetData,
-                format!("Asterisk refused {action}: {}", clean(&message)),
-            ),
-        };
-        tracing::warn!(status = status.code(), reason = %message, "directory action failed");
-        Refusal::Explained(status, message)
-    }
-}
-
-/// An Asterisk value made safe to show: no control characters, bounded.
-pub(super) fn clean(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_VALUE)
-        .collect()
-}
 
 /// One PJSIP endpoint as pbxgate sees it.
 #[derive(Clone, Default)]
@@ -108,39 +67,6 @@ impl Endpoint {
     pub fn is_account(&self, d: &DialingSettings) -> bool {
         !self.is_trunk(d) && self.context == d.context
     }
-}
-
-/// The AMI connection, checked up.
-pub(super) fn ami(app: &App) -> Result<&Ami, Failure> {
-    let ami = &app.pbx.as_ref().ok_or(Failure::NotConfigured)?.ami;
-    // Queued actions would wait out the timeout while AMI reconnects.
-    if !ami.state().borrow().is_up() {
-        return Err(Failure::Ami(asterisk::Error::NotConnected));
-    }
-    Ok(ami)
-}
-
-/// Sends a list action: its events. `Response: Error` with a "not found"
-/// message is an empty list (`PJSIPShowContacts` and friends answer so).
-pub(super) async fn events(
-    ami: &Ami,
-    action: &str,
-    headers: &[(&str, &str)],
-) -> Result<Option<Vec<Message>>, Failure> {
-    let reply = ami.action(action, headers).await.map_err(Failure::Ami)?;
-    if reply.is_success() {
-        return Ok(Some(reply.events));
-    }
-    let message = reply.response.get("Message").unwrap_or("").to_owned();
-    let lower = message.to_ascii_lowercase();
-    let empty = ["not found", "no such", "no contacts", "unable to retrieve"];
-    if empty.iter().any(|m| lower.contains(m)) {
-        return Ok(None);
-    }
-    Err(Failure::Refused {
-        action: action.to_owned(),
-        message,
-    })
 }
 
 /// `sip:user@host:port;params` → `host:port`.
@@ -332,24 +258,6 @@ fn account_item(ep: &Endpoint, msgs: (u64, u64, u64)) -> Map<String, Value> {
         Value::Object(m) => m,
         _ => Map::new(),
     }
-}
-
-/// A name parameter (extension, trunk): -1 absent, -15 not a plain name.
-pub(super) fn name_param(params: &Params, key: &str) -> Result<String, Refusal> {
-    let v = match params.str(key) {
-        Ok(Some(v)) if !v.is_empty() => v,
-        _ => return Err(Refusal::Status(Status::InvalidParameters)),
-    };
-    let plain = v.len() <= MAX_NAME
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'));
-    if !plain {
-        return Err(Refusal::Explained(
-            Status::InvalidValue,
-            format!("{key}: letters, digits, '-', '_', '.' and '+' only (at most {MAX_NAME})"),
-        ));
-    }
-    Ok(v)
 }
 
 pub async fn dispatch(

@@ -1,5 +1,7 @@
-//! What `groups` and `routes` read from the running Asterisk: AMI actions,
-//! and the directory file `pbxgate_directory.conf` (contrib/asterisk) that
+//! How the directory actions read the running Asterisk: the one failure
+//! type and its statuses, AMI requests, request-name checks and the
+//! cleaning of Asterisk's values (shared by every directory module); and
+//! the directory file `pbxgate_directory.conf` (contrib/asterisk) that
 //! describes what Asterisk has no object for (ring groups, extension groups,
 //! departments, which contexts are the routes), read with AMI `GetConfig`
 //! so that pbxgate needs no access to Asterisk's files.
@@ -17,8 +19,58 @@ use crate::server::App;
 /// The directory file, in Asterisk's configuration directory.
 pub const DIRECTORY_FILE: &str = "pbxgate_directory.conf";
 
-/// Longest name (queue, section, value) taken from a request.
+/// Longest name (queue, extension, trunk) taken from a request.
 const MAX_NAME: usize = 80;
+/// Asterisk values are untrusted: one longer than this is cut.
+const MAX_VALUE: usize = 256;
+
+/// An Asterisk value made safe to show: no control characters, bounded.
+pub fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_VALUE)
+        .collect()
+}
+
+/// A name parameter (extension, trunk, queue): -1 absent, -15 not a [`is_name`].
+pub fn name_param(params: &ucm::Params, key: &str) -> Result<String, Refusal> {
+    match params.str(key) {
+        Ok(Some(v)) if !v.is_empty() => {
+            if is_name(&v) {
+                Ok(v)
+            } else {
+                Err(Refusal::Explained(
+                    Status::InvalidValue,
+                    format!("{key}: letters, digits and '_-.+*#' only (at most {MAX_NAME})"),
+                ))
+            }
+        }
+        _ => Err(Refusal::Status(Status::InvalidParameters)),
+    }
+}
+
+/// Sends a list action: its events. `Response: Error` with a "not found"
+/// message is an empty list (`PJSIPShowContacts` and friends answer so).
+pub async fn events(
+    ami: &Ami,
+    action: &str,
+    headers: &[(&str, &str)],
+) -> Result<Option<Vec<Message>>, Failure> {
+    let reply = request(ami, action, headers).await?;
+    if reply.is_success() {
+        return Ok(Some(reply.events));
+    }
+    let message = reply.response.get("Message").unwrap_or("").to_owned();
+    let lower = message.to_ascii_lowercase();
+    let empty = ["not found", "no such", "no contacts", "unable to retrieve"];
+    if empty.iter().any(|m| lower.contains(m)) {
+        return Ok(None);
+    }
+    Err(Failure::Refused {
+        action: action.to_owned(),
+        message,
+    })
+}
 
 /// Why reading the directory failed; `From<Failure> for Refusal` is the one
 /// place these become statuses (as in `channels`).
@@ -47,7 +99,7 @@ impl From<Failure> for Refusal {
             }
             Failure::Refused { action, message } => (
                 Status::FailedToGetData,
-                format!("Asterisk refused {action}: {message}"),
+                format!("Asterisk refused {action}: {}", clean(&message)),
             ),
             Failure::NoSuchItem(what) => (Status::NoSuchItem, format!("no such item: {what}")),
         };

@@ -92,19 +92,7 @@ fn parse(action: &str, params: &Params) -> Result<Op, Refusal> {
     };
     match action {
         "listQueue" => Ok(Op::Queues(Paging::from_params(params)?)),
-        "getQueue" => match params.str("queue") {
-            Ok(Some(q)) if !q.is_empty() => {
-                if contrib::is_name(&q) {
-                    Ok(Op::Queue(q))
-                } else {
-                    Err(Refusal::Explained(
-                        Status::InvalidValue,
-                        "queue: letters, digits and '_-.+*#' only (at most 80)".into(),
-                    ))
-                }
-            }
-            _ => Err(Refusal::Status(Status::InvalidParameters)),
-        },
+        "getQueue" => contrib::name_param(params, "queue").map(Op::Queue),
         "listRingGroup" => described(Kind::RingGroup),
         "listExtensionGroup" => described(Kind::ExtensionGroup),
         "listDepartment" => described(Kind::Department),

@@ -8,7 +8,8 @@
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
-use super::accounts::{Endpoint, ami, clean, detail, endpoints, name_param, uri_host};
+use super::accounts::{Endpoint, detail, endpoints, uri_host};
+use super::contrib::{ami, clean, name_param};
 use crate::auth::{Authenticated, Refusal};
 use crate::listing::{Paging, page};
 use crate::server::App;

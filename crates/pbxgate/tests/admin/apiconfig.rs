@@ -10,6 +10,7 @@ use reqwest::header::{CONTENT_TYPE, COOKIE};
 use serde_json::json;
 use store::{AuditStore, DecisionStore, Store};
 
+use super::admin_browser;
 use super::{
     PASSWORD, browser, csrf_field, get, location, log_in, open_store, set_cookie, set_password,
 };
@@ -963,15 +964,7 @@ async fn the_page_in_a_browser_changes_permitted_ips_at_once() {
     let srv = Server::start(&db, "").await;
     let (code, out, err) = set_password(&srv, None, &format!("{PASSWORD}\n")).await;
     assert_eq!(code, 0, "{out}{err}");
-    let url = srv.url("");
-    let mut run = BrowserRun::start(
-        "apiconfig.mjs",
-        &[
-            ("PBXGATE_URL", url.as_str()),
-            ("ADMIN_USER", "admin"),
-            ("ADMIN_PASSWORD", PASSWORD),
-        ],
-    );
+    let mut run = admin_browser(&srv, "apiconfig.mjs", &[]);
     run.step("user-added", Duration::from_secs(60)).await;
     let c = client(Some("127.0.0.1"));
     let cookie = srv.login(&c, "crm", "browser pass 1").await.unwrap();
@@ -1084,16 +1077,7 @@ async fn call_control_switched_on_the_page_holds_calls_accepted_by_clicking() {
     assert_eq!(code, 0, "{out}{err}");
     let store = open_store(&srv).await;
     let (held_caller, free_caller) = ("+15557300001", "+15557300002");
-    let url = srv.url("");
-    let mut run = BrowserRun::start(
-        "callcontrol.mjs",
-        &[
-            ("PBXGATE_URL", url.as_str()),
-            ("ADMIN_USER", "admin"),
-            ("ADMIN_PASSWORD", PASSWORD),
-            ("CALLER", held_caller),
-        ],
-    );
+    let mut run = admin_browser(&srv, "callcontrol.mjs", &[("CALLER", held_caller)]);
     run.step("cc-on", Duration::from_secs(60)).await;
     inbound(&ami, "5550100", held_caller, 60_000, 2).await;
     run.go("call-placed").await;

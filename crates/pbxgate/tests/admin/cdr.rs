@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use store::NewCdr;
 use ucm::cdrapi::{Mode, parse_params};
 
+use super::admin_browser;
 use super::{PASSWORD, browser, log_in, set_cookie, set_password};
 use crate::cdrapi::{T0, leg, seed};
 use crate::kit::*;
@@ -880,14 +881,11 @@ async fn the_cdr_page_works_in_a_real_browser() {
         "a grouped call among them"
     );
 
-    let url = srv.url("");
     let sessions = serde_json::to_string(&sessions).unwrap();
-    let mut run = BrowserRun::start(
+    let mut run = admin_browser(
+        &srv,
         "cdr.mjs",
         &[
-            ("PBXGATE_URL", url.as_str()),
-            ("ADMIN_USER", "admin"),
-            ("ADMIN_PASSWORD", PASSWORD),
             ("CALLER", "1001-1003"),
             ("EXPECT_SESSIONS", sessions.as_str()),
             ("EXPECT_CSV", expected_csv.to_str().unwrap()),

@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use store::{AuditStore, CallDecision, CdrStore, DecisionStore, Store};
 use ucm::cdr::CdrRecord;
 
+use super::admin_browser;
 use super::{PASSWORD, log_in, open_store, set_cookie, set_password};
+pub(super) use crate::callcontrol::inbound;
+pub(super) use crate::calls::connected_ami;
 use crate::calls::{CALLS, call, pbx_config, wait_connected};
 use crate::kit::*;
 
@@ -369,26 +372,6 @@ fn cc_config(rig: &Rig, timeout_secs: u32) -> String {
     )
 }
 
-/// An inbound call from the carrier to `did`, ringing `ring_ms` at most,
-/// then up for `secs` once answered.
-pub(super) async fn inbound(ami: &Ami, did: &str, caller: &str, ring_ms: u32, secs: u32) {
-    let r = ami
-        .action(
-            "Originate",
-            &[
-                ("Channel", &format!("PJSIP/{did}@carrier")),
-                ("CallerID", &format!("\"Caller\" <{caller}>")),
-                ("Application", "Wait"),
-                ("Data", &secs.to_string()),
-                ("Timeout", &ring_ms.to_string()),
-                ("Async", "true"),
-            ],
-        )
-        .await
-        .unwrap();
-    assert!(r.is_success(), "{:?}", r.response);
-}
-
 /// Ends every call on the rig and waits until no channel is left.
 pub(super) async fn hang_up_everything(ami: &Ami) {
     let _ = ami.action("Hangup", &[("Channel", "/.*/")]).await;
@@ -404,18 +387,6 @@ pub(super) async fn hang_up_everything(ami: &Ami) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("channels left on the rig");
-}
-
-pub(super) async fn connected_ami(rig: &Rig) -> Ami {
-    let ami = Ami::start(rig.ami_config());
-    let mut state = ami.state();
-    for _ in 0..100 {
-        if state.borrow_and_update().is_up() {
-            return ami;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the test's AMI connection did not come up");
 }
 
 /// The decision recorded for the call on `channel`, or from caller
@@ -670,14 +641,11 @@ async fn the_live_calls_page_works_in_a_real_browser() {
     let admin = admin_login(&srv).await;
     let api = client(None);
     let crm = srv.login(&api, "crm", "pw").await.unwrap();
-    let url = srv.url("");
     let (accept, refuse, race) = ("+15557200001", "+15557200002", "+15557200003");
-    let mut run = BrowserRun::start(
+    let mut run = admin_browser(
+        &srv,
         "live.mjs",
         &[
-            ("PBXGATE_URL", url.as_str()),
-            ("ADMIN_USER", "admin"),
-            ("ADMIN_PASSWORD", PASSWORD),
             ("ACCEPT_CALLER", accept),
             ("REFUSE_CALLER", refuse),
             ("RACE_CALLER", race),

@@ -466,6 +466,18 @@ async fn admin_sessions_expire_when_idle() {
     }
 }
 
+/// A browser script logged in as `admin` / [`PASSWORD`] against `srv`, with `extra` variables.
+pub(crate) fn admin_browser(srv: &Server, script: &str, extra: &[(&str, &str)]) -> BrowserRun {
+    let url = srv.url("");
+    let mut env = vec![
+        ("PBXGATE_URL", url.as_str()),
+        ("ADMIN_USER", "admin"),
+        ("ADMIN_PASSWORD", PASSWORD),
+    ];
+    env.extend_from_slice(extra);
+    BrowserRun::start(script, &env)
+}
+
 /// Browser: the login page in chromium, a wrong then the right password, logout.
 #[tokio::test]
 async fn the_login_page_works_in_a_real_browser() {
@@ -476,15 +488,7 @@ async fn the_login_page_works_in_a_real_browser() {
     let srv = Server::start(&db, "").await;
     let (code, out, err) = set_password(&srv, None, &format!("{PASSWORD}\n")).await;
     assert_eq!(code, 0, "{out}{err}");
-    let url = srv.url("");
-    let mut run = BrowserRun::start(
-        "login.mjs",
-        &[
-            ("PBXGATE_URL", url.as_str()),
-            ("ADMIN_USER", "admin"),
-            ("ADMIN_PASSWORD", PASSWORD),
-        ],
-    );
+    let mut run = admin_browser(&srv, "login.mjs", &[]);
     run.step("logged-in", Duration::from_secs(60)).await;
     let store = open_store(&srv).await;
     // The script goes on to log out without waiting: the login need not be the newest event.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::PASSWORD;
+use super::admin_browser;
 use super::live::admin_login;
 use crate::kit::*;
 
@@ -256,15 +256,7 @@ async fn the_status_page_works_in_a_real_browser() {
     let cookie = some_requests(&srv, old_port).await;
     // The account the script logs in with.
     drop(admin_login(&srv).await);
-    let url = srv.url("");
-    let mut run = BrowserRun::start(
-        "status.mjs",
-        &[
-            ("PBXGATE_URL", url.as_str()),
-            ("ADMIN_USER", "admin"),
-            ("ADMIN_PASSWORD", PASSWORD),
-        ],
-    );
+    let mut run = admin_browser(&srv, "status.mjs", &[]);
     run.step("shown", Duration::from_secs(60)).await;
     // A new request shows up without a reload.
     let c = client(None);

@@ -97,7 +97,7 @@ impl Recorder {
 
 /// An inbound call from the carrier to `did`; the carrier's side stays
 /// `ring_ms` ringing at most, and `secs` once answered.
-async fn inbound(ami: &Ami, did: &str, caller: &str, ring_ms: u32, secs: u32) {
+pub(crate) async fn inbound(ami: &Ami, did: &str, caller: &str, ring_ms: u32, secs: u32) {
     let r = ami
         .action(
             "Originate",

@@ -30,6 +30,19 @@ pub fn pbx_config(rig: &Rig, cdr_csv: &str) -> String {
     )
 }
 
+/// The test's own AMI connection to the rig, once it is up.
+pub async fn connected_ami(rig: &Rig) -> Ami {
+    let ami = Ami::start(rig.ami_config());
+    let mut state = ami.state();
+    for _ in 0..100 {
+        if state.borrow_and_update().is_up() {
+            return ami;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the test's AMI connection did not come up");
+}
+
 /// Waits until /healthz reports AMI and ARI up.
 pub async fn wait_connected(srv: &Server) {
     let c = client(None);
@@ -393,14 +406,7 @@ async fn no_cdr_is_lost_or_doubled_when_asterisk_restarts_mid_run() {
         let lines_before = std::fs::read_to_string(&csv)
             .map(|t| t.lines().count())
             .unwrap_or(0);
-        let ami = Ami::start(rig.ami_config());
-        let mut state = ami.state();
-        for _ in 0..100 {
-            if state.borrow_and_update().is_up() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let ami = connected_ami(&rig).await;
         for i in 0..25 {
             call(
                 &ami,

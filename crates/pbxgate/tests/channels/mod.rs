@@ -33,14 +33,7 @@ async fn bench(rig: &Rig) -> Bench {
 }
 
 async fn bench_with(rig: &Rig, extra: &str) -> Bench {
-    let ami = Ami::start(rig.ami_config());
-    let mut state = ami.state();
-    for _ in 0..100 {
-        if state.borrow_and_update().is_up() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ami = crate::calls::connected_ami(rig).await;
     hang_up_everything(&ami).await;
     let db = dbs().await.remove(0);
     let config = format!(

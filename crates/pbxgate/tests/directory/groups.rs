@@ -3,9 +3,6 @@
 //! them in contrib's pbxgate_directory.conf (scripts/rig/up.sh) and its
 //! dialplan.
 
-use std::time::Duration;
-
-use asterisk::ami::Ami;
 use asterisk::testing::{Rig, rig};
 use serde_json::{Value, json};
 use store::testing::TestDb;
@@ -63,18 +60,6 @@ fn column(list: &Value, key: &str, field: &str) -> Vec<String> {
         .collect()
 }
 
-async fn ami(rig: &Rig) -> Ami {
-    let ami = Ami::start(rig.ami_config());
-    let mut state = ami.state();
-    for _ in 0..100 {
-        if state.borrow_and_update().is_up() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    ami
-}
-
 const EXTRA_MEMBER: &str = "Local/1001@ext-local/n";
 
 #[tokio::test]
@@ -82,7 +67,7 @@ async fn a_queues_members_and_their_state_are_live() {
     let Some(rig) = rig() else { return };
     // Other tests ring queue 6000: its members change only while no call runs.
     let _one_at_a_time = CALLS.lock().await;
-    let ami = ami(&rig).await;
+    let ami = crate::calls::connected_ami(&rig).await;
     let _ = ami
         .action(
             "QueueRemove",

@@ -67,18 +67,6 @@ struct Hotel {
     store: Store,
 }
 
-async fn ami_up(rig: &Rig) -> Ami {
-    let ami = Ami::start(rig.ami_config());
-    let mut state = ami.state();
-    for _ in 0..100 {
-        if state.borrow_and_update().is_up() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    ami
-}
-
 async fn hotel(rig: &Rig, db: TestDb, extra: &str) -> Hotel {
     let srv = Server::start(&db, &pms_config(rig, extra)).await;
     wait_connected(&srv).await;
@@ -92,7 +80,7 @@ async fn hotel(rig: &Rig, db: TestDb, extra: &str) -> Hotel {
         db,
         c,
         cookie,
-        ami: ami_up(rig).await,
+        ami: crate::calls::connected_ami(rig).await,
         store,
     }
 }
@@ -1046,7 +1034,7 @@ async fn rooms_survive_a_restart_and_asterisk_gets_them_back() {
     clear_rooms(&rig);
     let srv = Server::start_in(&db, &config, dir, port).await;
     wait_connected(&srv).await;
-    let ami = ami_up(&rig).await;
+    let ami = crate::calls::connected_ami(&rig).await;
     let mut back = Vec::new();
     for _ in 0..50 {
         let r = ami
