@@ -635,13 +635,15 @@ fn unreadable(e: &axum::extract::multipart::MultipartError) -> String {
 /// The old API form's fields: text as text, files as their content.
 async fn read_multipart(mut mp: Multipart) -> Result<HashMap<String, String>, FieldErrors> {
     let mut fields = HashMap::new();
+    // A field over its limit is refused, but the rest of the body (bounded by
+    // the route's body limit) is still read: answering before the client has
+    // sent it all leaves the connection unusable for its next request.
+    let mut refused: Option<FieldErrors> = None;
     loop {
         let mut field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => {
-                return Err(FieldErrors::one("", unreadable(&e)));
-            }
+            Err(e) => return Err(FieldErrors::one("", unreadable(&e))),
         };
         let name = field.name().unwrap_or("").to_owned();
         let limit = if name == "tls_cert" || name == "tls_private_key" {
@@ -653,29 +655,38 @@ async fn read_multipart(mut mp: Multipart) -> Result<HashMap<String, String>, Fi
         loop {
             match field.chunk().await {
                 Ok(Some(chunk)) => {
+                    if refused.is_some() {
+                        continue;
+                    }
                     if bytes.len() + chunk.len() > limit {
-                        return Err(FieldErrors::one(
+                        refused = Some(FieldErrors::one(
                             &name,
                             format!("larger than {limit} bytes"),
                         ));
+                        continue;
                     }
                     bytes.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    return Err(FieldErrors::one("", unreadable(&e)));
-                }
+                Err(e) => return Err(FieldErrors::one("", unreadable(&e))),
             }
         }
+        if refused.is_some() {
+            continue;
+        }
         let Ok(text) = String::from_utf8(bytes) else {
-            return Err(FieldErrors::one(
+            refused = Some(FieldErrors::one(
                 &name,
                 "not text (a PEM file is text beginning with -----BEGIN)",
             ));
+            continue;
         };
         fields.insert(name, text);
     }
-    Ok(fields)
+    match refused {
+        Some(errors) => Err(errors),
+        None => Ok(fields),
+    }
 }
 
 async fn save_old(State(app): State<App>, admin: Admin, mp: Multipart) -> Response {
