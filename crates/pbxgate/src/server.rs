@@ -149,6 +149,7 @@ fn connect_pbx(
         a.ami_username.clone(),
         a.ami_secret.expose(),
     ));
+    crate::pbxcheck::start(&ami, a.cdr_csv.clone());
     let ingest = ingest::Ingest::start(
         &ami,
         store.clone(),
@@ -167,7 +168,7 @@ fn connect_pbx(
     crate::live::start(live.clone(), &ami, ari.as_ref(), settings.timezone.clone());
     let calls = ari
         .as_ref()
-        .map(|ari| callcontrol::start(settings, ari, store));
+        .map(|ari| callcontrol::start(settings, ari, &ami, store));
     let pms = crate::pms::Service::start(&ami, store, settings);
     Ok(Pbx {
         ami_log: health::ConnLog::follow(ami.state()),

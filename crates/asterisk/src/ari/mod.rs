@@ -190,7 +190,10 @@ impl Ari {
     }
 
     /// Sets a channel variable or writes a dialplan function such as
-    /// `TIMEOUT(absolute)`.
+    /// `TIMEOUT(absolute)`. Not for a channel in the application that will
+    /// run more dialplan: Asterisk 22.10+ leaves that channel's thread unable
+    /// to read dangerous functions such as `DB()` (unless `live_dangerously`);
+    /// AMI `Setvar` does not.
     pub async fn set_variable(
         &self,
         channel_id: &str,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use asterisk::ConnState;
+use asterisk::ami::Ami;
 use asterisk::ari::{Ari, Channel, Event};
 use store::{CallDecision, DecisionStore, Store};
 use tokio::sync::broadcast::error::RecvError;
@@ -148,6 +149,8 @@ impl Table {
 
 pub struct Engine {
     ari: Ari,
+    /// Moves the hold limit of held calls (see `hold`).
+    ami: Ami,
     store: Store,
     settings: CallControlSettings,
     /// Call control is on for at least one API user (switched live by the
@@ -184,12 +187,14 @@ pub struct Decided {
 impl Engine {
     pub fn start(
         ari: Ari,
+        ami: Ami,
         store: Store,
         settings: CallControlSettings,
         enabled: bool,
     ) -> Arc<Engine> {
         let engine = Arc::new(Engine {
             ari,
+            ami,
             store,
             settings,
             enabled: std::sync::atomic::AtomicBool::new(enabled),
@@ -435,18 +440,37 @@ impl Engine {
         {
             // Ringback for the caller, and Asterisk's own limit in case
             // pbxgate goes away: both off the announcement's path.
+            // The limit goes over AMI (Setvar runs on the manager's thread),
+            // never over ARI: Asterisk (GHSA-vrfp-mg3q-3959) runs an ARI
+            // variable write on the channel's own thread with dangerous
+            // functions inhibited and never lifts that again, so the rest of
+            // the call's dialplan could not read DB() (do-not-disturb, class
+            // of service) unless `live_dangerously` is set.
             let engine = self.clone();
             let id = channel.id.clone();
+            let name = channel.name.clone();
             tokio::spawn(async move {
                 let limit = remaining + engine.settings.backstop_grace;
                 let limit = format!("{:.3}", limit.as_secs_f64());
-                let (ring, backstop) = tokio::join!(
-                    engine.ari.ring(&id),
-                    engine.ari.set_variable(&id, "TIMEOUT(absolute)", &limit)
-                );
-                for (what, r) in [("ringing", ring), ("the hold limit", backstop)] {
-                    if let Err(e) = r {
-                        tracing::debug!(channel = id, error = %e, "cannot set {what} on a held call");
+                let headers = [
+                    ("Channel", name.as_str()),
+                    ("Variable", "TIMEOUT(absolute)"),
+                    ("Value", limit.as_str()),
+                ];
+                let setvar = engine.ami.action("Setvar", &headers);
+                let (ring, backstop) = tokio::join!(engine.ari.ring(&id), setvar);
+                if let Err(e) = ring {
+                    tracing::debug!(channel = name, error = %e, "cannot ring a held call");
+                }
+                match backstop {
+                    Ok(r) if r.is_success() => {}
+                    Ok(r) => tracing::debug!(
+                        channel = name,
+                        answer = r.response.get("Message").unwrap_or(""),
+                        "Asterisk did not move the hold limit of a held call"
+                    ),
+                    Err(e) => {
+                        tracing::debug!(channel = name, error = %e, "cannot move the hold limit of a held call");
                     }
                 }
             });

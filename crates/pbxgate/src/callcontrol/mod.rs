@@ -31,6 +31,7 @@ const EARLY_DECISION_WAIT: Duration = Duration::from_millis(500);
 pub fn start(
     app_settings: &crate::config::Settings,
     ari: &asterisk::ari::Ari,
+    ami: &asterisk::ami::Ami,
     store: &store::Store,
 ) -> Arc<Engine> {
     let enabled = app_settings.api_enabled && app_settings.users.iter().any(|u| u.call_control);
@@ -42,6 +43,7 @@ pub fn start(
     }
     Engine::start(
         ari.clone(),
+        ami.clone(),
         store.clone(),
         app_settings.call_control.clone(),
         enabled,

@@ -65,7 +65,7 @@ impl Ingest {
         let stats = Arc::new(Stats::default());
         if let Some(path) = cdr_csv {
             tokio::spawn(recover_on_connect(
-                ami.state(),
+                ami.clone(),
                 missed.clone(),
                 store.clone(),
                 tz.clone(),
@@ -219,16 +219,17 @@ async fn store_batch(store: Store, batch: Vec<NewCdr>, stats: Arc<Stats>) {
 /// are stored, so nothing produced while pbxgate was not listening is lost.
 /// Live events arriving meanwhile are deduplicated against them.
 async fn recover_on_connect(
-    mut state: watch::Receiver<asterisk::ConnState>,
+    ami: Ami,
     missed: Arc<Notify>,
     store: Store,
     tz: jiff::tz::TimeZone,
     path: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut state = ami.state();
     loop {
         if state.borrow_and_update().is_up()
-            && let Err(e) = recover(&store, &tz, &path).await
+            && let Err(e) = recover(&ami, &store, &tz, &path).await
         {
             tracing::error!(path = %path.display(), error = %e, "CDR recovery from CSV failed; will retry at the next connection");
         }
@@ -249,6 +250,7 @@ async fn recover_on_connect(
 /// Catches up with the CSV from the stored checkpoint (`<inode>:<offset>`);
 /// a replaced or truncated file is read from the start.
 pub async fn recover(
+    ami: &Ami,
     store: &Store,
     tz: &jiff::tz::TimeZone,
     path: &std::path::Path,
@@ -257,7 +259,14 @@ pub async fn recover(
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::warn!(path = %path.display(), "no CDR CSV to recover from");
+            // Say why, or recovery silently does nothing for good.
+            let why = crate::pbxcheck::csv_writer_problem(ami, path)
+                .await
+                .unwrap_or_else(|| {
+                    "Asterisk has not written it (yet): check that the file named by                      [asterisk] cdr_csv is the one cdr_custom_pbxgate.conf (or cdr_csv's                      Master.csv) writes, as seen from pbxgate"
+                        .to_owned()
+                });
+            tracing::warn!(path = %path.display(), "no CDR CSV to recover from: {why}");
             return Ok(());
         }
         Err(e) => {

@@ -1209,3 +1209,203 @@ async fn pmsapi_through_the_old_listener_changes_the_room() {
     );
     h.close().await;
 }
+
+/// Loads or unloads a module of the rig over AMI (`ModuleLoad`: AMI's
+/// `Command` refuses module commands), synchronously (usable in Drop).
+pub(crate) fn rig_module(rig: &Rig, load_type: &str, module: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(rig.ami_address()) else {
+        return;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(
+        s,
+        "Action: Login\r\nUsername: {}\r\nSecret: {}\r\n\r\n\
+         Action: ModuleLoad\r\nModule: {module}\r\nLoadType: {load_type}\r\n\r\n\
+         Action: Logoff\r\n\r\n",
+        rig.get("AMI_USER"),
+        rig.get("AMI_SECRET")
+    );
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+}
+
+/// Loads a rig module again when dropped (also when the test fails).
+pub(crate) struct Reload(pub(crate) Rig, pub(crate) &'static str);
+
+impl Drop for Reload {
+    fn drop(&mut self) {
+        rig_module(&self.0, "load", self.1);
+    }
+}
+
+/// What the rig's Asterisk logged from `from` (a byte offset) on.
+fn asterisk_log_since(rig: &Rig, from: u64) -> String {
+    let all = std::fs::read(rig.get("ASTERISK_LOG")).unwrap_or_default();
+    let from = usize::try_from(from).unwrap_or(0).min(all.len());
+    String::from_utf8_lossy(&all[from..]).into_owned()
+}
+
+fn asterisk_log_len(rig: &Rig) -> u64 {
+    std::fs::metadata(rig.get("ASTERISK_LOG")).map_or(0, |m| m.len())
+}
+
+/// The first line of pbxgate's log containing `needle`, waited for.
+pub(crate) async fn wait_log_line(srv: &Server, needle: &str) -> String {
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(l) = srv.log_text().lines().find(|l| l.contains(needle)) {
+            return l.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no log line with {needle:?}:\n{}",
+            srv.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The inbound channel of `caller` entering pbxgate's Stasis application.
+async fn held_channel(
+    events: &mut tokio::sync::broadcast::Receiver<Arc<Message>>,
+    caller: &str,
+) -> String {
+    let m = wait_event(events, |m| {
+        m.event() == Some("Newexten")
+            && m.get("Application") == Some("Stasis")
+            && m.get("CallerIDNum") == Some(caller)
+    })
+    .await;
+    m.get("Channel").unwrap().to_owned()
+}
+
+// Issue 15 point 20: a call held by call control used to reach a room on
+// do-not-disturb (ANSWERED): the hold limit was written over ARI, after
+// which a stock Asterisk (live_dangerously off) refused the dialplan's DB()
+// reads on that channel. Accepted by the API or by the timer, it is BUSY.
+#[tokio::test]
+async fn calls_held_by_call_control_still_meet_do_not_disturb() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    clear_rooms(&rig);
+    let _clean = CleanRooms(rig.clone());
+    let log_from = asterisk_log_len(&rig);
+    let db = first_db(dbs().await);
+    let config = pms_config(&rig, "[call_control]\ntimeout_secs = 2\n").replace(
+        "[https_api]\npassword = \"pw\"\n",
+        "[https_api]\npassword = \"pw\"\ncall_control = true\n",
+    );
+    let srv = Server::start(&db, &config).await;
+    wait_connected(&srv).await;
+    let c = client(None);
+    let cookie = srv.login(&c, "cdrapi", "pw").await.unwrap();
+    let store = Store::connect(&srv.db_url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    let h = Hotel {
+        srv,
+        db,
+        c,
+        cookie,
+        ami: crate::calls::connected_ami(&rig).await,
+        store,
+    };
+    h.ok(&checkin("1000", "<name>Guest</name>")).await;
+    h.ok(&req("<dnd><address>1000</address><dnd>on</dnd></dnd>"))
+        .await;
+
+    // Accepted through the API.
+    let mut events = h.ami.subscribe();
+    call(&h.ami, "carrier", "5550100", "\"held\" <+15551230010>", 1).await;
+    let channel = held_channel(&mut events, "+15551230010").await;
+    let r = h
+        .srv
+        .api(
+            &h.c,
+            json!({"action":"acceptCall","cookie":h.cookie,"channel":channel}),
+        )
+        .await;
+    assert_eq!(r["status"], 0, "{r}");
+    let r = h
+        .cdr("held call accepted to a room on DND", |r| {
+            r.get("src") == "+15551230010"
+        })
+        .await;
+    assert_eq!(r.get("disposition"), "BUSY", "{}", describe(&r));
+    assert_eq!(r.get("lastapp"), "Hangup", "{}", describe(&r));
+    assert_eq!(r.get("dstchannel"), "", "{}", describe(&r));
+
+    // Let through by the timer.
+    call(&h.ami, "carrier", "5550100", "\"timer\" <+15551230011>", 1).await;
+    held_channel(&mut events, "+15551230011").await;
+    let r = h
+        .cdr("held call let through by the timer to a room on DND", |r| {
+            r.get("src") == "+15551230011"
+        })
+        .await;
+    assert_eq!(r.get("disposition"), "BUSY", "{}", describe(&r));
+    assert_eq!(r.get("lastapp"), "Hangup", "{}", describe(&r));
+
+    // The same room off DND: the held call rings it (the test above could
+    // not pass by refusing every held call).
+    h.ok(&req(
+        "<dnd><address>1000</address><status>off</status></dnd>",
+    ))
+    .await;
+    call(&h.ami, "carrier", "5550100", "\"dnd off\" <+15551230012>", 1).await;
+    held_channel(&mut events, "+15551230012").await;
+    let r = h
+        .cdr("held call to the room off DND", |r| {
+            r.get("src") == "+15551230012"
+        })
+        .await;
+    assert_eq!(r.get("disposition"), "ANSWERED", "{}", describe(&r));
+
+    let asterisk_log = asterisk_log_since(&rig, log_from);
+    assert!(
+        !asterisk_log.contains("Dangerous function"),
+        "Asterisk refused a function:\n{asterisk_log}"
+    );
+    assert!(
+        !h.srv.log_text().contains("refused a function"),
+        "{}",
+        h.srv.log_text()
+    );
+    h.close().await;
+}
+
+// Issue 15 point 20: when Asterisk refuses what the dialplan needs to read
+// a room's settings, the call goes on and pbxgate's log says so and why.
+#[tokio::test]
+async fn pbxgate_warns_when_asterisk_refuses_the_room_lookups() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    clear_rooms(&rig);
+    let _clean = CleanRooms(rig.clone());
+    let h = hotel(&rig, first_db(dbs().await), "").await;
+    h.ok(&checkin("1000", "<name>Guest</name>")).await;
+    h.ok(&req("<dnd><address>1000</address><dnd>on</dnd></dnd>"))
+        .await;
+
+    let _reload = Reload(rig.clone(), "func_db.so");
+    rig_module(&rig, "unload", "func_db.so");
+    let mark = h.mark().await;
+    call(&h.ami, "phone-1001", "1000", "\"refused\" <1001>", 1).await;
+    let r = h
+        .cdr_after(mark, "call to 1000 without func_db", |r| {
+            r.get("dst") == "1000"
+        })
+        .await;
+    // Nothing could be read: the call went on (and the warning says so).
+    assert_eq!(r.get("disposition"), "ANSWERED", "{}", describe(&r));
+    let line = wait_log_line(
+        &h.srv,
+        "Asterisk refused a function pbxgate's dialplan needs",
+    )
+    .await;
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("key=\"pbxgate-room/10"), "{line}");
+    assert!(line.contains("load func_db.so"), "{line}");
+    h.close().await;
+}

@@ -1,0 +1,205 @@
+//! What pbxgate needs from Asterisk beyond its AMI and ARI logins: checked
+//! over AMI on every connection, and reported by the shipped dialplan while
+//! calls run (`UserEvent(PbxgateRefused)`). Each finding is one warning that
+//! names the cause and the fix: a stock Asterisk accepts pbxgate's
+//! configuration files and still does silently less than it should.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use asterisk::ami::{Ami, Message};
+use tokio::sync::broadcast::error::RecvError;
+
+/// The `UserEvent` name of `pbxgate-db` in `extensions_pbxgate.conf`.
+pub const REFUSED_EVENT: &str = "PbxgateRefused";
+/// Repeated dialplan reports are logged at most this often (one per call
+/// would flood the log on a busy PBX); the count of the others follows.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Starts the checks; they end with the AMI client.
+pub fn start(ami: &Ami, cdr_csv: Option<PathBuf>) {
+    tokio::spawn(check_on_connect(ami.clone(), cdr_csv));
+    tokio::spawn(watch_reports(ami.clone()));
+}
+
+async fn check_on_connect(ami: Ami, cdr_csv: Option<PathBuf>) {
+    let mut state = ami.state();
+    let mut was_up = false;
+    loop {
+        let up = state.borrow_and_update().is_up();
+        if up && !was_up {
+            check(&ami, cdr_csv.as_deref()).await;
+        }
+        was_up = up;
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One pass of the connection checks; every finding is logged.
+pub async fn check(ami: &Ami, cdr_csv: Option<&Path>) {
+    if loaded(ami, "func_db").await == Some(false) {
+        tracing::warn!(
+            "Asterisk's func_db module is not loaded: the hotel room settings (do-not-disturb, \
+             class of service, check-out, guest names) are not applied to calls; \
+             run `asterisk -rx \"module load func_db.so\"` and remove any noload => func_db.so \
+             from modules.conf"
+        );
+    }
+    if let Some(path) = cdr_csv {
+        if let Some(why) = csv_writer_problem(ami, path).await {
+            tracing::warn!(path = %path.display(), "CDR recovery from CSV: {why}");
+        }
+        if is_master_csv(path) && master_csv_in_utc(ami).await {
+            tracing::warn!(
+                path = %path.display(),
+                "Asterisk writes Master.csv in UTC (cdr.conf [csv] usegmtime = yes): CDRs recovered \
+                 from it would be off by the UTC offset of pbxgate's timezone; set usegmtime = no \
+                 in cdr.conf's [csv] section and run `asterisk -rx \"module reload cdr_csv.so\"`, \
+                 or point cdr_csv at cdr_custom_pbxgate.conf's pbxgate.csv (local time)"
+            );
+        }
+    }
+}
+
+/// Why Asterisk does not write the CSV that `cdr_csv` names, as far as AMI
+/// can tell (the module that writes it is not loaded); `None` when nothing
+/// is known to be wrong.
+pub async fn csv_writer_problem(ami: &Ami, path: &Path) -> Option<String> {
+    let module = if is_master_csv(path) {
+        "cdr_csv"
+    } else {
+        "cdr_custom"
+    };
+    if loaded(ami, module).await != Some(false) {
+        return None;
+    }
+    Some(if module == "cdr_csv" {
+        "Asterisk's cdr_csv module is not loaded, so Master.csv is not written and CSV recovery \
+         does nothing; run `asterisk -rx \"module load cdr_csv.so\"`"
+            .to_owned()
+    } else {
+        "Asterisk's cdr_custom module is not loaded, so Asterisk writes no such file and CSV \
+         recovery does nothing. cdr_custom declines to load while cdr_custom.conf has no \
+         [mappings] (as Debian ships it), and `core reload` does not load a module that declined: \
+         put `#include cdr_custom_pbxgate.conf` in cdr_custom.conf, then run \
+         `asterisk -rx \"module load cdr_custom.so\"` (docs/asterisk.md, CDR recovery)"
+            .to_owned()
+    })
+}
+
+fn is_master_csv(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.eq_ignore_ascii_case("Master.csv"))
+}
+
+/// Whether `module` is running (AMI `ModuleCheck`); `None` when the answer
+/// does not tell (AMI down, not permitted).
+async fn loaded(ami: &Ami, module: &str) -> Option<bool> {
+    let r = ami
+        .action("ModuleCheck", &[("Module", module)])
+        .await
+        .ok()?;
+    if r.is_success() {
+        return Some(true);
+    }
+    let message = r.response.get("Message").unwrap_or("");
+    // "Module not loaded"; anything else (permission) says nothing.
+    message
+        .to_ascii_lowercase()
+        .contains("not loaded")
+        .then_some(false)
+}
+
+/// cdr.conf's `[csv] usegmtime`, read over AMI `GetConfig` (the AMI user's
+/// `config` read class); false when it cannot be read.
+async fn master_csv_in_utc(ami: &Ami) -> bool {
+    let Ok(r) = ami
+        .action("GetConfig", &[("Filename", "cdr.conf"), ("Category", "csv")])
+        .await
+    else {
+        return false;
+    };
+    if !r.is_success() {
+        return false;
+    }
+    r.response
+        .headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("Line-"))
+        .filter_map(|(_, v)| v.split_once('='))
+        .any(|(k, v)| k.trim().eq_ignore_ascii_case("usegmtime") && is_true(v.trim()))
+}
+
+/// Asterisk's `ast_true`.
+fn is_true(v: &str) -> bool {
+    ["yes", "true", "y", "t", "1", "on"]
+        .iter()
+        .any(|t| v.eq_ignore_ascii_case(t))
+}
+
+async fn watch_reports(ami: Ami) {
+    let mut events = ami.subscribe();
+    let mut last: Option<Instant> = None;
+    let mut unlogged = 0u64;
+    loop {
+        let m = match events.recv().await {
+            Ok(m) => m,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        if !is_refusal(&m) {
+            continue;
+        }
+        if last.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            unlogged += 1;
+            continue;
+        }
+        last = Some(Instant::now());
+        log_refusal(&m, std::mem::take(&mut unlogged));
+    }
+}
+
+fn is_refusal(m: &Arc<Message>) -> bool {
+    m.event() == Some("UserEvent") && m.get("UserEvent") == Some(REFUSED_EVENT)
+}
+
+fn log_refusal(m: &Message, earlier: u64) {
+    tracing::warn!(
+        channel = m.get("Channel").unwrap_or(""),
+        function = m.get("Function").unwrap_or(""),
+        key = m.get("Key").unwrap_or(""),
+        similar_since_last_warning = earlier,
+        "Asterisk refused a function pbxgate's dialplan needs, so the hotel room settings \
+         (do-not-disturb, class of service, check-out) were not applied to this call; \
+         Asterisk's log says why (\"not registered\": load func_db.so; \"Dangerous function\": \
+         a dialplan of your own reads DB() after Stasis, use DB_EXISTS as extensions_pbxgate.conf \
+         does, or set live_dangerously = yes in asterisk.conf)"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_csv_is_recognised_by_its_file_name_only() {
+        assert!(is_master_csv(Path::new("/var/log/asterisk/cdr-csv/Master.csv")));
+        assert!(is_master_csv(Path::new("master.CSV")));
+        assert!(!is_master_csv(Path::new("/x/cdr-custom/pbxgate.csv")));
+        assert!(!is_master_csv(Path::new("/x/Master.csv/other.csv")));
+    }
+
+    #[test]
+    fn asterisk_truth_values() {
+        for v in ["yes", "YES", "1", "on", "true", "t", "y"] {
+            assert!(is_true(v), "{v}");
+        }
+        for v in ["no", "0", "off", "", "yess"] {
+            assert!(!is_true(v), "{v}");
+        }
+    }
+}
