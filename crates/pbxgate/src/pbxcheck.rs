@@ -40,7 +40,9 @@ async fn check_on_connect(ami: Ami, cdr_csv: Option<PathBuf>) {
 
 /// One pass of the connection checks; every finding is logged.
 pub async fn check(ami: &Ami, cdr_csv: Option<&Path>) {
+    let mut findings = 0u32;
     if loaded(ami, "func_db").await == Some(false) {
+        findings += 1;
         tracing::warn!(
             "Asterisk's func_db module is not loaded: the hotel room settings (do-not-disturb, \
              class of service, check-out, guest names) are not applied to calls; \
@@ -50,9 +52,11 @@ pub async fn check(ami: &Ami, cdr_csv: Option<&Path>) {
     }
     if let Some(path) = cdr_csv {
         if let Some(why) = csv_writer_problem(ami, path).await {
+            findings += 1;
             tracing::warn!(path = %path.display(), "CDR recovery from CSV: {why}");
         }
         if is_master_csv(path) && master_csv_in_utc(ami).await {
+            findings += 1;
             tracing::warn!(
                 path = %path.display(),
                 "Asterisk writes Master.csv in UTC (cdr.conf [csv] usegmtime = yes): CDRs recovered \
@@ -62,6 +66,7 @@ pub async fn check(ami: &Ami, cdr_csv: Option<&Path>) {
             );
         }
     }
+    tracing::info!(findings, "checked what pbxgate needs from Asterisk");
 }
 
 /// Why Asterisk does not write the CSV that `cdr_csv` names, as far as AMI
@@ -123,10 +128,12 @@ async fn master_csv_in_utc(ami: &Ami) -> bool {
     else {
         return false;
     };
-    if !r.is_success() {
-        return false;
-    }
-    r.response
+    r.is_success() && usegmtime(&r.response)
+}
+
+/// `usegmtime` is true in a `GetConfig` answer (`Line-N-M: key=value`).
+fn usegmtime(config: &Message) -> bool {
+    config
         .headers
         .iter()
         .filter(|(k, _)| k.starts_with("Line-"))
@@ -191,6 +198,25 @@ mod tests {
         assert!(is_master_csv(Path::new("master.CSV")));
         assert!(!is_master_csv(Path::new("/x/cdr-custom/pbxgate.csv")));
         assert!(!is_master_csv(Path::new("/x/Master.csv/other.csv")));
+    }
+
+    #[test]
+    fn usegmtime_is_read_from_a_getconfig_answer() {
+        let answer = |lines: &[&str]| {
+            let mut m = Message::new();
+            m.push("Response", "Success");
+            m.push("Category-000000", "csv");
+            for (i, l) in lines.iter().enumerate() {
+                m.push(format!("Line-000000-{i:06}"), *l);
+            }
+            m
+        };
+        assert!(usegmtime(&answer(&["loguniqueid=yes", "usegmtime=yes"])));
+        assert!(usegmtime(&answer(&["usegmtime = on"])));
+        assert!(!usegmtime(&answer(&["usegmtime=no", "loguniqueid=yes"])));
+        assert!(!usegmtime(&answer(&["loguniqueid=yes"])));
+        // another key's value does not count
+        assert!(!usegmtime(&answer(&["loguserfield=usegmtime=yes"])));
     }
 
     #[test]

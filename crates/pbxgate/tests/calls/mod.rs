@@ -512,3 +512,42 @@ async fn no_cdr_is_lost_or_doubled_when_asterisk_restarts_mid_run() {
         srv.stop().await;
     }
 }
+
+// Issue 15 point 21: with cdr_custom not loaded (a stock cdr_custom.conf makes
+// it decline, and `core reload` does not load it), the CSV never appears;
+// pbxgate says why and how to fix it instead of "no CDR CSV" alone. Master.csv
+// in local time (the rig's usegmtime = no) draws no UTC warning.
+#[tokio::test]
+async fn a_missing_cdr_csv_is_explained_by_the_module_that_should_write_it() {
+    use crate::pms::{Reload, rig_module, wait_log_line};
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("pbxgate.csv");
+    let _reload = Reload(rig.clone(), "cdr_custom.so");
+    rig_module(&rig, "unload", "cdr_custom.so");
+    let db = dbs().await.into_iter().next().unwrap();
+    let srv = Server::start(&db, &pbx_config(&rig, &missing.display().to_string())).await;
+    wait_connected(&srv).await;
+    let line = wait_log_line(&srv, "no CDR CSV to recover from").await;
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("cdr_custom module is not loaded"), "{line}");
+    assert!(line.contains("module load cdr_custom.so"), "{line}");
+    assert!(line.contains("core reload"), "{line}");
+    srv.stop().await;
+    drop(_reload);
+
+    // cdr_custom loaded again: the same missing file gets no module blame.
+    let master = rig.get("CDR_CSV");
+    let srv = Server::start(&db, &pbx_config(&rig, &missing.display().to_string())).await;
+    wait_connected(&srv).await;
+    let line = wait_log_line(&srv, "no CDR CSV to recover from").await;
+    assert!(!line.contains("not loaded"), "{line}");
+    srv.stop().await;
+    let srv = Server::start(&db, &pbx_config(&rig, &master)).await;
+    wait_connected(&srv).await;
+    let line = wait_log_line(&srv, "checked what pbxgate needs from Asterisk").await;
+    assert!(line.contains("findings=0"), "{}", srv.log_text());
+    assert!(!srv.log_text().contains("in UTC"), "{}", srv.log_text());
+    srv.stop().await;
+}
