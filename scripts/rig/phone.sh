@@ -12,6 +12,8 @@
 # Incoming calls are answered at once. The microphone is a prompt WAV from the rig; both
 # directions are written to $PHONE_DIR/dump-*-{enc,dec}.wav.
 # While a phone is registered as 10XX, the rig rings it instead of the simulated phone.
+# Ports: SIP = the rig's SIP_PORT + 10 + 2 x the endpoint's position in SIP_ENDPOINTS, RTP 50 ports
+# per endpoint just above the rig's RTP range (both from RIG_DIR/rig.env).
 # Env: RIG_DIR (default /var/tmp/pbxgate-rig), PHONE_DIR (default /tmp/pbxgate-phone-EXT),
 #      PHONE_FROM=+15551234567 with EXT=trunk: call in as the carrier would (that number in
 #      From, authenticating as 'trunk', without registering).
@@ -20,6 +22,7 @@ EXT=${1:?usage: phone.sh EXT [NUMBER] [SECONDS]}
 NUMBER=${2:-}
 SECS=${3:-15}
 RIG_DIR=${RIG_DIR:-/var/tmp/pbxgate-rig}
+[ -r "$RIG_DIR/rig.env" ] || { echo "phone: no rig settings in $RIG_DIR/rig.env (start the rig: scripts/rig/up.sh $RIG_DIR)" >&2; exit 1; }
 # shellcheck disable=SC1091
 . "$RIG_DIR/rig.env"
 if ! command -v baresip >/dev/null; then
@@ -32,11 +35,12 @@ PW=""
 for e in $SIP_ENDPOINTS; do [ "${e%%:*}" = "$EXT" ] && PW=${e#*:}; done
 [ -n "$PW" ] || { echo "phone: unknown endpoint $EXT (rig has: $SIP_ENDPOINTS)" >&2; exit 1; }
 
-# own SIP and RTP ports per endpoint, so several phones can run at once
+# own SIP and RTP ports per endpoint, so several phones can run at once; derived from the
+# rig's own (rig.env), so phones of rigs on other RIG_* ports never collide
 i=0; off=9
 for e in $SIP_ENDPOINTS; do [ "${e%%:*}" = "$EXT" ] && off=$i; i=$((i + 1)); done
-SIP_LOCAL=$((25060 + 2 * off))
-RTP_LO=$((32000 + 50 * off))
+SIP_LOCAL=$((SIP_PORT + 10 + 2 * off))
+RTP_LO=$((${RTP_PORTS##*-} + 1 + 50 * off))
 D=${PHONE_DIR:-/tmp/pbxgate-phone-$EXT}
 mkdir -p "$D"
 # an 8 kHz prompt (Debian's sounds/en is an absolute symlink: search the real directory)

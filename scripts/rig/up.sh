@@ -132,7 +132,7 @@ if [ -n "$pid" ]; then
     exit 0
 fi
 busy=$(ports_in_use)
-[ -z "$busy" ] || die "ports already in use (another rig? /work/shared/asterisk-rig/down.sh stops the reference one):
+[ -z "$busy" ] || die "ports already in use (another rig? scripts/rig/down.sh RIG_DIR stops it; or give this one other RIG_* ports):
 $busy"
 
 # ------------------------------------------------------------------ build the chroot once

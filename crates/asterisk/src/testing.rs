@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 pub const RIG_ENV: &str = "PBXGATE_RIG_ENV";
-const DEFAULT_RIG_ENV: &str = "/var/tmp/pbxgate-rig/rig.env";
+/// scripts/test's rig, never scripts/run's: the calls of tests must not land in the
+/// database that scripts/run serves.
+const DEFAULT_RIG_ENV: &str = "/var/tmp/pbxgate-rig-test/rig.env";
 
 /// The rig's `KEY=VALUE` settings.
 #[derive(Debug, Clone)]
@@ -51,7 +53,9 @@ pub fn rig() -> Option<Rig> {
                     "the Asterisk rig is required under CI: cannot read {path}: {e} (run scripts/rig/up.sh)"
                 );
             }
-            eprintln!("skipped: no Asterisk rig ({path}: {e}); start one with scripts/rig/up.sh");
+            record_skip(&format!(
+                "no Asterisk rig ({path}: {e}); scripts/test starts one, or scripts/rig/up.sh and {RIG_ENV}"
+            ));
             return None;
         }
     };
@@ -61,4 +65,29 @@ pub fn rig() -> Option<Rig> {
         .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
         .collect();
     Some(Rig { vars })
+}
+
+/// The file `scripts/test` names to collect skipped tests (one line each:
+/// reason, tab, test), so that it can report them after the run: libtest
+/// shows a skipped test's message only with `--nocapture`.
+pub const SKIPS_ENV: &str = "PBXGATE_TEST_SKIPS";
+
+/// Tells the person running the tests (and `scripts/test`'s summary) that
+/// the current test did not run all it could, and why.
+pub fn record_skip(reason: &str) {
+    use std::io::Write;
+    eprintln!("skipped: {reason}");
+    let Some(path) = std::env::var_os(SKIPS_ENV) else {
+        return;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("?")
+        .replace(['\t', '\n'], " ");
+    let line = format!("{}\t{test}\n", reason.replace(['\t', '\n'], " "));
+    // One write of a short line to an O_APPEND file: lines of parallel tests
+    // never interleave.
+    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+        let _ = f.write_all(line.as_bytes());
+    }
 }

@@ -86,10 +86,37 @@ pub async fn databases(dir: &Path) -> Vec<TestDb> {
             }),
             Err(e) => fail(&format!("cannot create a PostgreSQL test database: {e}")),
         },
-        Ok(None) => {}
+        Ok(None) => record_skip(&format!(
+            "PostgreSQL half: {POSTGRES_ENV} is not set (scripts/postgres.sh start)"
+        )),
         Err(msg) => fail(&msg),
     }
     out
+}
+
+/// The file `scripts/test` names to collect skipped tests (one line each:
+/// reason, tab, test), so that it can report them after the run: libtest
+/// shows a skipped test's message only with `--nocapture`.
+pub const SKIPS_ENV: &str = "PBXGATE_TEST_SKIPS";
+
+/// Tells the person running the tests (and `scripts/test`'s summary) that
+/// the current test did not run all it could, and why.
+pub fn record_skip(reason: &str) {
+    use std::io::Write;
+    eprintln!("skipped: {reason}");
+    let Some(path) = std::env::var_os(SKIPS_ENV) else {
+        return;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("?")
+        .replace(['\t', '\n'], " ");
+    let line = format!("{}\t{test}\n", reason.replace(['\t', '\n'], " "));
+    // One write of a short line to an O_APPEND file: lines of parallel tests
+    // never interleave.
+    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+        let _ = f.write_all(line.as_bytes());
+    }
 }
 
 #[allow(clippy::panic)]

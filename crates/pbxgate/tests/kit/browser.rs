@@ -55,7 +55,7 @@ pub fn browser_available() -> bool {
             panic!("browser tests are required under CI: {why} (scripts/test installs them)")
         }
         Some(why) => {
-            eprintln!("skipped: browser test: {why}");
+            store::testing::record_skip(&format!("browser test: {why}"));
             false
         }
     }

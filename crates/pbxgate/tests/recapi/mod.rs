@@ -725,7 +725,9 @@ mod s3 {
                 panic!("{S3_ENV} must be set under CI (scripts/s3.sh start)")
             }
             _ => {
-                eprintln!("skipped: {S3_ENV} is not set; start a server with scripts/s3.sh start");
+                store::testing::record_skip(&format!(
+                    "S3: {S3_ENV} is not set (scripts/s3.sh start)"
+                ));
                 None
             }
         }
