@@ -44,7 +44,7 @@ pub async fn check(ami: &Ami, cdr_csv: Option<&Path>) {
     if loaded(ami, "func_db").await == Some(false) {
         findings += 1;
         tracing::warn!(
-            "Asterisk's func_db module is not loaded: the hotel room settings (do-not-disturb, \
+            "Asterisk's func_db module is not running: the hotel room settings (do-not-disturb, \
              class of service, check-out, guest names) are not applied to calls; \
              run `asterisk -rx \"module load func_db.so\"` and remove any noload => func_db.so \
              from modules.conf"
@@ -82,11 +82,11 @@ pub async fn csv_writer_problem(ami: &Ami, path: &Path) -> Option<String> {
         return None;
     }
     Some(if module == "cdr_csv" {
-        "Asterisk's cdr_csv module is not loaded, so Master.csv is not written and CSV recovery \
+        "Asterisk's cdr_csv module is not running, so Master.csv is not written and CSV recovery \
          does nothing; run `asterisk -rx \"module load cdr_csv.so\"`"
             .to_owned()
     } else {
-        "Asterisk's cdr_custom module is not loaded, so Asterisk writes no such file and CSV \
+        "Asterisk's cdr_custom module is not running, so Asterisk writes no such file and CSV \
          recovery does nothing. cdr_custom declines to load while cdr_custom.conf has no \
          [mappings] (as Debian ships it), and `core reload` does not load a module that declined: \
          put `#include cdr_custom_pbxgate.conf` in cdr_custom.conf, then run \
@@ -101,29 +101,39 @@ fn is_master_csv(path: &Path) -> bool {
         .is_some_and(|n| n.eq_ignore_ascii_case("Master.csv"))
 }
 
-/// Whether `module` is running (AMI `ModuleCheck`); `None` when the answer
-/// does not tell (AMI down, not permitted).
+/// Whether `module` is running; `None` when Asterisk does not tell (AMI
+/// down, not permitted). Asked with the CLI's `module show like` over AMI
+/// `Command`: AMI `ModuleCheck` answers Success for a module that declined
+/// to load (it only looks the name up), which is the case that matters.
 async fn loaded(ami: &Ami, module: &str) -> Option<bool> {
+    let command = format!("module show like {module}");
     let r = ami
-        .action("ModuleCheck", &[("Module", module)])
+        .action("Command", &[("Command", command.as_str())])
         .await
         .ok()?;
-    if r.is_success() {
-        return Some(true);
+    if !r.is_success() {
+        return None;
     }
-    let message = r.response.get("Message").unwrap_or("");
-    // "Module not loaded"; anything else (permission) says nothing.
-    message
-        .to_ascii_lowercase()
-        .contains("not loaded")
-        .then_some(false)
+    Some(running_in(r.response.get_all("Output"), module))
+}
+
+/// Whether `module show like` lines list `module` as running (not
+/// "Not Running"; absent: not loaded at all).
+fn running_in<'a>(lines: impl Iterator<Item = &'a str>, module: &str) -> bool {
+    let so = format!("{module}.so");
+    lines
+        .filter(|l| l.split_whitespace().next() == Some(so.as_str()))
+        .any(|l| l.contains("Running") && !l.contains("Not Running"))
 }
 
 /// cdr.conf's `[csv] usegmtime`, read over AMI `GetConfig` (the AMI user's
 /// `config` read class); false when it cannot be read.
 async fn master_csv_in_utc(ami: &Ami) -> bool {
     let Ok(r) = ami
-        .action("GetConfig", &[("Filename", "cdr.conf"), ("Category", "csv")])
+        .action(
+            "GetConfig",
+            &[("Filename", "cdr.conf"), ("Category", "csv")],
+        )
         .await
     else {
         return false;
@@ -194,7 +204,9 @@ mod tests {
 
     #[test]
     fn master_csv_is_recognised_by_its_file_name_only() {
-        assert!(is_master_csv(Path::new("/var/log/asterisk/cdr-csv/Master.csv")));
+        assert!(is_master_csv(Path::new(
+            "/var/log/asterisk/cdr-csv/Master.csv"
+        )));
         assert!(is_master_csv(Path::new("master.CSV")));
         assert!(!is_master_csv(Path::new("/x/cdr-custom/pbxgate.csv")));
         assert!(!is_master_csv(Path::new("/x/Master.csv/other.csv")));
@@ -217,6 +229,30 @@ mod tests {
         assert!(!usegmtime(&answer(&["loguniqueid=yes"])));
         // another key's value does not count
         assert!(!usegmtime(&answer(&["loguserfield=usegmtime=yes"])));
+    }
+
+    #[test]
+    fn a_declined_module_is_not_running() {
+        let header = "Module                         Description                              Use Count  Status      Support Level";
+        let running = [
+            header,
+            "cdr_custom.so                  Customizable Comma Separated Values CDR  0          Running              core",
+            "1 modules loaded",
+        ];
+        assert!(running_in(running.into_iter(), "cdr_custom"));
+        // as Asterisk lists a module that declined (stock cdr_custom.conf)
+        let declined = [
+            header,
+            "cdr_custom.so                  Customizable Comma Separated Values CDR  0          Not Running          core",
+            "res_cdrel_custom.so            Combined logic for CDR/CEL Custom module 1          Running              core",
+            "2 modules loaded",
+        ];
+        assert!(!running_in(declined.into_iter(), "cdr_custom"));
+        assert!(running_in(declined.into_iter(), "res_cdrel_custom"));
+        assert!(!running_in(
+            [header, "0 modules loaded"].into_iter(),
+            "func_db"
+        ));
     }
 
     #[test]

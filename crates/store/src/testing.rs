@@ -114,7 +114,11 @@ pub fn record_skip(reason: &str) {
     let line = format!("{}\t{test}\n", reason.replace(['\t', '\n'], " "));
     // One write of a short line to an O_APPEND file: lines of parallel tests
     // never interleave.
-    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+    {
         let _ = f.write_all(line.as_bytes());
     }
 }

@@ -513,38 +513,44 @@ async fn no_cdr_is_lost_or_doubled_when_asterisk_restarts_mid_run() {
     }
 }
 
-// Issue 15 point 21: with cdr_custom not loaded (a stock cdr_custom.conf makes
-// it decline, and `core reload` does not load it), the CSV never appears;
-// pbxgate says why and how to fix it instead of "no CDR CSV" alone. Master.csv
-// in local time (the rig's usegmtime = no) draws no UTC warning.
+// Issue 15 point 21: when the module that writes the configured CSV is not
+// running, the CSV never appears and recovery silently did nothing; pbxgate
+// now says why and how to fix it. Tested with cdr_csv (Master.csv): a
+// cdr_custom unloaded and loaded again on Asterisk 22.10 writes every CDR
+// once more per cycle, which would spoil the rig; its own case (declined at
+// start with Debian's stock cdr_custom.conf: "Not Running") is the unit test
+// `pbxcheck::tests::a_declined_module_is_not_running`, on Asterisk's output.
 #[tokio::test]
 async fn a_missing_cdr_csv_is_explained_by_the_module_that_should_write_it() {
     use crate::pms::{Reload, rig_module, wait_log_line};
     let Some(rig) = rig() else { return };
     let _one_at_a_time = CALLS.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("pbxgate.csv");
-    let _reload = Reload(rig.clone(), "cdr_custom.so");
-    rig_module(&rig, "unload", "cdr_custom.so");
+    let missing = dir.path().join("Master.csv");
     let db = dbs().await.into_iter().next().unwrap();
+
+    let reload = Reload(rig.clone(), "cdr_csv.so");
+    rig_module(&rig, "unload", "cdr_csv.so");
     let srv = Server::start(&db, &pbx_config(&rig, &missing.display().to_string())).await;
     wait_connected(&srv).await;
     let line = wait_log_line(&srv, "no CDR CSV to recover from").await;
     assert!(line.contains("WARN"), "{line}");
-    assert!(line.contains("cdr_custom module is not loaded"), "{line}");
-    assert!(line.contains("module load cdr_custom.so"), "{line}");
-    assert!(line.contains("core reload"), "{line}");
+    assert!(line.contains("cdr_csv module is not running"), "{line}");
+    assert!(line.contains("module load cdr_csv.so"), "{line}");
+    let line = wait_log_line(&srv, "checked what pbxgate needs from Asterisk").await;
+    assert!(line.contains("findings=1"), "{}", srv.log_text());
     srv.stop().await;
-    drop(_reload);
+    drop(reload);
 
-    // cdr_custom loaded again: the same missing file gets no module blame.
-    let master = rig.get("CDR_CSV");
+    // The module running again: the same missing file gets no module blame.
     let srv = Server::start(&db, &pbx_config(&rig, &missing.display().to_string())).await;
     wait_connected(&srv).await;
     let line = wait_log_line(&srv, "no CDR CSV to recover from").await;
-    assert!(!line.contains("not loaded"), "{line}");
+    assert!(!line.contains("not running"), "{line}");
+    assert!(line.contains("has not written it"), "{line}");
     srv.stop().await;
-    let srv = Server::start(&db, &pbx_config(&rig, &master)).await;
+    // Master.csv in local time (the rig's usegmtime = no): no UTC warning.
+    let srv = Server::start(&db, &pbx_config(&rig, rig.get("CDR_CSV"))).await;
     wait_connected(&srv).await;
     let line = wait_log_line(&srv, "checked what pbxgate needs from Asterisk").await;
     assert!(line.contains("findings=0"), "{}", srv.log_text());

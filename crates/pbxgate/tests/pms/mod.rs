@@ -1353,7 +1353,14 @@ async fn calls_held_by_call_control_still_meet_do_not_disturb() {
         "<dnd><address>1000</address><status>off</status></dnd>",
     ))
     .await;
-    call(&h.ami, "carrier", "5550100", "\"dnd off\" <+15551230012>", 1).await;
+    call(
+        &h.ami,
+        "carrier",
+        "5550100",
+        "\"dnd off\" <+15551230012>",
+        1,
+    )
+    .await;
     held_channel(&mut events, "+15551230012").await;
     let r = h
         .cdr("held call to the room off DND", |r| {
