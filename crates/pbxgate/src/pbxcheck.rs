@@ -20,7 +20,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(60);
 /// Starts the checks; they end with the AMI client.
 pub fn start(ami: &Ami, cdr_csv: Option<PathBuf>) {
     tokio::spawn(check_on_connect(ami.clone(), cdr_csv));
-    tokio::spawn(watch_reports(ami.clone()));
+    tokio::spawn(watch_reports(ami.subscribe(), ami.state()));
 }
 
 async fn check_on_connect(ami: Ami, cdr_csv: Option<PathBuf>) {
@@ -158,15 +158,27 @@ fn is_true(v: &str) -> bool {
         .any(|t| v.eq_ignore_ascii_case(t))
 }
 
-async fn watch_reports(ami: Ami) {
-    let mut events = ami.subscribe();
+/// Holds no `Ami` (whose clones keep the event channel open): it ends when
+/// the connection task does.
+async fn watch_reports(
+    mut events: tokio::sync::broadcast::Receiver<Arc<Message>>,
+    mut state: tokio::sync::watch::Receiver<asterisk::ConnState>,
+) {
     let mut last: Option<Instant> = None;
     let mut unlogged = 0u64;
     loop {
-        let m = match events.recv().await {
-            Ok(m) => m,
-            Err(RecvError::Lagged(_)) => continue,
-            Err(RecvError::Closed) => return,
+        let m = tokio::select! {
+            m = events.recv() => match m {
+                Ok(m) => m,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            },
+            changed = state.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
         };
         if !is_refusal(&m) {
             continue;

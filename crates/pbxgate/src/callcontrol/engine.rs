@@ -462,16 +462,19 @@ impl Engine {
                 if let Err(e) = ring {
                     tracing::debug!(channel = name, error = %e, "cannot ring a held call");
                 }
-                match backstop {
-                    Ok(r) if r.is_success() => {}
-                    Ok(r) => tracing::debug!(
+                // Without it Asterisk lets the call go on at the dialplan's
+                // limit (PBXGATE_HOLD_LIMIT), possibly before pbxgate decides.
+                let failed = match backstop {
+                    Ok(r) if r.is_success() => None,
+                    Ok(r) => Some(r.response.get("Message").unwrap_or("").to_owned()),
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(why) = failed {
+                    tracing::warn!(
                         channel = name,
-                        answer = r.response.get("Message").unwrap_or(""),
-                        "Asterisk did not move the hold limit of a held call"
-                    ),
-                    Err(e) => {
-                        tracing::debug!(channel = name, error = %e, "cannot move the hold limit of a held call");
-                    }
+                        error = %why,
+                        "cannot move the hold limit of a held call over AMI: Asterisk may let it go on at the dialplan's PBXGATE_HOLD_LIMIT"
+                    );
                 }
             });
         }
