@@ -45,6 +45,9 @@ elif [ -d "$RIG_DIR" ]; then
     log "no running asterisk for $RIG_DIR"
 fi
 rm -f "$RIG_DIR/run/asterisk/asterisk.pid" "$RIG_DIR/run/asterisk/asterisk.ctl" "$RIG_DIR/.rig.pid" 2>/dev/null || true
+# rig.env describes a running rig: without it, tests skip (outside CI) instead of failing
+# against a stopped one; up.sh writes it again
+rm -f "$RIG_DIR/rig.env"
 
 for d in "$RIG_DIR" "$RIG_DIR.partial"; do
     unmount_all_below "$d"
