@@ -313,10 +313,32 @@ fn wildcard(backend: Backend, w: &str) -> String {
     out
 }
 
+/// `s` left-padded with zeros to `width` characters (never shortened).
+/// By hand: `format!`'s width is a `u16` and panics beyond it.
+fn zero_pad(s: &str, width: usize) -> String {
+    let mut out = "0".repeat(width.saturating_sub(s.chars().count()));
+    out.push_str(s);
+    out
+}
+
+/// The number in `col` without leading zeros, and that left-padded with zeros
+/// to `width`: digit strings that fit compare as text, whatever their length.
+fn padded_number(backend: Backend, col: &str, width: usize) -> (String, String) {
+    let trimmed = format!("ltrim({col}, '0')");
+    let padded = match backend {
+        Backend::Sqlite => format!("substr('{}' || {trimmed}, -{width})", "0".repeat(width)),
+        Backend::Postgres => format!("lpad({trimmed}, {width}, '0')"),
+    };
+    (trimmed, padded)
+}
+
+/// A plain string function, cheaper per row than a regular expression
+/// (PostgreSQL) or a character-class GLOB (SQLite).
+fn all_digits(col: &str) -> String {
+    format!("({col} <> '' AND ltrim({col}, '0123456789') = '')")
+}
+
 fn pattern_sql(backend: Backend, sql: &mut Sql, col: &str, p: &Pattern) -> String {
-    // A plain string function, cheaper per row than a regular expression
-    // (PostgreSQL) or a character-class GLOB (SQLite).
-    let all_digits = format!("({col} <> '' AND ltrim({col}, '0123456789') = '')");
     match p {
         // No stored value holds a NUL ([`clean`]), and PostgreSQL refuses
         // one even as a parameter.
@@ -329,25 +351,54 @@ fn pattern_sql(backend: Backend, sql: &mut Sql, col: &str, p: &Pattern) -> Strin
             };
             format!("{col} {op} {}", sql.bind(Bind::Text(wildcard(backend, w))))
         }
-        Pattern::NonNumeric => format!("NOT {all_digits}"),
+        Pattern::NonNumeric => format!("NOT {}", all_digits(col)),
         Pattern::Range { lo, hi } => {
-            // The number without leading zeros, left-padded with zeros to
-            // the width of `hi`: numbers that fit compare as text, whatever
-            // their length. The bounds come without leading zeros.
+            // The bounds come without leading zeros.
             let width = hi.len().max(lo.len()).max(1);
-            let trimmed = format!("ltrim({col}, '0')");
-            let padded = match backend {
-                Backend::Sqlite => {
-                    format!("substr('{}' || {trimmed}, -{width})", "0".repeat(width))
-                }
-                Backend::Postgres => format!("lpad({trimmed}, {width}, '0')"),
-            };
-            let lo = sql.bind(Bind::Text(format!("{lo:0>width$}")));
-            let hi = sql.bind(Bind::Text(format!("{hi:0>width$}")));
+            let (trimmed, padded) = padded_number(backend, col, width);
+            let lo = sql.bind(Bind::Text(zero_pad(lo, width)));
+            let hi = sql.bind(Bind::Text(zero_pad(hi, width)));
             format!(
-                "({all_digits} AND length({trimmed}) <= {width} AND {padded} >= {lo} AND {padded} <= {hi})"
+                "({} AND length({trimmed}) <= {width} AND {padded} >= {lo} AND {padded} <= {hi})",
+                all_digits(col)
             )
         }
+    }
+}
+
+/// Items of one kind up to this many are one expression each (the planner
+/// sees plain comparisons); beyond it they are one JSON array parameter
+/// joined in SQL. One expression per item made lists of about a thousand
+/// items fail on SQLite ("Expression tree is too large", depth 1000).
+const INLINE_ITEMS: usize = 8;
+
+/// A JSON array of strings (the parameter of the grouped forms).
+fn json_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in item.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push(']');
+    out
+}
+
+/// The rows of a JSON array of strings as a one-column table `a(v)`.
+fn array_rows(backend: Backend, param: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("(SELECT value AS v FROM json_each({param})) a"),
+        Backend::Postgres => format!("jsonb_array_elements_text(CAST({param} AS jsonb)) a(v)"),
     }
 }
 
@@ -355,10 +406,85 @@ fn list_sql(backend: Backend, sql: &mut Sql, col: &str, list: &[Pattern]) -> Opt
     if list.is_empty() {
         return None;
     }
-    let items: Vec<String> = list
-        .iter()
-        .map(|p| pattern_sql(backend, sql, col, p))
-        .collect();
+    let mut exact = Vec::new();
+    let mut wild = Vec::new();
+    let mut ranges = Vec::new();
+    let mut non_numeric = false;
+    for p in list {
+        match p {
+            // Matches nothing (see `pattern_sql`).
+            Pattern::Exact(v) | Pattern::Wildcard(v) if v.contains('\0') => {}
+            Pattern::Exact(v) => exact.push(v.as_str()),
+            Pattern::Wildcard(w) => wild.push(w.as_str()),
+            Pattern::Range { lo, hi } => ranges.push((lo.as_str(), hi.as_str())),
+            Pattern::NonNumeric => non_numeric = true,
+        }
+    }
+    let mut items: Vec<String> = Vec::new();
+    if exact.len() <= INLINE_ITEMS {
+        for v in exact {
+            items.push(format!("{col} = {}", sql.bind(Bind::Text(v.to_owned()))));
+        }
+    } else {
+        let b = sql.bind(Bind::Text(json_array(exact.into_iter())));
+        items.push(format!(
+            "{col} IN (SELECT a.v FROM {})",
+            array_rows(backend, &b)
+        ));
+    }
+    if wild.len() <= INLINE_ITEMS {
+        for w in wild {
+            items.push(pattern_sql(backend, sql, col, &Pattern::Wildcard(w.to_owned())));
+        }
+    } else {
+        let translated: Vec<String> = wild.iter().map(|w| wildcard(backend, w)).collect();
+        let b = sql.bind(Bind::Text(json_array(translated.iter().map(String::as_str))));
+        let op = match backend {
+            Backend::Sqlite => "GLOB",
+            Backend::Postgres => "LIKE",
+        };
+        items.push(format!(
+            "EXISTS (SELECT 1 FROM {} WHERE {col} {op} a.v)",
+            array_rows(backend, &b)
+        ));
+    }
+    if ranges.len() <= INLINE_ITEMS {
+        for (lo, hi) in ranges {
+            let p = Pattern::Range {
+                lo: lo.to_owned(),
+                hi: hi.to_owned(),
+            };
+            items.push(pattern_sql(backend, sql, col, &p));
+        }
+    } else {
+        // Every bound padded to the widest: a number that fits compares as
+        // text against all of them. An item is `lo` then `hi`, `width` each.
+        let width = ranges
+            .iter()
+            .map(|(lo, hi)| lo.len().max(hi.len()))
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let packed: Vec<String> = ranges
+            .iter()
+            .map(|(lo, hi)| zero_pad(lo, width) + &zero_pad(hi, width))
+            .collect();
+        let b = sql.bind(Bind::Text(json_array(packed.iter().map(String::as_str))));
+        let (trimmed, padded) = padded_number(backend, col, width);
+        items.push(format!(
+            "({} AND length({trimmed}) <= {width} AND EXISTS (SELECT 1 FROM {} \
+             WHERE {padded} >= substr(a.v, 1, {width}) AND {padded} <= substr(a.v, {next})))",
+            all_digits(col),
+            array_rows(backend, &b),
+            next = width + 1
+        ));
+    }
+    if non_numeric {
+        items.push(pattern_sql(backend, sql, col, &Pattern::NonNumeric));
+    }
+    if items.is_empty() {
+        return Some("1 = 0".into());
+    }
     Some(format!("({})", items.join(" OR ")))
 }
 

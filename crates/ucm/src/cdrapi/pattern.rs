@@ -52,11 +52,22 @@ pub fn list_matches(list: &[Pattern], value: &str) -> bool {
     list.iter().any(|p| p.matches(value))
 }
 
+/// Longest item of a list (bytes; every allowed character is ASCII). Numbers
+/// and caller IDs are far shorter; the bound keeps range widths, SQL literals
+/// and padding small whatever a client sends.
+pub const MAX_ITEM_LEN: usize = 64;
+
 fn parse_item(item: &str, list: &str) -> Result<Pattern, String> {
     if item.is_empty() {
         return Err(format!(
             "empty item (leading, trailing or double comma) in {}",
             quoted(list)
+        ));
+    }
+    if item.len() > MAX_ITEM_LEN {
+        return Err(format!(
+            "item longer than {MAX_ITEM_LEN} characters: {}",
+            quoted(item)
         ));
     }
     // Caller IDs can be names, hence letters; `+*#.` occur in dialled numbers.
@@ -247,6 +258,23 @@ mod tests {
         let e = parse_list(&long).unwrap_err();
         assert!(e.len() < 150, "{e}");
         assert!(e.ends_with("…\""), "{e}");
+    }
+
+    #[test]
+    fn long_items_are_refused() {
+        let max = "9".repeat(MAX_ITEM_LEN);
+        assert_eq!(one(&max), Pattern::Exact(max.clone()));
+        assert!(matches!(one(&format!("1-{}", &max[2..])), Pattern::Range { .. }));
+        for bad in [
+            format!("{max}1"),
+            format!("1-{max}"),
+            format!("{}-{}", "1".repeat(65_536), "2".repeat(65_536)),
+            format!("5300,{}@", "1".repeat(MAX_ITEM_LEN)),
+        ] {
+            let e = parse_list(&bad).unwrap_err();
+            assert!(e.starts_with("item longer than 64"), "{e}");
+            assert!(e.len() < 150);
+        }
     }
 
     #[test]
