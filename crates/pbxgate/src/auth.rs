@@ -60,6 +60,11 @@ pub fn address_group(ip: IpAddr) -> String {
     }
 }
 
+/// A challenge flood writes a few WAL pages per challenge; a checkpoint every
+/// this many keeps the WAL (and so the database's files) from growing toward
+/// its 80 MiB automatic checkpoint.
+const CHALLENGES_PER_CHECKPOINT: u64 = 64;
+
 /// Why a request was refused, as the client sees it.
 #[derive(Debug)]
 pub enum Refusal {
@@ -99,6 +104,9 @@ pub struct Authenticated {
 }
 
 pub struct Auth {
+    /// Challenges issued, to checkpoint the SQLite WAL every
+    /// [`CHALLENGES_PER_CHECKPOINT`] of them.
+    challenges: std::sync::atomic::AtomicU64,
     settings: Arc<Settings>,
     /// The new API's users and switch in force (changed live by the admin page).
     api: Arc<crate::apiconfig::Current>,
@@ -185,6 +193,7 @@ fn ms(d: Duration) -> i64 {
 impl Auth {
     pub fn new(settings: Arc<Settings>, api: Arc<crate::apiconfig::Current>, store: Store) -> Self {
         Auth {
+            challenges: std::sync::atomic::AtomicU64::new(0),
             settings,
             api,
             store,
@@ -236,6 +245,12 @@ impl Auth {
             .await?;
         if dropped > 0 {
             tracing::debug!(%ip, dropped, "challenge: the address's oldest open challenges dropped");
+        }
+        let n = self
+            .challenges
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % CHALLENGES_PER_CHECKPOINT == CHALLENGES_PER_CHECKPOINT - 1 {
+            self.store.checkpoint_wal().await?;
         }
         Ok(challenge)
     }
