@@ -223,9 +223,7 @@ impl Auth {
             tracing::warn!(user = %shown_username(user), bytes = user.len(), %ip, "challenge refused: not a possible user name");
             return Err(Refusal::Explained(
                 Status::InvalidParameters,
-                format!(
-                    "user: 1 to {MAX_USERNAME_LEN} letters, digits, '_' or '-'"
-                ),
+                format!("user: 1 to {MAX_USERNAME_LEN} letters, digits, '_' or '-'"),
             ));
         }
         let now = now_ms();
@@ -539,7 +537,15 @@ mod tests {
         for ok in ["cdrapi", "a", "A_b-9", &"x".repeat(64)] {
             assert!(plausible_username(ok), "{ok}");
         }
-        for bad in ["", "a b", "ä", "a\0", "a;b", &"x".repeat(65), &"x".repeat(1 << 20)] {
+        for bad in [
+            "",
+            "a b",
+            "ä",
+            "a\0",
+            "a;b",
+            &"x".repeat(65),
+            &"x".repeat(1 << 20),
+        ] {
             assert!(!plausible_username(bad), "{:?}", &bad[..bad.len().min(10)]);
         }
     }

@@ -16,8 +16,8 @@ mod websockify;
 
 use std::time::Duration;
 
-use kit::*;
 use futures_util::StreamExt;
+use kit::*;
 use serde_json::{Value, json};
 use store::{AuditStore, CdrStore, ChallengeStore, ConnectOptions, Store};
 
@@ -47,7 +47,10 @@ async fn a_challenge_flood_is_bounded_per_address() {
         for name in [huge.as_str(), &"y".repeat(65), "a b", "ä", "a\u{0}"] {
             let r = srv.api(&c, json!({"action":"challenge","user":name})).await;
             assert_eq!(r["status"], -1, "{db:?}: {r}");
-            assert!(r["response"]["error_msg"].as_str().unwrap().contains("64"), "{r}");
+            assert!(
+                r["response"]["error_msg"].as_str().unwrap().contains("64"),
+                "{r}"
+            );
         }
         let names: Vec<String> = (0..FLOOD).map(|i| format!("{i:0>64}")).collect();
         // SQLite: the WAL is checkpointed during the flood, not left to grow
@@ -72,12 +75,23 @@ async fn a_challenge_flood_is_bounded_per_address() {
             }
             assert_eq!(issued, FLOOD);
         }
-        assert_eq!(store.challenges_of_group("127.0.0.1").await.unwrap(), 8, "{db:?}");
-        assert_eq!(store.challenges_of_group("127.0.0.2").await.unwrap(), 1, "{db:?}");
+        assert_eq!(
+            store.challenges_of_group("127.0.0.1").await.unwrap(),
+            8,
+            "{db:?}"
+        );
+        assert_eq!(
+            store.challenges_of_group("127.0.0.2").await.unwrap(),
+            1,
+            "{db:?}"
+        );
         // The other address's challenge still logs in; so does a fresh one here.
         let token = md5_hex(&format!("{theirs}pw"));
         let r = srv
-            .api(&other, json!({"action":"login","user":"cdrapi","token":token}))
+            .api(
+                &other,
+                json!({"action":"login","user":"cdrapi","token":token}),
+            )
             .await;
         assert_eq!(r["status"], 0, "{db:?}: {r}");
         srv.login(&c, "cdrapi", "pw").await.unwrap();
@@ -86,11 +100,17 @@ async fn a_challenge_flood_is_bounded_per_address() {
                 after.saturating_sub(before) < 512 * 1024,
                 "{FLOOD} challenges grew the database from {before} to {after} bytes"
             );
-            assert!(peak_wal < 6 * 1024 * 1024, "WAL of {peak_wal} bytes during {FLOOD} challenges");
+            assert!(
+                peak_wal < 6 * 1024 * 1024,
+                "WAL of {peak_wal} bytes during {FLOOD} challenges"
+            );
         }
         store.close().await;
         let log = srv.stop().await;
-        assert!(log.contains("challenge refused: not a possible user name"), "{db:?}");
+        assert!(
+            log.contains("challenge refused: not a possible user name"),
+            "{db:?}"
+        );
         // Cut short everywhere (the access log keeps 128 characters).
         let x200 = "x".repeat(200);
         let whole = log

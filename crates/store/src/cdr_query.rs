@@ -434,11 +434,18 @@ fn list_sql(backend: Backend, sql: &mut Sql, col: &str, list: &[Pattern]) -> Opt
     }
     if wild.len() <= INLINE_ITEMS {
         for w in wild {
-            items.push(pattern_sql(backend, sql, col, &Pattern::Wildcard(w.to_owned())));
+            items.push(pattern_sql(
+                backend,
+                sql,
+                col,
+                &Pattern::Wildcard(w.to_owned()),
+            ));
         }
     } else {
         let translated: Vec<String> = wild.iter().map(|w| wildcard(backend, w)).collect();
-        let b = sql.bind(Bind::Text(json_array(translated.iter().map(String::as_str))));
+        let b = sql.bind(Bind::Text(json_array(
+            translated.iter().map(String::as_str),
+        )));
         let op = match backend {
             Backend::Sqlite => "GLOB",
             Backend::Postgres => "LIKE",
@@ -960,8 +967,15 @@ mod tests {
             assert!(sql.text.len() < 2000, "{}", sql.text);
         }
         let copy = export_copy_sql(&f, None);
-        assert!(copy.contains("CAST(E'[\"0\",\"4\""), "{}", &copy[..copy.len().min(600)]);
-        assert_eq!(json_array(["a\"b\\", "\u{1}"].into_iter()), "[\"a\\\"b\\\\\",\"\\u0001\"]");
+        assert!(
+            copy.contains("CAST(E'[\"0\",\"4\""),
+            "{}",
+            &copy[..copy.len().min(600)]
+        );
+        assert_eq!(
+            json_array(["a\"b\\", "\u{1}"].into_iter()),
+            "[\"a\\\"b\\\\\",\"\\u0001\"]"
+        );
     }
 
     /// Seeded hostile parameter values through the cdrapi parser of both
@@ -971,8 +985,18 @@ mod tests {
     fn hostile_cdrapi_parameters_never_panic_the_sql_builders() {
         use ucm::cdrapi::{Mode, TimeSpec, parse_params};
         let names = [
-            "caller", "callee", "answeredby", "callerName", "startTime", "endTime", "minDur",
-            "maxDur", "numRecords", "offset", "format", "timeFilterType",
+            "caller",
+            "callee",
+            "answeredby",
+            "callerName",
+            "startTime",
+            "endTime",
+            "minDur",
+            "maxDur",
+            "numRecords",
+            "offset",
+            "format",
+            "timeFilterType",
         ];
         let pieces: Vec<String> = vec![
             "1".into(),
@@ -1010,11 +1034,20 @@ mod tests {
             let mut params = Vec::new();
             for _ in 0..1 + next(4) {
                 // Mostly the list parameters, where the SQL grows.
-                let name = names[if next(3) == 0 { next(names.len()) } else { next(3) }].to_owned();
+                let name = names[if next(3) == 0 {
+                    next(names.len())
+                } else {
+                    next(3)
+                }]
+                .to_owned();
                 let mut value = String::new();
                 if next(3) == 0 {
                     // Soup, sometimes long.
-                    let parts = if next(10) == 0 { 1000 + next(4000) } else { next(8) };
+                    let parts = if next(10) == 0 {
+                        1000 + next(4000)
+                    } else {
+                        next(8)
+                    };
                     for _ in 0..parts {
                         value.push_str(&pieces[next(pieces.len())]);
                         if next(3) == 0 {
@@ -1025,9 +1058,15 @@ mod tests {
                     // A well-formed list (also what callerName and the
                     // numbers get), sometimes of thousands of items, with
                     // bounds up to the longest item allowed.
-                    let items = if next(8) == 0 { 1000 + next(4000) } else { 1 + next(6) };
+                    let items = if next(8) == 0 {
+                        1000 + next(4000)
+                    } else {
+                        1 + next(6)
+                    };
                     let digits = |len: usize, next: &mut dyn FnMut(usize) -> usize| -> String {
-                        (0..len).map(|_| char::from(b'0' + next(10) as u8)).collect()
+                        (0..len)
+                            .map(|_| char::from(b'0' + next(10) as u8))
+                            .collect()
                     };
                     for i in 0..items {
                         if i > 0 {
@@ -1096,7 +1135,10 @@ mod tests {
             let _ = export_copy_sql(&f, Some(&key));
         }
         eprintln!("{built} of 800 requests were valid");
-        assert!(built > 150, "the generator reaches the SQL builders ({built})");
+        assert!(
+            built > 150,
+            "the generator reaches the SQL builders ({built})"
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 use crate::Error;
@@ -250,13 +251,22 @@ const CONVERT_AUTO_VACUUM_BYTES: i64 = 256 * 1024 * 1024;
 
 /// Switches a database made without auto-vacuum to incremental auto-vacuum.
 async fn incremental_auto_vacuum(write: &SqlitePool) -> Result<(), Error> {
-    let mode: i64 = sqlx::query("PRAGMA auto_vacuum").fetch_one(write).await?.try_get(0)?;
+    let mode: i64 = sqlx::query("PRAGMA auto_vacuum")
+        .fetch_one(write)
+        .await?
+        .try_get(0)?;
     // 2 = incremental; in-memory databases report 0 and need nothing.
     if mode == 2 {
         return Ok(());
     }
-    let pages: i64 = sqlx::query("PRAGMA page_count").fetch_one(write).await?.try_get(0)?;
-    let size: i64 = sqlx::query("PRAGMA page_size").fetch_one(write).await?.try_get(0)?;
+    let pages: i64 = sqlx::query("PRAGMA page_count")
+        .fetch_one(write)
+        .await?
+        .try_get(0)?;
+    let size: i64 = sqlx::query("PRAGMA page_size")
+        .fetch_one(write)
+        .await?
+        .try_get(0)?;
     let bytes = pages.saturating_mul(size);
     if bytes > CONVERT_AUTO_VACUUM_BYTES {
         tracing::warn!(
@@ -267,9 +277,14 @@ async fn incremental_auto_vacuum(write: &SqlitePool) -> Result<(), Error> {
         );
         return Ok(());
     }
-    sqlx::query("PRAGMA auto_vacuum = INCREMENTAL").execute(write).await?;
+    sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+        .execute(write)
+        .await?;
     sqlx::query("VACUUM").execute(write).await?;
-    tracing::info!(bytes, "SQLite database converted to incremental auto-vacuum");
+    tracing::info!(
+        bytes,
+        "SQLite database converted to incremental auto-vacuum"
+    );
     Ok(())
 }
 
@@ -368,7 +383,9 @@ impl Store {
         if free == 0 {
             return Ok(0);
         }
-        sqlx::query("PRAGMA incremental_vacuum").execute(write).await?;
+        sqlx::query("PRAGMA incremental_vacuum")
+            .execute(write)
+            .await?;
         let left: i64 = sqlx::query("PRAGMA freelist_count")
             .fetch_one(write)
             .await?
@@ -383,7 +400,9 @@ impl Store {
     /// PostgreSQL: nothing.
     pub async fn checkpoint_wal(&self) -> Result<(), Error> {
         if let Inner::Sqlite { write, .. } = &self.inner {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(write).await?;
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(write)
+                .await?;
         }
         Ok(())
     }
@@ -393,8 +412,14 @@ impl Store {
         let Inner::Sqlite { write, .. } = &self.inner else {
             return Ok(None);
         };
-        let pages: i64 = sqlx::query("PRAGMA page_count").fetch_one(write).await?.try_get(0)?;
-        let size: i64 = sqlx::query("PRAGMA page_size").fetch_one(write).await?.try_get(0)?;
+        let pages: i64 = sqlx::query("PRAGMA page_count")
+            .fetch_one(write)
+            .await?
+            .try_get(0)?;
+        let size: i64 = sqlx::query("PRAGMA page_size")
+            .fetch_one(write)
+            .await?
+            .try_get(0)?;
         Ok(Some(u64::try_from(pages.saturating_mul(size)).unwrap_or(0)))
     }
 

@@ -793,7 +793,10 @@ async fn long_lists_of_every_kind_work_and_agree_with_the_pattern_rules() {
                         .map(|l| pick(&l))
                         .filter(|v| list_matches(&list, v))
                         .collect();
-                    assert!(!want.is_empty(), "the data has {field} values the list matches");
+                    assert!(
+                        !want.is_empty(),
+                        "the data has {field} values the list matches"
+                    );
                     let mut got: Vec<String> = select(&s, &f).await.iter().map(pick).collect();
                     got.sort();
                     want.sort();
@@ -801,7 +804,11 @@ async fn long_lists_of_every_kind_work_and_agree_with_the_pattern_rules() {
                     // Sessions, their count and the export take the same filter.
                     let sessions = sessions_of(&s, &f).await;
                     let counted = s.cdr_entry_count(&f, Grouping::Sessions).await.unwrap();
-                    assert_eq!(counted, sessions.len() as u64, "count of {n} items on {b:?}");
+                    assert_eq!(
+                        counted,
+                        sessions.len() as u64,
+                        "count of {n} items on {b:?}"
+                    );
                     let exported = export_all(&s, &f, None, 7).await;
                     assert_eq!(exported.len(), want.len(), "export of {n} items on {b:?}");
                 }

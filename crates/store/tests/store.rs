@@ -621,19 +621,40 @@ async fn challenges_are_bounded_per_group_and_their_space_comes_back() {
                 .unwrap();
         }
         assert_eq!(dropped, 296, "{b:?}");
-        assert_eq!(s.challenges_of_group("127.0.0.1").await.unwrap(), 4, "{b:?}");
-        assert_eq!(s.challenges_of_group("127.0.0.2").await.unwrap(), 1, "{b:?}");
-        let open = s.open_challenges("cdrapi", "127.0.0.1", 0, 10).await.unwrap();
+        assert_eq!(
+            s.challenges_of_group("127.0.0.1").await.unwrap(),
+            4,
+            "{b:?}"
+        );
+        assert_eq!(
+            s.challenges_of_group("127.0.0.2").await.unwrap(),
+            1,
+            "{b:?}"
+        );
+        let open = s
+            .open_challenges("cdrapi", "127.0.0.1", 0, 10)
+            .await
+            .unwrap();
         assert_eq!(open.len(), 4, "{b:?}");
-        assert!(open.iter().all(|c| c.as_str() >= "c00296"), "the newest stay: {open:?} ({b:?})");
+        assert!(
+            open.iter().all(|c| c.as_str() >= "c00296"),
+            "the newest stay: {open:?} ({b:?})"
+        );
 
         // Rows with long names (as a flood before the name limit made), then
         // expired: the file shrinks back.
         let name = "n".repeat(100_000);
         for i in 0..200u32 {
-            s.insert_challenge_bounded(&format!("big{i}"), &name, "10.0.0.1", &format!("g{i}"), 2_000, 4)
-                .await
-                .unwrap();
+            s.insert_challenge_bounded(
+                &format!("big{i}"),
+                &name,
+                "10.0.0.1",
+                &format!("g{i}"),
+                2_000,
+                4,
+            )
+            .await
+            .unwrap();
         }
         let grown = s.sqlite_size().await.unwrap();
         s.delete_expired_challenges(10_000).await.unwrap();
@@ -648,6 +669,10 @@ async fn challenges_are_bounded_per_group_and_their_space_comes_back() {
             (None, None) => assert_eq!(given_back, 0),
             other => panic!("{other:?}"),
         }
-        assert_eq!(s.challenges_of_group("127.0.0.2").await.unwrap(), 0, "{b:?}");
+        assert_eq!(
+            s.challenges_of_group("127.0.0.2").await.unwrap(),
+            0,
+            "{b:?}"
+        );
     });
 }

@@ -348,7 +348,10 @@ async fn the_rules_of_the_ucm_cdr_api_hold_on_stored_data() {
             ),
             // An invalid format: the CSV header alone (§4.2, §4.4).
             (json!({"format": "yaml"}), empty_csv.as_str()),
-            (json!({"format": "jsonp", "caller": "1000"}), empty_csv.as_str()),
+            (
+                json!({"format": "jsonp", "caller": "1000"}),
+                empty_csv.as_str(),
+            ),
         ] {
             let (ct, body) = get(params.clone()).await;
             assert_eq!(body, want, "{db:?} {params}");

@@ -633,7 +633,11 @@ async fn legacy_cdrapi_follows_the_old_rules() {
         }
         // An invalid format alone: the CSV header alone (§4.2, §4.4), as on /api.
         for pq in ["format=yaml", "format=jsonx&caller=1001", "format=%20json"] {
-            assert_eq!(&get(format!("/cdrapi?{pq}")).await, &empty_csv, "{db:?} {pq}");
+            assert_eq!(
+                &get(format!("/cdrapi?{pq}")).await,
+                &empty_csv,
+                "{db:?} {pq}"
+            );
         }
         assert_eq!(new_api(json!({"format":"yaml"})).await, empty_csv);
         // No query at all: everything, CSV.
@@ -1064,8 +1068,24 @@ async fn hostile_cdrapi_input_is_answered_on_both_apis() {
     let cdrs = vec![
         leg(0, "s0", T0, T0, ("1001", "2000"), 5, &utc),
         leg(1, "s1", T0 + 60_000, T0 + 60_000, ("1002", "2001"), 0, &utc),
-        leg(2, "s2", T0 + 120_000, T0 + 120_000, ("+4930123", "2002"), 9, &utc),
-        leg(3, "s3", T0 + 180_000, T0 + 180_000, ("1500", "2003"), 7, &utc),
+        leg(
+            2,
+            "s2",
+            T0 + 120_000,
+            T0 + 120_000,
+            ("+4930123", "2002"),
+            9,
+            &utc,
+        ),
+        leg(
+            3,
+            "s3",
+            T0 + 180_000,
+            T0 + 180_000,
+            ("1500", "2003"),
+            7,
+            &utc,
+        ),
     ];
     // Matches s0 (exact), s1 (range), s2 (wildcard); never s3.
     let list = |n: usize| -> String {
@@ -1132,10 +1152,22 @@ async fn hostile_cdrapi_input_is_answered_on_both_apis() {
             let items = list(n);
             for field in ["caller", "callee"] {
                 // callee: the same list matches no dst (20xx), so nothing.
-                let want = if field == "caller" { want.clone() } else { vec![] };
+                let want = if field == "caller" {
+                    want.clone()
+                } else {
+                    vec![]
+                };
                 let params = json!({"format": "json", field: items});
-                assert_eq!(srcs(&api("cdrapi", params.clone()).await), want, "{db:?} /api {field} {n}");
-                assert_eq!(srcs(&api("cdrExport", params).await), want, "{db:?} cdrExport {field} {n}");
+                assert_eq!(
+                    srcs(&api("cdrapi", params.clone()).await),
+                    want,
+                    "{db:?} /api {field} {n}"
+                );
+                assert_eq!(
+                    srcs(&api("cdrExport", params).await),
+                    want,
+                    "{db:?} cdrExport {field} {n}"
+                );
                 let pq = format!("/cdrapi?format=json&{field}={}", items.replace('+', "%2B"));
                 assert_eq!(srcs(&get(pq).await), want, "{db:?} old {field} {n}");
             }
@@ -1157,16 +1189,31 @@ async fn hostile_cdrapi_input_is_answered_on_both_apis() {
         let empty_json = r#"{"cdr_root":[]}"#;
         for field in ["caller", "callee", "answeredby"] {
             let params = json!({"format": "json", field: huge});
-            assert_eq!(api("cdrapi", params.clone()).await.trim(), empty_json, "{db:?} {field}");
-            assert_eq!(api("cdrExport", params).await.trim(), empty_json, "{db:?} {field}");
+            assert_eq!(
+                api("cdrapi", params.clone()).await.trim(),
+                empty_json,
+                "{db:?} {field}"
+            );
+            assert_eq!(
+                api("cdrExport", params).await.trim(),
+                empty_json,
+                "{db:?} {field}"
+            );
             // An URI holds at most 64 KiB (the `http` crate, both ends).
             let body = get(format!("/cdrapi?format=json&{field}={}", &huge[..30_001])).await;
             assert_eq!(body.trim(), empty_json, "{db:?} old {field}");
         }
         let long_name = "x".repeat(100_000);
         let params = json!({"format": "json", "callerName": long_name});
-        assert_eq!(api("cdrapi", params).await.trim(), empty_json, "{db:?} callerName");
-        assert_eq!(srcs(&api("cdrapi", json!({"format": "json"})).await).len(), 4);
+        assert_eq!(
+            api("cdrapi", params).await.trim(),
+            empty_json,
+            "{db:?} callerName"
+        );
+        assert_eq!(
+            srcs(&api("cdrapi", json!({"format": "json"})).await).len(),
+            4
+        );
         assert_eq!(srcs(&get("/cdrapi?format=json".into()).await).len(), 4);
 
         // An invalid format: the CSV header alone, also for the export.

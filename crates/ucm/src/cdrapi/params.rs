@@ -384,7 +384,10 @@ mod tests {
         assert!(new(&[("format", " csv ")]).is_ok());
         // Another error is still reported (in CSV).
         let e = err(old("format=yaml&minDur=x"));
-        assert_eq!((e.format, e.reason.starts_with("minDur")), (Format::Csv, true));
+        assert_eq!(
+            (e.format, e.reason.starts_with("minDur")),
+            (Format::Csv, true)
+        );
     }
 
     #[test]
@@ -393,7 +396,11 @@ mod tests {
         assert!(new(&[("callerName", &ok)]).is_ok());
         let long = format!("{ok}x");
         let e = err(new(&[("callerName", &long)]));
-        assert!(e.reason.starts_with("callerName: longer than"), "{}", e.reason);
+        assert!(
+            e.reason.starts_with("callerName: longer than"),
+            "{}",
+            e.reason
+        );
         assert!(e.reason.chars().count() < 300);
     }
 

@@ -264,7 +264,10 @@ mod tests {
     fn long_items_are_refused() {
         let max = "9".repeat(MAX_ITEM_LEN);
         assert_eq!(one(&max), Pattern::Exact(max.clone()));
-        assert!(matches!(one(&format!("1-{}", &max[2..])), Pattern::Range { .. }));
+        assert!(matches!(
+            one(&format!("1-{}", &max[2..])),
+            Pattern::Range { .. }
+        ));
         for bad in [
             format!("{max}1"),
             format!("1-{max}"),
