@@ -1029,7 +1029,7 @@ mod tests {
             state ^= state << 17;
             (state % n as u64) as usize
         };
-        let mut built = 0;
+        let (mut built, mut long_built) = (0, 0);
         for round in 0..800 {
             let mut params = Vec::new();
             for _ in 0..1 + next(4) {
@@ -1073,7 +1073,13 @@ mod tests {
                             value.push(',');
                         }
                         let len = 1 + next(31);
-                        match next(5) {
+                        // Long lists mostly exact (at most 1000 patterns).
+                        let kind = if items > 1000 && next(8) != 0 {
+                            0
+                        } else {
+                            next(5)
+                        };
+                        match kind {
                             0 => value.push_str(&digits(len, &mut next)),
                             1 => {
                                 let lo = digits(len, &mut next);
@@ -1092,6 +1098,9 @@ mod tests {
                 continue;
             };
             built += 1;
+            if q.caller.len() + q.callee.len() + q.answered_by.len() > 1000 {
+                long_built += 1;
+            }
             let ms = |t: &Option<TimeSpec>| match t {
                 Some(TimeSpec::Instant(ts)) => Some(ts.as_millisecond()),
                 Some(_) => Some(0),
@@ -1134,10 +1143,14 @@ mod tests {
             }
             let _ = export_copy_sql(&f, Some(&key));
         }
-        eprintln!("{built} of 800 requests were valid");
+        eprintln!("{built} of 800 requests were valid, {long_built} with long lists");
         assert!(
             built > 150,
             "the generator reaches the SQL builders ({built})"
+        );
+        assert!(
+            long_built > 10,
+            "long lists reach the SQL builders ({long_built})"
         );
     }
 

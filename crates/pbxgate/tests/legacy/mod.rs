@@ -1089,11 +1089,12 @@ async fn hostile_cdrapi_input_is_answered_on_both_apis() {
     ];
     // Matches s0 (exact), s1 (range), s2 (wildcard); never s3.
     let list = |n: usize| -> String {
+        // A sixth ranges and wildcards (at most 1000 a list), the rest exact.
         let mut items: Vec<String> = (0..n - 3)
-            .map(|i| match i % 3 {
-                0 => format!("{}", 600_000 + i),
-                1 => format!("7{i}@"),
-                _ => format!("{}-{}", 800_000 + i * 10, 800_000 + i * 10 + 5),
+            .map(|i| match i % 12 {
+                0 => format!("7{i}@"),
+                1 => format!("{}-{}", 800_000 + i * 10, 800_000 + i * 10 + 5),
+                _ => format!("{}", 600_000 + i),
             })
             .collect();
         items.insert(n / 2, "1001".into());
@@ -1203,6 +1204,14 @@ async fn hostile_cdrapi_input_is_answered_on_both_apis() {
             let body = get(format!("/cdrapi?format=json&{field}={}", &huge[..30_001])).await;
             assert_eq!(body.trim(), empty_json, "{db:?} old {field}");
         }
+        // More than 1000 ranges and wildcards in one list: refused (documented).
+        let many: Vec<String> = (0..1001).map(|i| format!("{i}@")).collect();
+        let params = json!({"format": "json", "caller": many.join(",")});
+        assert_eq!(
+            api("cdrapi", params).await.trim(),
+            empty_json,
+            "{db:?} 1001 wildcards"
+        );
         let long_name = "x".repeat(100_000);
         let params = json!({"format": "json", "callerName": long_name});
         assert_eq!(
@@ -1224,6 +1233,10 @@ async fn hostile_cdrapi_input_is_answered_on_both_apis() {
 
         let log = srv.stop().await;
         assert!(log.contains("item longer than 64 characters"), "{db:?}");
+        assert!(
+            log.contains("1001 ranges or wildcards in one list"),
+            "{db:?}"
+        );
         assert!(log.contains("format: expected csv, xml or json"), "{db:?}");
         assert!(!log.contains("panicked"), "{db:?}");
     }
