@@ -676,3 +676,60 @@ async fn challenges_are_bounded_per_group_and_their_space_comes_back() {
         );
     });
 }
+
+/// A SQLite file made before incremental auto-vacuum (no auto-vacuum, rows
+/// deleted) is converted at start and its free pages given back.
+#[tokio::test]
+async fn old_sqlite_files_are_converted_to_incremental_auto_vacuum() {
+    use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqlitePoolOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let old = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .auto_vacuum(SqliteAutoVacuum::None),
+        )
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE filler (v TEXT)")
+        .execute(&old)
+        .await
+        .unwrap();
+    let row = "f".repeat(10_000);
+    for _ in 0..300 {
+        sqlx::query("INSERT INTO filler VALUES ($1)")
+            .bind(&row)
+            .execute(&old)
+            .await
+            .unwrap();
+    }
+    sqlx::query("DELETE FROM filler")
+        .execute(&old)
+        .await
+        .unwrap();
+    old.close().await;
+    let before = std::fs::metadata(&path).unwrap().len();
+    assert!(before > 3_000_000, "{before}");
+
+    let url = format!("sqlite://{}", path.display());
+    let s = Store::connect(&url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    let size = s.sqlite_size().await.unwrap().unwrap();
+    assert!(size < 1_000_000, "converted and compacted: {size} bytes");
+    // From now on, deleted rows' pages go back: challenges with long names.
+    let name = "n".repeat(50_000);
+    for i in 0..100u32 {
+        s.insert_challenge_bounded(&format!("c{i}"), &name, "10.0.0.1", &format!("g{i}"), 1, 4)
+            .await
+            .unwrap();
+    }
+    assert!(s.sqlite_size().await.unwrap().unwrap() > 4_000_000);
+    s.delete_expired_challenges(10).await.unwrap();
+    assert!(s.reclaim_space().await.unwrap() > 1000);
+    assert!(s.sqlite_size().await.unwrap().unwrap() < 1_500_000);
+    s.close().await;
+}
