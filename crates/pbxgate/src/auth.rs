@@ -215,9 +215,9 @@ impl Auth {
     }
 
     /// Issues a challenge. Unknown users get one too, so that the answer does
-    /// not tell which user names exist.
-    /// A name no configured user can have gets `-1` and nothing is stored;
-    /// an address holds at most `session.max_challenges_per_address`.
+    /// not tell which user names exist; a name no configured user can have
+    /// (by syntax) gets `-1` and nothing is stored. An address holds at most
+    /// `session.max_challenges_per_address`.
     pub async fn challenge(&self, user: &str, ip: IpAddr) -> Result<String, Refusal> {
         if !plausible_username(user) {
             tracing::warn!(user = %shown_username(user), bytes = user.len(), %ip, "challenge refused: not a possible user name");

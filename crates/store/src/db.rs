@@ -255,7 +255,7 @@ async fn incremental_auto_vacuum(write: &SqlitePool) -> Result<(), Error> {
         .fetch_one(write)
         .await?
         .try_get(0)?;
-    // 2 = incremental; in-memory databases report 0 and need nothing.
+    // 0 = none, 1 = full, 2 = incremental.
     if mode == 2 {
         return Ok(());
     }

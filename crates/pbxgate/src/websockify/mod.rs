@@ -208,7 +208,7 @@ impl Session {
         match req.action.as_str() {
             "challenge" => {
                 let username = required(req, "username")?;
-                // The same rule as on /api (kept in the socket, but logged).
+                // The rule of /api: a name no user can have is refused.
                 if !crate::auth::plausible_username(username) {
                     return Err(invalid());
                 }
