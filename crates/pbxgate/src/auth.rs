@@ -24,6 +24,47 @@ use crate::random;
 /// clients that log in from several workers at once, bounded against floods.
 const OPEN_CHALLENGES_CHECKED: i64 = 16;
 
+/// Longest user name a client can log in with: the rule for configured users
+/// (`config::validate`), 1 to 64 of `A-Z a-z 0-9 _ -`.
+pub const MAX_USERNAME_LEN: usize = 64;
+
+/// Whether `name` could be a configured user's. Other names cannot log in,
+/// so nothing is stored for them, and they are cut short in logs and audit.
+pub fn plausible_username(name: &str) -> bool {
+    (1..=MAX_USERNAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A client-sent user name as logged and audited: at most 64 characters.
+pub fn shown_username(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(MAX_USERNAME_LEN) {
+        Some((cut, _)) => format!("{}…", &name[..cut]).into(),
+        None => name.into(),
+    }
+}
+
+/// What the per-address challenge bound counts: the IPv4 address, or the /64
+/// of an IPv6 one (one client usually holds a whole /64).
+pub fn address_group(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// A challenge flood writes a few WAL pages per challenge; a checkpoint every
+/// this many keeps the WAL (and so the database's files) from growing toward
+/// its 80 MiB automatic checkpoint.
+const CHALLENGES_PER_CHECKPOINT: u64 = 64;
+
 /// Why a request was refused, as the client sees it.
 #[derive(Debug)]
 pub enum Refusal {
@@ -63,6 +104,9 @@ pub struct Authenticated {
 }
 
 pub struct Auth {
+    /// Challenges issued, to checkpoint the SQLite WAL every
+    /// [`CHALLENGES_PER_CHECKPOINT`] of them.
+    challenges: std::sync::atomic::AtomicU64,
     settings: Arc<Settings>,
     /// The new API's users and switch in force (changed live by the admin page).
     api: Arc<crate::apiconfig::Current>,
@@ -149,6 +193,7 @@ fn ms(d: Duration) -> i64 {
 impl Auth {
     pub fn new(settings: Arc<Settings>, api: Arc<crate::apiconfig::Current>, store: Store) -> Self {
         Auth {
+            challenges: std::sync::atomic::AtomicU64::new(0),
             settings,
             api,
             store,
@@ -170,15 +215,41 @@ impl Auth {
     }
 
     /// Issues a challenge. Unknown users get one too, so that the answer does
-    /// not tell which user names exist.
+    /// not tell which user names exist; a name no configured user can have
+    /// (by syntax) gets `-1` and nothing is stored. An address holds at most
+    /// `session.max_challenges_per_address`.
     pub async fn challenge(&self, user: &str, ip: IpAddr) -> Result<String, Refusal> {
+        if !plausible_username(user) {
+            tracing::warn!(user = %shown_username(user), bytes = user.len(), %ip, "challenge refused: not a possible user name");
+            return Err(Refusal::Explained(
+                Status::InvalidParameters,
+                format!("user: 1 to {MAX_USERNAME_LEN} letters, digits, '_' or '-'"),
+            ));
+        }
         let now = now_ms();
         self.check_ban(ip, now).await?;
         let challenge = format_challenge(random::u64()?);
         let expires = now.saturating_add(ms(self.settings.challenge_ttl));
-        self.store
-            .insert_challenge(&challenge, user, &ip.to_string(), expires)
+        let dropped = self
+            .store
+            .insert_challenge_bounded(
+                &challenge,
+                user,
+                &ip.to_string(),
+                &address_group(ip),
+                expires,
+                self.settings.max_challenges_per_address,
+            )
             .await?;
+        if dropped > 0 {
+            tracing::debug!(%ip, dropped, "challenge: the address's oldest open challenges dropped");
+        }
+        let n = self
+            .challenges
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % CHALLENGES_PER_CHECKPOINT == CHALLENGES_PER_CHECKPOINT - 1 {
+            self.store.checkpoint_wal().await?;
+        }
         Ok(challenge)
     }
 
@@ -225,7 +296,7 @@ impl Auth {
                     self.store.clear_login_failures(&ip_text).await?;
                 }
                 self.audit("login", user, &ip_text, "ok", "").await;
-                tracing::info!(user, %ip, "login");
+                tracing::info!(user = %shown_username(user), %ip, "login");
                 Ok(cookie)
             }
             Err(reason) => {
@@ -235,7 +306,7 @@ impl Auth {
                     self.store.consume_challenge(c).await?;
                 }
                 self.audit("login", user, &ip_text, reason, "").await;
-                tracing::warn!(user, %ip, reason, "login failed");
+                tracing::warn!(user = %shown_username(user), %ip, reason, "login failed");
                 self.record_failure(ip, now).await?;
                 Err(Refusal::Status(Status::WrongAccountOrPassword))
             }
@@ -266,11 +337,11 @@ impl Auth {
                     self.store.clear_login_failures(&ip_text).await?;
                 }
                 self.audit("login", user, &ip_text, "ok", detail).await;
-                tracing::info!(user, %ip, via = detail, "login");
+                tracing::info!(user = %shown_username(user), %ip, via = detail, "login");
             }
             Err(reason) => {
                 self.audit("login", user, &ip_text, reason, detail).await;
-                tracing::warn!(user, %ip, reason, via = detail, "login failed");
+                tracing::warn!(user = %shown_username(user), %ip, reason, via = detail, "login failed");
                 self.record_failure(ip, now_ms()).await?;
             }
         }
@@ -419,6 +490,8 @@ impl Auth {
         self.store
             .prune_login_guard(now - ms(self.settings.lockout.window), now)
             .await?;
+        // What the deletes freed goes back to the file system (SQLite).
+        self.store.reclaim_space().await?;
         Ok(())
     }
 
@@ -426,14 +499,15 @@ impl Auth {
         let e = AuditEvent {
             at_ms: now_ms(),
             event: event.into(),
-            username: user.into(),
+            // Failed logins are audited with whatever name was sent.
+            username: shown_username(user).into_owned(),
             ip: ip.into(),
             result: result.into(),
             detail: detail.into(),
         };
         // The audit trail must not turn a login into an error; say so loudly instead.
         if let Err(err) = self.store.record_audit(&e).await {
-            tracing::error!(event, user, ip, error = %err, "cannot write the audit trail");
+            tracing::error!(event, user = %e.username, ip, error = %err, "cannot write the audit trail");
         }
     }
 }
@@ -452,4 +526,47 @@ fn matching_challenge<'a>(
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_follow_the_configured_users_rule() {
+        for ok in ["cdrapi", "a", "A_b-9", &"x".repeat(64)] {
+            assert!(plausible_username(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "ä",
+            "a\0",
+            "a;b",
+            &"x".repeat(65),
+            &"x".repeat(1 << 20),
+        ] {
+            assert!(!plausible_username(bad), "{:?}", &bad[..bad.len().min(10)]);
+        }
+    }
+
+    #[test]
+    fn names_are_cut_for_logs_and_audit() {
+        assert_eq!(shown_username("cdrapi"), "cdrapi");
+        let long = "é".repeat(100_000);
+        let shown = shown_username(&long);
+        assert_eq!(shown.chars().count(), 65);
+        assert!(shown.ends_with('…'));
+    }
+
+    #[test]
+    fn challenges_are_counted_per_ipv4_address_and_ipv6_64() {
+        let g = |s: &str| address_group(s.parse().unwrap());
+        assert_eq!(g("127.0.0.1"), "127.0.0.1");
+        assert_ne!(g("127.0.0.1"), g("127.0.0.2"));
+        assert_eq!(g("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(g("2001:db8:1:2:ffff::9"), g("2001:db8:1:2::1"));
+        assert_ne!(g("2001:db8:1:3::1"), g("2001:db8:1:2::1"));
+        assert_eq!(g("::ffff:10.0.0.1"), "10.0.0.1");
+    }
 }

@@ -16,9 +16,110 @@ mod websockify;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use kit::*;
 use serde_json::{Value, json};
-use store::{AuditStore, CdrStore, ConnectOptions, Store};
+use store::{AuditStore, CdrStore, ChallengeStore, ConnectOptions, Store};
+
+/// A challenge flood (issue 15): names no user can have are refused with
+/// `-1` and stored nowhere (nor logged whole); one address holds at most
+/// `session.max_challenges_per_address` challenges however many it asks for,
+/// other addresses keep theirs, and a login right after the flood works. The
+/// SQLite file barely grows.
+#[tokio::test]
+async fn a_challenge_flood_is_bounded_per_address() {
+    const FLOOD: usize = 1500;
+    for db in dbs().await {
+        let srv = Server::start(
+            &db,
+            "[https_api]\npassword = \"pw\"\n[session]\nmax_challenges_per_address = 8\n",
+        )
+        .await;
+        let store = Store::connect(&srv.db_url, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let before = store.sqlite_size().await.unwrap();
+        let c = client(None);
+        let other = client(Some("127.0.0.2"));
+        let theirs = srv.challenge(&other, "cdrapi").await;
+
+        let huge = "x".repeat(1_000_000);
+        for name in [huge.as_str(), &"y".repeat(65), "a b", "ä", "a\u{0}"] {
+            let r = srv.api(&c, json!({"action":"challenge","user":name})).await;
+            assert_eq!(r["status"], -1, "{db:?}: {r}");
+            assert!(
+                r["response"]["error_msg"].as_str().unwrap().contains("64"),
+                "{r}"
+            );
+        }
+        let names: Vec<String> = (0..FLOOD).map(|i| format!("{i:0>64}")).collect();
+        // SQLite: the WAL is checkpointed during the flood, not left to grow
+        // toward its 80 MiB automatic checkpoint (a few pages per challenge).
+        let wal_path = format!("{}-wal", srv.db_url.trim_start_matches("sqlite://"));
+        let wal_size = || std::fs::metadata(&wal_path).map_or(0, |m| m.len());
+        let mut peak_wal = 0;
+        {
+            let srv = &srv;
+            let mut pending = futures_util::stream::iter(names.iter().map(|n| {
+                let c = c.clone();
+                async move { srv.challenge(&c, n).await }
+            }))
+            .buffer_unordered(8);
+            let mut issued = 0;
+            while let Some(ch) = pending.next().await {
+                assert_eq!(ch.len(), 16);
+                issued += 1;
+                if issued % 100 == 0 {
+                    peak_wal = peak_wal.max(wal_size());
+                }
+            }
+            assert_eq!(issued, FLOOD);
+        }
+        assert_eq!(
+            store.challenges_of_group("127.0.0.1").await.unwrap(),
+            8,
+            "{db:?}"
+        );
+        assert_eq!(
+            store.challenges_of_group("127.0.0.2").await.unwrap(),
+            1,
+            "{db:?}"
+        );
+        // The other address's challenge still logs in; so does a fresh one here.
+        let token = md5_hex(&format!("{theirs}pw"));
+        let r = srv
+            .api(
+                &other,
+                json!({"action":"login","user":"cdrapi","token":token}),
+            )
+            .await;
+        assert_eq!(r["status"], 0, "{db:?}: {r}");
+        srv.login(&c, "cdrapi", "pw").await.unwrap();
+        if let (Some(before), Some(after)) = (before, store.sqlite_size().await.unwrap()) {
+            assert!(
+                after.saturating_sub(before) < 512 * 1024,
+                "{FLOOD} challenges grew the database from {before} to {after} bytes"
+            );
+            assert!(
+                peak_wal < 6 * 1024 * 1024,
+                "WAL of {peak_wal} bytes during {FLOOD} challenges"
+            );
+        }
+        store.close().await;
+        let log = srv.stop().await;
+        assert!(
+            log.contains("challenge refused: not a possible user name"),
+            "{db:?}"
+        );
+        // Cut short everywhere (the access log keeps 128 characters).
+        let x200 = "x".repeat(200);
+        let whole = log
+            .lines()
+            .find(|l| l.contains(&x200))
+            .map(|l| l.chars().take(300).collect::<String>());
+        assert_eq!(whole, None, "a long name is logged cut short");
+    }
+}
 
 #[tokio::test]
 async fn the_whole_login_flow() {

@@ -8,7 +8,8 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 use crate::Error;
@@ -129,6 +130,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "web settings",
         include_str!("../migrations/sqlite/0009_web_settings.sql"),
     ),
+    (
+        10,
+        "challenge limits",
+        include_str!("../migrations/sqlite/0010_challenge_limits.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -175,6 +181,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "web settings",
         include_str!("../migrations/postgres/0009_web_settings.sql"),
+    ),
+    (
+        10,
+        "challenge limits",
+        include_str!("../migrations/postgres/0010_challenge_limits.sql"),
     ),
 ];
 
@@ -233,6 +244,50 @@ fn sqlite_path(url: &str, base_dir: &Path) -> Option<PathBuf> {
     })
 }
 
+/// Databases of at most this size made before incremental auto-vacuum are
+/// converted at start (a `VACUUM`, which rewrites the file); larger ones are
+/// left for the operator, with a warning.
+const CONVERT_AUTO_VACUUM_BYTES: i64 = 256 * 1024 * 1024;
+
+/// Switches a database made without auto-vacuum to incremental auto-vacuum.
+async fn incremental_auto_vacuum(write: &SqlitePool) -> Result<(), Error> {
+    let mode: i64 = sqlx::query("PRAGMA auto_vacuum")
+        .fetch_one(write)
+        .await?
+        .try_get(0)?;
+    // 0 = none, 1 = full, 2 = incremental.
+    if mode == 2 {
+        return Ok(());
+    }
+    let pages: i64 = sqlx::query("PRAGMA page_count")
+        .fetch_one(write)
+        .await?
+        .try_get(0)?;
+    let size: i64 = sqlx::query("PRAGMA page_size")
+        .fetch_one(write)
+        .await?
+        .try_get(0)?;
+    let bytes = pages.saturating_mul(size);
+    if bytes > CONVERT_AUTO_VACUUM_BYTES {
+        tracing::warn!(
+            bytes,
+            "the SQLite database was made without incremental auto-vacuum and is too large to convert at start: \
+             space of deleted rows is reused but not given back; stop pbxgate and run \
+             sqlite3 FILE 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;' to convert it"
+        );
+        return Ok(());
+    }
+    sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+        .execute(write)
+        .await?;
+    sqlx::query("VACUUM").execute(write).await?;
+    tracing::info!(
+        bytes,
+        "SQLite database converted to incremental auto-vacuum"
+    );
+    Ok(())
+}
+
 impl Store {
     /// Connects and runs the backend's migrations.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Store, Error> {
@@ -259,6 +314,9 @@ impl Store {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
+                    // Set before the first table exists, so new databases can
+                    // give deleted rows' pages back (`reclaim_space`).
+                    .auto_vacuum(SqliteAutoVacuum::Incremental)
                     .foreign_keys(true);
                 // A connection is only handed out after a round trip when
                 // asked; the default ping before every acquire doubles the cost
@@ -275,10 +333,14 @@ impl Store {
                         connect
                             .clone()
                             .pragma("cache_size", "-65536")
-                            .pragma("wal_autocheckpoint", "20000"),
+                            .pragma("wal_autocheckpoint", "20000")
+                            // When a checkpointed WAL restarts, it is cut back to
+                            // 4 MiB: a burst of writes does not leave it at 80 MiB.
+                            .pragma("journal_size_limit", "4194304"),
                     )
                     .await?;
                 migrator(SQLITE_MIGRATIONS).run(&write).await?;
+                incremental_auto_vacuum(&write).await?;
                 let read = if max == 1 {
                     write.clone()
                 } else {
@@ -304,6 +366,61 @@ impl Store {
             }
         };
         Ok(Store { inner })
+    }
+
+    /// Gives the pages of deleted rows back to the file system (SQLite with
+    /// incremental auto-vacuum; run after deleting expired rows). PostgreSQL:
+    /// nothing, its autovacuum makes dead rows' space reusable. Returns the
+    /// pages given back.
+    pub async fn reclaim_space(&self) -> Result<u64, Error> {
+        let Inner::Sqlite { write, .. } = &self.inner else {
+            return Ok(0);
+        };
+        let free: i64 = sqlx::query("PRAGMA freelist_count")
+            .fetch_one(write)
+            .await?
+            .try_get(0)?;
+        if free == 0 {
+            return Ok(0);
+        }
+        sqlx::query("PRAGMA incremental_vacuum")
+            .execute(write)
+            .await?;
+        let left: i64 = sqlx::query("PRAGMA freelist_count")
+            .fetch_one(write)
+            .await?
+            .try_get(0)?;
+        Ok(u64::try_from(free - left).unwrap_or(0))
+    }
+
+    /// SQLite: copies what the WAL holds back into the database file if no
+    /// reader is in the way, without waiting for one, so that the next write
+    /// restarts the WAL (cut to `journal_size_limit`). For bursts of small
+    /// writes that must not grow the WAL to its 80 MiB checkpoint size.
+    /// PostgreSQL: nothing.
+    pub async fn checkpoint_wal(&self) -> Result<(), Error> {
+        if let Inner::Sqlite { write, .. } = &self.inner {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(write)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes the SQLite database file holds in pages (`None` on PostgreSQL).
+    pub async fn sqlite_size(&self) -> Result<Option<u64>, Error> {
+        let Inner::Sqlite { write, .. } = &self.inner else {
+            return Ok(None);
+        };
+        let pages: i64 = sqlx::query("PRAGMA page_count")
+            .fetch_one(write)
+            .await?
+            .try_get(0)?;
+        let size: i64 = sqlx::query("PRAGMA page_size")
+            .fetch_one(write)
+            .await?
+            .try_get(0)?;
+        Ok(Some(u64::try_from(pages.saturating_mul(size)).unwrap_or(0)))
     }
 
     /// Refreshes the planner's statistics (after a bulk import, so that
@@ -557,6 +674,50 @@ impl ChallengeStore for Store {
             "INSERT INTO challenges (challenge, username, ip, expires_ms) VALUES ($1, $2, $3, $4)")
             .bind(challenge).bind(username).bind(ip).bind(expires_ms).execute(pool).await.map(|_| ()))?;
         Ok(())
+    }
+
+    async fn insert_challenge_bounded(
+        &self,
+        challenge: &str,
+        username: &str,
+        ip: &str,
+        group: &str,
+        expires_ms: i64,
+        max_per_group: u32,
+    ) -> Result<u64, Error> {
+        let dropped = with_pool!(self, write pool => {
+            let mut tx = pool.begin().await?;
+            // Concurrent inserts of one group would each keep the newest max
+            // they see and leave more; one at a time per group (SQLite's
+            // single writer is that already).
+            if self.backend() == Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(group).execute(&mut *tx).await?;
+            }
+            sqlx::query(
+                "INSERT INTO challenges (challenge, username, ip, ip_group, expires_ms) \
+                 VALUES ($1, $2, $3, $4, $5)")
+                .bind(challenge).bind(username).bind(ip).bind(group).bind(expires_ms)
+                .execute(&mut *tx).await?;
+            // Everything from the (max+1)-th newest of the group on; nothing
+            // while the group holds no more than max.
+            let n = sqlx::query(
+                "DELETE FROM challenges WHERE ip_group = $1 AND (expires_ms, challenge) <= \
+                 (SELECT expires_ms, challenge FROM challenges WHERE ip_group = $1 \
+                  ORDER BY expires_ms DESC, challenge DESC LIMIT 1 OFFSET $2)")
+                .bind(group).bind(i64::from(max_per_group))
+                .execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            n
+        });
+        Ok(dropped)
+    }
+
+    async fn challenges_of_group(&self, group: &str) -> Result<u64, Error> {
+        let n: i64 = with_pool!(self, read pool => sqlx::query(
+            "SELECT COUNT(*) FROM challenges WHERE ip_group = $1")
+            .bind(group).fetch_one(pool).await?.try_get(0)?);
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn open_challenges(

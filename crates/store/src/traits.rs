@@ -49,6 +49,20 @@ pub trait ChallengeStore: Send + Sync {
         ip: &str,
         expires_ms: i64,
     ) -> Result<(), Error>;
+    /// Stores a challenge for `ip`, whose `group` (the address, or an IPv6
+    /// /64) then holds at most `max_per_group` challenges: the oldest beyond
+    /// are dropped, in the same transaction. Returns how many were dropped.
+    async fn insert_challenge_bounded(
+        &self,
+        challenge: &str,
+        username: &str,
+        ip: &str,
+        group: &str,
+        expires_ms: i64,
+        max_per_group: u32,
+    ) -> Result<u64, Error>;
+    /// Challenges held by `group` (tests and benchmarks).
+    async fn challenges_of_group(&self, group: &str) -> Result<u64, Error>;
     /// The newest unexpired challenges issued to `username` at `ip`, at most `limit`.
     async fn open_challenges(
         &self,

@@ -593,3 +593,143 @@ async fn web_settings_are_saved_only_over_the_version_they_were_based_on() {
         );
     });
 }
+
+/// A challenge flood: each group (address) holds at most its limit, the
+/// newest kept, other groups untouched; expired rows are deleted and, on
+/// SQLite, their pages given back to the file system.
+#[tokio::test]
+async fn challenges_are_bounded_per_group_and_their_space_comes_back() {
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        s.insert_challenge_bounded("k0", "cdrapi", "127.0.0.2", "127.0.0.2", 5_000, 4)
+            .await
+            .unwrap();
+        let mut dropped = 0;
+        for i in 0..300u32 {
+            // Same expiry for runs of ten: ties are broken by the challenge.
+            let expires = 1_000 + i64::from(i / 10);
+            dropped += s
+                .insert_challenge_bounded(
+                    &format!("c{i:05}"),
+                    "cdrapi",
+                    "127.0.0.1",
+                    "127.0.0.1",
+                    expires,
+                    4,
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(dropped, 296, "{b:?}");
+        assert_eq!(
+            s.challenges_of_group("127.0.0.1").await.unwrap(),
+            4,
+            "{b:?}"
+        );
+        assert_eq!(
+            s.challenges_of_group("127.0.0.2").await.unwrap(),
+            1,
+            "{b:?}"
+        );
+        let open = s
+            .open_challenges("cdrapi", "127.0.0.1", 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(open.len(), 4, "{b:?}");
+        assert!(
+            open.iter().all(|c| c.as_str() >= "c00296"),
+            "the newest stay: {open:?} ({b:?})"
+        );
+
+        // Rows with long names (as a flood before the name limit made), then
+        // expired: the file shrinks back.
+        let name = "n".repeat(100_000);
+        for i in 0..200u32 {
+            s.insert_challenge_bounded(
+                &format!("big{i}"),
+                &name,
+                "10.0.0.1",
+                &format!("g{i}"),
+                2_000,
+                4,
+            )
+            .await
+            .unwrap();
+        }
+        let grown = s.sqlite_size().await.unwrap();
+        s.delete_expired_challenges(10_000).await.unwrap();
+        let given_back = s.reclaim_space().await.unwrap();
+        let after = s.sqlite_size().await.unwrap();
+        match (grown, after) {
+            (Some(grown), Some(after)) => {
+                assert!(grown > 15_000_000, "{grown}");
+                assert!(given_back > 0, "{b:?}");
+                assert!(after < 2_000_000, "{after} bytes after reclaiming ({b:?})");
+            }
+            (None, None) => assert_eq!(given_back, 0),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            s.challenges_of_group("127.0.0.2").await.unwrap(),
+            0,
+            "{b:?}"
+        );
+    });
+}
+
+/// A SQLite file made before incremental auto-vacuum (no auto-vacuum, rows
+/// deleted) is converted at start and its free pages given back.
+#[tokio::test]
+async fn old_sqlite_files_are_converted_to_incremental_auto_vacuum() {
+    use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqlitePoolOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let old = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .auto_vacuum(SqliteAutoVacuum::None),
+        )
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE filler (v TEXT)")
+        .execute(&old)
+        .await
+        .unwrap();
+    let row = "f".repeat(10_000);
+    for _ in 0..300 {
+        sqlx::query("INSERT INTO filler VALUES ($1)")
+            .bind(&row)
+            .execute(&old)
+            .await
+            .unwrap();
+    }
+    sqlx::query("DELETE FROM filler")
+        .execute(&old)
+        .await
+        .unwrap();
+    old.close().await;
+    let before = std::fs::metadata(&path).unwrap().len();
+    assert!(before > 3_000_000, "{before}");
+
+    let url = format!("sqlite://{}", path.display());
+    let s = Store::connect(&url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    let size = s.sqlite_size().await.unwrap().unwrap();
+    assert!(size < 1_000_000, "converted and compacted: {size} bytes");
+    // From now on, deleted rows' pages go back: challenges with long names.
+    let name = "n".repeat(50_000);
+    for i in 0..100u32 {
+        s.insert_challenge_bounded(&format!("c{i}"), &name, "10.0.0.1", &format!("g{i}"), 1, 4)
+            .await
+            .unwrap();
+    }
+    assert!(s.sqlite_size().await.unwrap().unwrap() > 4_000_000);
+    s.delete_expired_challenges(10).await.unwrap();
+    assert!(s.reclaim_space().await.unwrap() > 1000);
+    assert!(s.sqlite_size().await.unwrap().unwrap() < 1_500_000);
+    s.close().await;
+}

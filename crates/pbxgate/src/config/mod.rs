@@ -517,6 +517,8 @@ pub struct SessionConfig {
     pub cache_ms: u64,
     /// A `/websockify` socket that receives no frame for this long is closed.
     pub websocket_idle_secs: u64,
+    /// Open challenges one address (an IPv6 /64) can hold; a new one drops the oldest.
+    pub max_challenges_per_address: u32,
 }
 
 impl Default for SessionConfig {
@@ -526,6 +528,7 @@ impl Default for SessionConfig {
             challenge_ttl_secs: 60,
             cache_ms: 1000,
             websocket_idle_secs: 60,
+            max_challenges_per_address: 32,
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct Settings {
     pub session_cache: Duration,
     /// A `/websockify` socket without any frame from the client for this long is closed.
     pub websocket_idle: Duration,
+    /// Open challenges one address (an IPv6 /64) can hold in the store.
+    pub max_challenges_per_address: u32,
     pub lockout: LockoutSettings,
     pub system: SystemConfig,
     pub log: LogConfig,
@@ -455,6 +457,12 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
             "must be 5 to 3600",
         ));
     }
+    if !(1..=1000).contains(&c.session.max_challenges_per_address) {
+        return Err(ConfigError::invalid(
+            "session.max_challenges_per_address",
+            "must be 1 to 1000",
+        ));
+    }
     let lr = &c.login_restriction;
     if lr.max_failures > 0 {
         for (key, value) in [
@@ -550,6 +558,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         challenge_ttl: Duration::from_secs(c.session.challenge_ttl_secs),
         session_cache: Duration::from_millis(c.session.cache_ms),
         websocket_idle: Duration::from_secs(c.session.websocket_idle_secs),
+        max_challenges_per_address: c.session.max_challenges_per_address,
         lockout,
         system: c.system,
         log: c.log,

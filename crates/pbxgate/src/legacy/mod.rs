@@ -27,6 +27,12 @@ use crate::config::OldApiSettings;
 use crate::error::{Error, Result};
 use crate::server::App;
 
+/// Largest request head (request line with its query string, and headers)
+/// on HTTP/1.1 and HTTP/2 alike; larger requests get `431`. A cdrapi list of
+/// 5000 items is about 50 KiB; the target itself can have at most 64 KiB
+/// (`http::Uri`).
+const MAX_REQUEST_HEAD: u32 = 128 * 1024;
+
 /// State the request handlers share with the manager.
 pub(crate) struct Shared {
     settings: RwLock<Arc<OldApiSettings>>,
@@ -196,7 +202,14 @@ impl OldApi {
         server
             .http_builder()
             .http1()
-            .header_read_timeout(Some(self.app.settings.header_read_timeout));
+            .header_read_timeout(Some(self.app.settings.header_read_timeout))
+            .max_buf_size(MAX_REQUEST_HEAD as usize);
+        // The query string is the whole request here: cdrapi lists of
+        // thousands of items must fit on HTTP/2 as on HTTP/1.1 (16 KiB by default).
+        server
+            .http_builder()
+            .http2()
+            .max_header_list_size(MAX_REQUEST_HEAD);
         let router = http::router(self.app.clone(), self.shared.clone());
         let task = tokio::spawn(async move {
             let served = server

@@ -208,6 +208,10 @@ impl Session {
         match req.action.as_str() {
             "challenge" => {
                 let username = required(req, "username")?;
+                // The rule of /api: a name no user can have is refused.
+                if !crate::auth::plausible_username(username) {
+                    return Err(invalid());
+                }
                 self.allowed().await?;
                 let value = format_challenge(crate::random::u64()?);
                 self.challenge = Some(Challenge {

@@ -631,8 +631,15 @@ async fn legacy_cdrapi_follows_the_old_rules() {
         ] {
             assert_eq!(&get(format!("/cdrapi?{pq}")).await, empty, "{db:?} {pq}");
         }
-        // An invalid format alone gives CSV with data.
-        assert!(get("/cdrapi?format=yaml".into()).await.lines().count() > 1);
+        // An invalid format alone: the CSV header alone (§4.2, §4.4), as on /api.
+        for pq in ["format=yaml", "format=jsonx&caller=1001", "format=%20json"] {
+            assert_eq!(
+                &get(format!("/cdrapi?{pq}")).await,
+                &empty_csv,
+                "{db:?} {pq}"
+            );
+        }
+        assert_eq!(new_api(json!({"format":"yaml"})).await, empty_csv);
         // No query at all: everything, CSV.
         assert_eq!(get("/cdrapi".into()).await.lines().count(), 1 + cdrs.len());
 
@@ -1048,4 +1055,189 @@ async fn legacy_sighup_applies_the_section_live() {
         "{reloads:?}"
     );
     assert!(!reloads.iter().any(|d| d.contains("pw-two")));
+}
+
+/// Hostile cdrapi input on `/api` cdrapi, `cdrExport` and the old `GET
+/// /cdrapi`, on both databases: 1000- and 5000-item lists (clients page with
+/// them) answer the matching calls; range bounds of 65,536 digits (a panic in
+/// the store once, the connection dropped) answer the empty container and the
+/// server goes on; an invalid format answers the CSV header alone.
+#[tokio::test]
+async fn hostile_cdrapi_input_is_answered_on_both_apis() {
+    let utc = jiff::tz::TimeZone::UTC;
+    let cdrs = vec![
+        leg(0, "s0", T0, T0, ("1001", "2000"), 5, &utc),
+        leg(1, "s1", T0 + 60_000, T0 + 60_000, ("1002", "2001"), 0, &utc),
+        leg(
+            2,
+            "s2",
+            T0 + 120_000,
+            T0 + 120_000,
+            ("+4930123", "2002"),
+            9,
+            &utc,
+        ),
+        leg(
+            3,
+            "s3",
+            T0 + 180_000,
+            T0 + 180_000,
+            ("1500", "2003"),
+            7,
+            &utc,
+        ),
+    ];
+    // Matches s0 (exact), s1 (range), s2 (wildcard); never s3.
+    let list = |n: usize| -> String {
+        // A sixth ranges and wildcards (at most 1000 a list), the rest exact.
+        let mut items: Vec<String> = (0..n - 3)
+            .map(|i| match i % 12 {
+                0 => format!("7{i}@"),
+                1 => format!("{}-{}", 800_000 + i * 10, 800_000 + i * 10 + 5),
+                _ => format!("{}", 600_000 + i),
+            })
+            .collect();
+        items.insert(n / 2, "1001".into());
+        items.insert(n / 3, "1002-1002".into());
+        items.push("+49@".into());
+        items.join(",")
+    };
+    let srcs = |body: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        let mut out: Vec<String> = v["cdr_root"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["src"].as_str().unwrap().to_owned())
+            .collect();
+        out.sort();
+        out
+    };
+    let want = vec!["+4930123".to_owned(), "1001".into(), "1002".into()];
+    let huge = format!("{}-{}", "1".repeat(65_536), "2".repeat(65_536));
+    for db in dbs().await {
+        let port = free_port();
+        let srv = Server::start(&db, &old_section(port, &["127.0.0.1"], "")).await;
+        seed(&srv, &cdrs).await;
+        let old = Old::new(port, None);
+        let c = client(None);
+        let cookie = srv.login(&c, "cdrapi", "pw").await.unwrap();
+        let api = |action: &'static str, params: Value| {
+            let mut req = json!({"action": action, "cookie": cookie});
+            for (k, v) in params.as_object().unwrap() {
+                req[k] = v.clone();
+            }
+            let c = c.clone();
+            let url = srv.url("/api");
+            async move {
+                let resp = c
+                    .post(url)
+                    .json(&json!({"request": req}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200, "{action}");
+                resp.text().await.unwrap()
+            }
+        };
+        let get = |pq: String| {
+            let old = &old;
+            async move {
+                let resp = old.basic(&pq, "cdrapi", OLD_PW).await;
+                assert_eq!(resp.status(), 200);
+                resp.text().await.unwrap()
+            }
+        };
+
+        for n in [1000, 5000] {
+            let items = list(n);
+            for field in ["caller", "callee"] {
+                // callee: the same list matches no dst (20xx), so nothing.
+                let want = if field == "caller" {
+                    want.clone()
+                } else {
+                    vec![]
+                };
+                let params = json!({"format": "json", field: items});
+                assert_eq!(
+                    srcs(&api("cdrapi", params.clone()).await),
+                    want,
+                    "{db:?} /api {field} {n}"
+                );
+                assert_eq!(
+                    srcs(&api("cdrExport", params).await),
+                    want,
+                    "{db:?} cdrExport {field} {n}"
+                );
+                let pq = format!("/cdrapi?format=json&{field}={}", items.replace('+', "%2B"));
+                assert_eq!(srcs(&get(pq).await), want, "{db:?} old {field} {n}");
+            }
+            // Repeated parameters are joined into one list, as long (5000
+            // would pass the 64 KiB an URI can have in the client).
+            if n > 1000 {
+                continue;
+            }
+            let repeated: Vec<String> = items
+                .split(',')
+                .map(|i| format!("caller={}", i.replace('+', "%2B")))
+                .collect();
+            let pq = format!("/cdrapi?format=json&{}", repeated.join("&"));
+            assert_eq!(srcs(&get(pq).await), want, "{db:?} old repeated {n}");
+        }
+
+        // 65,536-digit bounds, in every list and in callerName: the empty
+        // container, and the same connection goes on.
+        let empty_json = r#"{"cdr_root":[]}"#;
+        for field in ["caller", "callee", "answeredby"] {
+            let params = json!({"format": "json", field: huge});
+            assert_eq!(
+                api("cdrapi", params.clone()).await.trim(),
+                empty_json,
+                "{db:?} {field}"
+            );
+            assert_eq!(
+                api("cdrExport", params).await.trim(),
+                empty_json,
+                "{db:?} {field}"
+            );
+            // An URI holds at most 64 KiB (the `http` crate, both ends).
+            let body = get(format!("/cdrapi?format=json&{field}={}", &huge[..30_001])).await;
+            assert_eq!(body.trim(), empty_json, "{db:?} old {field}");
+        }
+        // More than 1000 ranges and wildcards in one list: refused (documented).
+        let many: Vec<String> = (0..1001).map(|i| format!("{i}@")).collect();
+        let params = json!({"format": "json", "caller": many.join(",")});
+        assert_eq!(
+            api("cdrapi", params).await.trim(),
+            empty_json,
+            "{db:?} 1001 wildcards"
+        );
+        let long_name = "x".repeat(100_000);
+        let params = json!({"format": "json", "callerName": long_name});
+        assert_eq!(
+            api("cdrapi", params).await.trim(),
+            empty_json,
+            "{db:?} callerName"
+        );
+        assert_eq!(
+            srcs(&api("cdrapi", json!({"format": "json"})).await).len(),
+            4
+        );
+        assert_eq!(srcs(&get("/cdrapi?format=json".into()).await).len(), 4);
+
+        // An invalid format: the CSV header alone, also for the export.
+        let header = format!("{}\n", ucm::cdr::FIELDS.join(","));
+        assert_eq!(api("cdrapi", json!({"format": "yaml"})).await, header);
+        assert_eq!(api("cdrExport", json!({"format": "yaml"})).await, header);
+        assert_eq!(get("/cdrapi?format=yaml".into()).await, header);
+
+        let log = srv.stop().await;
+        assert!(log.contains("item longer than 64 characters"), "{db:?}");
+        assert!(
+            log.contains("1001 ranges or wildcards in one list"),
+            "{db:?}"
+        );
+        assert!(log.contains("format: expected csv, xml or json"), "{db:?}");
+        assert!(!log.contains("panicked"), "{db:?}");
+    }
 }

@@ -188,6 +188,11 @@ async fn websockify_handshake_and_its_errors() {
         assert_eq!(r["transactionid"], "t9");
         let r = c.request("challenge", json!({})).await;
         assert_eq!(r["status"], -1, "challenge without username: {r}");
+        // A name no user can have (the rule of /api): -1.
+        for bad in ["x".repeat(65), "a b".into()] {
+            let r = c.request("challenge", json!({"username": bad})).await;
+            assert_eq!(r["status"], -1, "{r}");
+        }
         let r = c
             .request("login", json!({"username":"cdrapi","token":[1]}))
             .await;

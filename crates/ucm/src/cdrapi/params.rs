@@ -64,12 +64,26 @@ impl Key {
 /// Every error carries the requested format, since it is answered with that
 /// format's empty container.
 pub fn parse_params(params: &[(String, String)], mode: Mode) -> Result<CdrQuery, QueryError> {
-    let format = requested_format(params, mode);
-    build(params, mode, format).map_err(|reason| QueryError { format, reason })
+    let (format, invalid) = requested_format(params, mode);
+    let query = build(params, mode, format).map_err(|reason| QueryError { format, reason })?;
+    // An invalid `format` is answered with the CSV header alone (§4.2, §4.4),
+    // not with CSV rows: the client asked for something else.
+    match invalid {
+        Some(v) => Err(QueryError {
+            format,
+            reason: format!("format: expected csv, xml or json, got {}", quoted(&v)),
+        }),
+        None => Ok(query),
+    }
 }
 
-/// The first `format` value; anything but csv/xml/json (any case) is CSV.
-fn requested_format(params: &[(String, String)], mode: Mode) -> Format {
+/// Longest `callerName` (characters): caller names are short (Asterisk keeps
+/// 80 bytes), and a bound keeps hostile values out of SQL and the logs.
+pub const MAX_CALLER_NAME_CHARS: usize = 256;
+
+/// The first `format` value; anything but csv/xml/json (any case) is CSV,
+/// and is also returned as invalid. Not set (or blank on the new API) is CSV.
+fn requested_format(params: &[(String, String)], mode: Mode) -> (Format, Option<String>) {
     let value = params
         .iter()
         .filter(|(n, _)| Key::lookup(n) == Some(Key::Format))
@@ -83,9 +97,10 @@ fn requested_format(params: &[(String, String)], mode: Mode) -> Format {
         .find(|v| mode == Mode::Old || !v.is_empty())
         .unwrap_or("");
     match value.to_ascii_lowercase().as_str() {
-        "xml" => Format::Xml,
-        "json" => Format::Json,
-        _ => Format::Csv,
+        "xml" => (Format::Xml, None),
+        "json" => (Format::Json, None),
+        "csv" | "" => (Format::Csv, None),
+        _ => (Format::Csv, Some(value.to_owned())),
     }
 }
 
@@ -156,6 +171,12 @@ fn build(params: &[(String, String)], mode: Mode, format: Format) -> Result<CdrQ
         .unwrap_or_default(),
         caller_name: field(Key::CallerName, get(Key::CallerName), |v| {
             // One item: commas are part of the name ("Doe, John").
+            if v.len() > MAX_CALLER_NAME_CHARS && v.chars().nth(MAX_CALLER_NAME_CHARS).is_some() {
+                return Err(format!(
+                    "longer than {MAX_CALLER_NAME_CHARS} characters: {}",
+                    quoted(v)
+                ));
+            }
             match v.chars().find(|c| c.is_control()) {
                 Some(c) => Err(format!("disallowed character {c:?} in {}", quoted(v))),
                 None if v.contains(['@', '_']) => Ok(Pattern::Wildcard(v.to_owned())),
@@ -342,9 +363,45 @@ mod tests {
         assert_eq!(old("format=JSON").unwrap().format, Format::Json);
         assert_eq!(old("format=Xml").unwrap().format, Format::Xml);
         assert_eq!(old("format=csv").unwrap().format, Format::Csv);
-        assert_eq!(old("format=yaml").unwrap().format, Format::Csv);
         assert_eq!(new(&[("format", " json ")]).unwrap().format, Format::Json);
         assert_eq!(new(&[("format", "")]).unwrap().format, Format::Csv);
+        assert_eq!(new(&[("format", "  ")]).unwrap().format, Format::Csv);
+    }
+
+    #[test]
+    fn invalid_format_is_refused_as_csv() {
+        for bad in ["yaml", "jsonx", " csv", "x".repeat(5000).as_str(), "ä"] {
+            let e = err(old(&format!("format={}", bad.replace(' ', "%20"))));
+            assert_eq!(e.format, Format::Csv, "{bad}");
+            assert!(e.reason.starts_with("format: "), "{}", e.reason);
+            assert!(e.reason.chars().count() < 200, "{}", e.reason);
+            if bad != " csv" {
+                let e = err(new(&[("format", bad), ("caller", "1001")]));
+                assert_eq!(e.format, Format::Csv, "{bad}");
+            }
+        }
+        // The new API trims: " csv " is csv.
+        assert!(new(&[("format", " csv ")]).is_ok());
+        // Another error is still reported (in CSV).
+        let e = err(old("format=yaml&minDur=x"));
+        assert_eq!(
+            (e.format, e.reason.starts_with("minDur")),
+            (Format::Csv, true)
+        );
+    }
+
+    #[test]
+    fn caller_name_length_is_bounded() {
+        let ok = "é".repeat(MAX_CALLER_NAME_CHARS);
+        assert!(new(&[("callerName", &ok)]).is_ok());
+        let long = format!("{ok}x");
+        let e = err(new(&[("callerName", &long)]));
+        assert!(
+            e.reason.starts_with("callerName: longer than"),
+            "{}",
+            e.reason
+        );
+        assert!(e.reason.chars().count() < 300);
     }
 
     #[test]

@@ -43,8 +43,27 @@ pub fn parse_list(s: &str) -> Result<Vec<Pattern>, String> {
     if s.is_empty() {
         return Err("empty list".into());
     }
-    s.split(',').map(|item| parse_item(item, s)).collect()
+    let list: Vec<Pattern> = s
+        .split(',')
+        .map(|item| parse_item(item, s))
+        .collect::<Result<_, _>>()?;
+    let patterns = list
+        .iter()
+        .filter(|p| !matches!(p, Pattern::Exact(_)))
+        .count();
+    if patterns > MAX_PATTERN_ITEMS {
+        return Err(format!(
+            "{patterns} ranges or wildcards in one list (at most {MAX_PATTERN_ITEMS})"
+        ));
+    }
+    Ok(list)
 }
+
+/// Most ranges and wildcards one list may hold (exact items are not
+/// limited): each is tried on every row the query reads, so this bounds the
+/// work one request can ask of the database. Clients page with lists of up
+/// to 1000 items.
+pub const MAX_PATTERN_ITEMS: usize = 1000;
 
 /// True when any item matches. An empty list matches nothing: "no filter" is
 /// decided by the caller, which skips empty lists.
@@ -52,11 +71,22 @@ pub fn list_matches(list: &[Pattern], value: &str) -> bool {
     list.iter().any(|p| p.matches(value))
 }
 
+/// Longest item of a list (bytes; every allowed character is ASCII). Numbers
+/// and caller IDs are far shorter; the bound keeps range widths, SQL literals
+/// and padding small whatever a client sends.
+pub const MAX_ITEM_LEN: usize = 64;
+
 fn parse_item(item: &str, list: &str) -> Result<Pattern, String> {
     if item.is_empty() {
         return Err(format!(
             "empty item (leading, trailing or double comma) in {}",
             quoted(list)
+        ));
+    }
+    if item.len() > MAX_ITEM_LEN {
+        return Err(format!(
+            "item longer than {MAX_ITEM_LEN} characters: {}",
+            quoted(item)
         ));
     }
     // Caller IDs can be names, hence letters; `+*#.` occur in dialled numbers.
@@ -247,6 +277,40 @@ mod tests {
         let e = parse_list(&long).unwrap_err();
         assert!(e.len() < 150, "{e}");
         assert!(e.ends_with("…\""), "{e}");
+    }
+
+    #[test]
+    fn long_items_are_refused() {
+        let max = "9".repeat(MAX_ITEM_LEN);
+        assert_eq!(one(&max), Pattern::Exact(max.clone()));
+        assert!(matches!(
+            one(&format!("1-{}", &max[2..])),
+            Pattern::Range { .. }
+        ));
+        for bad in [
+            format!("{max}1"),
+            format!("1-{max}"),
+            format!("{}-{}", "1".repeat(65_536), "2".repeat(65_536)),
+            format!("5300,{}@", "1".repeat(MAX_ITEM_LEN)),
+        ] {
+            let e = parse_list(&bad).unwrap_err();
+            assert!(e.starts_with("item longer than 64"), "{e}");
+            assert!(e.len() < 150);
+        }
+    }
+
+    #[test]
+    fn ranges_and_wildcards_per_list_are_bounded_exact_items_not() {
+        let exact: Vec<String> = (0..20_000).map(|i| i.to_string()).collect();
+        assert_eq!(parse_list(&exact.join(",")).unwrap().len(), 20_000);
+        let mut items: Vec<String> = (0..MAX_PATTERN_ITEMS / 2)
+            .flat_map(|i| [format!("{i}@"), format!("{i}-{}", i + 1)])
+            .collect();
+        items.extend(exact.iter().take(100).cloned());
+        assert!(parse_list(&items.join(",")).is_ok());
+        items.push("9_".into());
+        let e = parse_list(&items.join(",")).unwrap_err();
+        assert_eq!(e, "1001 ranges or wildcards in one list (at most 1000)");
     }
 
     #[test]

@@ -131,6 +131,11 @@ fn errors_name_the_key_and_the_problem() {
             "5 to 3600",
         ),
         (
+            "[session]\nmax_challenges_per_address = 0",
+            "session.max_challenges_per_address",
+            "1 to 1000",
+        ),
+        (
             "[https_api]\npermitted_ips = [\"10.0.0.1\", \"10.0.0.0/255.0.255.0\"]",
             "https_api.permitted_ips[1]",
             "contiguous",
