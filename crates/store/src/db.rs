@@ -201,20 +201,68 @@ pub fn backend_of(url: &str) -> Result<Backend, Error> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Backend::Postgres)
     } else {
-        Err(Error::UnsupportedUrl(redact_url(url)))
+        // Nothing of the URL but a plain scheme is shown: a mistyped URL
+        // may be anything, even the password alone.
+        let scheme = url
+            .split_once("://")
+            .map(|(s, _)| s)
+            .filter(|s| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric()));
+        Err(Error::UnsupportedUrl(match scheme {
+            Some(s) => format!("its scheme is \"{s}://\""),
+            None => "it has no scheme".to_owned(),
+        }))
     }
 }
 
-/// Removes a password from a URL before it goes into a message.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
+/// The backend a database URL names and, for PostgreSQL, its form checked
+/// as [`Store::connect`] reads it, without connecting. Messages never show
+/// the URL's password.
+pub fn check_url(url: &str) -> Result<Backend, Error> {
+    let backend = backend_of(url)?;
+    if backend == Backend::Postgres {
+        pg_options(url)?;
     }
+    Ok(backend)
+}
+
+fn pg_options(url: &str) -> Result<PgConnectOptions, Error> {
+    PgConnectOptions::from_str(url).map_err(|e| Error::BadUrl(scrub_url_secrets(&e.to_string(), url)))
+}
+
+/// The parts of a database URL that may be a password: the user-info after
+/// its first ':' (whatever the URL's form, even without a scheme) and any
+/// `password=` parameter. Empty parts are left out.
+pub fn url_secrets(url: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    if let Some(at) = rest.rfind('@') {
+        let userinfo = &rest[..at];
+        let pass = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+        out.push(pass);
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        for pair in query.split('&') {
+            if let Some((k, v)) = pair.split_once('=')
+                && k.eq_ignore_ascii_case("password")
+            {
+                out.push(v);
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// `text` with every password part of `url` replaced by `***`.
+pub fn scrub_url_secrets(text: &str, url: &str) -> String {
+    let mut out = text.to_owned();
+    let mut secrets = url_secrets(url);
+    // Longest first, so a password containing another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in secrets {
+        out = out.replace(s, "***");
+    }
+    out
 }
 
 fn sqlite_path(url: &str, base_dir: &Path) -> Option<PathBuf> {
@@ -291,7 +339,7 @@ impl Store {
                 Inner::Sqlite { read, write }
             }
             Backend::Postgres => {
-                let connect = PgConnectOptions::from_str(url)?;
+                let connect = pg_options(url)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections.max(1))
                     .test_before_acquire(false)

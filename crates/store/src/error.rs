@@ -4,6 +4,8 @@
 pub enum Error {
     #[error("unsupported database URL (expected sqlite:// or postgres://): {0}")]
     UnsupportedUrl(String),
+    #[error("malformed database URL: {0}")]
+    BadUrl(String),
     #[error("cannot prepare the SQLite directory {path}: {source}")]
     Directory {
         path: String,

@@ -383,7 +383,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         ));
     }
 
-    store::backend_of(c.database.url.expose())
+    store::check_url(c.database.url.expose())
         .map_err(|e| ConfigError::invalid("database.url", e.to_string()))?;
     if c.database.max_connections == 0 {
         return Err(ConfigError::invalid(

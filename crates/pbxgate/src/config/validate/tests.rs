@@ -653,3 +653,165 @@ fn trunk_contexts_default_and_errors() {
         assert!(e.contains("dialing.trunk_contexts[1]"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn known_keys_come_from_the_parser() {
+    let keys = crate::config::known_keys();
+    let has = |s: &str, k: &str| keys.iter().any(|(a, b)| a == s && b == k);
+    for (s, k) in [
+        ("web", "listen"),
+        ("database", "url"),
+        ("https_api", "password"),
+        ("https_api.users", "password"),
+        ("https_api.users", "permitted_ips"),
+        ("recordings", "dirs"),
+        ("recordings.s3", "secret_access_key"),
+        ("call_control", "timeout_secs"),
+        ("pms", "wakeup_prompt"),
+    ] {
+        assert!(has(s, k), "{s}.{k} missing from {keys:?}");
+    }
+    // Sections and lists of sections are not keys themselves.
+    assert!(!has("https_api", "users") && !has("recordings", "s3"), "{keys:?}");
+    assert!(keys.len() > 90, "{}", keys.len());
+}
+
+/// A configuration text setting `key` of `section` to the TOML `value`.
+fn with_key(section: &str, key: &str, value: &str) -> String {
+    if section == "https_api.users" {
+        format!("[[https_api.users]]\nusername = \"b\"\n{key} = {value}\n")
+    } else {
+        format!("[{section}]\n{key} = {value}\n")
+    }
+}
+
+/// Every key whose value is secret, from the parser's key list.
+fn secret_keys() -> Vec<(String, String)> {
+    crate::config::known_keys()
+        .into_iter()
+        .filter(|(s, k)| crate::config::is_secret_key(&format!("{s}.{k}")))
+        .collect()
+}
+
+#[test]
+fn every_secret_field_is_a_secret_key() {
+    use crate::config::Config;
+    use serde::Deserialize;
+    // A field of type Secret reads a string and writes it back empty: find
+    // them all that way, and check the name rule knows each.
+    let mut found = Vec::new();
+    for (section, key) in crate::config::known_keys() {
+        let text = with_key(&section, &key, "\"zz-marker\"");
+        let Ok(tree) = toml::from_str::<toml::Table>(&text) else {
+            continue;
+        };
+        let Ok(config) = Config::deserialize(toml::Value::Table(tree)) else {
+            continue;
+        };
+        let back = toml::to_string(&config).unwrap();
+        if !back.contains("zz-marker") {
+            found.push(format!("{section}.{key}"));
+        }
+    }
+    for path in &found {
+        assert!(
+            crate::config::is_secret_key(path),
+            "{path} holds a Secret but is_secret_key does not know it"
+        );
+    }
+    for path in [
+        "database.url",
+        "https_api.password",
+        "https_api.users.password",
+        "https_api_old.password",
+        "asterisk.ami_secret",
+        "asterisk.ari_password",
+        "pms.password",
+        "recordings.s3.secret_access_key",
+    ] {
+        assert!(found.iter().any(|f| f == path), "{path} not found in {found:?}");
+    }
+    let all = secret_keys();
+    assert_eq!(all.len(), found.len(), "{all:?} vs {found:?}");
+}
+
+#[test]
+fn no_configuration_error_shows_a_secret() {
+    const S: &str = "Zq7secretVal";
+    let check = |what: &str, r: Result<Settings, ConfigError>| {
+        let msg = match r {
+            Ok(_) => panic!("{what}: accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(!msg.contains(S) && !msg.contains("987654321"), "{what}: {msg}");
+    };
+    for (section, key) in secret_keys() {
+        let name = format!("{section}.{key}");
+        // Wrong types, as the file gives them.
+        for value in [
+            "987654321".to_owned(),
+            "9876.54321".to_owned(),
+            format!("[\"{S}\"]"),
+            format!("{{ a = \"{S}\" }}"),
+            format!("1987-06-05T04:03:02"),
+        ] {
+            check(&format!("{name} = {value}"), load(&with_key(&section, &key, &value)));
+        }
+        // Syntax errors on the secret's line.
+        for value in [
+            format!("\"{S}"),
+            format!("{S}"),
+            format!("\"{S}\\q\""),
+            format!("\"{S}\" trailing"),
+            format!("'''{S}"),
+        ] {
+            check(&format!("{name} = {value}"), load(&with_key(&section, &key, &value)));
+        }
+        let dup = with_key(&section, &key, &format!("\"{S}\"")) + &format!("{key} = \"{S}\"\n");
+        check(&format!("{name} twice"), load(&dup));
+        // A valid secret beside an invalid key elsewhere, and a secret put
+        // where another kind of value belongs.
+        let text = with_key(&section, &key, &format!("\"{S}\""))
+            + &format!("\n[database]\nmax_connections = \"{S}\"\n");
+        check(&format!("{name} and a bad key"), load(&text));
+        // From the environment, beside a bad value of another variable.
+        let var = format!(
+            "PBXGATE_{}__{}",
+            section.to_ascii_uppercase().replace('.', "__"),
+            key.to_ascii_uppercase()
+        );
+        let var = var.replace("__USERS__", "__USERS__0__");
+        let mut env = vec![(var.as_str(), S), ("PBXGATE_PBX__TIMEZONE", S)];
+        if section == "https_api.users" {
+            env.push(("PBXGATE_HTTPS_API__USERS__0__USERNAME", "b"));
+        }
+        check(&format!("{var} and a bad timezone"), load_with_env("", &env));
+    }
+    // The database URL, malformed in every way, from the file and the environment.
+    for url in [
+        format!("postgres://u:{S}@h:notaport/db"),
+        format!("postgres://u:{S}@[::1/db"),
+        format!("postgresql://u@h/db?password={S}&sslmode=bogus"),
+        format!("postgres//u:{S}@h/db"),
+        format!("mysql://u:{S}@h/db"),
+        format!("u:{S}@h/db"),
+        S.to_owned(),
+    ] {
+        check(&url, load(&format!("[database]\nurl = \"{url}\"\n")));
+        check(&url, load_with_env("", &[("PBXGATE_DATABASE__URL", &url)]));
+    }
+    // Lists of users from the environment: TOML syntax and type errors.
+    for raw in [
+        format!("[{{ username = \"a\", password = \"{S}\""),
+        format!("[{{ username = \"a\", password = {S} }}]"),
+        format!("[\"{S}\"]"),
+        S.to_owned(),
+        format!("[{{ username = \"a b\", password = \"{S}\" }}]"),
+    ] {
+        check(&raw, load_with_env("", &[("PBXGATE_HTTPS_API__USERS", &raw)]));
+    }
+    // Values of other keys that arrive in the place of a secret.
+    for raw in [S, "[1, 2]"] {
+        check(raw, load_with_env("", &[("PBXGATE_WEB__MAX_BODY_BYTES", S), ("PBXGATE_HTTPS_API__ENABLE", raw)]));
+    }
+}
