@@ -265,6 +265,58 @@ pub fn scrub_url_secrets(text: &str, url: &str) -> String {
     out
 }
 
+/// The SQLite file of a URL (relative paths against `base_dir`); `None` for
+/// an in-memory database or another backend.
+pub fn sqlite_file(url: &str, base_dir: &Path) -> Option<PathBuf> {
+    sqlite_path(url, base_dir)
+}
+
+/// The database holds sessions, CSRF tokens and password hashes: its folder
+/// must already exist (a mistyped path is not silently created anywhere),
+/// and the file is created, or narrowed, to 0600. SQLite gives the -wal and
+/// -shm files the database file's mode; existing ones are narrowed too.
+fn prepare_sqlite_file(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::Directory {
+            path: parent.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the folder does not exist (create it, or fix database.url)",
+            ),
+        });
+    }
+    let io = |source| Error::Directory {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Ok(())
+}
+
 fn sqlite_path(url: &str, base_dir: &Path) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
@@ -288,12 +340,7 @@ impl Store {
             Backend::Sqlite => {
                 let (connect, max) = match sqlite_path(url, &options.base_dir) {
                     Some(path) => {
-                        if let Some(parent) = path.parent() {
-                            std::fs::create_dir_all(parent).map_err(|source| Error::Directory {
-                                path: parent.display().to_string(),
-                                source,
-                            })?;
-                        }
+                        prepare_sqlite_file(&path)?;
                         (
                             SqliteConnectOptions::new().filename(path),
                             options.max_connections.max(1),

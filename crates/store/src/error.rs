@@ -6,7 +6,7 @@ pub enum Error {
     UnsupportedUrl(String),
     #[error("malformed database URL: {0}")]
     BadUrl(String),
-    #[error("cannot prepare the SQLite directory {path}: {source}")]
+    #[error("cannot prepare the SQLite database {path}: {source}")]
     Directory {
         path: String,
         source: std::io::Error,

@@ -815,3 +815,98 @@ fn no_configuration_error_shows_a_secret() {
         check(raw, load_with_env("", &[("PBXGATE_WEB__MAX_BODY_BYTES", S), ("PBXGATE_HTTPS_API__ENABLE", raw)]));
     }
 }
+
+/// The keys of each section a text names: `key = ` lines, commented out or
+/// not, under `[section]` / `[[section]]` headers (commented out or not).
+fn keys_named_in_example(text: &str) -> std::collections::BTreeSet<(String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if line.starts_with('[') {
+            section = line.trim_matches(['[', ']']).to_owned();
+            // `[recordings.dirs]` names the key `dirs` of `[recordings]`.
+            if let Some((parent, key)) = section.rsplit_once('.') {
+                out.insert((parent.to_owned(), key.to_owned()));
+            }
+        } else if let Some((key, _)) = line.split_once(" = ")
+            && !key.is_empty()
+            && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            out.insert((section.clone(), key.to_owned()));
+        }
+    }
+    out
+}
+
+/// Whether docs/configuration.md documents `key` of `section`: named as
+/// `` `key` `` below a heading that names `[section]`, before the next
+/// heading that names another section.
+fn documented(docs: &str, section: &str, key: &str) -> bool {
+    let header = format!("[{section}]");
+    // A table of free names (`[recordings.dirs]`) has its own heading.
+    let own = format!("[{section}.{key}]");
+    if docs.lines().any(|l| l.starts_with('#') && l.contains(&own)) {
+        return true;
+    }
+    let mut inside = false;
+    for line in docs.lines() {
+        if line.starts_with('#') {
+            if line.contains(&header) {
+                inside = true;
+                continue;
+            }
+            if line.contains("`[") {
+                inside = false;
+            }
+        }
+        if inside && line.contains(&format!("`{key}`")) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn the_example_and_the_reference_name_every_key() {
+    let example = include_str!("../../../../../pbxgate.example.toml");
+    let docs = include_str!("../../../../../docs/configuration.md");
+    let named = keys_named_in_example(example);
+    let mut missing = Vec::new();
+    for (section, key) in crate::config::known_keys() {
+        if !named.contains(&(section.clone(), key.clone())) {
+            missing.push(format!(
+                "pbxgate.example.toml does not name `{key}` under [{section}]"
+            ));
+        }
+        if !documented(docs, &section, &key) {
+            missing.push(format!(
+                "docs/configuration.md does not document `{key}` under a heading naming [{section}]"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+#[test]
+fn port_zero_is_refused_for_every_listen_key() {
+    for (text, key) in [
+        ("[web]\nlisten = \"127.0.0.1:0\"\n", "web.listen"),
+        ("[web]\nlisten = \"[::]:0\"\n", "web.listen"),
+        (
+            "[https_api_old]\ntls_bind_address = \"0.0.0.0:0\"\n",
+            "https_api_old.tls_bind_address",
+        ),
+        (
+            "[https_api_old]\ntls_bind_address = \"[::1]:0\"\n",
+            "https_api_old.tls_bind_address",
+        ),
+    ] {
+        let msg = err(text);
+        assert!(msg.contains(key) && msg.contains("1 to 65535"), "{text}: {msg}");
+    }
+    let msg = load_with_env("", &[("PBXGATE_WEB__LISTEN", "0.0.0.0:0")])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("web.listen"), "{msg}");
+}
