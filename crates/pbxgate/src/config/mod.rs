@@ -853,7 +853,7 @@ fn secret_values(text: &str, vars: Vec<(String, String)>) -> Vec<String> {
             continue;
         };
         let path = path.to_ascii_lowercase().replace("__", ".");
-        if is_secret_key(&path) || path.ends_with(".users") || path.contains(".users.") {
+        if is_secret_key(&path) || path.ends_with(".users") {
             out.push(raw.clone());
             if path == "database.url" {
                 out.extend(store::url_secrets(raw).into_iter().map(str::to_owned));
@@ -882,12 +882,17 @@ fn without_values(message: &str) -> String {
         .filter_map(|m| rest.find(m).map(|i| (i, *m)))
         .min_by_key(|(i, _)| *i)
     {
-        out.push_str(&rest[..at + mark.len()]);
+        out.push_str(&rest[..at]);
+        out.push_str(mark.trim_end());
         let tail = &rest[at + mark.len()..];
         let end = tail.find(", expected").unwrap_or(tail.len());
         // Keep the kind ("string", "integer", "sequence"), drop what follows it.
         let kind_end = tail[..end].find(['`', '"', '\'']).unwrap_or(end);
-        out.push_str(tail[..kind_end].trim_end());
+        let kind = tail[..kind_end].trim_end();
+        if !kind.is_empty() {
+            out.push(' ');
+            out.push_str(kind);
+        }
         rest = &tail[end..];
     }
     out.push_str(rest);

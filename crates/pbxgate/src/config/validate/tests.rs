@@ -910,3 +910,15 @@ fn port_zero_is_refused_for_every_listen_key() {
         .to_string();
     assert!(msg.contains("web.listen"), "{msg}");
 }
+
+#[test]
+fn serde_messages_keep_the_kind_and_drop_the_value() {
+    let msg = err("[database]\nmax_connections = \"many\"\n");
+    assert!(
+        msg.contains("invalid type: string, expected u32") && msg.contains("database.max_connections"),
+        "{msg}"
+    );
+    assert!(!msg.contains("many"), "{msg}");
+    let msg = err("[https_api]\nusers = [\"crm-user\"]\n");
+    assert!(msg.contains("https_api.users") && !msg.contains("crm-user"), "{msg}");
+}
