@@ -82,7 +82,9 @@ fn write_recording(path: &Path, bytes: u64) {
 /// something else.
 fn aes_gcm_rate(cipher: &str) -> Option<f64> {
     let out = Command::new("openssl")
-        .args(["speed", "-mr", "-evp", cipher, "-seconds", "1", "-bytes", "16384"])
+        .args([
+            "speed", "-mr", "-evp", cipher, "-seconds", "1", "-bytes", "16384",
+        ])
         .stderr(Stdio::null())
         .output()
         .ok()?;

@@ -130,9 +130,10 @@ pub fn idle_since(at_start: f64, now: f64, cpus: f64, up_secs: u64) -> u64 {
 /// costs more than the rest of it.
 fn idle_secs(at_start: f64, up_secs: u64) -> u64 {
     static CACHE: std::sync::Mutex<Option<(Instant, f64)>> = std::sync::Mutex::new(None);
-    let cached = CACHE.lock().ok().and_then(|cache| {
-        cache.filter(|(at, _)| at.elapsed() < std::time::Duration::from_secs(1))
-    });
+    let cached = CACHE
+        .lock()
+        .ok()
+        .and_then(|cache| cache.filter(|(at, _)| at.elapsed() < std::time::Duration::from_secs(1)));
     let now = match cached {
         Some((_, idle)) => idle,
         None => {

@@ -203,10 +203,9 @@ pub fn backend_of(url: &str) -> Result<Backend, Error> {
     } else {
         // Nothing of the URL but a plain scheme is shown: a mistyped URL
         // may be anything, even the password alone.
-        let scheme = url
-            .split_once("://")
-            .map(|(s, _)| s)
-            .filter(|s| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let scheme = url.split_once("://").map(|(s, _)| s).filter(|s| {
+            !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
         Err(Error::UnsupportedUrl(match scheme {
             Some(s) => format!("its scheme is \"{s}://\""),
             None => "it has no scheme".to_owned(),
@@ -226,7 +225,8 @@ pub fn check_url(url: &str) -> Result<Backend, Error> {
 }
 
 fn pg_options(url: &str) -> Result<PgConnectOptions, Error> {
-    PgConnectOptions::from_str(url).map_err(|e| Error::BadUrl(scrub_url_secrets(&e.to_string(), url)))
+    PgConnectOptions::from_str(url)
+        .map_err(|e| Error::BadUrl(scrub_url_secrets(&e.to_string(), url)))
 }
 
 /// The parts of a database URL that may be a password: the user-info after

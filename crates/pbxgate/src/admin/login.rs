@@ -243,7 +243,12 @@ async fn login_token_valid(app: &App, token: &str) -> Result<bool> {
 }
 
 /// The login form with a fresh CSRF token (also set as a cookie).
-async fn login_form(app: &App, status: StatusCode, error: Option<&str>, username: &str) -> Response {
+async fn login_form(
+    app: &App,
+    status: StatusCode,
+    error: Option<&str>,
+    username: &str,
+) -> Response {
     let token = match login_token(app).await {
         Ok(t) => t,
         Err(e) => return internal(&e),

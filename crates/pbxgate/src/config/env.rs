@@ -104,8 +104,12 @@ fn convert(guide: &Value, raw: &str) -> Result<Value, String> {
             if raw.starts_with('[') {
                 // The parser's message only: its Display quotes the text,
                 // and a list of users holds passwords.
-                let t: Table = toml::from_str(&format!("v = {raw}"))
-                    .map_err(|e| format!("not a TOML array: {}", e.message().trim_end().replace('\n', "; ")))?;
+                let t: Table = toml::from_str(&format!("v = {raw}")).map_err(|e| {
+                    format!(
+                        "not a TOML array: {}",
+                        e.message().trim_end().replace('\n', "; ")
+                    )
+                })?;
                 t.get("v")
                     .cloned()
                     .ok_or_else(|| "not a TOML array".to_owned())

@@ -359,7 +359,10 @@ async fn login_tokens_must_be_issued_by_the_server() {
             ("a short made-up pair", "x".to_owned()),
             ("another key's token", other.mint(now, 1)),
             ("a tampered token", tampered),
-            ("a token issued two hours ago", key.mint(now - 2 * 3600 * 1000, 2)),
+            (
+                "a token issued two hours ago",
+                key.mint(now - 2 * 3600 * 1000, 2),
+            ),
             ("a token from the future", key.mint(now + 3600 * 1000, 3)),
         ] {
             let cookie = format!("pbxgate_admin_csrf={token}");
@@ -367,7 +370,11 @@ async fn login_tokens_must_be_issued_by_the_server() {
                 &srv,
                 &c,
                 Some(&cookie),
-                &[("csrf", &token), ("username", "admin"), ("password", PASSWORD)],
+                &[
+                    ("csrf", &token),
+                    ("username", "admin"),
+                    ("password", PASSWORD),
+                ],
             )
             .await;
             assert_eq!(r.status(), StatusCode::FORBIDDEN, "{what}");
@@ -381,7 +388,11 @@ async fn login_tokens_must_be_issued_by_the_server() {
             &srv,
             &c,
             Some(&cookie),
-            &[("csrf", &token), ("username", "admin"), ("password", PASSWORD)],
+            &[
+                ("csrf", &token),
+                ("username", "admin"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
@@ -391,12 +402,19 @@ async fn login_tokens_must_be_issued_by_the_server() {
             &srv,
             &c,
             Some(&cookie),
-            &[("csrf", &issued), ("username", "admin"), ("password", PASSWORD)],
+            &[
+                ("csrf", &issued),
+                ("username", "admin"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         let log = srv.stop().await;
-        assert!(log.contains("CSRF token not issued by pbxgate or expired"), "{log}");
+        assert!(
+            log.contains("CSRF token not issued by pbxgate or expired"),
+            "{log}"
+        );
     }
 }
 

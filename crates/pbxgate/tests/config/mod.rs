@@ -31,12 +31,15 @@ async fn run(args: &[&str], config: &Path, env: &[(&str, &str)]) -> (Option<i32>
     (out.status.code(), text)
 }
 
+/// A configuration file's text, `PBXGATE_*` variables, and what the error must name.
+type Case<'a> = (String, Vec<(&'a str, String)>, &'a str);
+
 #[tokio::test]
 async fn configuration_errors_never_show_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.toml");
     // (file, environment, key the message must name)
-    let cases: Vec<(String, Vec<(&str, String)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             format!("[asterisk]\nami_secret = \"{SECRET}\"\nari_password = 987654321\n"),
             vec![],
@@ -52,7 +55,10 @@ async fn configuration_errors_never_show_a_secret() {
         ),
         (
             String::new(),
-            vec![("PBXGATE_DATABASE__URL", format!("postgres//pbx:{SECRET}@db/pbx"))],
+            vec![(
+                "PBXGATE_DATABASE__URL",
+                format!("postgres//pbx:{SECRET}@db/pbx"),
+            )],
             "database.url",
         ),
         (
@@ -156,7 +162,9 @@ async fn a_running_server_never_logs_a_secret() {
         )
         .await;
         let c = client(None);
-        srv.login(&c, "cdrapi", &format!("{SECRET}api")).await.unwrap();
+        srv.login(&c, "cdrapi", &format!("{SECRET}api"))
+            .await
+            .unwrap();
         assert_eq!(srv.login(&c, "crm", "wrong").await, Err(-37));
         let log = srv.stop().await;
         assert!(log.contains("AMI") || log.contains("ami"), "{log}");
@@ -221,11 +229,22 @@ async fn database_and_key_files_are_private() {
         backend: store::Backend::Sqlite,
         url: "sqlite://data/pbxgate.db".to_owned(),
     };
-    let srv = Server::start_in(&db, "[https_api]\npassword = \"pw\"\n", dir.clone(), free_port()).await;
+    let srv = Server::start_in(
+        &db,
+        "[https_api]\npassword = \"pw\"\n",
+        dir.clone(),
+        free_port(),
+    )
+    .await;
     let c = client(None);
     srv.login(&c, "cdrapi", "pw").await.unwrap();
     assert_eq!(mode(&data), 0o700);
-    for f in ["pbxgate.db", "pbxgate.db-wal", "pbxgate.db-shm", "tls/key.pem"] {
+    for f in [
+        "pbxgate.db",
+        "pbxgate.db-wal",
+        "pbxgate.db-shm",
+        "tls/key.pem",
+    ] {
         assert_eq!(mode(&data.join(f)), 0o600, "{f}");
     }
     assert_eq!(mode(&data.join("tls")), 0o700);
@@ -262,7 +281,11 @@ async fn database_and_key_files_are_private() {
 async fn a_database_folder_that_does_not_exist_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.toml");
-    std::fs::write(&path, "[database]\nurl = \"sqlite://typo/sub/pbxgate.db\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[database]\nurl = \"sqlite://typo/sub/pbxgate.db\"\n",
+    )
+    .unwrap();
     for cmd in ["check-config", "serve"] {
         let (code, out) = run(&[cmd], &path, &[]).await;
         assert_eq!(code, Some(2), "{cmd}: {out}");

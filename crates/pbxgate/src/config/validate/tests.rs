@@ -672,7 +672,10 @@ fn known_keys_come_from_the_parser() {
         assert!(has(s, k), "{s}.{k} missing from {keys:?}");
     }
     // Sections and lists of sections are not keys themselves.
-    assert!(!has("https_api", "users") && !has("recordings", "s3"), "{keys:?}");
+    assert!(
+        !has("https_api", "users") && !has("recordings", "s3"),
+        "{keys:?}"
+    );
     assert!(keys.len() > 90, "{}", keys.len());
 }
 
@@ -729,7 +732,10 @@ fn every_secret_field_is_a_secret_key() {
         "pms.password",
         "recordings.s3.secret_access_key",
     ] {
-        assert!(found.iter().any(|f| f == path), "{path} not found in {found:?}");
+        assert!(
+            found.iter().any(|f| f == path),
+            "{path} not found in {found:?}"
+        );
     }
     let all = secret_keys();
     assert_eq!(all.len(), found.len(), "{all:?} vs {found:?}");
@@ -743,7 +749,10 @@ fn no_configuration_error_shows_a_secret() {
             Ok(_) => panic!("{what}: accepted"),
             Err(e) => e.to_string(),
         };
-        assert!(!msg.contains(S) && !msg.contains("987654321"), "{what}: {msg}");
+        assert!(
+            !msg.contains(S) && !msg.contains("987654321"),
+            "{what}: {msg}"
+        );
     };
     for (section, key) in secret_keys() {
         let name = format!("{section}.{key}");
@@ -753,19 +762,25 @@ fn no_configuration_error_shows_a_secret() {
             "9876.54321".to_owned(),
             format!("[\"{S}\"]"),
             format!("{{ a = \"{S}\" }}"),
-            format!("1987-06-05T04:03:02"),
+            "1987-06-05T04:03:02".to_owned(),
         ] {
-            check(&format!("{name} = {value}"), load(&with_key(&section, &key, &value)));
+            check(
+                &format!("{name} = {value}"),
+                load(&with_key(&section, &key, &value)),
+            );
         }
         // Syntax errors on the secret's line.
         for value in [
             format!("\"{S}"),
-            format!("{S}"),
+            S.to_owned(),
             format!("\"{S}\\q\""),
             format!("\"{S}\" trailing"),
             format!("'''{S}"),
         ] {
-            check(&format!("{name} = {value}"), load(&with_key(&section, &key, &value)));
+            check(
+                &format!("{name} = {value}"),
+                load(&with_key(&section, &key, &value)),
+            );
         }
         let dup = with_key(&section, &key, &format!("\"{S}\"")) + &format!("{key} = \"{S}\"\n");
         check(&format!("{name} twice"), load(&dup));
@@ -785,7 +800,10 @@ fn no_configuration_error_shows_a_secret() {
         if section == "https_api.users" {
             env.push(("PBXGATE_HTTPS_API__USERS__0__USERNAME", "b"));
         }
-        check(&format!("{var} and a bad timezone"), load_with_env("", &env));
+        check(
+            &format!("{var} and a bad timezone"),
+            load_with_env("", &env),
+        );
     }
     // The database URL, malformed in every way, from the file and the environment.
     for url in [
@@ -808,11 +826,23 @@ fn no_configuration_error_shows_a_secret() {
         S.to_owned(),
         format!("[{{ username = \"a b\", password = \"{S}\" }}]"),
     ] {
-        check(&raw, load_with_env("", &[("PBXGATE_HTTPS_API__USERS", &raw)]));
+        check(
+            &raw,
+            load_with_env("", &[("PBXGATE_HTTPS_API__USERS", &raw)]),
+        );
     }
     // Values of other keys that arrive in the place of a secret.
     for raw in [S, "[1, 2]"] {
-        check(raw, load_with_env("", &[("PBXGATE_WEB__MAX_BODY_BYTES", S), ("PBXGATE_HTTPS_API__ENABLE", raw)]));
+        check(
+            raw,
+            load_with_env(
+                "",
+                &[
+                    ("PBXGATE_WEB__MAX_BODY_BYTES", S),
+                    ("PBXGATE_HTTPS_API__ENABLE", raw),
+                ],
+            ),
+        );
     }
 }
 
@@ -831,7 +861,9 @@ fn keys_named_in_example(text: &str) -> std::collections::BTreeSet<(String, Stri
             }
         } else if let Some((key, _)) = line.split_once(" = ")
             && !key.is_empty()
-            && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         {
             out.insert((section.clone(), key.to_owned()));
         }
@@ -903,7 +935,10 @@ fn port_zero_is_refused_for_every_listen_key() {
         ),
     ] {
         let msg = err(text);
-        assert!(msg.contains(key) && msg.contains("1 to 65535"), "{text}: {msg}");
+        assert!(
+            msg.contains(key) && msg.contains("1 to 65535"),
+            "{text}: {msg}"
+        );
     }
     let msg = load_with_env("", &[("PBXGATE_WEB__LISTEN", "0.0.0.0:0")])
         .unwrap_err()
@@ -915,10 +950,14 @@ fn port_zero_is_refused_for_every_listen_key() {
 fn serde_messages_keep_the_kind_and_drop_the_value() {
     let msg = err("[database]\nmax_connections = \"many\"\n");
     assert!(
-        msg.contains("invalid type: string, expected u32") && msg.contains("database.max_connections"),
+        msg.contains("invalid type: string, expected u32")
+            && msg.contains("database.max_connections"),
         "{msg}"
     );
     assert!(!msg.contains("many"), "{msg}");
     let msg = err("[https_api]\nusers = [\"crm-user\"]\n");
-    assert!(msg.contains("https_api.users") && !msg.contains("crm-user"), "{msg}");
+    assert!(
+        msg.contains("https_api.users") && !msg.contains("crm-user"),
+        "{msg}"
+    );
 }
