@@ -17,7 +17,8 @@
 //!    reaches `cat`'s rate from the page cache (both ends' AES-GCM share the
 //!    machine's cores), so the raw row is information. Beside them, the
 //!    machine's AES-GCM limit: `openssl speed -evp aes-128-gcm` and
-//!    `aes-256-gcm` on one core, 16 KiB blocks (TLS records), one second each.
+//!    `aes-256-gcm` on one core, 16 KiB blocks (TLS records), one second each
+//!    (a loopback download encrypts and decrypts every byte on these cores).
 //! 2. `BENCH_CONCURRENT` (default 50) downloads of the same recording at
 //!    once, each checked for its full size; aggregate rate, and the server's
 //!    peak RSS (VmHWM after a reset through `/proc/<pid>/clear_refs`; a
@@ -344,9 +345,7 @@ async fn run(tmp: &Path, out: &mut Outcome) -> Result<(), String> {
         out.row(
             &format!("machine limit: {cipher}, one core"),
             match aes_gcm_rate(cipher) {
-                Some(r) => format!(
-                    "{r:.0} MiB/s (openssl speed, 16 KiB blocks; a loopback download encrypts and decrypts each byte)"
-                ),
+                Some(r) => format!("{r:.0} MiB/s (openssl speed, 16 KiB blocks)"),
                 None => "not measured (openssl speed unavailable)".to_owned(),
             },
             "",
