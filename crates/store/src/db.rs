@@ -224,7 +224,55 @@ pub fn check_url(url: &str) -> Result<Backend, Error> {
     Ok(backend)
 }
 
+/// The URL parameters sqlx reads; it logs any other with its value (a
+/// mistyped `pasword=` would reach the log), so they are refused here.
+const PG_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
 fn pg_options(url: &str) -> Result<PgConnectOptions, Error> {
+    if let Some((_, query)) = url.split_once('?') {
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, named) = pair
+                .split_once('=')
+                .map_or((pair, false), |(k, _)| (k, true));
+            if !PG_PARAMETERS.contains(&name) {
+                // The name only when it is one (`name=...`) and a plain word:
+                // anything else may be a value.
+                let shown = if named
+                    && name.len() <= 32
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    format!(" \"{}\"", scrub_url_secrets(name, url))
+                } else {
+                    String::new()
+                };
+                return Err(Error::BadUrl(format!(
+                    "unknown parameter{shown} (known: {})",
+                    PG_PARAMETERS.join(", ")
+                )));
+            }
+        }
+    }
     PgConnectOptions::from_str(url)
         .map_err(|e| Error::BadUrl(scrub_url_secrets(&e.to_string(), url)))
 }

@@ -357,6 +357,9 @@ async fn bad_urls_are_clear_errors() {
         "postgres://u:S3cretPw@[::1/db",
         "postgres://u:S3cretPw@h:99999/db",
         "postgresql://u@h/db?password=S3cretPw&sslmode=S3cretPw",
+        // sqlx would log an unknown parameter with its value: refused first.
+        "postgresql://u@h/db?pasword=S3cretPw",
+        "postgresql://u@h/db?S3cretPw",
         "postgres:/u:S3cretPw@h/db",
         "postgres//u:S3cretPw@h/db",
         "S3cretPw",
