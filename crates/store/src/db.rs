@@ -285,8 +285,11 @@ pub fn url_secrets(url: &str) -> Vec<&str> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     if let Some(at) = rest.rfind('@') {
         let userinfo = &rest[..at];
-        let pass = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
-        out.push(pass);
+        // Without ':' it is a user name: not scrubbed (it may be a word such
+        // as "postgres" that messages need).
+        if let Some((_, pass)) = userinfo.split_once(':') {
+            out.push(pass);
+        }
     }
     if let Some((_, query)) = url.split_once('?') {
         for pair in query.split('&') {
@@ -1623,8 +1626,25 @@ mod tests {
         let err = backend_of("mysql://bob:hunter2@host/db")
             .unwrap_err()
             .to_string();
-        assert!(!err.contains("hunter2"), "{err}");
-        assert!(err.contains("bob:***@host"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("bob"), "{err}");
+        assert!(err.contains("its scheme is \"mysql://\""), "{err}");
+        // Password parts of any URL shape, for messages of the driver.
+        for (url, parts) in [
+            ("postgres://bob:hunter2@h/db", vec!["hunter2"]),
+            ("bob:hunter2@h/db", vec!["hunter2"]),
+            (
+                "postgres://h/db?sslmode=require&password=hunter2",
+                vec!["hunter2"],
+            ),
+            ("postgres://bob@h/db", vec![]),
+            ("postgres://h/db", vec![]),
+        ] {
+            assert_eq!(url_secrets(url), parts, "{url}");
+        }
+        assert_eq!(
+            scrub_url_secrets("cannot use p:hunter2@h", "postgres://p:hunter2@h"),
+            "cannot use p:***@h"
+        );
     }
 
     #[test]
