@@ -20,6 +20,7 @@ pub mod channels;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod files;
 pub mod health;
 pub mod ingest;
 pub mod legacy;

@@ -239,14 +239,8 @@ fn print_summary(path: &std::path::Path, s: &Settings) {
             if u.call_control { "on" } else { "off" },
         );
     }
-    println!(
-        "  recordings          {} ({} directories)",
-        match &s.recordings.store {
-            config::RecordingStore::Local => format!("local, {}", s.recordings_dir.display()),
-            config::RecordingStore::S3(b) => format!("S3 bucket {}", b.bucket),
-        },
-        s.recordings.dirs.len()
-    );
+    print_asterisk(s);
+    print_recordings(s);
     let old = &s.old_api;
     println!(
         "  https_api_old       {} on {}",
@@ -281,6 +275,61 @@ fn print_summary(path: &std::path::Path, s: &Settings) {
     }
 }
 
+/// `[asterisk]` as it will be used; secrets only as "set".
+fn print_asterisk(s: &Settings) {
+    let Some(a) = &s.asterisk else {
+        println!("  asterisk            not connected (asterisk.ami_secret is not set)");
+        return;
+    };
+    println!(
+        "  asterisk ami        {}@{} (secret set)",
+        a.ami_username, a.ami_address
+    );
+    match &a.ari {
+        Some(ari) => println!(
+            "  asterisk ari        {}@{} app {} (password set)",
+            ari.username, ari.url, ari.app
+        ),
+        None => println!(
+            "  asterisk ari        not used (asterisk.ari_password is not set): no call control, no music on hold"
+        ),
+    }
+    match &a.cdr_csv {
+        Some(p) => println!(
+            "  asterisk cdr_csv    {}{}",
+            p.display(),
+            if p.is_file() { "" } else { " (not there yet)" }
+        ),
+        None => println!("  asterisk cdr_csv    none"),
+    }
+}
+
+/// `[recordings]`: where each recapi directory is read.
+fn print_recordings(s: &Settings) {
+    match &s.recordings.store {
+        config::RecordingStore::Local => println!(
+            "  recordings          local, spool_dir {} ({} directories)",
+            s.recordings_dir.display(),
+            s.recordings.dirs.len()
+        ),
+        config::RecordingStore::S3(b) => println!(
+            "  recordings          S3 bucket {} at {} region {} ({} directories, credentials {})",
+            b.bucket,
+            b.endpoint.as_deref().unwrap_or("AWS"),
+            b.region,
+            s.recordings.dirs.len(),
+            if b.secret_access_key.is_empty() {
+                "from AWS_* variables or the instance"
+            } else {
+                "set"
+            }
+        ),
+    }
+    for (dir, location) in &s.recordings.dirs {
+        println!("    {:<17} {location}", dir.as_str());
+    }
+}
+
 /// The database of a one-shot command; on failure the message is printed
 /// and the exit code returned.
 async fn open_store_or_exit(settings: &Settings) -> Result<store::Store, ExitCode> {
@@ -291,6 +340,13 @@ async fn open_store_or_exit(settings: &Settings) -> Result<store::Store, ExitCod
 }
 
 async fn open_store(settings: &Settings) -> Result<store::Store, store::Error> {
+    // The default database lives in web.data_dir, which `serve` creates; a
+    // command run before the first start (scripts/run sets the admin
+    // password first) creates it the same way, private.
+    pbxgate::files::private_dir(&settings.data_dir).map_err(|source| store::Error::Directory {
+        path: settings.data_dir.display().to_string(),
+        source,
+    })?;
     store::Store::connect(
         settings.database_url.expose(),
         &store::ConnectOptions {

@@ -78,7 +78,7 @@ pub fn router(app: App) -> Router {
 
 /// Opens the database and prepares everything the server needs.
 pub async fn prepare(mut settings: Settings) -> Result<App> {
-    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+    crate::files::private_dir(&settings.data_dir).map_err(|e| {
         Error::io(
             format!("cannot create web.data_dir {}", settings.data_dir.display()),
             e,

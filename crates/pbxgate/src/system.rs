@@ -17,6 +17,9 @@ pub struct Identity {
     pub serial_number: String,
     pub bindcode: String,
     pub mac: String,
+    /// The machine's idle CPU seconds (all CPUs) when pbxgate started: the
+    /// idle time reported is what accumulated since, like the up-time.
+    pub idle_at_start: f64,
 }
 
 impl Identity {
@@ -38,6 +41,7 @@ impl Identity {
             serial_number,
             bindcode,
             mac,
+            idle_at_start: machine_idle().unwrap_or(0.0),
         })
     }
 }
@@ -82,38 +86,65 @@ pub fn format_system_time(now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Stri
     )
 }
 
-/// Seconds the CPUs have been idle since boot, per CPU (`/proc/uptime`).
-/// Read at most once a second: `getSystemStatus` is what clients poll to keep
-/// a cookie alive, and a file read per request costs more than the rest of it.
-fn idle_secs() -> u64 {
-    static CACHE: std::sync::Mutex<Option<(Instant, u64)>> = std::sync::Mutex::new(None);
-    if let Ok(cache) = CACHE.lock()
-        && let Some((at, secs)) = *cache
-        && at.elapsed() < std::time::Duration::from_secs(1)
-    {
-        return secs;
-    }
-    let secs = read_idle_secs();
-    if let Ok(mut cache) = CACHE.lock() {
-        *cache = Some((Instant::now(), secs));
-    }
-    secs
+/// The machine's idle CPU seconds since boot, summed over its CPUs (the
+/// second number of `/proc/uptime`).
+fn machine_idle() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    let idle: f64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    idle.is_finite().then_some(idle)
 }
 
-fn read_idle_secs() -> u64 {
-    let Ok(text) = std::fs::read_to_string("/proc/uptime") else {
-        return 0;
-    };
-    let idle: f64 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.0);
-    // available_parallelism re-reads cgroup files on every call: ask once.
+/// The CPUs the kernel counts idle time for (`cpuN` lines of /proc/stat):
+/// not `available_parallelism`, which a container's CPU quota lowers while
+/// /proc/uptime still sums every CPU of the host.
+fn machine_cpus() -> f64 {
     static CPUS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    let cpus =
-        *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
-    (idle / cpus) as u64
+    *CPUS.get_or_init(|| {
+        let n = std::fs::read_to_string("/proc/stat")
+            .map(|t| {
+                t.lines()
+                    .filter(|l| {
+                        l.strip_prefix("cpu")
+                            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        n.max(1) as f64
+    })
+}
+
+/// Idle seconds per CPU since pbxgate started, never more than `up_secs`
+/// nor less than zero (a clock or counter going backwards, a machine
+/// without /proc).
+pub fn idle_since(at_start: f64, now: f64, cpus: f64, up_secs: u64) -> u64 {
+    let per_cpu = (now - at_start) / cpus.max(1.0);
+    if !per_cpu.is_finite() || per_cpu <= 0.0 {
+        return 0;
+    }
+    (per_cpu as u64).min(up_secs)
+}
+
+/// [`idle_since`] with /proc read at most once a second: `getSystemStatus`
+/// is what clients poll to keep a cookie alive, and a file read per request
+/// costs more than the rest of it.
+fn idle_secs(at_start: f64, up_secs: u64) -> u64 {
+    static CACHE: std::sync::Mutex<Option<(Instant, f64)>> = std::sync::Mutex::new(None);
+    let cached = CACHE
+        .lock()
+        .ok()
+        .and_then(|cache| cache.filter(|(at, _)| at.elapsed() < std::time::Duration::from_secs(1)));
+    let now = match cached {
+        Some((_, idle)) => idle,
+        None => {
+            let idle = machine_idle().unwrap_or(at_start);
+            if let Ok(mut cache) = CACHE.lock() {
+                *cache = Some((Instant::now(), idle));
+            }
+            idle
+        }
+    };
+    idle_since(at_start, now, machine_cpus(), up_secs)
 }
 
 /// The encoded `getSystemStatus` answer, rebuilt when its second changes:
@@ -144,11 +175,12 @@ impl StatusCache {
 }
 
 pub fn system_status(settings: &Settings, identity: &Identity, started: Instant) -> Value {
+    let up = started.elapsed().as_secs();
     json!({
         "part-number": settings.system.part_number,
         "serial-number": identity.serial_number,
-        "up-time": format_duration(started.elapsed().as_secs()),
-        "idle-time": format_duration(idle_secs()),
+        "up-time": format_duration(up),
+        "idle-time": format_duration(idle_secs(identity.idle_at_start, up)),
         "system-time": format_system_time(jiff::Timestamp::now(), &settings.timezone),
         "bindcode": identity.bindcode,
         "mac": identity.mac,
@@ -178,6 +210,19 @@ pub fn general_status(settings: &Settings) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_time_stays_within_the_up_time() {
+        // 4 CPUs idle 40 s each over 50 s of up-time.
+        assert_eq!(idle_since(1000.0, 1160.0, 4.0, 50), 40);
+        // More idle than up-time (CPUs counted wrong, rounding): clamped.
+        assert_eq!(idle_since(0.0, 1e9, 1.0, 50), 50);
+        // Counters going backwards, nonsense values: zero.
+        assert_eq!(idle_since(1000.0, 10.0, 4.0, 50), 0);
+        assert_eq!(idle_since(0.0, f64::NAN, 4.0, 50), 0);
+        assert_eq!(idle_since(0.0, f64::INFINITY, 0.0, 50), 0);
+        assert_eq!(idle_since(0.0, 100.0, 0.0, 500), 100);
+    }
 
     #[test]
     fn durations_do_not_wrap_at_a_day() {

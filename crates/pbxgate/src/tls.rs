@@ -320,7 +320,7 @@ pub fn ensure_self_signed(cert: &Path, key: &Path, ip: IpAddr) -> Result<(PathBu
         .map(Path::to_path_buf)
         .ok_or_else(|| Error::Tls(format!("{} has no directory", cert.display())))?;
     let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-    std::fs::create_dir_all(&parent)
+    crate::files::private_dir(&parent)
         .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
 
     let mut names = vec![
@@ -351,7 +351,7 @@ pub fn ensure_self_signed(cert: &Path, key: &Path, ip: IpAddr) -> Result<(PathBu
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)
+    crate::files::private_dir(&tmp)
         .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
     let file = |p: &Path| p.file_name().map(|n| tmp.join(n)).unwrap_or_default();
     write_private(

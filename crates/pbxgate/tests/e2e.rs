@@ -7,6 +7,7 @@ mod callcontrol;
 mod calls;
 mod cdrapi;
 mod channels;
+mod config;
 mod directory;
 mod kit;
 mod legacy;

@@ -212,20 +212,171 @@ pub fn backend_of(url: &str) -> Result<Backend, Error> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Backend::Postgres)
     } else {
-        Err(Error::UnsupportedUrl(redact_url(url)))
+        // Nothing of the URL but a plain scheme is shown: a mistyped URL
+        // may be anything, even the password alone.
+        let scheme = url.split_once("://").map(|(s, _)| s).filter(|s| {
+            !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        Err(Error::UnsupportedUrl(match scheme {
+            Some(s) => format!("its scheme is \"{s}://\""),
+            None => "it has no scheme".to_owned(),
+        }))
     }
 }
 
-/// Removes a password from a URL before it goes into a message.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
+/// The backend a database URL names and, for PostgreSQL, its form checked
+/// as [`Store::connect`] reads it, without connecting. Messages never show
+/// the URL's password.
+pub fn check_url(url: &str) -> Result<Backend, Error> {
+    let backend = backend_of(url)?;
+    if backend == Backend::Postgres {
+        pg_options(url)?;
     }
+    Ok(backend)
+}
+
+/// The URL parameters sqlx reads; it logs any other with its value (a
+/// mistyped `pasword=` would reach the log), so they are refused here.
+const PG_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+fn pg_options(url: &str) -> Result<PgConnectOptions, Error> {
+    if let Some((_, query)) = url.split_once('?') {
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, named) = pair
+                .split_once('=')
+                .map_or((pair, false), |(k, _)| (k, true));
+            if !PG_PARAMETERS.contains(&name) {
+                // The name only when it is one (`name=...`) and a plain word:
+                // anything else may be a value.
+                let shown = if named
+                    && name.len() <= 32
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    format!(" \"{}\"", scrub_url_secrets(name, url))
+                } else {
+                    String::new()
+                };
+                return Err(Error::BadUrl(format!(
+                    "unknown parameter{shown} (known: {})",
+                    PG_PARAMETERS.join(", ")
+                )));
+            }
+        }
+    }
+    PgConnectOptions::from_str(url)
+        .map_err(|e| Error::BadUrl(scrub_url_secrets(&e.to_string(), url)))
+}
+
+/// The parts of a database URL that may be a password: the user-info after
+/// its first ':' (whatever the URL's form, even without a scheme) and any
+/// `password=` parameter. Empty parts are left out.
+pub fn url_secrets(url: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    if let Some(at) = rest.rfind('@') {
+        let userinfo = &rest[..at];
+        // Without ':' it is a user name: not scrubbed (it may be a word such
+        // as "postgres" that messages need).
+        if let Some((_, pass)) = userinfo.split_once(':') {
+            out.push(pass);
+        }
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        for pair in query.split('&') {
+            if let Some((k, v)) = pair.split_once('=')
+                && k.eq_ignore_ascii_case("password")
+            {
+                out.push(v);
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// `text` with every password part of `url` replaced by `***`.
+pub fn scrub_url_secrets(text: &str, url: &str) -> String {
+    let mut out = text.to_owned();
+    let mut secrets = url_secrets(url);
+    // Longest first, so a password containing another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in secrets {
+        out = out.replace(s, "***");
+    }
+    out
+}
+
+/// The SQLite file of a URL (relative paths against `base_dir`); `None` for
+/// an in-memory database or another backend.
+pub fn sqlite_file(url: &str, base_dir: &Path) -> Option<PathBuf> {
+    sqlite_path(url, base_dir)
+}
+
+/// The database holds sessions, CSRF tokens and password hashes: its folder
+/// must already exist (a mistyped path is not silently created anywhere),
+/// and the file is created, or narrowed, to 0600. SQLite gives the -wal and
+/// -shm files the database file's mode; existing ones are narrowed too.
+fn prepare_sqlite_file(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::Directory {
+            path: parent.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the folder does not exist (create it, or fix database.url)",
+            ),
+        });
+    }
+    let io = |source| Error::Directory {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Ok(())
 }
 
 fn sqlite_path(url: &str, base_dir: &Path) -> Option<PathBuf> {
@@ -295,12 +446,7 @@ impl Store {
             Backend::Sqlite => {
                 let (connect, max) = match sqlite_path(url, &options.base_dir) {
                     Some(path) => {
-                        if let Some(parent) = path.parent() {
-                            std::fs::create_dir_all(parent).map_err(|source| Error::Directory {
-                                path: parent.display().to_string(),
-                                source,
-                            })?;
-                        }
+                        prepare_sqlite_file(&path)?;
                         (
                             SqliteConnectOptions::new().filename(path),
                             options.max_connections.max(1),
@@ -353,7 +499,7 @@ impl Store {
                 Inner::Sqlite { read, write }
             }
             Backend::Postgres => {
-                let connect = PgConnectOptions::from_str(url)?;
+                let connect = pg_options(url)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections.max(1))
                     .test_before_acquire(false)
@@ -1641,8 +1787,25 @@ mod tests {
         let err = backend_of("mysql://bob:hunter2@host/db")
             .unwrap_err()
             .to_string();
-        assert!(!err.contains("hunter2"), "{err}");
-        assert!(err.contains("bob:***@host"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("bob"), "{err}");
+        assert!(err.contains("its scheme is \"mysql://\""), "{err}");
+        // Password parts of any URL shape, for messages of the driver.
+        for (url, parts) in [
+            ("postgres://bob:hunter2@h/db", vec!["hunter2"]),
+            ("bob:hunter2@h/db", vec!["hunter2"]),
+            (
+                "postgres://h/db?sslmode=require&password=hunter2",
+                vec!["hunter2"],
+            ),
+            ("postgres://bob@h/db", vec![]),
+            ("postgres://h/db", vec![]),
+        ] {
+            assert_eq!(url_secrets(url), parts, "{url}");
+        }
+        assert_eq!(
+            scrub_url_secrets("cannot use p:hunter2@h", "postgres://p:hunter2@h"),
+            "cannot use p:***@h"
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 pub enum Error {
     #[error("unsupported database URL (expected sqlite:// or postgres://): {0}")]
     UnsupportedUrl(String),
-    #[error("cannot prepare the SQLite directory {path}: {source}")]
+    #[error("malformed database URL: {0}")]
+    BadUrl(String),
+    #[error("cannot prepare the SQLite database {path}: {source}")]
     Directory {
         path: String,
         source: std::io::Error,

@@ -11,7 +11,10 @@ mod recordings;
 pub mod traits;
 
 pub use cdr_query::{CallBucket, CdrFilter, CdrPage, Grouping, Order, PageKey, PageLeg, PageQuery};
-pub use db::{Backend, ConnectOptions, Store, backend_of};
+pub use db::{
+    Backend, ConnectOptions, Store, backend_of, check_url, scrub_url_secrets, sqlite_file,
+    url_secrets,
+};
 pub use error::Error;
 pub use recordings::{RecordedCdr, RecordedCursor};
 pub use sqlx::Error as SqlxError;

@@ -349,6 +349,33 @@ async fn bad_urls_are_clear_errors() {
     let msg = err.to_string();
     assert!(msg.contains("unsupported database URL"), "{msg}");
     assert!(!msg.contains("secret"), "{msg}");
+
+    // Malformed URLs of every shape: the password is never in the message,
+    // whether connecting or only checking.
+    for url in [
+        "postgres://u:S3cretPw@h:notaport/db",
+        "postgres://u:S3cretPw@[::1/db",
+        "postgres://u:S3cretPw@h:99999/db",
+        "postgresql://u@h/db?password=S3cretPw&sslmode=S3cretPw",
+        // sqlx would log an unknown parameter with its value: refused first.
+        "postgresql://u@h/db?pasword=S3cretPw",
+        "postgresql://u@h/db?S3cretPw",
+        "postgres:/u:S3cretPw@h/db",
+        "postgres//u:S3cretPw@h/db",
+        "S3cretPw",
+        "u:S3cretPw@h/db",
+    ] {
+        let checked = store::check_url(url).map(|_| ()).unwrap_err().to_string();
+        let connected = Store::connect(url, &ConnectOptions::default())
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        for msg in [checked, connected] {
+            assert!(msg.contains("database URL"), "{url}: {msg}");
+            assert!(!msg.contains("S3cretPw"), "{url}: {msg}");
+        }
+    }
 }
 
 fn cdr(key: &str, src: &str) -> NewCdr {

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
-use store::{AdminSession, AdminStore};
+use store::{AdminSession, AdminStore, MetaStore};
 use subtle::ConstantTimeEq;
 
 use super::page::{Page, escape, forbidden, internal, redirect};
@@ -21,8 +21,16 @@ use crate::server::App;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "pbxgate_admin";
-/// The CSRF token of the login form (double submit: cookie and form field).
+/// The CSRF token of the login form, in a cookie and the form's field. The
+/// server issues it (an HMAC over its issue time and a random part, see
+/// [`login_token`]): a value the server did not sign, or older than
+/// [`LOGIN_TOKEN_TTL_MS`], is refused even when cookie and field agree.
 pub const LOGIN_CSRF_COOKIE: &str = "pbxgate_admin_csrf";
+/// How long a login form may stay open before its token is refused.
+pub const LOGIN_TOKEN_TTL_MS: u64 = 60 * 60 * 1000;
+/// The `meta` key of the login tokens' HMAC key: in the database, so that
+/// every process sharing it accepts the others' forms.
+const LOGIN_KEY_META: &str = "admin_login_token_key";
 /// The account `pbxgate admin set-password` sets when no `--username` is given.
 pub const DEFAULT_USERNAME: &str = "admin";
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -198,9 +206,50 @@ pub async fn prune(app: &App) -> std::result::Result<(), store::Error> {
     Ok(())
 }
 
+/// The key login tokens are signed with (created on first use).
+async fn login_key(app: &App) -> Result<ucm::httpauth::NonceKey> {
+    let fresh = random_token()?;
+    let hex = app.store.meta_get_or_init(LOGIN_KEY_META, &fresh).await?;
+    let mut key = [0u8; 32];
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return Err(Error::Random(format!("{LOGIN_KEY_META} is malformed")));
+    }
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let digit = std::str::from_utf8(pair)
+            .ok()
+            .and_then(|d| u8::from_str_radix(d, 16).ok())
+            .ok_or_else(|| Error::Random(format!("{LOGIN_KEY_META} is malformed")))?;
+        key[i] = digit;
+    }
+    Ok(ucm::httpauth::NonceKey::new(key))
+}
+
+/// A fresh login token: issue time (ms) and a random part, signed.
+async fn login_token(app: &App) -> Result<String> {
+    let key = login_key(app).await?;
+    let issued = u64::try_from(now_ms()).unwrap_or(0);
+    Ok(key.mint(issued, crate::random::u64()?))
+}
+
+/// Whether `token` is one this installation issued within the last
+/// [`LOGIN_TOKEN_TTL_MS`] (a small allowance for another node's clock).
+async fn login_token_valid(app: &App, token: &str) -> Result<bool> {
+    let key = login_key(app).await?;
+    let now = u64::try_from(now_ms()).unwrap_or(0);
+    Ok(key.check(token).is_some_and(|issued| {
+        issued <= now.saturating_add(60_000) && now.saturating_sub(issued) <= LOGIN_TOKEN_TTL_MS
+    }))
+}
+
 /// The login form with a fresh CSRF token (also set as a cookie).
-fn login_form(status: StatusCode, error: Option<&str>, username: &str) -> Response {
-    let token = match random_token() {
+async fn login_form(
+    app: &App,
+    status: StatusCode,
+    error: Option<&str>,
+    username: &str,
+) -> Response {
+    let token = match login_token(app).await {
         Ok(t) => t,
         Err(e) => return internal(&e),
     };
@@ -231,7 +280,7 @@ async fn login_page(
 ) -> Response {
     match current_session(&app, &headers, peer.ip().to_canonical()).await {
         Ok(Some(_)) => redirect("/admin/"),
-        Ok(None) => login_form(StatusCode::OK, None, DEFAULT_USERNAME),
+        Ok(None) => login_form(&app, StatusCode::OK, None, DEFAULT_USERNAME).await,
         Err(e) => internal(&e),
     }
 }
@@ -261,15 +310,25 @@ async fn login(
         tracing::warn!(%ip, "admin login refused: missing or wrong CSRF token");
         return forbidden();
     }
+    match login_token_valid(&app, &form.csrf).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(%ip, "admin login refused: CSRF token not issued by pbxgate or expired");
+            return forbidden();
+        }
+        Err(e) => return internal(&e),
+    }
     match app.auth.restriction(ip).await {
         Ok(()) => {}
         Err(Refusal::Internal(e)) => return internal(&e),
         Err(_) => {
             return login_form(
+                &app,
                 StatusCode::TOO_MANY_REQUESTS,
                 Some("Too many failed logins from your address. Try again later."),
                 &form.username,
-            );
+            )
+            .await;
         }
     }
     let user = form.username.trim();
@@ -290,10 +349,12 @@ async fn login(
     }
     if outcome.is_err() {
         return login_form(
+            &app,
             StatusCode::UNAUTHORIZED,
             Some("Wrong user name or password."),
             user,
-        );
+        )
+        .await;
     }
     let (id, csrf) = match (random_token(), random_token()) {
         (Ok(id), Ok(csrf)) => (id, csrf),

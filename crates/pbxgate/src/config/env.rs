@@ -7,7 +7,7 @@ use toml::{Table, Value};
 
 use super::{Config, ConfigError, UserConfig};
 
-const PREFIX: &str = "PBXGATE_";
+pub(super) const PREFIX: &str = "PBXGATE_";
 
 /// Applies the overrides and returns `(dotted key, variable)` for each.
 pub(super) fn apply_overrides(
@@ -91,18 +91,25 @@ fn convert(guide: &Value, raw: &str) -> Result<Value, String> {
         Value::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" | "on" => Ok(Value::Boolean(true)),
             "false" | "no" | "0" | "off" => Ok(Value::Boolean(false)),
-            _ => Err(format!("\"{raw}\" is not a boolean (true/false)")),
+            // The value is not repeated: it may be a secret set on the wrong variable.
+            _ => Err("is not a boolean (true/false)".to_owned()),
         },
         Value::Integer(_) => raw
             .trim()
             .parse::<i64>()
             .map(Value::Integer)
-            .map_err(|_| format!("\"{raw}\" is not an integer")),
+            .map_err(|_| "is not an integer".to_owned()),
         Value::Array(_) => {
             let raw = raw.trim();
             if raw.starts_with('[') {
-                let t: Table = toml::from_str(&format!("v = {raw}"))
-                    .map_err(|e| format!("not a TOML array: {e}"))?;
+                // The parser's message only: its Display quotes the text,
+                // and a list of users holds passwords.
+                let t: Table = toml::from_str(&format!("v = {raw}")).map_err(|e| {
+                    format!(
+                        "not a TOML array: {}",
+                        e.message().trim_end().replace('\n', "; ")
+                    )
+                })?;
                 t.get("v")
                     .cloned()
                     .ok_or_else(|| "not a TOML array".to_owned())

@@ -5,6 +5,7 @@
 //! so a typo never silently leaves a default in force.
 
 mod env;
+mod keys;
 mod secret;
 mod validate;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use keys::known_keys;
 pub use secret::Secret;
 pub use validate::{
     ApiUser, AriSettings, AsteriskSettings, CallControlSettings, CdrApiSettings, DialingSettings,
@@ -37,6 +39,37 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// The error with every secret value of the configuration (file and
+    /// `PBXGATE_*` variables) replaced by `***`. Messages are written not to
+    /// quote values; this is the backstop for any that still would (a
+    /// library's message, a secret pasted into the wrong key's place).
+    fn scrubbed(self, text: &str, vars: Vec<(String, String)>) -> ConfigError {
+        let secrets = secret_values(text, vars);
+        if secrets.is_empty() {
+            return self;
+        }
+        let clean = |s: String| {
+            secrets
+                .iter()
+                .fold(s, |acc, secret| acc.replace(secret.as_str(), "***"))
+        };
+        match self {
+            ConfigError::Read { .. } => self,
+            ConfigError::Syntax { path, message } => ConfigError::Syntax {
+                path,
+                message: clean(message),
+            },
+            ConfigError::Env { var, message } => ConfigError::Env {
+                var,
+                message: clean(message),
+            },
+            ConfigError::Invalid { key, message } => ConfigError::Invalid {
+                key: clean(key),
+                message: clean(message),
+            },
+        }
+    }
+
     pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.into(),
@@ -609,9 +642,12 @@ pub fn load_full(path: &Path) -> Result<(Config, Settings), ConfigError> {
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
-    let config = parse_str(&text, &path.display().to_string(), std::env::vars())?;
-    let settings = validate::validate(config.clone(), &base_dir)?;
-    Ok((config, settings))
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let loaded = parse_str(&text, &path.display().to_string(), vars.clone()).and_then(|config| {
+        let settings = validate::validate(config.clone(), &base_dir)?;
+        Ok((config, settings))
+    });
+    loaded.map_err(|e| e.scrubbed(&text, vars))
 }
 
 /// As [`load`], from text and an explicit environment (for tests).
@@ -621,7 +657,10 @@ pub fn load_str(
     base_dir: &Path,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings, ConfigError> {
-    validate::validate(parse_str(text, origin, vars)?, base_dir)
+    let vars: Vec<(String, String)> = vars.into_iter().collect();
+    parse_str(text, origin, vars.clone())
+        .and_then(|config| validate::validate(config, base_dir))
+        .map_err(|e| e.scrubbed(text, vars))
 }
 
 /// The names of the keys whose values differ between two configurations
@@ -723,9 +762,9 @@ fn parse_str(
     check_secret_types(&tree, "")?;
     let file_keys = FileKeys::of(&tree);
     let mut config: Config = Config::deserialize(toml::Value::Table(tree)).map_err(|e| {
-        // No source text here (the tree is already parsed), so Display is safe
-        // and names the key.
-        let message = e.to_string().trim_end().replace('\n', " ");
+        // No source text here (the tree is already parsed), so Display
+        // names the key without quoting a line; the value is dropped too.
+        let message = without_values(e.to_string().trim_end()).replace('\n', " ");
         // A value that came from the environment is blamed on its variable.
         match overridden
             .iter()
@@ -760,6 +799,109 @@ fn describe(e: &toml::de::Error, text: &str) -> String {
     }
 }
 
+/// Whether the key (`section.key`, `https_api.users[0].password`) holds a
+/// secret: its value is never shown. Every field of type [`Secret`] must
+/// match (the test `every_secret_field_is_a_secret_key` checks it).
+pub fn is_secret_key(path: &str) -> bool {
+    let leaf = path.rsplit('.').next().unwrap_or(path);
+    let leaf = leaf.split('[').next().unwrap_or(leaf);
+    path == "database.url"
+        || leaf == "password"
+        || leaf.ends_with("_password")
+        || leaf.ends_with("_secret")
+        || (leaf.starts_with("secret_") && !leaf.ends_with("_file"))
+}
+
+/// Secret values shorter than this are not scrubbed from messages (a
+/// one-letter "secret" would blank out every occurrence of the letter).
+const SCRUB_MIN_LEN: usize = 3;
+
+/// The values of every secret key in the file and the `PBXGATE_*`
+/// variables (as text, whatever their type), the password parts of the
+/// database URL, and the raw values of variables that set secret keys or
+/// whole lists (a list of users holds passwords), longest first.
+fn secret_values(text: &str, vars: Vec<(String, String)>) -> Vec<String> {
+    fn walk(value: &toml::Value, path: &str, secret: bool, out: &mut Vec<String>) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(v, &p, secret || is_secret_key(&p), out);
+                }
+            }
+            toml::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), secret, out);
+                }
+            }
+            toml::Value::String(s) if secret => {
+                out.push(s.clone());
+                if path == "database.url" {
+                    out.extend(store::url_secrets(s).into_iter().map(str::to_owned));
+                }
+            }
+            other if secret => out.push(other.to_string()),
+            _ => {}
+        }
+    }
+    let mut tree: toml::Table = toml::from_str(text).unwrap_or_default();
+    let mut out = Vec::new();
+    walk(&toml::Value::Table(tree.clone()), "", false, &mut out);
+    for (var, raw) in &vars {
+        let Some(path) = var.strip_prefix(env::PREFIX) else {
+            continue;
+        };
+        let path = path.to_ascii_lowercase().replace("__", ".");
+        if is_secret_key(&path) || path.ends_with(".users") {
+            out.push(raw.clone());
+            if path == "database.url" {
+                out.extend(store::url_secrets(raw).into_iter().map(str::to_owned));
+            }
+        }
+    }
+    if env::apply_overrides(&mut tree, vars).is_ok() {
+        walk(&toml::Value::Table(tree), "", false, &mut out);
+    }
+    out.retain(|s| s.len() >= SCRUB_MIN_LEN);
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// A serde message without the value it quotes: `invalid type: string
+/// "x", expected u32` becomes `invalid type: string, expected u32`. The key
+/// is named beside it, and the value may be a secret put in the wrong place
+/// (a password given as a list, a list of users given as strings).
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    const MARKS: [&str; 3] = ["invalid type: ", "invalid value: ", "unknown variant "];
+    while let Some((at, mark)) = MARKS
+        .iter()
+        .filter_map(|m| rest.find(m).map(|i| (i, *m)))
+        .min_by_key(|(i, _)| *i)
+    {
+        out.push_str(&rest[..at]);
+        out.push_str(mark.trim_end());
+        let tail = &rest[at + mark.len()..];
+        let end = tail.find(", expected").unwrap_or(tail.len());
+        // Keep the kind ("string", "integer", "sequence"), drop what follows it.
+        let kind_end = tail[..end].find(['`', '"', '\'']).unwrap_or(end);
+        let kind = tail[..kind_end].trim_end();
+        if !kind.is_empty() {
+            out.push(' ');
+            out.push_str(kind);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Keys holding secrets must be strings; checked before deserialising so that
 /// a type error never quotes a password.
 fn check_secret_types(table: &toml::Table, prefix: &str) -> Result<(), ConfigError> {
@@ -769,10 +911,7 @@ fn check_secret_types(table: &toml::Table, prefix: &str) -> Result<(), ConfigErr
         } else {
             format!("{prefix}.{key}")
         };
-        let secret = key == "password"
-            || key.ends_with("_secret")
-            || path == "database.url"
-            || path == "recordings.s3.secret_access_key";
+        let secret = is_secret_key(&path);
         match value {
             toml::Value::String(_) => {}
             _ if secret => {

@@ -347,7 +347,7 @@ pub fn parse_bind_address(s: &str) -> Result<SocketAddr, String> {
     let s = s.trim();
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return if addr.port() == 0 {
-            Err("port must be 1 to 65535".into())
+            Err("port must be 1 to 65535 (0 would listen on a random port)".into())
         } else {
             Ok(addr)
         };
@@ -362,6 +362,13 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
     let listen = c.web.listen.parse::<SocketAddr>().map_err(|_| {
         ConfigError::invalid("web.listen", format!("\"{}\" is not IP:port", c.web.listen))
     })?;
+    // Port 0 would listen on a port the kernel picks, which no client knows.
+    if listen.port() == 0 {
+        return Err(ConfigError::invalid(
+            "web.listen",
+            "port must be 1 to 65535 (0 would listen on a random port)",
+        ));
+    }
     let tls = tls_pair(
         base,
         "web.tls_cert",
@@ -385,8 +392,23 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         ));
     }
 
-    store::backend_of(c.database.url.expose())
+    store::check_url(c.database.url.expose())
         .map_err(|e| ConfigError::invalid("database.url", e.to_string()))?;
+    // pbxgate creates web.data_dir, nothing else: a SQLite file elsewhere
+    // needs its folder to exist (a typo must not create folders anywhere).
+    if let Some(file) = store::sqlite_file(c.database.url.expose(), base)
+        && let Some(folder) = file.parent()
+        && folder != resolve(base, &c.web.data_dir)
+        && !folder.is_dir()
+    {
+        return Err(ConfigError::invalid(
+            "database.url",
+            format!(
+                "the SQLite file's folder {} does not exist (pbxgate creates only web.data_dir)",
+                folder.display()
+            ),
+        ));
+    }
     if c.database.max_connections == 0 {
         return Err(ConfigError::invalid(
             "database.max_connections",

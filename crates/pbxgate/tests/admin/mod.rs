@@ -326,6 +326,99 @@ async fn set_password_login_session_and_logout() {
 }
 
 #[tokio::test]
+async fn login_tokens_must_be_issued_by_the_server() {
+    use store::MetaStore;
+    for db in dbs().await {
+        let srv = Server::start(&db, "").await;
+        let (code, out, err) = set_password(&srv, None, &format!("{PASSWORD}\n")).await;
+        assert_eq!(code, 0, "{out}{err}");
+        let c = browser("127.0.0.1");
+        // The form's token is signed by the installation's key, kept in the database.
+        let (_, issued) = login_form(&srv, &c).await;
+        let store = open_store(&srv).await;
+        let hex = store
+            .meta_get_or_init("admin_login_token_key", "unused")
+            .await
+            .unwrap();
+        store.close().await;
+        assert_eq!(hex.len(), 64, "{hex}");
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        let key = ucm::httpauth::NonceKey::new(bytes);
+        let now = u64::try_from(pbxgate::auth::now_ms()).unwrap();
+        let other = ucm::httpauth::NonceKey::new([7; 32]);
+        let mut tampered = issued.clone().into_bytes();
+        tampered[0] = if tampered[0] == b'0' { b'1' } else { b'0' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        // Cookie and field agree in every case: only the server's signature
+        // and the token's age decide.
+        for (what, token) in [
+            ("a pair the client made up", "ab".repeat(32)),
+            ("a short made-up pair", "x".to_owned()),
+            ("another key's token", other.mint(now, 1)),
+            ("a tampered token", tampered),
+            (
+                "a token issued two hours ago",
+                key.mint(now - 2 * 3600 * 1000, 2),
+            ),
+            ("a token from the future", key.mint(now + 3600 * 1000, 3)),
+        ] {
+            let cookie = format!("pbxgate_admin_csrf={token}");
+            let r = post_login(
+                &srv,
+                &c,
+                Some(&cookie),
+                &[
+                    ("csrf", &token),
+                    ("username", "admin"),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{what}");
+            assert!(set_cookie(&r, "pbxgate_admin").is_none(), "{what}");
+        }
+        // A token the key signed a minute ago is accepted (the form is not
+        // special: the signature is what is checked).
+        let token = key.mint(now - 60_000, 4);
+        let cookie = format!("pbxgate_admin_csrf={token}");
+        let r = post_login(
+            &srv,
+            &c,
+            Some(&cookie),
+            &[
+                ("csrf", &token),
+                ("username", "admin"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        // And so is the form's own.
+        let cookie = format!("pbxgate_admin_csrf={issued}");
+        let r = post_login(
+            &srv,
+            &c,
+            Some(&cookie),
+            &[
+                ("csrf", &issued),
+                ("username", "admin"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let log = srv.stop().await;
+        assert!(
+            log.contains("CSRF token not issued by pbxgate or expired"),
+            "{log}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn wrong_passwords_csrf_failures_and_lockout() {
     for db in dbs().await {
         let srv = Server::start(

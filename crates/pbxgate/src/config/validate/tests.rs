@@ -658,3 +658,311 @@ fn trunk_contexts_default_and_errors() {
         assert!(e.contains("dialing.trunk_contexts[1]"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn known_keys_come_from_the_parser() {
+    let keys = crate::config::known_keys();
+    let has = |s: &str, k: &str| keys.iter().any(|(a, b)| a == s && b == k);
+    for (s, k) in [
+        ("web", "listen"),
+        ("database", "url"),
+        ("https_api", "password"),
+        ("https_api.users", "password"),
+        ("https_api.users", "permitted_ips"),
+        ("recordings", "dirs"),
+        ("recordings.s3", "secret_access_key"),
+        ("call_control", "timeout_secs"),
+        ("pms", "wakeup_prompt"),
+    ] {
+        assert!(has(s, k), "{s}.{k} missing from {keys:?}");
+    }
+    // Sections and lists of sections are not keys themselves.
+    assert!(
+        !has("https_api", "users") && !has("recordings", "s3"),
+        "{keys:?}"
+    );
+    assert!(keys.len() > 90, "{}", keys.len());
+}
+
+/// A configuration text setting `key` of `section` to the TOML `value`.
+fn with_key(section: &str, key: &str, value: &str) -> String {
+    if section == "https_api.users" {
+        format!("[[https_api.users]]\nusername = \"b\"\n{key} = {value}\n")
+    } else {
+        format!("[{section}]\n{key} = {value}\n")
+    }
+}
+
+/// Every key whose value is secret, from the parser's key list.
+fn secret_keys() -> Vec<(String, String)> {
+    crate::config::known_keys()
+        .into_iter()
+        .filter(|(s, k)| crate::config::is_secret_key(&format!("{s}.{k}")))
+        .collect()
+}
+
+#[test]
+fn every_secret_field_is_a_secret_key() {
+    use crate::config::Config;
+    use serde::Deserialize;
+    // A field of type Secret reads a string and writes it back empty: find
+    // them all that way, and check the name rule knows each.
+    let mut found = Vec::new();
+    for (section, key) in crate::config::known_keys() {
+        let text = with_key(&section, &key, "\"zz-marker\"");
+        let Ok(tree) = toml::from_str::<toml::Table>(&text) else {
+            continue;
+        };
+        let Ok(config) = Config::deserialize(toml::Value::Table(tree)) else {
+            continue;
+        };
+        let back = toml::to_string(&config).unwrap();
+        if !back.contains("zz-marker") {
+            found.push(format!("{section}.{key}"));
+        }
+    }
+    for path in &found {
+        assert!(
+            crate::config::is_secret_key(path),
+            "{path} holds a Secret but is_secret_key does not know it"
+        );
+    }
+    for path in [
+        "database.url",
+        "https_api.password",
+        "https_api.users.password",
+        "https_api_old.password",
+        "asterisk.ami_secret",
+        "asterisk.ari_password",
+        "pms.password",
+        "recordings.s3.secret_access_key",
+    ] {
+        assert!(
+            found.iter().any(|f| f == path),
+            "{path} not found in {found:?}"
+        );
+    }
+    let all = secret_keys();
+    assert_eq!(all.len(), found.len(), "{all:?} vs {found:?}");
+}
+
+#[test]
+fn no_configuration_error_shows_a_secret() {
+    const S: &str = "Zq7secretVal";
+    let check = |what: &str, r: Result<Settings, ConfigError>| {
+        let msg = match r {
+            Ok(_) => panic!("{what}: accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            !msg.contains(S) && !msg.contains("987654321"),
+            "{what}: {msg}"
+        );
+    };
+    for (section, key) in secret_keys() {
+        let name = format!("{section}.{key}");
+        // Wrong types, as the file gives them.
+        for value in [
+            "987654321".to_owned(),
+            "9876.54321".to_owned(),
+            format!("[\"{S}\"]"),
+            format!("{{ a = \"{S}\" }}"),
+            "1987-06-05T04:03:02".to_owned(),
+        ] {
+            check(
+                &format!("{name} = {value}"),
+                load(&with_key(&section, &key, &value)),
+            );
+        }
+        // Syntax errors on the secret's line.
+        for value in [
+            format!("\"{S}"),
+            S.to_owned(),
+            format!("\"{S}\\q\""),
+            format!("\"{S}\" trailing"),
+            format!("'''{S}"),
+        ] {
+            check(
+                &format!("{name} = {value}"),
+                load(&with_key(&section, &key, &value)),
+            );
+        }
+        let dup = with_key(&section, &key, &format!("\"{S}\"")) + &format!("{key} = \"{S}\"\n");
+        check(&format!("{name} twice"), load(&dup));
+        // A valid secret beside an invalid key elsewhere, and a secret put
+        // where another kind of value belongs.
+        let text = with_key(&section, &key, &format!("\"{S}\""))
+            + &format!("\n[database]\nmax_connections = \"{S}\"\n");
+        check(&format!("{name} and a bad key"), load(&text));
+        // From the environment, beside a bad value of another variable.
+        let var = format!(
+            "PBXGATE_{}__{}",
+            section.to_ascii_uppercase().replace('.', "__"),
+            key.to_ascii_uppercase()
+        );
+        let var = var.replace("__USERS__", "__USERS__0__");
+        let mut env = vec![(var.as_str(), S), ("PBXGATE_PBX__TIMEZONE", S)];
+        if section == "https_api.users" {
+            env.push(("PBXGATE_HTTPS_API__USERS__0__USERNAME", "b"));
+        }
+        check(
+            &format!("{var} and a bad timezone"),
+            load_with_env("", &env),
+        );
+    }
+    // The database URL, malformed in every way, from the file and the environment.
+    for url in [
+        format!("postgres://u:{S}@h:notaport/db"),
+        format!("postgres://u:{S}@[::1/db"),
+        format!("postgresql://u@h/db?password={S}&sslmode=bogus"),
+        format!("postgres//u:{S}@h/db"),
+        format!("mysql://u:{S}@h/db"),
+        format!("u:{S}@h/db"),
+        S.to_owned(),
+    ] {
+        check(&url, load(&format!("[database]\nurl = \"{url}\"\n")));
+        check(&url, load_with_env("", &[("PBXGATE_DATABASE__URL", &url)]));
+    }
+    // Lists of users from the environment: TOML syntax and type errors.
+    for raw in [
+        format!("[{{ username = \"a\", password = \"{S}\""),
+        format!("[{{ username = \"a\", password = {S} }}]"),
+        format!("[\"{S}\"]"),
+        S.to_owned(),
+        format!("[{{ username = \"a b\", password = \"{S}\" }}]"),
+    ] {
+        check(
+            &raw,
+            load_with_env("", &[("PBXGATE_HTTPS_API__USERS", &raw)]),
+        );
+    }
+    // Values of other keys that arrive in the place of a secret.
+    for raw in [S, "[1, 2]"] {
+        check(
+            raw,
+            load_with_env(
+                "",
+                &[
+                    ("PBXGATE_WEB__MAX_BODY_BYTES", S),
+                    ("PBXGATE_HTTPS_API__ENABLE", raw),
+                ],
+            ),
+        );
+    }
+}
+
+/// The keys of each section a text names: `key = ` lines, commented out or
+/// not, under `[section]` / `[[section]]` headers (commented out or not).
+fn keys_named_in_example(text: &str) -> std::collections::BTreeSet<(String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if line.starts_with('[') {
+            section = line.trim_matches(['[', ']']).to_owned();
+            // `[recordings.dirs]` names the key `dirs` of `[recordings]`.
+            if let Some((parent, key)) = section.rsplit_once('.') {
+                out.insert((parent.to_owned(), key.to_owned()));
+            }
+        } else if let Some((key, _)) = line.split_once(" = ")
+            && !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            out.insert((section.clone(), key.to_owned()));
+        }
+    }
+    out
+}
+
+/// Whether docs/configuration.md documents `key` of `section`: named as
+/// `` `key` `` below a heading that names `[section]`, before the next
+/// heading that names another section.
+fn documented(docs: &str, section: &str, key: &str) -> bool {
+    let header = format!("[{section}]");
+    // A table of free names (`[recordings.dirs]`) has its own heading.
+    let own = format!("[{section}.{key}]");
+    if docs.lines().any(|l| l.starts_with('#') && l.contains(&own)) {
+        return true;
+    }
+    let mut inside = false;
+    for line in docs.lines() {
+        if line.starts_with('#') {
+            if line.contains(&header) {
+                inside = true;
+                continue;
+            }
+            if line.contains("`[") {
+                inside = false;
+            }
+        }
+        if inside && line.contains(&format!("`{key}`")) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn the_example_and_the_reference_name_every_key() {
+    let example = include_str!("../../../../../pbxgate.example.toml");
+    let docs = include_str!("../../../../../docs/configuration.md");
+    let named = keys_named_in_example(example);
+    let mut missing = Vec::new();
+    for (section, key) in crate::config::known_keys() {
+        if !named.contains(&(section.clone(), key.clone())) {
+            missing.push(format!(
+                "pbxgate.example.toml does not name `{key}` under [{section}]"
+            ));
+        }
+        if !documented(docs, &section, &key) {
+            missing.push(format!(
+                "docs/configuration.md does not document `{key}` under a heading naming [{section}]"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+#[test]
+fn port_zero_is_refused_for_every_listen_key() {
+    for (text, key) in [
+        ("[web]\nlisten = \"127.0.0.1:0\"\n", "web.listen"),
+        ("[web]\nlisten = \"[::]:0\"\n", "web.listen"),
+        (
+            "[https_api_old]\ntls_bind_address = \"0.0.0.0:0\"\n",
+            "https_api_old.tls_bind_address",
+        ),
+        (
+            "[https_api_old]\ntls_bind_address = \"[::1]:0\"\n",
+            "https_api_old.tls_bind_address",
+        ),
+    ] {
+        let msg = err(text);
+        assert!(
+            msg.contains(key) && msg.contains("1 to 65535"),
+            "{text}: {msg}"
+        );
+    }
+    let msg = load_with_env("", &[("PBXGATE_WEB__LISTEN", "0.0.0.0:0")])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("web.listen"), "{msg}");
+}
+
+#[test]
+fn serde_messages_keep_the_kind_and_drop_the_value() {
+    let msg = err("[database]\nmax_connections = \"many\"\n");
+    assert!(
+        msg.contains("invalid type: string, expected u32")
+            && msg.contains("database.max_connections"),
+        "{msg}"
+    );
+    assert!(!msg.contains("many"), "{msg}");
+    let msg = err("[https_api]\nusers = [\"crm-user\"]\n");
+    assert!(
+        msg.contains("https_api.users") && !msg.contains("crm-user"),
+        "{msg}"
+    );
+}
