@@ -892,7 +892,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let probe = dir.join("probe");
         std::fs::write(&probe, b"p").unwrap();
-        std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o000)).unwrap();
         let readable = std::fs::read(&probe).is_ok();
         std::fs::remove_file(&probe).unwrap();
         readable
@@ -927,11 +927,12 @@ mod tests {
         // Folders and files pbxgate may not read (without effect as root).
         std::fs::create_dir_all(mon.join("2024-09")).unwrap();
         std::fs::write(mon.join("2024-09/locked.wav"), b"l").unwrap();
-        std::fs::set_permissions(mon.join("2024-09"), std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(mon.join("2024-09"), std::fs::Permissions::from_mode(0o000))
+            .unwrap();
         std::fs::write(mon.join("unreadable.wav"), b"u").unwrap();
         std::fs::set_permissions(
             mon.join("unreadable.wav"),
-            std::fs::Permissions::from_mode(0),
+            std::fs::Permissions::from_mode(0o000),
         )
         .unwrap();
         !privileged(t)

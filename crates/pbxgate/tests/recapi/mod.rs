@@ -587,7 +587,7 @@ fn privileged(dir: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let probe = dir.join("probe");
     std::fs::write(&probe, b"p").unwrap();
-    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0)).unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o000)).unwrap();
     let readable = std::fs::read(&probe).is_ok();
     std::fs::remove_file(&probe).unwrap();
     readable
@@ -623,11 +623,11 @@ fn bad_entries(dir: &Path) -> bool {
         .status();
     std::fs::create_dir_all(mon.join("2024-09")).unwrap();
     std::fs::write(mon.join("2024-09/locked.wav"), b"l").unwrap();
-    std::fs::set_permissions(mon.join("2024-09"), std::fs::Permissions::from_mode(0)).unwrap();
+    std::fs::set_permissions(mon.join("2024-09"), std::fs::Permissions::from_mode(0o000)).unwrap();
     std::fs::write(mon.join("unreadable.wav"), b"u").unwrap();
     std::fs::set_permissions(
         mon.join("unreadable.wav"),
-        std::fs::Permissions::from_mode(0),
+        std::fs::Permissions::from_mode(0o000),
     )
     .unwrap();
     !privileged(dir)
@@ -1074,7 +1074,21 @@ mod s3 {
             let resp = recapi(&srv, &c, &cookie, params.clone(), &[]).await;
             assert_eq!(status_of(resp).await, want, "{params}");
         }
+        // Many missing bare names: the month prefixes are listed once, and
+        // the one that exists is still found.
+        s3.put(
+            &Key::from("site1/monitor/2023-01/custom.wav"),
+            b"custom".to_vec().into(),
+        )
+        .await
+        .unwrap();
+        let mut names: Vec<String> = (0..100).map(|i| format!("gone-{i}.wav")).collect();
+        names.push("custom.wav".into());
+        let resp = recapi(&srv, &c, &cookie, json!({"filename": names.join("@")}), &[]).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.bytes().await.unwrap().as_ref(), b"custom");
         let log = srv.stop().await;
         assert!(!log.contains("\"test\""), "no secret in the log");
+        assert!(log.contains("missing=100"), "{log}");
     }
 }
