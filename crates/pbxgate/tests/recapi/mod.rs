@@ -647,6 +647,11 @@ async fn bad_entries_never_spoil_listings_downloads_archives_or_the_check() {
     let spool_dir = tempfile::tempdir().unwrap();
     let (a, b, _) = spool(spool_dir.path());
     let enforced = bad_entries(spool_dir.path());
+    // More bad entries than a listing logs one by one.
+    for i in 0..25 {
+        let name = spool_dir.path().join(format!("monitor/loop-{i}.wav"));
+        std::os::unix::fs::symlink(&name, &name).unwrap();
+    }
     let srv = Server::start(
         &db,
         &format!(
@@ -768,7 +773,16 @@ async fn bad_entries_never_spoil_listings_downloads_archives_or_the_check() {
     assert!(log.contains("missing=300"), "{log}");
     assert!(log.contains("gone-0.wav, gone-1.wav"), "{log}");
     assert!(log.contains("and 295 more"), "{log}");
-    assert!(log.contains("recordings listing: entry skipped"), "{log}");
+    // The first 20 skipped entries one by one, then their number.
+    assert_eq!(
+        log.matches("recordings listing: entry skipped").count(),
+        20,
+        "{log}"
+    );
+    assert!(
+        log.contains("recordings listing: more entries skipped than logged"),
+        "{log}"
+    );
     assert!(log.contains("a symlink loop"), "{log}");
     assert!(log.contains("not UTF-8"), "{log}");
     assert!(log.contains("recapi: recordings refused"), "{log}");
