@@ -557,7 +557,12 @@ async fn session(
                                 let replaced = event.replaces(&config.app);
                                 let _ = events.send(Arc::new(event));
                                 if replaced {
-                                    let _ = sink.send(WsMessage::Close(None)).await;
+                                    // A stalled peer must not hold up the report.
+                                    let _ = tokio::time::timeout(
+                                        config.request_timeout,
+                                        sink.send(WsMessage::Close(None)),
+                                    )
+                                    .await;
                                     return Ok(Ended::Replaced);
                                 }
                             }
@@ -583,7 +588,11 @@ async fn session(
             } => {
                 checking = None;
                 if exists == Some(false) {
-                    let _ = sink.send(WsMessage::Close(None)).await;
+                    let _ = tokio::time::timeout(
+                        config.request_timeout,
+                        sink.send(WsMessage::Close(None)),
+                    )
+                    .await;
                     return Err(Error::Protocol(format!(
                         "Stasis application \"{}\" no longer registered in Asterisk",
                         config.app
