@@ -1022,6 +1022,45 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_fifo_is_opened_without_blocking_and_never_read_as_a_recording() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("fifo.wav");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        // No writer: a plain open would wait for one forever.
+        let path = fifo.clone();
+        let opened = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::task::spawn_blocking(move || open_nonblocking(&path).map(|f| f.metadata())),
+        )
+        .await
+        .expect("opening a FIFO blocked")
+        .unwrap();
+        assert!(!opened.unwrap().unwrap().is_file());
+        // A recording replaced by a FIFO after its look-up is not opened.
+        std::fs::remove_file(&fifo).unwrap();
+        std::fs::write(&fifo, b"data").unwrap();
+        let f = found(stat_local(t.path(), &rel("fifo.wav")).unwrap());
+        std::fs::remove_file(&fifo).unwrap();
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), LocalFs.read(&f, 0..4))
+            .await
+            .expect("reading a FIFO blocked");
+        assert!(read.is_err());
+    }
+
     /// LocalFs, counting the calls a look-up makes.
     #[derive(Default)]
     struct Counted {
