@@ -777,11 +777,13 @@ async fn another_client_taking_the_ari_application_over_is_shown_and_undone() {
             break channel.clone();
         }
     };
-    let h = health_until(&srv, "no held call", Duration::from_secs(2), |_| true).await;
-    assert_eq!(h["held_calls"], 0, "{h}");
+    // pbxgate does not hold it, so it cannot decide it.
+    let r = decide(&srv, &c, &cookie, "acceptCall", &taken.name).await;
+    assert_eq!(r["status"], -16, "{r}");
+    let h = health_until(&srv, "the state", Duration::from_secs(2), |_| true).await;
     assert!(h["ari"].as_str().unwrap().contains(TAKEN), "{h}");
-    intruder.continue_in_dialplan(&taken.id).await.unwrap();
-    rec.dialled(&taken.name, Duration::from_secs(5)).await;
+    // Let it go on (clean-up: it may be gone already).
+    let _ = intruder.continue_in_dialplan(&taken.id).await;
 
     // The other client leaves: pbxgate registers again within its check
     // interval (5 s) and holds the next inbound call.
@@ -793,7 +795,7 @@ async fn another_client_taking_the_ari_application_over_is_shown_and_undone() {
     inbound(&ami, "5550100", "+15557000052", 20_000, 1).await;
     let (_, ch) = rec.held("+15557000052").await;
     health_until(&srv, "the call held", Duration::from_secs(5), |h| {
-        h["held_calls"] == 1
+        h["held_calls"].as_u64().is_some_and(|n| n >= 1)
     })
     .await;
     let r = decide(&srv, &c, &cookie, "acceptCall", &ch).await;
