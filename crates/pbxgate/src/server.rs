@@ -157,12 +157,15 @@ fn connect_pbx(
         a.cdr_csv.clone(),
     );
     let ari = match &a.ari {
-        Some(c) => Some(asterisk::ari::Ari::start(asterisk::ari::AriConfig::new(
-            c.url.clone(),
-            c.username.clone(),
-            c.password.expose(),
-            c.app.clone(),
-        ))?),
+        Some(c) => Some(asterisk::ari::Ari::start(
+            asterisk::ari::AriConfig::new(
+                c.url.clone(),
+                c.username.clone(),
+                c.password.expose(),
+                c.app.clone(),
+            )
+            .with_ami(ami.clone()),
+        )?),
         None => None,
     };
     crate::live::start(live.clone(), &ami, ari.as_ref(), settings.timezone.clone());

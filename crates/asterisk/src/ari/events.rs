@@ -65,6 +65,21 @@ pub enum Event {
 }
 
 impl Event {
+    /// Whether this is Asterisk telling the websocket that another client
+    /// took application `app` over.
+    pub fn replaces(&self, app: &str) -> bool {
+        match self {
+            Event::Other { kind, raw } => {
+                kind == "ApplicationReplaced"
+                    && raw
+                        .get("application")
+                        .and_then(Value::as_str)
+                        .is_none_or(|a| a == app)
+            }
+            _ => false,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Event, serde_json::Error> {
         let raw: Value = serde_json::from_str(text)?;
         let kind = raw
@@ -139,5 +154,17 @@ mod tests {
         let e = Event::parse(r#"{"type":"StasisEnd","channel":7}"#).unwrap();
         assert!(matches!(e, Event::Other { ref kind, .. } if kind == "StasisEnd"));
         assert!(Event::parse("not json").is_err());
+    }
+
+    #[test]
+    fn application_replaced_names_the_application() {
+        let e = Event::parse(
+            r#"{"type":"ApplicationReplaced","application":"pbxgate","timestamp":"x"}"#,
+        )
+        .unwrap();
+        assert!(e.replaces("pbxgate"));
+        assert!(!e.replaces("other"));
+        let e = Event::parse(r#"{"type":"StasisEnd","application":"pbxgate"}"#).unwrap();
+        assert!(!e.replaces("pbxgate"));
     }
 }

@@ -1,6 +1,19 @@
 //! Asterisk REST Interface: a few REST calls (continue, hangup, answer,
 //! applications) and the events websocket of one Stasis application, kept
 //! connected with back-off.
+//!
+//! Another websocket that subscribes to the same application name takes it
+//! over: Asterisk sends this one `ApplicationReplaced` and stops delivering
+//! to it, and when the other leaves the application stays registered but
+//! inactive (Stasis() then fails and calls go on unheld) for as long as any
+//! channel is in it. So the registration is watched, not assumed: a
+//! replacement is reported as `Down` and, while another client holds the
+//! name, pbxgate waits instead of taking it back (that would silence the
+//! other client); every [`AriConfig::check_interval`] it asks Asterisk who
+//! holds the name (`ari show websocket sessions` over AMI; without AMI, or
+//! on an Asterisk without that command, whether the application still
+//! exists) and registers again once nobody does. While connected, the same
+//! interval checks that the application still exists.
 
 mod events;
 
@@ -14,6 +27,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage, client::IntoCli
 
 pub use events::{Channel, Event};
 
+use crate::ami::Ami;
 use crate::reconnect::Reconnect;
 use crate::{ConnState, Error};
 
@@ -26,6 +40,11 @@ pub struct AriConfig {
     pub app: String,
     pub request_timeout: Duration,
     pub max_backoff: Duration,
+    /// How often the registration is checked (see the module comment).
+    pub check_interval: Duration,
+    /// Asks Asterisk which websocket holds the application after another
+    /// client replaced this one.
+    pub ami: Option<Ami>,
 }
 
 impl std::fmt::Debug for AriConfig {
@@ -35,7 +54,8 @@ impl std::fmt::Debug for AriConfig {
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .field("app", &self.app)
-            .finish()
+            .field("check_interval", &self.check_interval)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,7 +77,15 @@ impl AriConfig {
             app: app.into(),
             request_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(30),
+            check_interval: Duration::from_secs(5),
+            ami: None,
         }
+    }
+
+    /// Uses `ami` to see who holds the application after a replacement.
+    pub fn with_ami(mut self, ami: Ami) -> Self {
+        self.ami = Some(ami);
+        self
     }
 
     fn basic_auth(&self) -> String {
@@ -104,7 +132,13 @@ impl Ari {
         let (state_tx, state) = watch::channel(ConnState::Connecting);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let config = Arc::new(config);
-        tokio::spawn(run(config.clone(), events.clone(), state_tx, shutdown_rx));
+        tokio::spawn(run(
+            config.clone(),
+            http.clone(),
+            events.clone(),
+            state_tx,
+            shutdown_rx,
+        ));
         Ok(Ari {
             config,
             http,
@@ -135,28 +169,7 @@ impl Ari {
         method: reqwest::Method,
         path: &str,
     ) -> Result<reqwest::Response, Error> {
-        let url = format!("{}/ari{path}", self.config.url);
-        let resp = self
-            .http
-            .request(method, url)
-            .header(reqwest::header::AUTHORIZATION, self.config.basic_auth())
-            .send()
-            .await
-            .map_err(|e| Error::Protocol(format!("ARI request failed: {e}")))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let body = resp.text().await.unwrap_or_default();
-        Err(match status.as_u16() {
-            401 | 403 => Error::Auth(format!("ARI answered {status}")),
-            // 409: the channel exists but is not (any longer) in the application.
-            404 | 409 => Error::NotFound(body.chars().take(200).collect()),
-            _ => Error::Protocol(format!(
-                "ARI answered {status}: {}",
-                body.chars().take(200).collect::<String>()
-            )),
-        })
+        request(&self.http, &self.config, method, path).await
     }
 
     /// Lets a channel leave Stasis and go on in the dialplan where it was.
@@ -328,17 +341,122 @@ impl Ari {
     }
 }
 
+async fn request(
+    http: &reqwest::Client,
+    config: &AriConfig,
+    method: reqwest::Method,
+    path: &str,
+) -> Result<reqwest::Response, Error> {
+    let url = format!("{}/ari{path}", config.url);
+    let resp = http
+        .request(method, url)
+        .header(reqwest::header::AUTHORIZATION, config.basic_auth())
+        .send()
+        .await
+        .map_err(|e| Error::Protocol(format!("ARI request failed: {e}")))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    Err(match status.as_u16() {
+        401 | 403 => Error::Auth(format!("ARI answered {status}")),
+        // 409: the channel exists but is not (any longer) in the application.
+        404 | 409 => Error::NotFound(body.chars().take(200).collect()),
+        _ => Error::Protocol(format!(
+            "ARI answered {status}: {}",
+            body.chars().take(200).collect::<String>()
+        )),
+    })
+}
+
+/// Whether Asterisk knows the application (registered, or inactive with
+/// channels still in it); `None` when it could not be asked.
+async fn app_exists(http: &reqwest::Client, config: &AriConfig) -> Option<bool> {
+    let path = format!("/applications/{}", encode(&config.app));
+    match request(http, config, reqwest::Method::GET, &path).await {
+        Ok(_) => Some(true),
+        Err(Error::NotFound(_)) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// Who holds the application name while this client is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    Another,
+    Nobody,
+    Unknown,
+}
+
+/// Whether a websocket session lists `app`, from the output of Asterisk's
+/// `ari show websocket sessions` (columns: id, type, remote address,
+/// state, comma-separated applications); `None` when it is not that table.
+fn sessions_hold(output: &str, app: &str) -> Option<bool> {
+    let mut lines = output
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("Connection ID"));
+    lines.next()?;
+    Some(
+        lines
+            .filter(|l| !l.starts_with("---"))
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .any(|apps| apps.split(',').any(|a| a == app)),
+    )
+}
+
+async fn holder(http: &reqwest::Client, config: &AriConfig) -> Holder {
+    if let Some(ami) = &config.ami
+        && ami.state().borrow().is_up()
+        && let Ok(reply) = ami
+            .action("Command", &[("Command", "ari show websocket sessions")])
+            .await
+    {
+        let output: Vec<&str> = reply.response.get_all("Output").collect();
+        if let Some(held) = sessions_hold(&output.join("\n"), &config.app) {
+            return if held {
+                Holder::Another
+            } else {
+                Holder::Nobody
+            };
+        }
+    }
+    // An application that is gone is free; one that exists may be held or
+    // merely inactive, which only the session list tells apart.
+    match app_exists(http, config).await {
+        Some(false) => Holder::Nobody,
+        Some(true) => Holder::Another,
+        None => Holder::Unknown,
+    }
+}
+
+/// How a connected session ended without an error.
+enum Ended {
+    Closed,
+    Replaced,
+}
+
 async fn run(
     config: Arc<AriConfig>,
+    http: reqwest::Client,
     events: broadcast::Sender<Arc<Event>>,
     state: watch::Sender<ConnState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut reconnect = Reconnect::new("ARI events", &config.url, config.max_backoff);
     loop {
-        let result = session(&config, &events, &state, &mut shutdown).await;
+        let result = session(&config, &http, &events, &state, &mut shutdown).await;
+        if let Ok(Ended::Replaced) = result {
+            if !wait_while_replaced(&config, &http, &state, &mut shutdown).await {
+                let _ = state.send(ConnState::Stopped);
+                return;
+            }
+            let _ = state.send(ConnState::Connecting);
+            continue;
+        }
         if !reconnect
-            .after_session(result, &state, &mut shutdown, || {})
+            .after_session(result.map(|_| ()), &state, &mut shutdown, || {})
             .await
         {
             return;
@@ -346,12 +464,53 @@ async fn run(
     }
 }
 
+/// Reports the replacement and waits until no other client holds the
+/// application; false when shutting down.
+async fn wait_while_replaced(
+    config: &AriConfig,
+    http: &reqwest::Client,
+    state: &watch::Sender<ConnState>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let reason = format!(
+        "Stasis application \"{}\" taken over by another ARI client; registering again when it leaves",
+        config.app
+    );
+    tracing::error!(
+        url = config.url,
+        app = config.app,
+        "ARI application replaced by another client subscribing to the same name: \
+         calls entering Stasis go to it, not to pbxgate"
+    );
+    let _ = state.send(ConnState::Down(reason));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(config.check_interval) => {}
+            _ = shutdown.changed() => return false,
+        }
+        if *shutdown.borrow() {
+            return false;
+        }
+        match holder(http, config).await {
+            Holder::Nobody => {
+                tracing::info!(
+                    app = config.app,
+                    "ARI application free again; registering it"
+                );
+                return true;
+            }
+            Holder::Another | Holder::Unknown => {}
+        }
+    }
+}
+
 async fn session(
     config: &AriConfig,
+    http: &reqwest::Client,
     events: &broadcast::Sender<Arc<Event>>,
     state: &watch::Sender<ConnState>,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), Error> {
+) -> Result<Ended, Error> {
     let ws_url = format!(
         "{}/ari/events?app={}&subscribeAll=false",
         config.url.replacen("http", "ws", 1),
@@ -382,19 +541,38 @@ async fn session(
     let (mut sink, mut stream) = ws.split();
     let mut ping = tokio::time::interval(Duration::from_secs(20));
     ping.tick().await;
+    let mut check = tokio::time::interval(config.check_interval);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
+    // The running registration check, polled beside the events so that a
+    // slow answer never holds them up.
+    let mut checking: Option<std::pin::Pin<Box<dyn Future<Output = Option<bool>> + Send + '_>>> =
+        None;
     loop {
         tokio::select! {
             msg = stream.next() => {
                 match msg {
-                    None => return Ok(()),
+                    None => return Ok(Ended::Closed),
                     Some(Err(e)) => return Err(Error::Protocol(format!("ARI websocket: {e}"))),
                     Some(Ok(WsMessage::Text(text))) => {
                         match Event::parse(text.as_str()) {
-                            Ok(event) => { let _ = events.send(Arc::new(event)); }
+                            Ok(event) => {
+                                let replaced = event.replaces(&config.app);
+                                let _ = events.send(Arc::new(event));
+                                if replaced {
+                                    // A stalled peer must not hold up the report.
+                                    let _ = tokio::time::timeout(
+                                        config.request_timeout,
+                                        sink.send(WsMessage::Close(None)),
+                                    )
+                                    .await;
+                                    return Ok(Ended::Replaced);
+                                }
+                            }
                             Err(e) => tracing::warn!(error = %e, "ARI event that is not JSON skipped"),
                         }
                     }
-                    Some(Ok(WsMessage::Close(_))) => return Ok(()),
+                    Some(Ok(WsMessage::Close(_))) => return Ok(Ended::Closed),
                     Some(Ok(_)) => {}
                 }
             }
@@ -402,10 +580,61 @@ async fn session(
                 sink.send(WsMessage::Ping(Vec::new().into())).await
                     .map_err(|e| Error::Protocol(format!("ARI websocket: {e}")))?;
             }
+            _ = check.tick(), if checking.is_none() => {
+                checking = Some(Box::pin(app_exists(http, config)));
+            }
+            Some(exists) = async {
+                match checking.as_mut() {
+                    Some(f) => Some(f.await),
+                    None => None,
+                }
+            } => {
+                checking = None;
+                if exists == Some(false) {
+                    let _ = tokio::time::timeout(
+                        config.request_timeout,
+                        sink.send(WsMessage::Close(None)),
+                    )
+                    .await;
+                    return Err(Error::Protocol(format!(
+                        "Stasis application \"{}\" no longer registered in Asterisk",
+                        config.app
+                    )));
+                }
+            }
             _ = shutdown.changed() => {
                 let _ = sink.send(WsMessage::Close(None)).await;
-                return Ok(());
+                return Ok(Ended::Closed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_list_tells_who_holds_the_application() {
+        let table = "Connection ID                         Type            RemoteAddr                       State Apps            
+------------------------------------- --------------- -------------------------------- ----- ----------------
+21cf1ae0-c5d1-4649-b06e-f767cf6c8bf0  inbound         127.0.0.1:55744                  Up    other
+3585a69e-31f0-4253-8d35-5457acb9288f  inbound         127.0.0.1:55760                  Up    pbxgate,x
+";
+        assert_eq!(sessions_hold(table, "pbxgate"), Some(true));
+        assert_eq!(sessions_hold(table, "x"), Some(true));
+        assert_eq!(sessions_hold(table, "other"), Some(true));
+        assert_eq!(sessions_hold(table, "pbx"), Some(false));
+        // Only the header: nobody.
+        let empty: String = table.lines().take(2).collect::<Vec<_>>().join("\n");
+        assert_eq!(sessions_hold(&empty, "pbxgate"), Some(false));
+        // A session without applications has no fifth column.
+        let bare = format!("{empty}\nabc  inbound  127.0.0.1:1  Up\n");
+        assert_eq!(sessions_hold(&bare, "pbxgate"), Some(false));
+        // Not that table (an older Asterisk: no such command).
+        assert_eq!(
+            sessions_hold("No such command 'ari show websocket sessions'", "pbxgate"),
+            None
+        );
     }
 }

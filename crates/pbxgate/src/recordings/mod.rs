@@ -177,22 +177,43 @@ impl Recordings {
                     .ok_or_else(|| Miss::UnknownDir(dir.to_string()))?;
                 let mut found: Vec<(String, FileMeta)> = Vec::new();
                 let mut refused = None;
-                for name in &names {
-                    match resolve::find(self.storage.as_ref(), folder, name, &self.tz).await? {
+                let mut missing: Vec<&RelPath> = Vec::new();
+                let mut refusals: Vec<String> = Vec::new();
+                let lookups =
+                    resolve::find_all(self.storage.as_ref(), folder, &names, &self.tz).await?;
+                for (name, lookup) in names.iter().zip(lookups) {
+                    match lookup {
                         Lookup::Found(f) => {
                             // a bare name and its path name the same file once
                             if !found.iter().any(|(_, g)| g.rel == f.rel) {
                                 found.push((name.to_string(), f));
                             }
                         }
-                        Lookup::Missing => {
-                            tracing::warn!(filedir = %dir, filename = %name, "recapi: no such recording");
-                        }
+                        Lookup::Missing => missing.push(name),
                         Lookup::Refused(reason) => {
-                            tracing::warn!(filedir = %dir, filename = %name, reason, "recapi: recording refused");
+                            refusals.push(format!("{name} ({reason})"));
                             refused = Some(reason);
                         }
                     }
+                }
+                // One line each, however many names the request held.
+                if !missing.is_empty() {
+                    tracing::warn!(
+                        filedir = %dir,
+                        requested = names.len(),
+                        missing = missing.len(),
+                        first = %sample(missing.iter().map(|n| n.as_str())),
+                        "recapi: recordings not found"
+                    );
+                }
+                if !refusals.is_empty() {
+                    tracing::warn!(
+                        filedir = %dir,
+                        requested = names.len(),
+                        refused = refusals.len(),
+                        first = %sample(refusals.iter().map(String::as_str)),
+                        "recapi: recordings refused"
+                    );
                 }
                 match found.len() {
                     0 => Err(refused.map_or(Miss::NotFound, Miss::Refused)),
@@ -239,6 +260,25 @@ impl Recordings {
         }
         resp
     }
+}
+
+/// The first few of a request's names for a log line.
+fn sample<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    const SHOWN: usize = 5;
+    let mut out: Vec<&str> = Vec::with_capacity(SHOWN);
+    let mut more = 0usize;
+    for n in names {
+        if out.len() < SHOWN {
+            out.push(n);
+        } else {
+            more += 1;
+        }
+    }
+    let mut s = out.join(", ");
+    if more > 0 {
+        s.push_str(&format!(" and {more} more"));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -114,6 +114,22 @@ impl Storage for S3 {
             .collect())
     }
 
+    async fn names_in(&self, folder: &str, sub: &str) -> Result<Vec<String>> {
+        let Ok(prefix) = Key::parse(format!("{folder}/{sub}")) else {
+            return Ok(Vec::new());
+        };
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| failed("listing", e))?;
+        Ok(listed
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename().map(str::to_owned))
+            .collect())
+    }
+
     fn list(&self, folder: &str) -> mpsc::Receiver<Result<FileMeta>> {
         let (tx, rx) = mpsc::channel(64);
         let store = self.store.clone();

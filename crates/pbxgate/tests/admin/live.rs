@@ -21,7 +21,7 @@ use crate::calls::{CALLS, call, pbx_config, wait_connected};
 use crate::kit::*;
 
 /// A logged-in admin: the session cookie (`pbxgate_admin=…`) and the page's CSRF token.
-pub(super) struct AdminClient {
+pub(crate) struct AdminClient {
     pub c: reqwest::Client,
     pub cookie: String,
     pub csrf: String,
@@ -46,7 +46,7 @@ fn streaming_client() -> reqwest::Client {
 }
 
 /// Sets the `admin` password and logs in.
-pub(super) async fn admin_login(srv: &Server) -> AdminClient {
+pub(crate) async fn admin_login(srv: &Server) -> AdminClient {
     let (code, out, err) = set_password(srv, None, &format!("{PASSWORD}\n")).await;
     assert_eq!(code, 0, "{out}{err}");
     let c = streaming_client();

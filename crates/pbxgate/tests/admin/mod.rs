@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use crate::kit::*;
 
 mod cdr;
-mod live;
+pub(crate) mod live;
 mod status;
 
 /// Form fields of a POST.

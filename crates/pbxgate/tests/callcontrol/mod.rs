@@ -687,3 +687,131 @@ async fn a_lost_ari_websocket_never_strands_held_calls() {
     rec.dialled(&ch, Duration::from_secs(2)).await;
     srv.stop().await;
 }
+
+/// `/healthz` once `pred` holds, within `limit`.
+async fn health_until(
+    srv: &Server,
+    what: &str,
+    limit: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let c = client(None);
+    let until = Instant::now() + limit;
+    loop {
+        let h: Value = c
+            .get(srv.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if pred(&h) {
+            return h;
+        }
+        assert!(
+            Instant::now() < until,
+            "/healthz never showed {what} within {limit:?}: {h}\n{}",
+            srv.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Another ARI client subscribing to pbxgate's application name (as the
+/// rig's smoke.py does) takes it over: pbxgate shows it, leaves the name to
+/// that client while it is there, and registers again once it leaves, so
+/// inbound calls are held again.
+#[tokio::test]
+async fn another_client_taking_the_ari_application_over_is_shown_and_undone() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let db = dbs().await.remove(0);
+    let Setup {
+        srv,
+        c,
+        cookie,
+        ami,
+        rec,
+        ..
+    } = setup(&rig, &db, 30.0).await;
+    let admin = crate::admin::live::admin_login(&srv).await;
+    const TAKEN: &str = "taken over by another ARI client";
+
+    let intruder = asterisk::ari::Ari::start(asterisk::ari::AriConfig::new(
+        rig.http_url(),
+        rig.get("ARI_USER"),
+        rig.get("ARI_PASSWORD"),
+        rig.get("ARI_APP"),
+    ))
+    .unwrap();
+    let mut intruder_events = intruder.subscribe();
+    let h = health_until(&srv, "the replacement", Duration::from_secs(10), |h| {
+        h["ari"].as_str().is_some_and(|a| a.contains(TAKEN))
+    })
+    .await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert!(h["ari"].as_str().unwrap().starts_with("down: "), "{h}");
+    let st = admin.get_json(&srv, "/admin/api/status").await;
+    let ari = &st["asterisk"]["ari"];
+    assert_eq!(
+        (ari["state"].as_str(), ari["up"].as_bool()),
+        (Some("down"), Some(false)),
+        "{ari}"
+    );
+    assert!(ari["reason"].as_str().unwrap().contains(TAKEN), "{ari}");
+
+    // While the other client holds the name, calls reach it, not pbxgate,
+    // and pbxgate does not take the name back.
+    inbound(&ami, "5550100", "+15557000051", 20_000, 1).await;
+    let until = Instant::now() + Duration::from_secs(15);
+    let taken = loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let e = tokio::time::timeout(left, intruder_events.recv())
+            .await
+            .expect("the other client got no StasisStart for the call")
+            .unwrap();
+        if let asterisk::ari::Event::StasisStart { channel, .. } = &*e
+            && channel.caller.number == "+15557000051"
+        {
+            break channel.clone();
+        }
+    };
+    // pbxgate does not hold it, so it cannot decide it.
+    let r = decide(&srv, &c, &cookie, "acceptCall", &taken.name).await;
+    assert_eq!(r["status"], -16, "{r}");
+    let h = health_until(&srv, "the state", Duration::from_secs(2), |_| true).await;
+    assert!(h["ari"].as_str().unwrap().contains(TAKEN), "{h}");
+    // Let it go on (clean-up: it may be gone already).
+    let _ = intruder.continue_in_dialplan(&taken.id).await;
+
+    // The other client leaves: pbxgate registers again within its check
+    // interval (5 s) and holds the next inbound call.
+    intruder.shutdown();
+    health_until(&srv, "ARI up again", Duration::from_secs(15), |h| {
+        h["ari"] == "up" && h["status"] == "ok"
+    })
+    .await;
+    inbound(&ami, "5550100", "+15557000052", 20_000, 1).await;
+    let (_, ch) = rec.held("+15557000052").await;
+    health_until(&srv, "the call held", Duration::from_secs(5), |h| {
+        h["held_calls"].as_u64().is_some_and(|n| n >= 1)
+    })
+    .await;
+    let r = decide(&srv, &c, &cookie, "acceptCall", &ch).await;
+    assert_eq!(r["status"], 0, "{r}");
+    rec.dialled(&ch, Duration::from_secs(2)).await;
+    let st = admin.get_json(&srv, "/admin/api/status").await;
+    let ari = &st["asterisk"]["ari"];
+    assert_eq!(ari["state"], "up", "{ari}");
+    assert!(
+        ari["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(TAKEN),
+        "{ari}"
+    );
+    let log = srv.stop().await;
+    assert!(log.contains("ARI application replaced"), "{log}");
+    assert!(log.contains("ARI application free again"), "{log}");
+}
