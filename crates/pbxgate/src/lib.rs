@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod legacy;
 pub mod listing;
 pub mod live;
+pub mod net;
 pub mod permissions;
 pub mod pms;
 mod random;
