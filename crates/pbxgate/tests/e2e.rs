@@ -10,6 +10,7 @@ mod channels;
 mod directory;
 mod kit;
 mod legacy;
+mod net;
 mod pms;
 mod recapi;
 mod websockify;

@@ -248,19 +248,35 @@ async fn login_attempts_are_counted_before_they_are_checked() {
             });
         }
         let outcomes: Vec<LoginAttempt> = set.join_all().await;
-        let allowed = outcomes.iter().filter(|o| **o == LoginAttempt::Allowed).count();
-        let last = outcomes.iter().filter(|o| **o == LoginAttempt::Last).count();
+        let allowed = outcomes
+            .iter()
+            .filter(|o| **o == LoginAttempt::Allowed)
+            .count();
+        let last = outcomes
+            .iter()
+            .filter(|o| **o == LoginAttempt::Last)
+            .count();
         let refused = outcomes
             .iter()
             .filter(|o| **o == LoginAttempt::Refused(61_000))
             .count();
         assert_eq!((allowed, last, refused), (2, 1, 17), "{b:?}: {outcomes:?}");
-        assert_eq!(s.active_ban("10.1.0.1", 1_001).await.unwrap(), Some(61_000), "{b:?}");
+        assert_eq!(
+            s.active_ban("10.1.0.1", 1_001).await.unwrap(),
+            Some(61_000),
+            "{b:?}"
+        );
         // The last allowed attempt succeeded: its ban is lifted with the failures.
         s.clear_login_failures("10.1.0.1").await.unwrap();
-        assert_eq!(s.active_ban("10.1.0.1", 1_001).await.unwrap(), None, "{b:?}");
         assert_eq!(
-            s.begin_login_attempt("10.1.0.1", 1_002, window, max, ban).await.unwrap(),
+            s.active_ban("10.1.0.1", 1_001).await.unwrap(),
+            None,
+            "{b:?}"
+        );
+        assert_eq!(
+            s.begin_login_attempt("10.1.0.1", 1_002, window, max, ban)
+                .await
+                .unwrap(),
             LoginAttempt::Allowed,
             "{b:?}"
         );

@@ -481,9 +481,10 @@ async fn connection(c: Conn) {
         io: tls,
         _slot: slot,
     });
-    let conn = builder.serve_connection_with_upgrades(io, hyper::service::service_fn(move |r| {
-        service.clone().call(r)
-    }));
+    let conn = builder.serve_connection_with_upgrades(
+        io,
+        hyper::service::service_fn(move |r| service.clone().call(r)),
+    );
     tokio::pin!(conn);
     let mut closing: Option<tokio::time::Instant> = None;
     loop {
@@ -653,7 +654,10 @@ mod tests {
     #[test]
     fn the_cap_fits_the_open_files_limit() {
         assert_eq!(effective_cap(512, Some(1024)), 512);
-        assert_eq!(effective_cap(5000, Some(1024)), 1024 - RESERVED_FDS as usize);
+        assert_eq!(
+            effective_cap(5000, Some(1024)),
+            1024 - RESERVED_FDS as usize
+        );
         assert_eq!(effective_cap(5000, None), 5000);
         assert_eq!(effective_cap(512, Some(10)), 16);
     }
