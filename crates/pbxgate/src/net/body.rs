@@ -14,7 +14,30 @@ use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
-use super::InFlight;
+use super::{ConnState, InFlight};
+
+/// Counts a request body as being received on its connection until it has
+/// ended or been dropped (such a connection may be closed to make room).
+pub(super) struct Reading(Option<Arc<ConnState>>);
+
+impl Reading {
+    pub(super) fn new(state: Arc<ConnState>) -> Reading {
+        state.reading.fetch_add(1, Ordering::AcqRel);
+        Reading(Some(state))
+    }
+
+    fn done(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.reading.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
 
 /// The error a request body gives when its deadline passed; the listener
 /// answers `408 Request Timeout` whatever the handler made of it.
@@ -40,6 +63,7 @@ pub struct Limited {
     held: Option<OwnedSemaphorePermit>,
     waiting: Option<(Bytes, Acquire)>,
     timed_out: Arc<AtomicBool>,
+    reading: Reading,
 }
 
 impl Limited {
@@ -50,7 +74,11 @@ impl Limited {
         budget_total: usize,
         free: usize,
         timed_out: Arc<AtomicBool>,
+        mut reading: Reading,
     ) -> Limited {
+        if http_body::Body::is_end_stream(&inner) {
+            reading.done();
+        }
         Limited {
             inner,
             deadline: Box::pin(tokio::time::sleep(timeout)),
@@ -60,6 +88,7 @@ impl Limited {
             held: None,
             waiting: None,
             timed_out,
+            reading,
         }
     }
 
@@ -111,7 +140,10 @@ impl http_body::Body for Limited {
             let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => frame,
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(None) => {
+                    this.reading.done();
+                    return Poll::Ready(None);
+                }
                 Poll::Pending if this.expired(cx) => {
                     return Poll::Ready(Some(Err(BodyTimedOut.into())));
                 }

@@ -53,6 +53,7 @@ pub use body::BodyTimedOut;
 /// recording files, Asterisk connections.
 const RESERVED_FDS: u64 = 64;
 
+
 /// Raises the soft limit of open files to the hard one (systemd's default
 /// soft limit, 1024, is what silent clients exhaust first). Returns the soft
 /// limit in force afterwards, `None` when unlimited or unknown.
@@ -115,6 +116,8 @@ struct Registry {
 
 struct ConnState {
     in_flight: AtomicUsize,
+    /// Requests whose body is still being received.
+    reading: AtomicUsize,
     /// Milliseconds since `Connections::epoch` of the last request's end (or
     /// of the connection's start).
     last_active: AtomicU64,
@@ -160,14 +163,24 @@ impl Connections {
     fn admit(self: &Arc<Self>) -> Option<Slot> {
         let mut reg = self.registry.lock().ok()?;
         if reg.conns.len() >= self.max {
-            let victim = reg
+            let evictable = |c: &ConnState| !c.detached.load(Ordering::Acquire);
+            // First the connection idle the longest (a silent client, a
+            // handshake that does not finish): a client that just connected
+            // is the last to go, so it has time to send its request.
+            let idle = reg
                 .conns
                 .iter()
-                .filter(|(_, c)| {
-                    c.in_flight.load(Ordering::Acquire) == 0 && !c.detached.load(Ordering::Acquire)
-                })
+                .filter(|(_, c)| evictable(c) && c.in_flight.load(Ordering::Acquire) == 0)
                 .min_by_key(|(_, c)| c.last_active.load(Ordering::Relaxed))
                 .map(|(id, _)| *id);
+            // Then the oldest connection still receiving a request body (a
+            // client holding a slot with a body that does not come).
+            let victim = idle.or_else(|| {
+                reg.conns
+                    .iter()
+                    .find(|(_, c)| evictable(c) && c.reading.load(Ordering::Acquire) > 0)
+                    .map(|(id, _)| *id)
+            });
             let victim = victim?;
             if let Some(c) = reg.conns.remove(&victim) {
                 c.close.notify_one();
@@ -177,6 +190,7 @@ impl Connections {
         reg.next_id += 1;
         let state = Arc::new(ConnState {
             in_flight: AtomicUsize::new(0),
+            reading: AtomicUsize::new(0),
             last_active: AtomicU64::new(self.now_ms()),
             detached: AtomicBool::new(false),
             close: Notify::new(),
@@ -587,6 +601,7 @@ impl Svc {
                 self.conns.body_budget_bytes,
                 self.limits.body_free_bytes,
                 timed_out.clone(),
+                body::Reading::new(self.state.clone()),
             ))
         });
         req.extensions_mut().insert(ConnectInfo(self.peer));
@@ -644,8 +659,13 @@ mod tests {
         third.state.in_flight.store(1, Ordering::Release);
         // Every connection busy: refused.
         assert!(c.admit().is_none());
-        drop(b);
+        // Unless one is still waiting for a request body.
+        a.state.reading.store(1, Ordering::Release);
+        let fourth = c.admit().unwrap();
         assert_eq!(c.open(), 2);
+        drop(fourth);
+        drop(b);
+        assert_eq!(c.open(), 1);
         drop(a);
         assert_eq!(c.open(), 1);
         assert!(c.admit().is_some());
