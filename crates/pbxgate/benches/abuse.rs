@@ -268,12 +268,10 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch(srv.child.id(), srv.port, stop.clone());
     let db_before = srv.db_bytes();
-    let mut extra = tokio::time::timeout(
-        Duration::from_secs(150),
-        attack(srv.port, srv.dir.clone()),
-    )
-    .await
-    .unwrap_or_else(|_| vec![("attack".into(), "did not end in 150 s".into(), false)]);
+    let mut extra =
+        tokio::time::timeout(Duration::from_secs(150), attack(srv.port, srv.dir.clone()))
+            .await
+            .unwrap_or_else(|_| vec![("attack".into(), "did not end in 150 s".into(), false)]);
     stop.store(true, Ordering::Relaxed);
     let (peak_mib, slowest, failures) = watcher.await.unwrap();
     if name == "challenge flood" {
@@ -489,7 +487,11 @@ async fn silent(port: u16, _: PathBuf) -> Vec<(String, String, bool)> {
     vec![(
         "all silent closed".into(),
         match done {
-            Ok(()) => format!("{} connections in {:.1} s (target <= 60 s)", opened, took.as_secs_f64()),
+            Ok(()) => format!(
+                "{} connections in {:.1} s (target <= 60 s)",
+                opened,
+                took.as_secs_f64()
+            ),
             Err(_) => format!("{opened} connections: NOT all closed after 70 s"),
         },
         done.is_ok() && took <= SILENT_CLOSE_TARGET,
@@ -533,7 +535,11 @@ async fn challenges(port: u16, _: PathBuf) -> Vec<(String, String, bool)> {
             }
         }
     }
-    vec![("challenges sent".into(), format!("{ok} of 10000 answered"), true)]
+    vec![(
+        "challenges sent".into(),
+        format!("{ok} of 10000 answered"),
+        true,
+    )]
 }
 
 fn main() {

@@ -53,7 +53,6 @@ pub use body::BodyTimedOut;
 /// recording files, Asterisk connections.
 const RESERVED_FDS: u64 = 64;
 
-
 /// Raises the soft limit of open files to the hard one (systemd's default
 /// soft limit, 1024, is what silent clients exhaust first). Returns the soft
 /// limit in force afterwards, `None` when unlimited or unknown.
