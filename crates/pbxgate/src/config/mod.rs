@@ -399,7 +399,7 @@ impl Default for Web {
             idle_timeout_secs: 30,
             body_read_timeout_secs: 30,
             max_connections: 512,
-            body_buffer_bytes: 64 * 1024 * 1024,
+            body_buffer_bytes: 32 * 1024 * 1024,
             h2_max_streams: 16,
             password_checks: 2,
             password_check_wait_secs: 5,

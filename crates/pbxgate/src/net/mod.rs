@@ -62,7 +62,7 @@ pub fn raise_open_files_limit() -> Option<u64> {
     if lim.current != lim.maximum {
         let before = lim.current;
         lim.current = lim.maximum;
-        match setrlimit(Resource::Nofile, lim.clone()) {
+        match setrlimit(Resource::Nofile, lim) {
             Ok(()) => tracing::info!(
                 from = ?before,
                 to = ?lim.maximum,
@@ -296,8 +296,10 @@ impl Limits {
         b.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
-            // Headers beyond this are refused (431) instead of buffered.
-            .max_buf_size(64 * 1024);
+            // The read buffer per connection (headers beyond it are refused
+            // with 431): 600 connections stalled mid-body held ~330 KiB each
+            // with hyper's default (~400 KiB).
+            .max_buf_size(32 * 1024);
         b.http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(self.h2_max_streams)

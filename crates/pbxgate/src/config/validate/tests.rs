@@ -661,7 +661,7 @@ fn listener_limits_have_defaults_and_named_errors() {
     assert_eq!(n.idle_timeout.as_secs(), 30);
     assert_eq!(n.body_read_timeout.as_secs(), 30);
     assert_eq!(n.max_connections, 512);
-    assert_eq!(n.body_buffer_bytes, 64 * 1024 * 1024);
+    assert_eq!(n.body_buffer_bytes, 32 * 1024 * 1024);
     assert_eq!(n.h2_max_streams, 16);
     assert_eq!(n.password_checks, 2);
     assert_eq!(n.password_check_wait.as_secs(), 5);
