@@ -256,7 +256,8 @@ impl Auth {
     /// Checks `token` against the user's open challenges and opens a session.
     pub async fn login(&self, user: &str, token: &str, ip: IpAddr) -> Result<String, Refusal> {
         let now = now_ms();
-        self.check_ban(ip, now).await?;
+        // Counted before it is checked: concurrent logins cannot outrun the restriction.
+        self.begin_attempt(ip).await?;
         let ip_text = ip.to_string();
         let candidates = self
             .store
@@ -307,10 +308,76 @@ impl Auth {
                 }
                 self.audit("login", user, &ip_text, reason, "").await;
                 tracing::warn!(user = %shown_username(user), %ip, reason, "login failed");
-                self.record_failure(ip, now).await?;
                 Err(Refusal::Status(Status::WrongAccountOrPassword))
             }
         }
+    }
+
+    /// Counts a login attempt from `ip` before its password is checked,
+    /// atomically with the restriction check, so that concurrent attempts
+    /// cannot outrun the restriction: `-68` while `ip` is restricted or once
+    /// it has used up its attempts. End it with [`Auth::finish_attempt`].
+    pub async fn begin_attempt(&self, ip: IpAddr) -> Result<(), Refusal> {
+        let lock = &self.settings.lockout;
+        if lock.max_failures == 0 || lock.whitelist.contains(ip) {
+            return Ok(());
+        }
+        let attempt = self
+            .store
+            .begin_login_attempt(
+                &ip.to_string(),
+                now_ms(),
+                ms(lock.window),
+                i64::from(lock.max_failures),
+                ms(lock.ban),
+            )
+            .await?;
+        match attempt {
+            store::LoginAttempt::Allowed => Ok(()),
+            store::LoginAttempt::Last => {
+                tracing::warn!(%ip, failures = lock.max_failures, ban_secs = lock.ban.as_secs(), "login restriction: address refused after repeated failed logins (unless this last attempt succeeds)");
+                self.audit(
+                    "login-restriction",
+                    "",
+                    &ip.to_string(),
+                    "banned",
+                    &format!("{} s", lock.ban.as_secs()),
+                )
+                .await;
+                Ok(())
+            }
+            store::LoginAttempt::Refused(until) => {
+                tracing::warn!(%ip, remaining_secs = (until - now_ms()) / 1000, "login refused: address is under login restriction");
+                Err(Refusal::Status(Status::LoginRestriction))
+            }
+        }
+    }
+
+    /// The outcome of an attempt begun with [`Auth::begin_attempt`]: the
+    /// audit trail and log line; a success clears the address's count.
+    pub async fn finish_attempt(
+        &self,
+        user: &str,
+        ip: IpAddr,
+        outcome: Result<(), &str>,
+        detail: &str,
+    ) -> Result<(), Refusal> {
+        let ip_text = ip.to_string();
+        match outcome {
+            Ok(()) => {
+                if self.settings.lockout.max_failures > 0 {
+                    self.store.clear_login_failures(&ip_text).await?;
+                }
+                self.audit("login", user, &ip_text, "ok", detail).await;
+                tracing::info!(user, %ip, via = detail, "login");
+            }
+            Err(reason) => {
+                // Already counted by begin_attempt.
+                self.audit("login", user, &ip_text, reason, detail).await;
+                tracing::warn!(user, %ip, reason, via = detail, "login failed");
+            }
+        }
+        Ok(())
     }
 
     /// The login restriction for a login checked elsewhere (the event

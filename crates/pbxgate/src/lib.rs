@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod legacy;
 pub mod listing;
 pub mod live;
+pub mod net;
 pub mod pbxcheck;
 pub mod permissions;
 pub mod pms;

@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use pbxgate::config::{self, Settings};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc gives freed memory back to the system; glibc's per-thread arenas
+/// kept what an attack had made the server allocate (issue 15).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An HTTPS API server that gives an Asterisk PBX the API of a Grandstream UCM630X.
 ///
 /// Billing, CRM and hotel software written for the UCM connects to pbxgate

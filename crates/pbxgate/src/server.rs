@@ -39,6 +39,10 @@ pub struct AppInner {
     /// Turns true when shutdown begins: long-lived answers (the admin Live
     /// calls page's event stream) end instead of holding up the grace time.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Open connections of both listeners under `web.max_connections`.
+    pub conns: Arc<crate::net::Connections>,
+    /// Admin password checks (argon2) running at once, at most `web.password_checks`.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 pub struct Pbx {
@@ -121,8 +125,13 @@ pub async fn prepare(mut settings: Settings) -> Result<App> {
     }
     let recordings =
         crate::recordings::Recordings::new(&settings.recordings, settings.timezone.clone())?;
+    let open_files = crate::net::raise_open_files_limit();
+    let conns = crate::net::Connections::from_settings(&settings, open_files);
+    let password_checks = Arc::new(tokio::sync::Semaphore::new(settings.net.password_checks));
     let settings = Arc::new(settings);
     Ok(App(Arc::new(AppInner {
+        conns,
+        password_checks,
         pbx,
         recordings,
         auth: Auth::new(settings.clone(), api.current(), store.clone()),
@@ -237,19 +246,16 @@ pub async fn run_with_reload(
         .local_addr()
         .map_err(|e| Error::io("cannot read the listener address", e))?;
 
-    let handle = axum_server::Handle::<SocketAddr>::new();
-    // TCP_NODELAY: a response's small last segment must not wait for the
-    // ACK of the previous one (up to 40 ms with a delayed ACK).
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls_config)
-        .acceptor(axum_server::accept::NoDelayAcceptor::new());
-    let mut server = axum_server::from_tcp(listener)
-        .map_err(|e| Error::io("cannot start the HTTPS listener", e))?
-        .acceptor(acceptor)
-        .handle(handle.clone());
-    server
-        .http_builder()
-        .http1()
-        .header_read_timeout(Some(settings.header_read_timeout));
+    let handle = crate::net::Handle::new();
+    let server = crate::net::Listener {
+        name: "new API",
+        tcp: listener,
+        tls: tls_config,
+        router: router(app.clone()),
+        limits: crate::net::Limits::from_settings(&settings),
+        conns: app.conns.clone(),
+        handle: handle.clone(),
+    };
 
     // The old API's listener, when enabled; reloads start and stop it.
     let old_api = Arc::new(legacy::OldApi::new(app.clone())?);
@@ -284,7 +290,7 @@ pub async fn run_with_reload(
             grace_secs = grace.as_secs(),
             "shutting down: finishing in-flight requests"
         );
-        signal_handle.graceful_shutdown(Some(grace));
+        signal_handle.graceful_shutdown(grace);
         old_signal.begin_shutdown(grace).await;
     });
 
@@ -298,9 +304,7 @@ pub async fn run_with_reload(
     );
     on_listening(local);
 
-    let served = server
-        .serve(router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
-        .await;
+    let served = server.serve().await;
     if let Some(w) = watcher {
         w.abort();
     }

@@ -11,6 +11,7 @@ mod config;
 mod directory;
 mod kit;
 mod legacy;
+mod net;
 mod pms;
 mod recapi;
 mod websockify;

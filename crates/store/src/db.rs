@@ -933,6 +933,54 @@ impl LoginGuardStore for Store {
         Ok(banned)
     }
 
+    async fn begin_login_attempt(
+        &self,
+        ip: &str,
+        now_ms: i64,
+        window_ms: i64,
+        max_failures: i64,
+        ban_ms: i64,
+    ) -> Result<LoginAttempt, Error> {
+        let attempt = with_pool!(self, write pool => {
+            let mut tx = pool.begin().await?;
+            // Locks the address's ban row (created expired, until_ms 0, if
+            // missing) so that concurrent attempts from one address, from any
+            // process, take turns; on SQLite, writing first takes the write
+            // lock at once (no lock upgrade).
+            sqlx::query(
+                "INSERT INTO login_bans (ip, until_ms) VALUES ($1, 0) \
+                 ON CONFLICT (ip) DO UPDATE SET until_ms = login_bans.until_ms")
+                .bind(ip).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO login_failures (ip, at_ms) VALUES ($1, $2)")
+                .bind(ip).bind(now_ms).execute(&mut *tx).await?;
+            let ban = sqlx::query("SELECT until_ms FROM login_bans WHERE ip = $1 AND until_ms > $2")
+                .bind(ip).bind(now_ms).fetch_optional(&mut *tx).await?
+                .map(|r| r.try_get::<i64, _>(0)).transpose()?;
+            if let Some(until) = ban {
+                tx.rollback().await?;
+                LoginAttempt::Refused(until)
+            } else {
+                let count: i64 = sqlx::query(
+                    "SELECT COUNT(*) FROM login_failures WHERE ip = $1 AND at_ms > $2")
+                    .bind(ip).bind(now_ms - window_ms).fetch_one(&mut *tx).await?.try_get(0)?;
+                let attempt = if count >= max_failures {
+                    sqlx::query(
+                        "INSERT INTO login_bans (ip, until_ms) VALUES ($1, $2) \
+                         ON CONFLICT (ip) DO UPDATE SET until_ms = excluded.until_ms")
+                        .bind(ip).bind(now_ms + ban_ms).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM login_failures WHERE ip = $1")
+                        .bind(ip).execute(&mut *tx).await?;
+                    LoginAttempt::Last
+                } else {
+                    LoginAttempt::Allowed
+                };
+                tx.commit().await?;
+                attempt
+            }
+        });
+        Ok(attempt)
+    }
+
     async fn active_ban(&self, ip: &str, now_ms: i64) -> Result<Option<i64>, Error> {
         let until = with_pool!(self, read pool => {
             let row = sqlx::query("SELECT until_ms FROM login_bans WHERE ip = $1 AND until_ms > $2")
@@ -944,11 +992,17 @@ impl LoginGuardStore for Store {
 
     async fn clear_login_failures(&self, ip: &str) -> Result<(), Error> {
         // Nearly always there is nothing to clear: look before taking the write lock.
-        let any = with_pool!(self, read pool => sqlx::query("SELECT 1 FROM login_failures WHERE ip = $1 LIMIT 1")
+        let any = with_pool!(self, read pool => sqlx::query(
+            "SELECT 1 FROM login_failures WHERE ip = $1 \
+             UNION ALL SELECT 1 FROM login_bans WHERE ip = $1 LIMIT 1")
             .bind(ip).fetch_optional(pool).await?.is_some());
         if any {
-            with_pool!(self, write pool => sqlx::query("DELETE FROM login_failures WHERE ip = $1")
-                .bind(ip).execute(pool).await.map(|_| ()))?;
+            with_pool!(self, write pool => {
+                sqlx::query("DELETE FROM login_failures WHERE ip = $1")
+                    .bind(ip).execute(pool).await?;
+                sqlx::query("DELETE FROM login_bans WHERE ip = $1")
+                    .bind(ip).execute(pool).await?;
+            });
         }
         Ok(())
     }

@@ -20,8 +20,8 @@ pub use recordings::{RecordedCdr, RecordedCursor};
 pub use sqlx::Error as SqlxError;
 pub use traits::{
     AdminSession, AdminStore, AuditEvent, AuditStore, CallDecision, CdrStore, ChallengeStore,
-    DecisionStore, LoginGuardStore, MetaStore, NewCdr, PmsStore, Room, RoomWrite, Session,
-    SessionStore, SettingsStore, Wakeup, WebSettings, WebSettingsStore,
+    DecisionStore, LoginAttempt, LoginGuardStore, MetaStore, NewCdr, PmsStore, Room, RoomWrite,
+    Session, SessionStore, SettingsStore, Wakeup, WebSettings, WebSettingsStore,
 };
 
 #[cfg(feature = "testing")]

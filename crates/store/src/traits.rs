@@ -76,6 +76,18 @@ pub trait ChallengeStore: Send + Sync {
     async fn delete_expired_challenges(&self, now_ms: i64) -> Result<u64, Error>;
 }
 
+/// What [`LoginGuardStore::begin_login_attempt`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Counted; check it.
+    Allowed,
+    /// Counted as the last one allowed: the ban is already set (lifted if
+    /// this attempt succeeds); check it.
+    Last,
+    /// Under a ban until this time: refuse without checking (not counted).
+    Refused(i64),
+}
+
 #[async_trait]
 pub trait LoginGuardStore: Send + Sync {
     /// Records a failed login from `ip`. When `max_failures` failures fall
@@ -89,8 +101,22 @@ pub trait LoginGuardStore: Send + Sync {
         max_failures: i64,
         ban_ms: i64,
     ) -> Result<Option<i64>, Error>;
+    /// Counts a login attempt from `ip` as a failure *before* it is checked,
+    /// in one transaction with the ban check, so that concurrent attempts
+    /// cannot all pass a check made before any of them failed. A success
+    /// then clears it ([`LoginGuardStore::clear_login_failures`]).
+    async fn begin_login_attempt(
+        &self,
+        ip: &str,
+        now_ms: i64,
+        window_ms: i64,
+        max_failures: i64,
+        ban_ms: i64,
+    ) -> Result<LoginAttempt, Error>;
     /// The end of the ban on `ip`, if one is in force at `now_ms`.
     async fn active_ban(&self, ip: &str, now_ms: i64) -> Result<Option<i64>, Error>;
+    /// A successful login: forgets `ip`'s failures and lifts a ban its own
+    /// last allowed attempt set ([`LoginAttempt::Last`]).
     async fn clear_login_failures(&self, ip: &str) -> Result<(), Error>;
     /// Drops failures older than the window and bans that have ended.
     async fn prune_login_guard(&self, failures_before_ms: i64, now_ms: i64) -> Result<(), Error>;

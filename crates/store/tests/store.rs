@@ -233,6 +233,57 @@ async fn repeated_failures_ban_an_ip_until_the_ban_ends() {
 }
 
 #[tokio::test]
+async fn login_attempts_are_counted_before_they_are_checked() {
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        let (window, max, ban) = (600_000, 3, 60_000);
+        // Concurrent attempts: exactly `max` are let through, however many run at once.
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let s = s.clone();
+            set.spawn(async move {
+                s.begin_login_attempt("10.1.0.1", 1_000, window, max, ban)
+                    .await
+                    .unwrap()
+            });
+        }
+        let outcomes: Vec<LoginAttempt> = set.join_all().await;
+        let allowed = outcomes
+            .iter()
+            .filter(|o| **o == LoginAttempt::Allowed)
+            .count();
+        let last = outcomes
+            .iter()
+            .filter(|o| **o == LoginAttempt::Last)
+            .count();
+        let refused = outcomes
+            .iter()
+            .filter(|o| **o == LoginAttempt::Refused(61_000))
+            .count();
+        assert_eq!((allowed, last, refused), (2, 1, 17), "{b:?}: {outcomes:?}");
+        assert_eq!(
+            s.active_ban("10.1.0.1", 1_001).await.unwrap(),
+            Some(61_000),
+            "{b:?}"
+        );
+        // The last allowed attempt succeeded: its ban is lifted with the failures.
+        s.clear_login_failures("10.1.0.1").await.unwrap();
+        assert_eq!(
+            s.active_ban("10.1.0.1", 1_001).await.unwrap(),
+            None,
+            "{b:?}"
+        );
+        assert_eq!(
+            s.begin_login_attempt("10.1.0.1", 1_002, window, max, ban)
+                .await
+                .unwrap(),
+            LoginAttempt::Allowed,
+            "{b:?}"
+        );
+    });
+}
+
+#[tokio::test]
 async fn audit_events_are_kept_newest_first() {
     on_every_backend!(|s, db| {
         for (i, result) in ["wrong-password", "ok"].iter().enumerate() {

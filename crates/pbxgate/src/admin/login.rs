@@ -118,16 +118,47 @@ fn decoy_hash() -> &'static str {
     })
 }
 
-/// Checks a login off the async threads (argon2 takes tens of milliseconds).
-async fn password_matches(app: &App, username: &str, password: &str) -> Result<Option<bool>> {
-    let stored = app.store.admin_password_hash(username).await?;
+/// Every password check slot stayed busy for `web.password_check_wait_secs`.
+struct Busy;
+
+/// Checks a login off the async threads (argon2 takes tens of milliseconds
+/// and 19 MiB each): at most `web.password_checks` at once, so that a burst
+/// of attempts queues (and times out) instead of taking memory and threads.
+async fn password_matches(
+    app: &App,
+    username: &str,
+    password: &str,
+) -> std::result::Result<Result<Option<bool>>, Busy> {
+    let wait = app.settings.net.password_check_wait;
+    let permit = match tokio::time::timeout(wait, app.password_checks.clone().acquire_owned()).await
+    {
+        Ok(Ok(p)) => p,
+        _ => return Err(Busy),
+    };
+    let stored = match app.store.admin_password_hash(username).await {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e.into())),
+    };
     let known = stored.is_some();
     let hash = stored.unwrap_or_else(|| decoy_hash().to_owned());
     let password = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
-    Ok(known.then_some(ok))
+    let ok = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        verify_password(&password, &hash)
+    })
+    .await
+    .unwrap_or(false);
+    Ok(Ok(known.then_some(ok)))
+}
+
+async fn too_many_failures(app: &App, username: &str) -> Response {
+    login_form(
+        app,
+        StatusCode::TOO_MANY_REQUESTS,
+        Some("Too many failed logins from your address. Try again later."),
+        username,
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- tokens and cookies
@@ -318,24 +349,33 @@ async fn login(
         }
         Err(e) => return internal(&e),
     }
-    match app.auth.restriction(ip).await {
+    let user = form.username.trim();
+    // Counted before the password is checked, so that a burst of concurrent
+    // attempts from one address gets no more checks than the restriction allows.
+    match app.auth.begin_attempt(ip).await {
         Ok(()) => {}
         Err(Refusal::Internal(e)) => return internal(&e),
-        Err(_) => {
-            return login_form(
-                &app,
-                StatusCode::TOO_MANY_REQUESTS,
-                Some("Too many failed logins from your address. Try again later."),
-                &form.username,
-            )
-            .await;
-        }
+        Err(_) => return too_many_failures(&app, &form.username).await,
     }
-    let user = form.username.trim();
     let checked = if check_username(user).is_err() || form.password.len() > MAX_PASSWORD_BYTES {
         Ok(None)
     } else {
-        password_matches(&app, user, &form.password).await
+        match password_matches(&app, user, &form.password).await {
+            Err(Busy) => {
+                tracing::warn!(%ip, user = %crate::api::loggable(user), "admin login refused: every password check slot busy for web.password_check_wait_secs (503)");
+                let mut resp = login_form(
+                    &app,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some("The server is busy checking other logins. Try again in a few seconds."),
+                    user,
+                )
+                .await;
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                return resp;
+            }
+            Ok(r) => r,
+        }
     };
     let outcome = match checked {
         Ok(Some(true)) => Ok(()),
@@ -343,8 +383,8 @@ async fn login(
         Ok(None) => Err("unknown-user"),
         Err(e) => return internal(&e),
     };
-    // The audit trail and the failure count of the login restriction, as for API logins.
-    if let Err(Refusal::Internal(e)) = app.auth.record_login(user, ip, outcome, "admin").await {
+    // The audit trail; a success clears the address's failure count.
+    if let Err(Refusal::Internal(e)) = app.auth.finish_attempt(user, ip, outcome, "admin").await {
         return internal(&e);
     }
     if outcome.is_err() {

@@ -18,8 +18,8 @@ pub use keys::known_keys;
 pub use secret::Secret;
 pub use validate::{
     ApiUser, AriSettings, AsteriskSettings, CallControlSettings, CdrApiSettings, DialingSettings,
-    OldApiSettings, PmsSettings, RecordingStore, RecordingsSettings, S3Settings, Settings,
-    api_user, old_api, overlaps, parse_bind_address,
+    NetSettings, OldApiSettings, PmsSettings, RecordingStore, RecordingsSettings, S3Settings,
+    Settings, api_user, old_api, overlaps, parse_bind_address,
 };
 
 /// A problem with the configuration, naming the key it is about.
@@ -407,6 +407,15 @@ pub struct Web {
     pub max_body_bytes: u64,
     pub header_read_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    pub handshake_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub body_read_timeout_secs: u64,
+    pub max_connections: u32,
+    pub body_buffer_bytes: u64,
+    pub h2_max_streams: u32,
+    pub password_checks: u32,
+    pub password_check_wait_secs: u64,
+    pub hsts_max_age_secs: u64,
 }
 
 impl Default for Web {
@@ -419,6 +428,15 @@ impl Default for Web {
             max_body_bytes: 1024 * 1024,
             header_read_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 30,
+            body_read_timeout_secs: 30,
+            max_connections: 512,
+            body_buffer_bytes: 32 * 1024 * 1024,
+            h2_max_streams: 16,
+            password_checks: 2,
+            password_check_wait_secs: 5,
+            hsts_max_age_secs: 31_536_000,
         }
     }
 }

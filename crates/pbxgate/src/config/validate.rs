@@ -22,6 +22,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Limits of both HTTPS listeners against hostile clients.
+    pub net: NetSettings,
     pub database_url: Secret,
     pub database_max_connections: u32,
     pub timezone_name: String,
@@ -51,6 +53,21 @@ pub struct Settings {
     pub pms: PmsSettings,
     /// The API keys the file sets (fixed on the admin interface).
     pub file_keys: super::FileKeys,
+}
+
+/// `[web]` limits that keep the listeners alive under hostile clients.
+#[derive(Debug, Clone)]
+pub struct NetSettings {
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
+    pub body_buffer_bytes: usize,
+    pub h2_max_streams: u32,
+    pub password_checks: usize,
+    pub password_check_wait: Duration,
+    /// 0 = no `Strict-Transport-Security` header.
+    pub hsts_max_age_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -391,6 +408,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
             "must be at least 1",
         ));
     }
+    let net = net(&c.web)?;
 
     store::check_url(c.database.url.expose())
         .map_err(|e| ConfigError::invalid("database.url", e.to_string()))?;
@@ -569,6 +587,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         max_body_bytes: usize::try_from(c.web.max_body_bytes).unwrap_or(usize::MAX),
         header_read_timeout: Duration::from_secs(c.web.header_read_timeout_secs),
         shutdown_grace: Duration::from_secs(c.web.shutdown_grace_secs),
+        net,
         database_url: c.database.url,
         database_max_connections: c.database.max_connections,
         timezone_name: c.pbx.timezone,
@@ -585,6 +604,49 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         system: c.system,
         log: c.log,
         file_keys: c.file_keys,
+    })
+}
+
+fn net(w: &super::Web) -> Result<NetSettings, ConfigError> {
+    let range = |key: &'static str, v: u64, lo: u64, hi: u64| {
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::invalid(key, format!("must be {lo} to {hi}")))
+        }
+    };
+    let secs = |key, v| range(key, v, 1, 3600).map(Duration::from_secs);
+    Ok(NetSettings {
+        handshake_timeout: secs("web.handshake_timeout_secs", w.handshake_timeout_secs)?,
+        idle_timeout: secs("web.idle_timeout_secs", w.idle_timeout_secs)?,
+        body_read_timeout: secs("web.body_read_timeout_secs", w.body_read_timeout_secs)?,
+        max_connections: range(
+            "web.max_connections",
+            u64::from(w.max_connections),
+            16,
+            1_000_000,
+        )? as usize,
+        body_buffer_bytes: range(
+            "web.body_buffer_bytes",
+            w.body_buffer_bytes,
+            1024 * 1024,
+            4 * 1024 * 1024 * 1024,
+        )? as usize,
+        h2_max_streams: range("web.h2_max_streams", u64::from(w.h2_max_streams), 1, 1000)? as u32,
+        password_checks: range("web.password_checks", u64::from(w.password_checks), 1, 64)?
+            as usize,
+        password_check_wait: Duration::from_secs(range(
+            "web.password_check_wait_secs",
+            w.password_check_wait_secs,
+            0,
+            60,
+        )?),
+        hsts_max_age_secs: range(
+            "web.hsts_max_age_secs",
+            w.hsts_max_age_secs,
+            0,
+            2 * 31_536_000,
+        )?,
     })
 }
 

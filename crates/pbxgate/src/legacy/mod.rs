@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use axum_server::tls_rustls::RustlsConfig;
 use tokio::task::JoinHandle;
 
 use crate::config::OldApiSettings;
@@ -59,7 +59,7 @@ impl Shared {
 struct Running {
     bind: SocketAddr,
     local: SocketAddr,
-    handle: axum_server::Handle<SocketAddr>,
+    handle: crate::net::Handle,
     tls: RustlsConfig,
     task: JoinHandle<()>,
 }
@@ -67,7 +67,7 @@ struct Running {
 impl Running {
     /// Stops accepting at once; requests in flight get `grace` to finish.
     fn stop(self, grace: Duration) -> JoinHandle<()> {
-        self.handle.graceful_shutdown(Some(grace));
+        self.handle.graceful_shutdown(grace);
         let local = self.local;
         let task = self.task;
         tokio::spawn(async move {
@@ -191,31 +191,23 @@ impl OldApi {
             .local_addr()
             .map_err(|e| Error::io("cannot read the old API listener's address", e))?;
         let tls = RustlsConfig::from_config(tls);
-        let handle = axum_server::Handle::<SocketAddr>::new();
-        // TCP_NODELAY, as on the new API's listener.
-        let acceptor =
-            RustlsAcceptor::new(tls.clone()).acceptor(axum_server::accept::NoDelayAcceptor::new());
-        let mut server = axum_server::from_tcp(listener)
-            .map_err(|e| Error::io("cannot start the old API listener", e))?
-            .acceptor(acceptor)
-            .handle(handle.clone());
-        server
-            .http_builder()
-            .http1()
-            .header_read_timeout(Some(self.app.settings.header_read_timeout))
-            .max_buf_size(MAX_REQUEST_HEAD as usize);
-        // The query string is the whole request here: cdrapi lists of
-        // thousands of items must fit on HTTP/2 as on HTTP/1.1 (16 KiB by default).
-        server
-            .http_builder()
-            .http2()
-            .max_header_list_size(MAX_REQUEST_HEAD);
-        let router = http::router(self.app.clone(), self.shared.clone());
+        let handle = crate::net::Handle::new();
+        let server = crate::net::Listener {
+            name: "old API",
+            tcp: listener,
+            tls: tls.clone(),
+            router: http::router(self.app.clone(), self.shared.clone()),
+            limits: crate::net::Limits {
+                // The query string is the whole request here: cdrapi lists of
+                // thousands of items must fit, on HTTP/1.1 and HTTP/2 alike.
+                max_head_bytes: MAX_REQUEST_HEAD,
+                ..crate::net::Limits::from_settings(&self.app.settings)
+            },
+            conns: self.app.conns.clone(),
+            handle: handle.clone(),
+        };
         let task = tokio::spawn(async move {
-            let served = server
-                .serve(router.into_make_service_with_connect_info::<SocketAddr>())
-                .await;
-            if let Err(e) = served {
+            if let Err(e) = server.serve().await {
                 tracing::error!(address = %local, error = %e, "old API listener failed");
             }
         });
@@ -244,7 +236,7 @@ impl OldApi {
     pub async fn begin_shutdown(&self, grace: Duration) {
         self.closing.store(true, Ordering::SeqCst);
         if let Some(r) = self.running.lock().await.as_ref() {
-            r.handle.graceful_shutdown(Some(grace));
+            r.handle.graceful_shutdown(grace);
         }
     }
 

@@ -602,3 +602,96 @@ async fn the_login_page_works_in_a_real_browser() {
     );
     srv.stop().await;
 }
+
+/// Issue 15 point 1: a burst of concurrent wrong logins from one address gets
+/// no more password checks than the login restriction allows (each attempt is
+/// counted before it is checked), and the argon2 checks that do run are
+/// bounded: beyond `web.password_checks` attempts wait, and those that wait
+/// longer than `web.password_check_wait_secs` get 503 with Retry-After.
+#[tokio::test]
+async fn admin_login_bursts_are_bounded() {
+    for db in dbs().await {
+        let srv = Server::start(
+            &db,
+            "[https_api]\npassword = \"apipw\"\n\
+             [web]\npassword_checks = 1\npassword_check_wait_secs = 0\n\
+             [login_restriction]\nmax_failures = 4\nwindow_secs = 60\nban_secs = 60\n\
+             whitelist = [\"127.0.0.3\"]\n",
+        )
+        .await;
+        let (code, out, err) = set_password(&srv, Some("root"), &format!("{PASSWORD}\n")).await;
+        assert_eq!(code, 0, "{out}{err}");
+
+        // 60 at once from 127.0.0.1: at most 4 are checked (401 or 503), the rest 429.
+        let c = browser("127.0.0.1");
+        let (cookie, token) = login_form(&srv, &c).await;
+        let burst = (0..60).map(|i| {
+            let (c, cookie, token, srv) = (c.clone(), cookie.clone(), token.clone(), &srv);
+            async move {
+                let pw = format!("wrong password {i}");
+                let fields = [
+                    ("csrf", token.as_str()),
+                    ("username", "root"),
+                    ("password", pw.as_str()),
+                ];
+                post_login(srv, &c, Some(&cookie), &fields).await.status()
+            }
+        });
+        let statuses = futures_util::future::join_all(burst).await;
+        let count = |s: StatusCode| statuses.iter().filter(|x| **x == s).count();
+        let (checked, busy, refused) = (
+            count(StatusCode::UNAUTHORIZED),
+            count(StatusCode::SERVICE_UNAVAILABLE),
+            count(StatusCode::TOO_MANY_REQUESTS),
+        );
+        assert_eq!(checked + busy + refused, 60, "{statuses:?}");
+        assert!(checked >= 1 && checked + busy <= 4, "{statuses:?}");
+        let store = open_store(&srv).await;
+        let events = store.recent_audit(1000).await.unwrap();
+        let wrong = events
+            .iter()
+            .filter(|e| e.result == "wrong-password" && e.ip == "127.0.0.1")
+            .count();
+        assert_eq!(wrong, checked, "{events:?}");
+
+        // A whitelisted address is not restricted, but the checks still queue:
+        // with one slot and no wait, a burst gets 503s with Retry-After.
+        let w = browser("127.0.0.3");
+        let (cookie, token) = login_form(&srv, &w).await;
+        let burst = (0..20).map(|_| {
+            let (w, cookie, token, srv) = (w.clone(), cookie.clone(), token.clone(), &srv);
+            async move {
+                let fields = [
+                    ("csrf", token.as_str()),
+                    ("username", "root"),
+                    ("password", "wrong password"),
+                ];
+                let r = post_login(srv, &w, Some(&cookie), &fields).await;
+                (r.status(), r.headers().get("retry-after").cloned())
+            }
+        });
+        let answers = futures_util::future::join_all(burst).await;
+        let busy: Vec<_> = answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE)
+            .collect();
+        assert!(!busy.is_empty(), "{answers:?}");
+        assert!(busy.iter().all(|(_, ra)| ra.is_some()), "{answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|(s, _)| *s == StatusCode::UNAUTHORIZED
+                    || *s == StatusCode::SERVICE_UNAVAILABLE),
+            "{answers:?}"
+        );
+        // And the right password still works once the burst is over.
+        assert_eq!(
+            log_in(&srv, &w, "root", PASSWORD).await.status(),
+            StatusCode::SEE_OTHER
+        );
+        store.close().await;
+        let log = srv.stop().await;
+        assert!(log.contains("every password check slot busy"), "{log}");
+        assert!(!log.contains("panicked"), "{log}");
+    }
+}

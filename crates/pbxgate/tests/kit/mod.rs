@@ -11,7 +11,7 @@ mod browser;
 mod tls;
 
 pub use browser::*;
-pub use tls::raw_tls;
+pub use tls::{raw_tls, raw_tls_alpn};
 
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
@@ -88,6 +88,23 @@ impl Server {
         dir: Arc<tempfile::TempDir>,
         port: u16,
     ) -> Server {
+        Self::start_with(db, config, dir, port, None).await
+    }
+
+    /// Starts under an open-files limit: `ulimit` arguments such as `-n 256`
+    /// (soft and hard) or `-Sn 200` (soft only, as systemd leaves it).
+    pub async fn start_with_ulimit(db: &TestDb, config: &str, ulimit: &str) -> Server {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Self::start_with(db, config, dir, free_port(), Some(ulimit)).await
+    }
+
+    async fn start_with(
+        db: &TestDb,
+        config: &str,
+        dir: Arc<tempfile::TempDir>,
+        port: u16,
+        ulimit: Option<&str>,
+    ) -> Server {
         let n = std::fs::read_dir(dir.path()).unwrap().count();
         let path = dir.path().join(format!("pbxgate-{n}.toml"));
         // The [web] and [database] sections are prepended unless the test sets keys there.
@@ -103,7 +120,15 @@ impl Server {
         }
         std::fs::write(&path, text).unwrap();
         let log = dir.path().join(format!("server-{n}.log"));
-        let child = Command::new(BIN)
+        let mut cmd = match ulimit {
+            None => Command::new(BIN),
+            Some(u) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit {u} && exec \"$0\" \"$@\""), BIN]);
+                c
+            }
+        };
+        let child = cmd
             .args(["serve", "--config"])
             .arg(&path)
             .env("RUST_LOG", "info")

@@ -3,7 +3,26 @@
 
 /// A raw TLS connection (any certificate accepted), for requests that must be
 /// written in pieces.
+#[allow(dead_code)]
 pub async fn raw_tls(port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    raw_tls_alpn(port, &[]).await
+}
+
+/// As [`raw_tls`], offering these ALPN protocols (`b"h2"` for HTTP/2).
+#[allow(dead_code)]
+pub async fn raw_tls_alpn(
+    port: u16,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    try_raw_tls_alpn(port, alpn).await.unwrap()
+}
+
+/// As [`raw_tls_alpn`]; an error when the server closes the connection first.
+#[allow(dead_code)]
+pub async fn try_raw_tls_alpn(
+    port: u16,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     use std::sync::Arc;
     use tokio_rustls::rustls::{self, pki_types};
 
@@ -52,17 +71,15 @@ pub async fn raw_tls(port: u16) -> tokio_rustls::client::TlsStream<tokio::net::T
     }
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(pki_types::ServerName::try_from("localhost").unwrap(), tcp)
         .await
-        .unwrap()
 }

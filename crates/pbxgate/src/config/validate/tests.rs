@@ -966,3 +966,31 @@ fn serde_messages_keep_the_kind_and_drop_the_value() {
         "{msg}"
     );
 }
+
+#[test]
+fn listener_limits_have_defaults_and_named_errors() {
+    let n = load("").unwrap().net;
+    assert_eq!(n.handshake_timeout.as_secs(), 10);
+    assert_eq!(n.idle_timeout.as_secs(), 30);
+    assert_eq!(n.body_read_timeout.as_secs(), 30);
+    assert_eq!(n.max_connections, 512);
+    assert_eq!(n.body_buffer_bytes, 32 * 1024 * 1024);
+    assert_eq!(n.h2_max_streams, 16);
+    assert_eq!(n.password_checks, 2);
+    assert_eq!(n.password_check_wait.as_secs(), 5);
+    assert_eq!(n.hsts_max_age_secs, 31_536_000);
+    for (key, value, range) in [
+        ("handshake_timeout_secs", "0", "1 to 3600"),
+        ("idle_timeout_secs", "3601", "1 to 3600"),
+        ("body_read_timeout_secs", "0", "1 to 3600"),
+        ("max_connections", "15", "16 to 1000000"),
+        ("body_buffer_bytes", "1000", "1048576 to 4294967296"),
+        ("h2_max_streams", "0", "1 to 1000"),
+        ("password_checks", "0", "1 to 64"),
+        ("password_check_wait_secs", "61", "0 to 60"),
+        ("hsts_max_age_secs", "63072001", "0 to 63072000"),
+    ] {
+        let e = err(&format!("[web]\n{key} = {value}\n"));
+        assert_eq!(e, format!("config key `web.{key}`: must be {range}"));
+    }
+}
