@@ -354,7 +354,8 @@ impl Auth {
     }
 
     /// The outcome of an attempt begun with [`Auth::begin_attempt`]: the
-    /// audit trail and log line; a success clears the address's count.
+    /// audit trail and log line; a success clears the address's count (a
+    /// failure was already counted when the attempt began).
     pub async fn finish_attempt(
         &self,
         user: &str,
@@ -369,12 +370,11 @@ impl Auth {
                     self.store.clear_login_failures(&ip_text).await?;
                 }
                 self.audit("login", user, &ip_text, "ok", detail).await;
-                tracing::info!(user, %ip, via = detail, "login");
+                tracing::info!(user = %shown_username(user), %ip, via = detail, "login");
             }
             Err(reason) => {
-                // Already counted by begin_attempt.
                 self.audit("login", user, &ip_text, reason, detail).await;
-                tracing::warn!(user, %ip, reason, via = detail, "login failed");
+                tracing::warn!(user = %shown_username(user), %ip, reason, via = detail, "login failed");
             }
         }
         Ok(())
@@ -397,20 +397,9 @@ impl Auth {
         outcome: Result<(), &str>,
         detail: &str,
     ) -> Result<(), Refusal> {
-        let ip_text = ip.to_string();
-        match outcome {
-            Ok(()) => {
-                if self.settings.lockout.max_failures > 0 {
-                    self.store.clear_login_failures(&ip_text).await?;
-                }
-                self.audit("login", user, &ip_text, "ok", detail).await;
-                tracing::info!(user = %shown_username(user), %ip, via = detail, "login");
-            }
-            Err(reason) => {
-                self.audit("login", user, &ip_text, reason, detail).await;
-                tracing::warn!(user = %shown_username(user), %ip, reason, via = detail, "login failed");
-                self.record_failure(ip, now_ms()).await?;
-            }
+        self.finish_attempt(user, ip, outcome, detail).await?;
+        if outcome.is_err() {
+            self.record_failure(ip, now_ms()).await?;
         }
         Ok(())
     }
