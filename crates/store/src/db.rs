@@ -400,25 +400,29 @@ fn sqlite_path(url: &str, base_dir: &Path) -> Option<PathBuf> {
 /// left for the operator, with a warning.
 const CONVERT_AUTO_VACUUM_BYTES: i64 = 256 * 1024 * 1024;
 
+/// A SQLite `PRAGMA` that answers one integer.
+async fn pragma(write: &SqlitePool, name: &'static str) -> Result<i64, Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")).into_sql_str())
+        .fetch_one(write)
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Bytes the SQLite database file holds in pages.
+async fn page_bytes(write: &SqlitePool) -> Result<i64, Error> {
+    Ok(pragma(write, "page_count")
+        .await?
+        .saturating_mul(pragma(write, "page_size").await?))
+}
+
 /// Switches a database made without auto-vacuum to incremental auto-vacuum.
 async fn incremental_auto_vacuum(write: &SqlitePool) -> Result<(), Error> {
-    let mode: i64 = sqlx::query("PRAGMA auto_vacuum")
-        .fetch_one(write)
-        .await?
-        .try_get(0)?;
+    let mode = pragma(write, "auto_vacuum").await?;
     // 0 = none, 1 = full, 2 = incremental.
     if mode == 2 {
         return Ok(());
     }
-    let pages: i64 = sqlx::query("PRAGMA page_count")
-        .fetch_one(write)
-        .await?
-        .try_get(0)?;
-    let size: i64 = sqlx::query("PRAGMA page_size")
-        .fetch_one(write)
-        .await?
-        .try_get(0)?;
-    let bytes = pages.saturating_mul(size);
+    let bytes = page_bytes(write).await?;
     if bytes > CONVERT_AUTO_VACUUM_BYTES {
         tracing::warn!(
             bytes,
@@ -522,20 +526,14 @@ impl Store {
         let Inner::Sqlite { write, .. } = &self.inner else {
             return Ok(0);
         };
-        let free: i64 = sqlx::query("PRAGMA freelist_count")
-            .fetch_one(write)
-            .await?
-            .try_get(0)?;
+        let free = pragma(write, "freelist_count").await?;
         if free == 0 {
             return Ok(0);
         }
         sqlx::query("PRAGMA incremental_vacuum")
             .execute(write)
             .await?;
-        let left: i64 = sqlx::query("PRAGMA freelist_count")
-            .fetch_one(write)
-            .await?
-            .try_get(0)?;
+        let left = pragma(write, "freelist_count").await?;
         Ok(u64::try_from(free - left).unwrap_or(0))
     }
 
@@ -558,15 +556,7 @@ impl Store {
         let Inner::Sqlite { write, .. } = &self.inner else {
             return Ok(None);
         };
-        let pages: i64 = sqlx::query("PRAGMA page_count")
-            .fetch_one(write)
-            .await?
-            .try_get(0)?;
-        let size: i64 = sqlx::query("PRAGMA page_size")
-            .fetch_one(write)
-            .await?
-            .try_get(0)?;
-        Ok(Some(u64::try_from(pages.saturating_mul(size)).unwrap_or(0)))
+        Ok(Some(u64::try_from(page_bytes(write).await?).unwrap_or(0)))
     }
 
     /// Refreshes the planner's statistics (after a bulk import, so that
