@@ -18,6 +18,9 @@ pub enum Error {
     Asterisk(#[from] asterisk::Error),
     #[error("TLS: {0}")]
     Tls(String),
+    /// A value pbxgate keeps in the database is not in its own format.
+    #[error("database value {0}")]
+    StoredValue(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,

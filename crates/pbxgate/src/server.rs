@@ -43,6 +43,8 @@ pub struct AppInner {
     pub conns: Arc<crate::net::Connections>,
     /// Admin password checks (argon2) running at once, at most `web.password_checks`.
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Signs the admin login form's tokens (shared by the nodes of one database).
+    pub admin_login_key: ucm::httpauth::NonceKey,
 }
 
 pub struct Pbx {
@@ -128,10 +130,12 @@ pub async fn prepare(mut settings: Settings) -> Result<App> {
     let open_files = crate::net::raise_open_files_limit();
     let conns = crate::net::Connections::from_settings(&settings, open_files);
     let password_checks = Arc::new(tokio::sync::Semaphore::new(settings.net.password_checks));
+    let admin_login_key = admin::login_key(&store).await?;
     let settings = Arc::new(settings);
     Ok(App(Arc::new(AppInner {
         conns,
         password_checks,
+        admin_login_key,
         pbx,
         recordings,
         auth: Auth::new(settings.clone(), api.current(), store.clone()),

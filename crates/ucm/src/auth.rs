@@ -20,6 +20,27 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The bytes of a hex string (either case); `None` for an odd length or a
+/// character that is not a hex digit.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes
+        .chunks(2)
+        .map(|p| match p {
+            [hi, lo] => Some(digit(*hi)? << 4 | digit(*lo)?),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The token a client sends: lowercase hex MD5 of `challenge + password`.
 pub fn login_token(challenge: &str, password: &[u8]) -> [u8; 32] {
     let mut hasher = Md5::new();
@@ -77,6 +98,16 @@ mod tests {
     fn hex_is_lowercase_and_complete() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
         assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn unhex_reverses_hex_and_refuses_the_rest() {
+        assert_eq!(unhex("000fA5ff"), Some(vec![0x00, 0x0f, 0xa5, 0xff]));
+        assert_eq!(unhex(&hex(&[1, 2, 254])), Some(vec![1, 2, 254]));
+        assert_eq!(unhex(""), Some(vec![]));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("+1"), None);
     }
 
     #[test]

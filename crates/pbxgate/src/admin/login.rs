@@ -166,7 +166,7 @@ async fn too_many_failures(app: &App, username: &str) -> Response {
 fn random_token() -> Result<String> {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).map_err(|e| Error::Random(e.to_string()))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(ucm::auth::hex(&b))
 }
 
 pub(crate) fn tokens_match(a: &str, b: &str) -> bool {
@@ -237,40 +237,35 @@ pub async fn prune(app: &App) -> std::result::Result<(), store::Error> {
     Ok(())
 }
 
-/// The key login tokens are signed with (created on first use).
-async fn login_key(app: &App) -> Result<ucm::httpauth::NonceKey> {
+/// The key login tokens are signed with, created on first start: in the
+/// database, so that every process sharing it accepts the others' forms. Read
+/// once at start (`server::prepare`), not per request.
+pub async fn login_key(store: &store::Store) -> Result<ucm::httpauth::NonceKey> {
     let fresh = random_token()?;
-    let hex = app.store.meta_get_or_init(LOGIN_KEY_META, &fresh).await?;
-    let mut key = [0u8; 32];
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return Err(Error::Random(format!("{LOGIN_KEY_META} is malformed")));
-    }
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let digit = std::str::from_utf8(pair)
-            .ok()
-            .and_then(|d| u8::from_str_radix(d, 16).ok())
-            .ok_or_else(|| Error::Random(format!("{LOGIN_KEY_META} is malformed")))?;
-        key[i] = digit;
-    }
+    let hex = store.meta_get_or_init(LOGIN_KEY_META, &fresh).await?;
+    let key = ucm::auth::unhex(&hex)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            Error::StoredValue(format!(
+                "{LOGIN_KEY_META} is not 64 hex digits; delete that meta row to make a new one"
+            ))
+        })?;
     Ok(ucm::httpauth::NonceKey::new(key))
 }
 
 /// A fresh login token: issue time (ms) and a random part, signed.
-async fn login_token(app: &App) -> Result<String> {
-    let key = login_key(app).await?;
+fn login_token(app: &App) -> Result<String> {
     let issued = u64::try_from(now_ms()).unwrap_or(0);
-    Ok(key.mint(issued, crate::random::u64()?))
+    Ok(app.admin_login_key.mint(issued, crate::random::u64()?))
 }
 
 /// Whether `token` is one this installation issued within the last
 /// [`LOGIN_TOKEN_TTL_MS`] (a small allowance for another node's clock).
-async fn login_token_valid(app: &App, token: &str) -> Result<bool> {
-    let key = login_key(app).await?;
+fn login_token_valid(app: &App, token: &str) -> bool {
     let now = u64::try_from(now_ms()).unwrap_or(0);
-    Ok(key.check(token).is_some_and(|issued| {
+    app.admin_login_key.check(token).is_some_and(|issued| {
         issued <= now.saturating_add(60_000) && now.saturating_sub(issued) <= LOGIN_TOKEN_TTL_MS
-    }))
+    })
 }
 
 /// The login form with a fresh CSRF token (also set as a cookie).
@@ -280,7 +275,7 @@ async fn login_form(
     error: Option<&str>,
     username: &str,
 ) -> Response {
-    let token = match login_token(app).await {
+    let token = match login_token(app) {
         Ok(t) => t,
         Err(e) => return internal(&e),
     };
@@ -341,13 +336,9 @@ async fn login(
         tracing::warn!(%ip, "admin login refused: missing or wrong CSRF token");
         return forbidden();
     }
-    match login_token_valid(&app, &form.csrf).await {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!(%ip, "admin login refused: CSRF token not issued by pbxgate or expired");
-            return forbidden();
-        }
-        Err(e) => return internal(&e),
+    if !login_token_valid(&app, &form.csrf) {
+        tracing::warn!(%ip, "admin login refused: CSRF token not issued by pbxgate or expired");
+        return forbidden();
     }
     let user = form.username.trim();
     // Counted before the password is checked, so that a burst of concurrent

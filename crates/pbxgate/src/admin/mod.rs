@@ -25,7 +25,7 @@ use axum::routing::{any, get};
 
 pub use login::{
     DEFAULT_USERNAME, LOGIN_CSRF_COOKIE, MIN_PASSWORD_CHARS, SESSION_COOKIE, check_new_password,
-    check_username, hash_password, prune, verify_password,
+    check_username, hash_password, login_key, prune, verify_password,
 };
 pub use page::CSRF_HEADER;
 
