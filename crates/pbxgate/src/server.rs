@@ -52,6 +52,8 @@ pub struct Pbx {
     pub ari: Option<asterisk::ari::Ari>,
     /// Inbound call control (needs ARI).
     pub calls: Option<std::sync::Arc<callcontrol::Engine>>,
+    /// What the channel lists show (the state behind `ActiveCallStatus`).
+    pub board: crate::live::Board,
     /// Hotel rooms on Asterisk and wake-up calls (pmsapi).
     pub pms: crate::pms::Service,
     ingest: std::sync::Mutex<Option<ingest::Ingest>>,
@@ -181,7 +183,13 @@ fn connect_pbx(
         )?),
         None => None,
     };
-    crate::live::start(live.clone(), &ami, ari.as_ref(), settings.timezone.clone());
+    let board = crate::live::start(
+        live.clone(),
+        &ami,
+        ari.as_ref(),
+        settings.timezone.clone(),
+        settings.dialing.trunk_contexts.clone(),
+    );
     let calls = ari
         .as_ref()
         .map(|ari| callcontrol::start(settings, ari, &ami, store));
@@ -193,6 +201,7 @@ fn connect_pbx(
         ami,
         ari,
         calls,
+        board,
         pms,
         ingest: std::sync::Mutex::new(Some(ingest)),
     })

@@ -22,8 +22,8 @@ use std::time::Duration;
 use asterisk::ari::Event;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::list::{self, Chan};
 use super::{Asterisk, Failure};
+use crate::live::model::{self as list, Chan};
 
 /// Set to `1` on a channel while it is held / muted by a client.
 const HELD: &str = "PBXGATE_HELD";

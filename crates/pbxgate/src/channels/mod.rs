@@ -11,9 +11,8 @@
 //! Failures become statuses in one place, [`Failure`].
 
 mod hold;
-mod list;
 
-use std::collections::HashMap;
+use std::time::Duration;
 
 use asterisk::ami::{Ami, Message};
 use asterisk::ari::Ari;
@@ -25,7 +24,7 @@ use crate::config::DialingSettings;
 use crate::error::Error;
 use crate::server::App;
 
-use list::Chan;
+use crate::live::model::{self, Chan};
 
 /// The action names this module answers (case-sensitive, as on a UCM).
 pub const ACTIONS: &[&str] = &[
@@ -352,25 +351,28 @@ pub async fn dispatch(
     let asterisk = Asterisk {
         ami: &pbx.ami,
         ari: pbx.ari.as_ref(),
+        board: &pbx.board,
         dialing: &app.settings.dialing,
     };
-    asterisk
-        .run(op, &app.settings.timezone)
-        .await
-        .map_err(Refusal::from)
+    asterisk.run(op).await.map_err(Refusal::from)
 }
 
 /// The connections and settings an action uses.
 struct Asterisk<'a> {
     ami: &'a Ami,
     ari: Option<&'a Ari>,
+    /// The live state the lists show (the same as `ActiveCallStatus`).
+    board: &'a crate::live::Board,
     dialing: &'a DialingSettings,
 }
 
+/// How long a list waits for the channels to be resynced after AMI came up.
+const SYNC_WAIT: Duration = Duration::from_secs(5);
+
 impl Asterisk<'_> {
-    async fn run(&self, op: Op, tz: &jiff::tz::TimeZone) -> Result<Value, Failure> {
+    async fn run(&self, op: Op) -> Result<Value, Failure> {
         match op {
-            Op::List { bridged, paging } => self.list(bridged, &paging, tz).await,
+            Op::List { bridged, paging } => self.list(bridged, &paging).await,
             Op::Hangup { channel } => {
                 let (chans, i) = self.find(&channel).await?;
                 self.send("Hangup", &[("Channel", &chans[i].name), ("Cause", "16")])
@@ -495,36 +497,29 @@ impl Asterisk<'_> {
         }
     }
 
-    async fn list(
-        &self,
-        bridged: bool,
-        paging: &crate::listing::Paging,
-        tz: &jiff::tz::TimeZone,
-    ) -> Result<Value, Failure> {
-        let chans = self.channels().await?;
-        let view = list::resolve(&chans);
+    /// The lists are drawn from the state behind `ActiveCallStatus`, never
+    /// from a separate query, so that they agree with the events.
+    async fn list(&self, bridged: bool, paging: &crate::listing::Paging) -> Result<Value, Failure> {
+        if !self.ami.state().borrow().is_up() {
+            return Err(Failure::Ami(asterisk::Error::NotConnected));
+        }
+        let Some(calls) = self.board.synced(SYNC_WAIT).await else {
+            return Err(Failure::Ami(asterisk::Error::Timeout(
+                "the channels are being read again after the AMI connection came up".into(),
+            )));
+        };
         let items = if bridged {
-            // Bridge creation times exist only in ARI; without it (or if it
-            // fails) the list still answers, with approximate times.
-            let mut times = HashMap::new();
-            if !view.pairs.is_empty()
-                && let Some(ari) = self.ari_up()
-            {
-                match ari.bridge_times().await {
-                    Ok(all) => {
-                        times = all
-                            .into_iter()
-                            .filter_map(|(id, t)| Some((id, list::parse_ari_time(&t)?)))
-                            .collect();
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "ARI bridges unavailable: approximate bridge_time")
-                    }
-                }
-            }
-            list::bridged_items(&chans, &view, &times, tz)
+            calls
+                .bridged
+                .iter()
+                .map(model::Bridged::list_item)
+                .collect()
         } else {
-            list::unbridged_items(&chans, &view, tz)
+            calls
+                .unbridged
+                .iter()
+                .map(model::Unbridged::list_item)
+                .collect()
         };
         Ok(crate::listing::page(items, LIST_KEY, paging))
     }
@@ -565,7 +560,7 @@ impl Asterisk<'_> {
         self.in_dialplan(exten).await?;
         let name = chans[i].name.as_str();
         let ctx = self.dialing.context.as_str();
-        if how == Move::Peer && list::far_end(&chans, i).is_some() {
+        if how == Move::Peer && model::far_end(&chans, i).is_some() {
             self.send(
                 "BlindTransfer",
                 &[("Channel", name), ("Context", ctx), ("Exten", exten)],

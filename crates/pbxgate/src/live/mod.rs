@@ -1,18 +1,27 @@
-//! Live call state pushed to `/websockify` subscribers: every `notify` the
-//! server sends goes through one [`Hub`]. [`start`] runs the task that turns
-//! Asterisk's events into notifications (`calls` holds the state).
+//! Live call state: the `notify`s pushed to `/websockify` subscribers (every
+//! one goes through one [`Hub`]) and the channel lists of `/api`
+//! (`listBridgedChannels`, `listUnBridgedChannels`, read from the [`Board`]).
+//! [`start`] runs the task that turns Asterisk's events into both (`calls`
+//! holds the state, `model` draws what clients see of it).
 
 pub mod calls;
+pub mod model;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use asterisk::ami::Ami;
 use asterisk::ari::{Ari, Event};
-use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+
+pub use model::Projection;
 
 pub const ACTIVE_CALL_STATUS: &str = "ActiveCallStatus";
 pub const EXTENSION_STATUS: &str = "ExtensionStatus";
+/// How soon a failed resync is tried again.
+const RESYNC_RETRY: Duration = Duration::from_secs(5);
 
 /// The event names a client may subscribe to (those of a UCM). Only
 /// `ActiveCallStatus` and `ExtensionStatus` are ever sent.
@@ -65,28 +74,86 @@ impl Hub {
     }
 }
 
-fn publish_calls(hub: &Hub, items: Vec<serde_json::Value>) {
-    if !items.is_empty() {
-        hub.publish(Notify {
-            eventname: ACTIVE_CALL_STATUS,
-            body: serde_json::Value::Array(items),
-        });
+/// What the channel lists show: the projection the last `ActiveCallStatus`
+/// items led to, and whether it follows Asterisk (false from an AMI
+/// disconnect until the resync after the reconnect).
+#[derive(Debug, Clone, Default)]
+pub struct Shown {
+    pub synced: bool,
+    pub calls: Arc<Projection>,
+}
+
+/// The lists' read side of the live state; cheap to clone.
+#[derive(Clone)]
+pub struct Board(watch::Receiver<Shown>);
+
+impl Board {
+    /// The current projection, once it follows Asterisk: waits up to
+    /// `limit` for a resync in progress; `None` if it does not come.
+    pub async fn synced(&self, limit: Duration) -> Option<Arc<Projection>> {
+        let mut rx = self.0.clone();
+        let shown = tokio::time::timeout(limit, rx.wait_for(|s| s.synced))
+            .await
+            .ok()?
+            .ok()?;
+        Some(shown.calls.clone())
     }
 }
 
-/// Starts the task that follows Asterisk's channels: AMI channel events and
-/// ARI `StasisStart` become `ActiveCallStatus`, AMI `ExtensionStatus` becomes
-/// `ExtensionStatus`. Each event is published as soon as it is read (no
-/// batching: the announcement of a held inbound call must be immediate).
-/// Whenever AMI (re)connects, or events were missed, the legs are resynced
-/// from `CoreShowChannels`.
-pub fn start(hub: Hub, ami: &Ami, ari: Option<&Ari>, tz: jiff::tz::TimeZone) {
+/// The task's side: the board is updated before the items are published, so
+/// that a client reading a list after an item sees at least that item's state.
+struct Publisher {
+    hub: Hub,
+    board: watch::Sender<Shown>,
+}
+
+impl Publisher {
+    fn calls(&self, tracker: &calls::Tracker, items: Vec<serde_json::Value>, synced: bool) {
+        let moved = !items.is_empty();
+        self.board.send_if_modified(|s| {
+            let changed = moved || s.synced != synced;
+            if changed {
+                s.synced = synced;
+                s.calls = tracker.shown();
+            }
+            changed
+        });
+        if moved {
+            self.hub.publish(Notify {
+                eventname: ACTIVE_CALL_STATUS,
+                body: serde_json::Value::Array(items),
+            });
+        }
+    }
+}
+
+/// Starts the task that follows Asterisk's channels: AMI channel and bridge
+/// events and ARI `StasisStart` become `ActiveCallStatus` and the lists'
+/// [`Board`], AMI `ExtensionStatus` becomes `ExtensionStatus`. Each event is
+/// published as soon as it is read (no batching: the announcement of a held
+/// inbound call must be immediate). Whenever AMI (re)connects, or events
+/// were missed, the channels are resynced from `CoreShowChannels`.
+pub fn start(
+    hub: Hub,
+    ami: &Ami,
+    ari: Option<&Ari>,
+    tz: jiff::tz::TimeZone,
+    trunk_contexts: Vec<String>,
+) -> Board {
     let ami = ami.clone();
+    let ari = ari.cloned();
     let mut ami_events = ami.subscribe();
-    let mut ari_events = ari.map(Ari::subscribe);
+    let mut ari_events = ari.as_ref().map(Ari::subscribe);
     let mut ami_state = ami.state();
+    let (board, shown) = watch::channel(Shown::default());
+    let out = Publisher { hub, board };
     tokio::spawn(async move {
-        let mut tracker = calls::Tracker::new(tz);
+        let hub = out.hub.clone();
+        let mut tracker = calls::Tracker::new(tz, trunk_contexts);
+        let mut synced = false;
+        // A resync that failed (or was never started) is tried again.
+        let mut retry = tokio::time::interval(RESYNC_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 // Call control's announcement first.
@@ -100,7 +167,7 @@ pub fn start(hub: Hub, ami: &Ami, ari: Option<&Ari>, tz: jiff::tz::TimeZone) {
                     Ok(e) => {
                         if let Event::StasisStart { channel, args } = &*e {
                             let items = tracker.stasis_start(channel, args, jiff::Timestamp::now());
-                            publish_calls(&hub, items);
+                            out.calls(&tracker, items, synced);
                         }
                     }
                     Err(RecvError::Lagged(n)) => {
@@ -119,12 +186,12 @@ pub fn start(hub: Hub, ami: &Ami, ari: Option<&Ari>, tz: jiff::tz::TimeZone) {
                             }
                         } else {
                             let items = tracker.ami(&m, jiff::Timestamp::now());
-                            publish_calls(&hub, items);
+                            out.calls(&tracker, items, synced);
                         }
                     }
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "live calls: AMI events missed; resyncing");
-                        resync(&ami, &mut tracker, &hub).await;
+                        synced = resync(&ami, ari.as_ref(), &mut tracker, &out).await;
                     }
                     Err(RecvError::Closed) => return,
                 },
@@ -134,15 +201,31 @@ pub fn start(hub: Hub, ami: &Ami, ari: Option<&Ari>, tz: jiff::tz::TimeZone) {
                     }
                     let up = ami_state.borrow_and_update().is_up();
                     if up {
-                        resync(&ami, &mut tracker, &hub).await;
+                        synced = resync(&ami, ari.as_ref(), &mut tracker, &out).await;
+                    } else if synced {
+                        synced = false;
+                        out.calls(&tracker, Vec::new(), synced);
+                    }
+                }
+                _ = retry.tick() => {
+                    if !synced && ami_state.borrow().is_up() {
+                        synced = resync(&ami, ari.as_ref(), &mut tracker, &out).await;
                     }
                 }
             }
         }
     });
+    Board(shown)
 }
 
-async fn resync(ami: &Ami, tracker: &mut calls::Tracker, hub: &Hub) {
+/// Resyncs the tracker from `CoreShowChannels`; whether it worked (else
+/// the lists stay unavailable until the next reconnect or missed events).
+async fn resync(
+    ami: &Ami,
+    ari: Option<&Ari>,
+    tracker: &mut calls::Tracker,
+    out: &Publisher,
+) -> bool {
     match ami.action("CoreShowChannels", &[]).await {
         Ok(reply) if reply.is_success() => {
             let channels: Vec<_> = reply
@@ -150,18 +233,44 @@ async fn resync(ami: &Ami, tracker: &mut calls::Tracker, hub: &Hub) {
                 .into_iter()
                 .filter(|m| m.event() == Some("CoreShowChannel"))
                 .collect();
-            let items = tracker.resync(&channels, jiff::Timestamp::now());
+            let bridge_times = match ari {
+                Some(ari)
+                    if channels
+                        .iter()
+                        .any(|c| c.get("BridgeId").is_some_and(|b| !b.is_empty())) =>
+                {
+                    match ari.bridge_times().await {
+                        Ok(all) => all
+                            .into_iter()
+                            .filter_map(|(id, t)| Some((id, model::parse_ari_time(&t)?)))
+                            .collect(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "ARI bridges unavailable: approximate bridge_time after the resync");
+                            HashMap::new()
+                        }
+                    }
+                }
+                _ => HashMap::new(),
+            };
+            let items = tracker.resync(&channels, &bridge_times, jiff::Timestamp::now());
             tracing::info!(
                 channels = tracker.len(),
                 changes = items.len(),
                 "live calls resynced"
             );
-            publish_calls(hub, items);
+            out.calls(tracker, items, true);
+            true
         }
-        Ok(reply) => tracing::warn!(
-            message = reply.response.get("Message").unwrap_or(""),
-            "live calls: CoreShowChannels refused; keeping what is known"
-        ),
-        Err(e) => tracing::warn!(error = %e, "live calls: cannot resync; keeping what is known"),
+        Ok(reply) => {
+            tracing::warn!(
+                message = reply.response.get("Message").unwrap_or(""),
+                "live calls: CoreShowChannels refused; the channel lists are unavailable until the next resync"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "live calls: cannot resync; the channel lists are unavailable until the next resync");
+            false
+        }
     }
 }

@@ -14,6 +14,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::calls::{CALLS, call, pbx_config, wait_connected};
 use crate::kit::*;
 
+mod active;
+
+use active::View;
+
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// A websocket client of the UCM protocol.
@@ -118,6 +122,18 @@ impl Client {
             .request("subscribe", json!({ "eventnames": names }))
             .await;
         r["status"].as_i64().unwrap()
+    }
+
+    /// Reads notifications for at most `limit` (until the first frame).
+    async fn pump(&mut self, limit: Duration) {
+        match tokio::time::timeout(limit, self.ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let f: Value = serde_json::from_str(&t).unwrap();
+                self.keep_notify(&f);
+            }
+            Ok(Some(Ok(_))) | Err(_) => {}
+            Ok(other) => panic!("socket ended: {other:?}"),
+        }
     }
 
     /// Reads notifications until `done` holds for those received, or `limit`.
@@ -351,78 +367,6 @@ async fn websockify_closes_idle_sockets_and_applies_the_login_restriction_and_ap
     }
 }
 
-/// The ActiveCallStatus items of each channel whose name starts with one of
-/// `prefixes`, in order of arrival.
-fn legs<'a>(notes: &'a [(String, Value)], prefixes: &[&str]) -> BTreeMap<String, Vec<&'a Value>> {
-    let mut out: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for (name, item) in notes {
-        if name != "ActiveCallStatus" {
-            continue;
-        }
-        let channel = item["channel"].as_str().unwrap();
-        if prefixes.iter().any(|p| channel.starts_with(p)) {
-            out.entry(channel.to_owned()).or_default().push(item);
-        }
-    }
-    out
-}
-
-/// add first, delete last, each exactly once, updates between; the full
-/// field set on add/update, only three fields on delete.
-fn assert_lifecycle(channel: &str, items: &[&Value]) {
-    let actions: Vec<&str> = items
-        .iter()
-        .map(|i| i["action"].as_str().unwrap())
-        .collect();
-    assert_eq!(actions.first(), Some(&"add"), "{channel}: {actions:?}");
-    assert_eq!(actions.last(), Some(&"delete"), "{channel}: {actions:?}");
-    assert_eq!(
-        actions.iter().filter(|a| **a == "add").count(),
-        1,
-        "{channel}: {actions:?}"
-    );
-    assert_eq!(
-        actions.iter().filter(|a| **a == "delete").count(),
-        1,
-        "{channel}: {actions:?}"
-    );
-    let chantype = channel.split('/').next().unwrap();
-    for i in items {
-        assert_eq!(i["chantype"], chantype, "{i}");
-        if i["action"] == "delete" {
-            assert_eq!(i.as_object().unwrap().len(), 3, "{i}");
-            continue;
-        }
-        for key in [
-            "uniqueid",
-            "linkedid",
-            "state",
-            "service",
-            "callername",
-            "callernum",
-            "connectedname",
-            "connectednum",
-            "callid",
-            "alloc_time",
-            "feature_calleenum",
-        ] {
-            assert!(i[key].is_string(), "{key} in {i}");
-        }
-        for key in ["inbound_trunk_name", "outbound_trunk_name"] {
-            assert!(i.get(key).is_some(), "{key} in {i}");
-        }
-        let t = i["alloc_time"].as_str().unwrap();
-        assert_eq!(t.len(), "2026-01-01 00:00:00".len(), "{t}");
-    }
-}
-
-fn states(items: &[&Value]) -> Vec<String> {
-    items
-        .iter()
-        .filter_map(|i| i["state"].as_str().map(str::to_owned))
-        .collect()
-}
-
 fn extension_states(notes: &[(String, Value)], ext: &str) -> Vec<String> {
     notes
         .iter()
@@ -431,12 +375,36 @@ fn extension_states(notes: &[(String, Value)], ext: &str) -> Vec<String> {
         .collect()
 }
 
-fn deleted(notes: &[(String, Value)], prefix: &str) -> bool {
-    notes.iter().any(|(n, i)| {
-        n == "ActiveCallStatus"
-            && i["action"] == "delete"
-            && i["channel"].as_str().unwrap().starts_with(prefix)
-    })
+/// After a bridge ends: each leg is added at most once and deleted last.
+fn assert_hangup_tail(tail: &[String]) {
+    assert!(!tail.is_empty(), "no leg hung up after the bridge");
+    let mut shown = std::collections::BTreeSet::new();
+    let mut added = std::collections::BTreeSet::new();
+    for s in tail {
+        let (head, leg) = s.rsplit_once(' ').unwrap();
+        match head {
+            "unbridge add" => assert!(added.insert(leg) && shown.insert(leg), "{tail:#?}"),
+            "unbridge delete" => assert!(shown.remove(leg), "{tail:#?}"),
+            _ => panic!("{s} after the bridge ended: {tail:#?}"),
+        }
+    }
+    assert!(shown.is_empty(), "{tail:#?}");
+}
+
+/// The unbridge items of the leg whose channel starts with `prefix`.
+fn leg_items<'a>(view: &'a View, prefix: &str) -> Vec<&'a Value> {
+    view.items
+        .iter()
+        .filter(|i| i["chantype"] == "unbridge")
+        .filter(|i| i["channel"].as_str().unwrap().starts_with(prefix))
+        .collect()
+}
+
+fn states(items: &[&Value]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|i| i["state"].as_str().map(str::to_owned))
+        .collect()
 }
 
 #[tokio::test]
@@ -457,51 +425,67 @@ async fn websockify_reports_internal_and_inbound_calls() {
         let mut ext_only = Client::connect(&srv).await;
         assert_eq!(ext_only.login("cdrapi", "pw").await, 0);
         assert_eq!(ext_only.subscribe(&["ExtensionStatus"]).await, 0);
-        // Let the resync of the AMI connection pass.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        c.notes.clear();
 
         // ---- internal: phone 1001 calls 1000, talks 2 s.
+        let mut view = View::default();
         call(&ami, "phone-1001", "1000", "\"Alice\" <1001>", 2).await;
-        let notes = c
-            .notes_until(Duration::from_secs(20), |n| {
-                deleted(n, "PJSIP/1001-")
-                    && deleted(n, "PJSIP/1000-")
-                    && extension_states(n, "1000").len() >= 3
-            })
-            .await;
-        let by_channel = legs(&notes, &["PJSIP/1001-", "PJSIP/1000-"]);
-        assert_eq!(by_channel.len(), 2, "{by_channel:#?}");
-        for (channel, items) in &by_channel {
-            assert_lifecycle(channel, items);
-        }
-        let caller = by_channel
-            .iter()
-            .find(|(k, _)| k.starts_with("PJSIP/1001-"))
-            .unwrap()
-            .1;
-        let callee = by_channel
-            .iter()
-            .find(|(k, _)| k.starts_with("PJSIP/1000-"))
-            .unwrap()
-            .1;
+        view.until(&mut c, "1001 -> 1000 over", Duration::from_secs(20), |v| {
+            v.story_of(&["PJSIP/1001-", "PJSIP/1000-"]).len() >= 8
+                && v.unbridged.is_empty()
+                && v.bridged.is_empty()
+        })
+        .await;
+        // Ringing legs, the bridge; as it ends, the bridge goes and each leg
+        // still hanging up is shown once more (which of the two hangs up
+        // first is Asterisk's timing), then deleted.
+        let story = view.story_of(&["PJSIP/1001-", "PJSIP/1000-"]);
+        assert_eq!(
+            story[..6],
+            [
+                "unbridge add PJSIP/1001",
+                "unbridge add PJSIP/1000",
+                "bridge add PJSIP/1001+PJSIP/1000",
+                "unbridge delete PJSIP/1001",
+                "unbridge delete PJSIP/1000",
+                "bridge delete PJSIP/1001+PJSIP/1000",
+            ],
+            "{story:#?}"
+        );
+        assert_hangup_tail(&story[6..]);
+        let caller = leg_items(&view, "PJSIP/1001-");
+        let callee = leg_items(&view, "PJSIP/1000-");
         assert_eq!(caller[0]["callernum"], "1001");
         assert_eq!(caller[0]["state"], "Ring");
-        assert!(states(caller).contains(&"Up".to_owned()), "{caller:#?}");
-        let last_update = caller[caller.len() - 2];
-        assert_eq!(last_update["connectednum"], "1000", "{caller:#?}");
+        assert_eq!(caller[0]["service"], "normal");
         assert_eq!(caller[0]["inbound_trunk_name"], Value::Null);
         // The callee's leg belongs to the caller's call.
         assert_eq!(callee[0]["linkedid"], caller[0]["uniqueid"]);
         assert_eq!(callee[0]["callid"], caller[0]["callid"]);
-        let s = states(callee);
         assert!(
-            s.contains(&"Ringing".to_owned()) && s.contains(&"Up".to_owned()),
-            "{s:?}"
+            states(&callee).contains(&"Ringing".to_owned()),
+            "{callee:#?}"
+        );
+        let bridge = view
+            .items
+            .iter()
+            .find(|i| i["chantype"] == "bridge")
+            .unwrap();
+        assert_eq!(bridge["callerid1"], "1001", "{bridge}");
+        assert_eq!(bridge["name1"], "Ext 1001", "{bridge}");
+        assert_eq!(bridge["callerid2"], "1000", "{bridge}");
+        assert_eq!(bridge["linkedid"], caller[0]["linkedid"], "{bridge}");
+        assert!(
+            bridge["bridge_time"].as_str().unwrap() >= caller[0]["alloc_time"].as_str().unwrap(),
+            "{bridge}"
         );
         // 1000 rings, is in use, then back to what it was (the rig's phones
         // are not registered: Unavailable, a registered idle phone: Idle).
-        let ext = extension_states(&notes, "1000");
+        let ext_until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while extension_states(&c.notes, "1000").len() < 3 {
+            assert!(tokio::time::Instant::now() < ext_until, "{:#?}", c.notes);
+            c.pump(Duration::from_millis(200)).await;
+        }
+        let ext = extension_states(&c.notes, "1000");
         assert_eq!(ext[0], "Ringing", "{ext:?}");
         assert!(ext.contains(&"InUse".to_owned()), "{ext:?}");
         assert!(
@@ -510,46 +494,50 @@ async fn websockify_reports_internal_and_inbound_calls() {
         );
 
         // ---- inbound: the carrier calls DID 5550100 (-> 1000) on the trunk.
+        let mut view = View::default();
         call(&ami, "carrier", "5550100", "\"Bob\" <+15551234567>", 2).await;
-        let notes = c
-            .notes_until(Duration::from_secs(20), |n| {
-                deleted(n, "PJSIP/trunk-") && deleted(n, "PJSIP/1000-")
+        view.until(
+            &mut c,
+            "carrier -> 1000 over",
+            Duration::from_secs(20),
+            |v| {
+                v.story_of(&["PJSIP/trunk-", "PJSIP/1000-"])
+                    .iter()
+                    .any(|s| s.starts_with("bridge delete"))
+                    && v.unbridged.is_empty()
+            },
+        )
+        .await;
+        let trunk = leg_items(&view, "PJSIP/trunk-");
+        // The announcement: the call's first item, state Ring, the trunk named.
+        let announced = view
+            .items
+            .iter()
+            .find(|i| {
+                let ch = i["channel"].as_str().unwrap_or_default();
+                ch.starts_with("PJSIP/trunk-") || ch.starts_with("PJSIP/1000-")
             })
-            .await;
-        let by_channel = legs(&notes, &["PJSIP/trunk-", "PJSIP/1000-"]);
-        assert_eq!(by_channel.len(), 2, "{by_channel:#?}");
-        for (channel, items) in &by_channel {
-            assert_lifecycle(channel, items);
-        }
-        let trunk = by_channel
-            .iter()
-            .find(|(k, _)| k.starts_with("PJSIP/trunk-"))
-            .unwrap()
-            .1;
-        // The announcement of the held call: state Ring, the trunk named.
-        let announced = trunk
-            .iter()
-            .find(|i| i["inbound_trunk_name"] == "trunk")
-            .unwrap_or_else(|| panic!("no item names the trunk: {trunk:#?}"));
+            .unwrap();
+        assert_eq!(announced["chantype"], "unbridge", "{announced}");
+        assert_eq!(announced["action"], "add", "{announced}");
         assert_eq!(announced["state"], "Ring", "{announced}");
+        assert_eq!(announced["inbound_trunk_name"], "trunk", "{announced}");
         assert_eq!(announced["callernum"], "+15551234567", "{announced}");
         assert_eq!(announced["callername"], "Bob", "{announced}");
         assert_eq!(announced["outbound_trunk_name"], Value::Null);
-        // Every later item of the leg keeps the trunk.
-        let at = trunk
-            .iter()
-            .position(|i| i["inbound_trunk_name"] == "trunk")
-            .unwrap();
-        for i in &trunk[at..trunk.len() - 1] {
+        // Every item of the leg keeps the trunk.
+        for i in trunk.iter().filter(|i| i["action"] != "delete") {
             assert_eq!(i["inbound_trunk_name"], "trunk", "{i}");
         }
-        assert!(states(trunk).contains(&"Up".to_owned()), "{trunk:#?}");
-        let callee = by_channel
-            .iter()
-            .find(|(k, _)| k.starts_with("PJSIP/1000-"))
-            .unwrap()
-            .1;
+        let callee = leg_items(&view, "PJSIP/1000-");
         assert_eq!(callee[0]["linkedid"], trunk[0]["uniqueid"]);
+        let bridge = view
+            .items
+            .iter()
+            .find(|i| i["chantype"] == "bridge")
+            .unwrap();
+        assert_eq!(bridge["inbound_trunk_name"], "trunk", "{bridge}");
+        assert_eq!(bridge["callerid1"], "+15551234567", "{bridge}");
 
         // The other client got ExtensionStatus only.
         let only = ext_only
@@ -613,7 +601,7 @@ async fn websockify_announces_held_inbound_calls_at_once() {
                 let f: Value = serde_json::from_str(&t).unwrap();
                 for n in f["message"].as_array().unwrap() {
                     for item in n["eventbody"].as_array().unwrap() {
-                        if item["inbound_trunk_name"] == "trunk" {
+                        if item["chantype"] == "unbridge" && item["inbound_trunk_name"] == "trunk" {
                             let uid = item["uniqueid"].as_str().unwrap().to_owned();
                             announced.entry(uid).or_insert(at);
                         }
