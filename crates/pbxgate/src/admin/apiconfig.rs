@@ -334,7 +334,11 @@ fn user_form(
         .iter()
         .map(|(v, label)| format!(
             "<option value=\"{v}\"{sel}>{label}</option>",
-            sel = if typed.recordings_listing == *v { " selected" } else { "" }
+            sel = if typed.recordings_listing == *v {
+                " selected"
+            } else {
+                ""
+            }
         ))
         .collect::<String>(),
         help_listing = help(HELP_LISTING),

@@ -236,4 +236,111 @@ mod tests {
         let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
         assert_eq!(local_time(t, &berlin), "2024-05-30 20:29:44");
     }
+
+    /// The rows of a flat listing of `folder`: (shown, relative path).
+    async fn flat_rows(folder: &str, tz: &jiff::tz::TimeZone) -> Vec<(String, String)> {
+        use super::super::resolve::LocalFs;
+        let mut flat = Flat::new(&LocalFs, folder).await.unwrap();
+        let mut rx = LocalFs.list(folder);
+        let mut out = Vec::new();
+        while let Some(f) = rx.recv().await {
+            let f = f.unwrap();
+            if let Some(shown) = flat.shown(&LocalFs, folder, &f, tz).await {
+                out.push((shown.to_owned(), f.rel.to_string()));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn every_flat_name_downloads_the_file_listed_and_appears_once() {
+        use super::super::resolve::LocalFs;
+        let t = tempfile::tempdir().unwrap();
+        let files = [
+            // its month, the usual case
+            "2024-05/auto-1717093784-1001-2100.wav",
+            // the same name in a wrong month: left out
+            "2024-04/auto-1717093784-1001-2100.wav",
+            // only in a wrong month: the search finds it there
+            "2024-01/auto-1717093790-1001-2101.wav",
+            // in the folder itself and in its month: the folder's wins
+            "auto-1718000000-1002-2102.wav",
+            "2024-06/auto-1718000000-1002-2102.wav",
+            // no epoch: the newest month wins
+            "2024-01/custom.wav",
+            "2024-03/custom.wav",
+            // 2024-05-31 23:30 UTC is June in Berlin: the June folder is
+            // looked in first there
+            "2024-05/auto-1717198200-1003-2103.wav",
+            "2024-06/auto-1717198200-1003-2103.wav",
+            // other folders keep their path
+            "1000/INBOX/msg0000.wav",
+            "2024-05/sub/deep.wav",
+        ];
+        for f in files {
+            let p = t.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, f.as_bytes()).unwrap();
+        }
+        let folder = t.path().display().to_string();
+        for (tz, june_or_may) in [
+            (
+                jiff::tz::TimeZone::UTC,
+                "2024-05/auto-1717198200-1003-2103.wav",
+            ),
+            (
+                jiff::tz::TimeZone::get("Europe/Berlin").unwrap(),
+                "2024-06/auto-1717198200-1003-2103.wav",
+            ),
+        ] {
+            let rows = flat_rows(&folder, &tz).await;
+            let listed: Vec<&str> = rows.iter().map(|(_, r)| r.as_str()).collect();
+            let mut want = vec![
+                "1000/INBOX/msg0000.wav",
+                "2024-01/auto-1717093790-1001-2101.wav",
+                "2024-03/custom.wav",
+                "2024-05/auto-1717093784-1001-2100.wav",
+                june_or_may,
+                "2024-05/sub/deep.wav",
+                "auto-1718000000-1002-2102.wav",
+            ];
+            want.sort_unstable();
+            assert_eq!(listed, want);
+            let mut shown: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+            shown.sort_unstable();
+            shown.dedup();
+            assert_eq!(shown.len(), rows.len(), "a name twice: {rows:?}");
+            for (name, rel) in &rows {
+                assert!(
+                    !name.contains('/') || name == rel,
+                    "{name} shows a folder it does not need"
+                );
+                let l = find(&LocalFs, &folder, &RelPath::parse(name).unwrap(), &tz)
+                    .await
+                    .unwrap();
+                match l {
+                    Lookup::Found(f) => assert_eq!(f.rel.as_str(), rel, "{name}"),
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_folder_without_month_folders_costs_no_extra_listing() {
+        use super::super::resolve::LocalFs;
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("auto-1717093784-1001-2100.wav"), b"a").unwrap();
+        let folder = t.path().display().to_string();
+        let flat = Flat::new(&LocalFs, &folder).await.unwrap();
+        assert!(flat.months.is_empty() && flat.root.is_empty());
+        let rows = flat_rows(&folder, &jiff::tz::TimeZone::UTC).await;
+        assert_eq!(
+            rows,
+            [(
+                "auto-1717093784-1001-2100.wav".to_owned(),
+                "auto-1717093784-1001-2100.wav".to_owned()
+            )]
+        );
+    }
 }

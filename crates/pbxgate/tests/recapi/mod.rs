@@ -14,6 +14,8 @@ use store::{CdrStore, ConnectOptions, NewCdr, Store};
 use crate::calls::{CALLS, call, pbx_config, wait_connected, wait_for_cdrs};
 use crate::kit::*;
 
+mod flat;
+
 /// A recapi request with extra HTTP headers.
 pub async fn recapi(
     srv: &Server,
