@@ -306,3 +306,60 @@ async fn unknown_listing_profiles_are_configuration_errors_naming_the_key() {
         assert!(err.contains(key) && err.contains("flat"), "{text}: {err}");
     }
 }
+
+/// The same over S3: the month prefixes and the folder's own objects are
+/// what the look-ups see.
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn the_flat_listing_of_an_s3_bucket_is_the_local_one() {
+    use object_store::ObjectStoreExt;
+    use object_store::aws::AmazonS3Builder;
+    use object_store::path::Path as Key;
+
+    let Some(url) = super::s3::s3_url() else {
+        return;
+    };
+    let name = super::s3::bucket(&url).await;
+    let s3 = AmazonS3Builder::new()
+        .with_bucket_name(&name)
+        .with_endpoint(&url)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let (by_bare, files) = spool(local.path());
+    for (rel, data) in &files {
+        s3.put(
+            &Key::from(format!("site1/monitor/{rel}")),
+            data.clone().into(),
+        )
+        .await
+        .unwrap();
+    }
+    for db in dbs().await {
+        let port = free_port();
+        let srv = Server::start(
+            &db,
+            &format!(
+                "[https_api]\npassword = \"pw\"\n\
+                 [[https_api.users]]\nusername = \"modern\"\npassword = \"pw2\"\nrecordings_listing = \"month\"\n\
+                 {}\n[recordings]\nlisting = \"flat\"\nstore = \"s3\"\n\
+                 [recordings.s3]\nbucket = \"{name}\"\nendpoint = \"{url}\"\nprefix = \"site1\"\n\
+                 access_key_id = \"test\"\nsecret_access_key = \"test\"\n",
+                old_api(port, "")
+            ),
+        )
+        .await;
+        let old = Old::new(port, None);
+        let csv = new_listing(&srv, "cdrapi", "pw", "monitor").await;
+        check_flat(&srv, &old, "cdrapi", "pw", &csv, &by_bare).await;
+        let csv = old_listing(&old, "monitor").await;
+        check_flat(&srv, &old, "cdrapi", "pw", &csv, &by_bare).await;
+        check_month(&new_listing(&srv, "modern", "pw2", "monitor").await, &files);
+        let log = srv.stop().await;
+        assert!(log.contains("left_out=2"), "{log}");
+    }
+}
