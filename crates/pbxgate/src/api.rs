@@ -248,7 +248,12 @@ async fn dispatch(
             }))
         }
         "recapi" => {
-            authorize(app, ip, params, action, user).await?;
+            let who = authorize(app, ip, params, action, user).await?;
+            let listing = app
+                .api
+                .new_api()
+                .user(&who.username)
+                .and_then(|u| u.recordings_listing);
             let param = |key| {
                 params.str(key).map_err(|e| {
                     tracing::warn!(%ip, reason = %e, "recapi request refused");
@@ -260,7 +265,7 @@ async fn dispatch(
             // status (a client tells the two apart by the body's first byte).
             match app
                 .recordings
-                .answer(filedir.as_deref(), filename.as_deref(), headers)
+                .answer(filedir.as_deref(), filename.as_deref(), headers, listing)
                 .await
             {
                 Ok(response) => Ok(Answer::Raw(response)),

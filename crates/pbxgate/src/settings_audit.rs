@@ -86,8 +86,15 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
         out.push((k("call_control"), plain(u.call_control)));
         out.push((k("permitted_ips"), plain(u.permitted_ips_text.join(";"))));
         out.push((k("permissions"), plain(format!("{:?}", u.permissions))));
+        if let Some(l) = u.recordings_listing {
+            out.push((k("recordings_listing"), plain(l.as_str())));
+        }
     }
-    // What recapi serves, and from where.
+    // What recapi serves, from where, and how it lists it.
+    out.push((
+        "recordings.listing".into(),
+        plain(s.recordings.listing.as_str()),
+    ));
     out.push((
         "recordings.dirs".into(),
         plain(format!("{:?}", s.recordings.dirs)),

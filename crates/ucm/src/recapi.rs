@@ -276,6 +276,45 @@ pub fn is_month_folder(name: &str) -> bool {
         && name[5..].parse::<u8>().is_ok_and(|m| (1..=12).contains(&m))
 }
 
+/// The shape of the `filename` column of a file listing (case 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Listing {
+    /// The UCM630x (1.0.x firmware): the path relative to the directory,
+    /// `2024-05/auto-1717093784-1001-2100.wav`, equal to a CDR's `recordfiles`.
+    #[default]
+    Month,
+    /// The UCM62xx / UCM6100 guide: bare names, `auto-1414771234-1000-1004.wav`,
+    /// which clients split on `-` and send back as they are.
+    Flat,
+}
+
+impl Listing {
+    /// `"month"` or `"flat"` (the configuration's values).
+    pub fn parse(value: &str) -> Option<Listing> {
+        match value {
+            "month" => Some(Listing::Month),
+            "flat" => Some(Listing::Flat),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listing::Month => "month",
+            Listing::Flat => "flat",
+        }
+    }
+}
+
+/// The bare name a flat listing shows for `rel` when `rel` is a file
+/// directly in a `YYYY-MM` folder (`2024-05/auto-….wav` → `auto-….wav`);
+/// `None` for anything else (already bare, or in another sub-folder such as
+/// voicemail's `1000/INBOX/msg0000.wav`, which a flat listing shows as it is).
+pub fn month_file(rel: &str) -> Option<(&str, &str)> {
+    let (month, name) = rel.split_once('/')?;
+    (is_month_folder(month) && !name.is_empty() && !name.contains('/')).then_some((month, name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,5 +544,34 @@ mod tests {
         assert!(!is_month_folder("2024-5"));
         assert!(!is_month_folder("2024_05"));
         assert!(!is_month_folder("monitor"));
+    }
+
+    #[test]
+    fn listing_profiles_and_the_flat_name_of_a_path() {
+        assert_eq!(Listing::parse("month"), Some(Listing::Month));
+        assert_eq!(Listing::parse("flat"), Some(Listing::Flat));
+        for bad in ["", "Flat", "FLAT", " flat", "ucm62xx", "monthly"] {
+            assert_eq!(Listing::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(Listing::default(), Listing::Month);
+        for l in [Listing::Month, Listing::Flat] {
+            assert_eq!(Listing::parse(l.as_str()), Some(l));
+        }
+        assert_eq!(
+            month_file("2024-05/auto-1717093784-1001-2100.wav"),
+            Some(("2024-05", "auto-1717093784-1001-2100.wav"))
+        );
+        // Not in a month folder: shown as it is.
+        for other in [
+            "auto-1717093784-1001-2100.wav",
+            "1000/INBOX/msg0000.wav",
+            "2024-05/sub/x.wav",
+            "2024-13/x.wav",
+            "2024-5/x.wav",
+            "24-05/x.wav",
+            "x/2024-05/y.wav",
+        ] {
+            assert_eq!(month_file(other), None, "{other}");
+        }
     }
 }

@@ -127,6 +127,10 @@ const HELP_PERMISSIONS: &str = "Actions this user may call besides the default (
 const HELP_NEW_IPS: &str = "Addresses this user may log in from, one per line, as \
     <code>IP/netmask</code> (e.g. <code>192.168.1.0/255.255.255.0</code>) or <code>IP/prefix</code>. \
     Empty: every address. A change applies to the next request, even of a logged-in client.";
+const HELP_LISTING: &str = "The shape of <code>recapi</code> file listings for this user: \
+    <b>month</b> lists <code>2024-05/auto-1717093784-1001-2100.wav</code> (UCM630x, as a CDR's \
+    <code>recordfiles</code>), <b>flat</b> lists <code>auto-1717093784-1001-2100.wav</code> (UCM62xx, \
+    for clients that split names on <code>-</code>). Default: <code>recordings.listing</code> of the file.";
 const HELP_OLD_ENABLE: &str = "Serves the old API (<code>GET /cdrapi</code>, <code>/recapi</code>, \
     <code>/pmsapi</code>) on a TLS port of its own. Off by default.";
 const HELP_BIND: &str = "The address and port the old API listens on: <code>IP:port</code>, IPv6 as \
@@ -187,7 +191,8 @@ async fn render(
              <tr><th>Password</th><td>{pw}</td></tr>\
              <tr><th>Call Control</th><td>{cc}</td></tr>\
              <tr><th>Permitted IP(s)</th><td>{ips}</td></tr>\
-             <tr><th>Permissions</th><td>{perm}</td></tr></table></fieldset>",
+             <tr><th>Permissions</th><td>{perm}</td></tr>\
+             <tr><th>Recording listing</th><td>{listing}</td></tr></table></fieldset>",
             name = escape(&u.username),
             fixed = fixed_note("https_api"),
             pw = if u.password.is_empty() { "not set (logins refused)" } else { "set" },
@@ -202,6 +207,9 @@ async fn render(
             } else {
                 "set in the file (allow / deny)".to_owned()
             },
+            listing = u
+                .recordings_listing
+                .map_or("the default (recordings.listing)", |l| l.as_str()),
         ));
     }
     let (users, _) = api.page_users().await;
@@ -293,6 +301,8 @@ fn user_form(
          <input type=\"text\" id=\"{id}-allow\" name=\"allow\" value=\"{allow}\">{err_allow}</div>\
          <div><label for=\"{id}-deny\">Deny</label>\
          <input type=\"text\" id=\"{id}-deny\" name=\"deny\" value=\"{deny}\">{err_deny}</div></div>{help_perm}\
+         <label for=\"{id}-listing\">Recording listing</label>\
+         <select id=\"{id}-listing\" name=\"recordings_listing\">{listing}</select>{help_listing}{err_listing}\
          <button type=\"submit\">{button}</button></form>{remove}</fieldset>",
         data = escape(current_name),
         form_error = form_error(errors),
@@ -316,6 +326,23 @@ fn user_form(
         deny = escape(&typed.deny.join(", ")),
         err_deny = field_error(errors, "deny"),
         help_perm = help(HELP_PERMISSIONS),
+        listing = [
+            ("", "default (recordings.listing)"),
+            ("month", "month: 2024-05/auto-….wav (UCM630x)"),
+            ("flat", "flat: auto-….wav (UCM62xx)"),
+        ]
+        .iter()
+        .map(|(v, label)| format!(
+            "<option value=\"{v}\"{sel}>{label}</option>",
+            sel = if typed.recordings_listing == *v {
+                " selected"
+            } else {
+                ""
+            }
+        ))
+        .collect::<String>(),
+        help_listing = help(HELP_LISTING),
+        err_listing = field_error(errors, "recordings_listing"),
     )
 }
 
@@ -512,6 +539,8 @@ struct UserForm {
     allow: String,
     #[serde(default)]
     deny: String,
+    #[serde(default)]
+    recordings_listing: String,
 }
 
 /// A comma- or space-separated list of names.
@@ -541,6 +570,7 @@ async fn save_user(State(app): State<App>, admin: Admin, form: FormResult<UserFo
         permitted_ips: ip_list(&form.permitted_ips),
         allow: name_list(&form.allow),
         deny: name_list(&form.deny),
+        recordings_listing: form.recordings_listing,
     };
     let mut typed = user.clone();
     typed.password.clear();

@@ -512,6 +512,9 @@ impl ApiConfig {
             password_file: String::new(),
             permitted_ips: file.permitted_ips_text.clone(),
             enable_pmsapi: file.enable_pmsapi,
+            recordings_listing: file
+                .recordings_listing
+                .map_or_else(String::new, |l| l.as_str().to_owned()),
         };
         let free = |k: &str| !keys.old(k);
         if let Some(v) = overlay.enable.filter(|_| free("enable")) {
@@ -853,6 +856,7 @@ fn validate_user(u: &OverlayUser, others: &[ApiUser]) -> Result<ApiUser, FieldEr
             permitted_ips: u.permitted_ips.clone(),
             allow: u.allow.clone(),
             deny: u.deny.clone(),
+            recordings_listing: u.recordings_listing.clone(),
         },
         Path::new("."),
     )
@@ -900,6 +904,9 @@ fn diff_new(before: &NewApi, after: &NewApi) -> Changes {
                 if a.permissions != b.permissions {
                     out.push(format!("user.{}.permissions", b.username));
                 }
+                if a.recordings_listing != b.recordings_listing {
+                    out.push(format!("user.{}.recordings_listing", b.username));
+                }
             }
         }
     }
@@ -931,6 +938,10 @@ fn diff_old(before: Option<&OldApiSettings>, after: &OldApiSettings) -> Changes 
         b.permitted_ips_text != after.permitted_ips_text,
     );
     check("enable_pmsapi", b.enable_pmsapi != after.enable_pmsapi);
+    check(
+        "recordings_listing",
+        b.recordings_listing != after.recordings_listing,
+    );
     Changes(out, Vec::new())
 }
 

@@ -25,6 +25,8 @@ pub struct OverlayUser {
     /// Actions or groups over the default permissions (see `permissions`).
     pub allow: Vec<String>,
     pub deny: Vec<String>,
+    /// recapi listing shape: "month", "flat" or "" (`recordings.listing`).
+    pub recordings_listing: String,
 }
 
 /// `[https_api_old]` as saved by the page: `None` leaves the file's value.

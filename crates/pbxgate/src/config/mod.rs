@@ -337,6 +337,9 @@ pub struct RecordingsConfig {
     /// an empty folder removes a directory.
     pub dirs: BTreeMap<String, String>,
     pub s3: S3Config,
+    /// Shape of file listings: "month" (UCM630x, `YYYY-MM/name`) or "flat"
+    /// (UCM62xx, bare names); API users may override it.
+    pub listing: String,
 }
 
 /// The directories a UCM's recapi knows, mapped to where the shipped dialplan
@@ -364,6 +367,7 @@ impl Default for RecordingsConfig {
             store: "local".into(),
             dirs: default_recording_dirs(),
             s3: S3Config::default(),
+            listing: "month".into(),
         }
     }
 }
@@ -496,6 +500,8 @@ pub struct HttpsApi {
     /// Actions or groups taken away (after `allow`).
     pub deny: Vec<String>,
     pub users: Vec<UserConfig>,
+    /// recapi listing shape for this user: "month", "flat" or "" (`recordings.listing`).
+    pub recordings_listing: String,
 }
 
 impl Default for HttpsApi {
@@ -510,6 +516,7 @@ impl Default for HttpsApi {
             allow: Vec::new(),
             deny: Vec::new(),
             users: Vec::new(),
+            recordings_listing: String::new(),
         }
     }
 }
@@ -525,6 +532,8 @@ pub struct UserConfig {
     pub permitted_ips: Vec<String>,
     pub allow: Vec<String>,
     pub deny: Vec<String>,
+    /// recapi listing shape: "month", "flat" or "" (`recordings.listing`).
+    pub recordings_listing: String,
 }
 
 /// "HTTPS API Settings (Old)": the listener of `GET /cdrapi`, `/recapi` and
@@ -542,6 +551,8 @@ pub struct HttpsApiOld {
     pub permitted_ips: Vec<String>,
     /// "Enable PMSAPI": serve `/pmsapi` on the old listener.
     pub enable_pmsapi: bool,
+    /// `GET /recapi` listing shape: "month", "flat" or "" (`recordings.listing`).
+    pub recordings_listing: String,
 }
 
 impl Default for HttpsApiOld {
@@ -556,6 +567,7 @@ impl Default for HttpsApiOld {
             password: Secret::default(),
             password_file: String::new(),
             permitted_ips: Vec::new(),
+            recordings_listing: String::new(),
         }
     }
 }

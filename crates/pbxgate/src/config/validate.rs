@@ -93,6 +93,8 @@ pub struct RecordingsSettings {
     /// recapi directory name -> folder: an absolute path for the local
     /// store, a key prefix (without trailing `/`) for S3. Sorted by name.
     pub dirs: Vec<(ucm::recapi::RelPath, String)>,
+    /// Shape of file listings unless the API user has its own.
+    pub listing: ucm::recapi::Listing,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +153,8 @@ pub struct ApiUser {
     pub permitted_ips_text: Vec<String>,
     /// The actions the user may call (`-47` otherwise).
     pub permissions: crate::permissions::Permissions,
+    /// recapi listing shape; `None`: `recordings.listing`.
+    pub recordings_listing: Option<ucm::recapi::Listing>,
 }
 
 /// `[https_api_old]`. Applied live on SIGHUP (see `legacy::reload`), so it is
@@ -167,6 +171,8 @@ pub struct OldApiSettings {
     pub permitted_ips_text: Vec<String>,
     /// Serve `/pmsapi` on the old listener.
     pub enable_pmsapi: bool,
+    /// `GET /recapi` listing shape; `None`: `recordings.listing`.
+    pub recordings_listing: Option<ucm::recapi::Listing>,
 }
 
 /// `[pms]`.
@@ -275,6 +281,22 @@ fn tls_pair(
     }
 }
 
+/// A listing shape that may be left to `recordings.listing` (empty).
+pub fn listing_override(
+    key: &str,
+    value: &str,
+) -> Result<Option<ucm::recapi::Listing>, ConfigError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    ucm::recapi::Listing::parse(value).map(Some).ok_or_else(|| {
+        ConfigError::invalid(
+            key,
+            "must be \"month\", \"flat\" or empty (then recordings.listing applies)",
+        )
+    })
+}
+
 /// One user of the new API; `prefix` names its keys in errors
 /// (`https_api.`, `https_api.users[2].`).
 pub fn api_user(prefix: &str, u: &UserConfig, base: &Path) -> Result<ApiUser, ConfigError> {
@@ -290,6 +312,10 @@ pub fn api_user(prefix: &str, u: &UserConfig, base: &Path) -> Result<ApiUser, Co
                 let key = if deny { "deny" } else { "allow" };
                 ConfigError::invalid(format!("{prefix}{key}[{i}]"), message)
             },
+        )?,
+        recordings_listing: listing_override(
+            &format!("{prefix}recordings_listing"),
+            &u.recordings_listing,
         )?,
     })
 }
@@ -351,6 +377,10 @@ pub fn old_api(
         permitted_ips: acl("https_api_old.permitted_ips", &old.permitted_ips)?,
         permitted_ips_text: old.permitted_ips.clone(),
         enable_pmsapi: old.enable_pmsapi,
+        recordings_listing: listing_override(
+            "https_api_old.recordings_listing",
+            &old.recordings_listing,
+        )?,
     })
 }
 
@@ -456,6 +486,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
             permitted_ips: api.permitted_ips.clone(),
             allow: api.allow.clone(),
             deny: api.deny.clone(),
+            recordings_listing: api.recordings_listing.clone(),
         },
         base,
     )?);
@@ -1060,7 +1091,14 @@ fn recordings(
     } else {
         RecordingStore::Local
     };
-    Ok(RecordingsSettings { store, dirs })
+    let listing = ucm::recapi::Listing::parse(&c.listing).ok_or_else(|| {
+        ConfigError::invalid("recordings.listing", "must be \"month\" or \"flat\"")
+    })?;
+    Ok(RecordingsSettings {
+        store,
+        dirs,
+        listing,
+    })
 }
 
 fn is_mac(s: &str) -> bool {

@@ -299,6 +299,7 @@ mod tests {
             permitted_ips: crate::acl::Acl::default(),
             permitted_ips_text: Vec::new(),
             enable_pmsapi: false,
+            recordings_listing: None,
         }
     }
 

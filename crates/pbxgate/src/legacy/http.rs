@@ -128,7 +128,7 @@ async fn serve(l: &Legacy, ip: IpAddr, request: Request, user: &mut String) -> R
     let raw = parts.uri.query().unwrap_or("");
     match route {
         "/cdrapi" => cdrapi(&l.app, ip, user, raw).await,
-        "/recapi" => recapi(&l.app, ip, raw, &parts.headers).await,
+        "/recapi" => recapi(&l.app, &settings, ip, raw, &parts.headers).await,
         _ => pmsapi(&l.app, &settings, ip, raw).await,
     }
 }
@@ -284,7 +284,13 @@ async fn cdrapi(app: &App, ip: IpAddr, user: &str, raw: &str) -> Response {
 
 /// `GET /recapi?filedir=…&filename=…` (spec §5.1): the recordings engine's
 /// answer, a miss as its HTTP status.
-async fn recapi(app: &App, ip: IpAddr, raw: &str, headers: &HeaderMap) -> Response {
+async fn recapi(
+    app: &App,
+    settings: &OldApiSettings,
+    ip: IpAddr,
+    raw: &str,
+    headers: &HeaderMap,
+) -> Response {
     let pairs = match query_pairs_lenient(raw) {
         Ok(p) => p,
         Err(e) => {
@@ -314,7 +320,12 @@ async fn recapi(app: &App, ip: IpAddr, raw: &str, headers: &HeaderMap) -> Respon
     }
     match app
         .recordings
-        .answer(filedir.as_deref(), filename.as_deref(), headers)
+        .answer(
+            filedir.as_deref(),
+            filename.as_deref(),
+            headers,
+            settings.recordings_listing,
+        )
         .await
     {
         Ok(response) => response,

@@ -134,5 +134,8 @@ fn changes(a: &OldApiSettings, b: &OldApiSettings) -> Vec<&'static str> {
     if a.enable_pmsapi != b.enable_pmsapi {
         out.push("https_api_old.enable_pmsapi");
     }
+    if a.recordings_listing != b.recordings_listing {
+        out.push("https_api_old.recordings_listing");
+    }
     out
 }

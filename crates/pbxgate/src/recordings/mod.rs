@@ -26,7 +26,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use ucm::Status;
-use ucm::recapi::{RecError, RecRequest, RelPath, parse_request};
+use ucm::recapi::{Listing, RecError, RecRequest, RelPath, parse_request};
 
 use crate::config::{RecordingStore, RecordingsSettings};
 use crate::error::{Error, Result};
@@ -82,6 +82,9 @@ pub struct Recordings {
     /// Name -> folder, sorted by name.
     dirs: Vec<(RelPath, String)>,
     tz: jiff::tz::TimeZone,
+    /// `recordings.listing`: the shape of file listings unless a request's
+    /// user has its own.
+    listing: Listing,
 }
 
 impl Recordings {
@@ -98,7 +101,8 @@ impl Recordings {
                 ));
             }
         };
-        Ok(Recordings::with_storage(storage, settings.dirs.clone(), tz))
+        Ok(Recordings::with_storage(storage, settings.dirs.clone(), tz)
+            .with_listing(settings.listing))
     }
 
     pub fn with_storage(
@@ -106,7 +110,18 @@ impl Recordings {
         dirs: Vec<(RelPath, String)>,
         tz: jiff::tz::TimeZone,
     ) -> Recordings {
-        Recordings { storage, dirs, tz }
+        Recordings {
+            storage,
+            dirs,
+            tz,
+            listing: Listing::Month,
+        }
+    }
+
+    /// The listing shape of requests whose user has none of its own.
+    pub fn with_listing(mut self, listing: Listing) -> Recordings {
+        self.listing = listing;
+        self
     }
 
     pub fn storage(&self) -> Arc<dyn Storage> {
@@ -122,15 +137,18 @@ impl Recordings {
     }
 
     /// Answers a request with its `filedir` and `filename` parameters and
-    /// the HTTP request headers (ranges, conditional requests). Every miss
-    /// is logged with its reason.
+    /// the HTTP request headers (ranges, conditional requests); `listing` is
+    /// the API user's listing shape (`None`: `recordings.listing`). Every
+    /// miss is logged with its reason.
     pub async fn answer(
         &self,
         filedir: Option<&str>,
         filename: Option<&str>,
         req: &HeaderMap,
+        listing: Option<Listing>,
     ) -> Result<Response, Miss> {
-        let result = self.answer_inner(filedir, filename, req).await;
+        let listing = listing.unwrap_or(self.listing);
+        let result = self.answer_inner(filedir, filename, req, listing).await;
         if let Err(miss) = &result {
             tracing::warn!(
                 filedir = ?filedir.map(|s| s.chars().take(128).collect::<String>()),
@@ -148,6 +166,7 @@ impl Recordings {
         filedir: Option<&str>,
         filename: Option<&str>,
         req: &HeaderMap,
+        listing: Listing,
     ) -> Result<Response, Miss> {
         let started = std::time::SystemTime::now();
         let request = parse_request(filedir, filename).map_err(|e| match e {
@@ -169,7 +188,12 @@ impl Recordings {
                 if dirs.is_empty() {
                     return Err(Miss::UnknownDir(names[0].to_string()));
                 }
-                Ok(listing::files(self.storage.clone(), dirs, self.tz.clone()))
+                Ok(listing::files(
+                    self.storage.clone(),
+                    dirs,
+                    self.tz.clone(),
+                    listing,
+                ))
             }
             RecRequest::Fetch { dir, names } => {
                 let folder = self

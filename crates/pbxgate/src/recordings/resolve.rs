@@ -75,7 +75,8 @@ pub trait Storage: Send + Sync {
     /// The names of the sub-folders of `folder`.
     async fn subfolders(&self, folder: &str) -> Result<Vec<String>>;
     /// The names of the entries directly in sub-folder `sub` of `folder`
-    /// (unchecked: a name found here is still looked up before use).
+    /// (`sub` empty: in `folder` itself; unchecked: a name found here is
+    /// still looked up before use).
     async fn names_in(&self, folder: &str, sub: &str) -> Result<Vec<String>>;
     /// Every servable file in `folder` and its sub-folders down to
     /// [`LIST_DEPTH`] levels, sorted by relative path, sent as found.
@@ -575,7 +576,11 @@ impl Storage for LocalFs {
     }
 
     async fn names_in(&self, folder: &str, sub: &str) -> Result<Vec<String>> {
-        let dir = Path::new(folder).join(sub);
+        let dir = if sub.is_empty() {
+            PathBuf::from(folder)
+        } else {
+            Path::new(folder).join(sub)
+        };
         blocking(move || {
             let rd = match std::fs::read_dir(&dir) {
                 Ok(rd) => rd,

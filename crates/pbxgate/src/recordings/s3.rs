@@ -115,7 +115,12 @@ impl Storage for S3 {
     }
 
     async fn names_in(&self, folder: &str, sub: &str) -> Result<Vec<String>> {
-        let Ok(prefix) = Key::parse(format!("{folder}/{sub}")) else {
+        let at = if sub.is_empty() {
+            folder.to_owned()
+        } else {
+            format!("{folder}/{sub}")
+        };
+        let Ok(prefix) = Key::parse(at) else {
             return Ok(Vec::new());
         };
         let listed = self

@@ -15,6 +15,7 @@ use crate::kit::*;
 
 mod cdr;
 pub(crate) mod live;
+mod recordings_listing;
 mod status;
 
 /// Form fields of a POST.

@@ -14,6 +14,8 @@ use store::{CdrStore, ConnectOptions, NewCdr, Store};
 use crate::calls::{CALLS, call, pbx_config, wait_connected, wait_for_cdrs};
 use crate::kit::*;
 
+mod flat;
+
 /// A recapi request with extra HTTP headers.
 pub async fn recapi(
     srv: &Server,
@@ -1012,7 +1014,7 @@ mod s3 {
 
     /// The S3-compatible test server (scripts/s3.sh), or `None` (skipped)
     /// outside CI.
-    fn s3_url() -> Option<String> {
+    pub(super) fn s3_url() -> Option<String> {
         match std::env::var(S3_ENV) {
             Ok(url) if !url.is_empty() => Some(url),
             _ if std::env::var_os("CI").is_some() => {
@@ -1028,7 +1030,7 @@ mod s3 {
     }
 
     /// A new bucket on the test server (moto takes unsigned requests).
-    async fn bucket(url: &str) -> String {
+    pub(super) async fn bucket(url: &str) -> String {
         let name = format!("pbxgate-test-{}", jiff::Timestamp::now().as_nanosecond());
         let resp = reqwest::Client::new()
             .put(format!("{url}/{name}"))

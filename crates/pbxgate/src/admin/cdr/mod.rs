@@ -286,7 +286,7 @@ async fn recording(
     }
     match app
         .recordings
-        .answer(Some(RECORDINGS_DIR), Some(file), &headers)
+        .answer(Some(RECORDINGS_DIR), Some(file), &headers, None)
         .await
     {
         Ok(mut resp) => {
