@@ -87,6 +87,12 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
         out.push((k("permitted_ips"), plain(u.permitted_ips_text.join(";"))));
         out.push((k("permissions"), plain(format!("{:?}", u.permissions))));
     }
+    for u in &s.websocket_users {
+        let k = |field: &str| format!("websockify.user.{}.{field}", u.username);
+        out.push((k("password"), secret(salt, &k("password"), &u.password)));
+        out.push((k("permitted_ips"), plain(u.permitted_ips_text.join(";"))));
+        out.push((k("events"), plain(u.events.join(";"))));
+    }
     // What recapi serves, and from where.
     out.push((
         "recordings.dirs".into(),
