@@ -25,8 +25,8 @@ pub use overlay::{NewOverlay, OldOverlay, OverlayUser, OverlayWsUser, TlsChoice,
 
 use crate::auth::now_ms;
 use crate::config::{
-    self, ApiUser, ConfigError, FileKeys, HttpsApiOld, OldApiSettings, Secret, Settings, UserConfig,
-    WsUser, WsUserConfig,
+    self, ApiUser, ConfigError, FileKeys, HttpsApiOld, OldApiSettings, Secret, Settings,
+    UserConfig, WsUser, WsUserConfig,
 };
 use crate::legacy::OldApi;
 
@@ -331,7 +331,12 @@ impl ApiConfig {
         for u in &overlay.users {
             match validate_user(u, &users).and_then(|user| {
                 // The file's websocket users keep their names.
-                match self.file.websocket_users.iter().find(|w| w.username == user.username) {
+                match self
+                    .file
+                    .websocket_users
+                    .iter()
+                    .find(|w| w.username == user.username)
+                {
                     Some(w) => Err(ws_name_taken(&w.username)),
                     None => Ok(user),
                 }

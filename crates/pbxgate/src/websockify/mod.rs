@@ -240,7 +240,12 @@ impl Session {
                 let outcome = self.check_login(username, token);
                 self.app
                     .auth
-                    .record_login(username, self.ip, outcome.as_ref().map(|_| ()).map_err(|e| *e), VIA)
+                    .record_login(
+                        username,
+                        self.ip,
+                        outcome.as_ref().map(|_| ()).map_err(|e| *e),
+                        VIA,
+                    )
                     .await?;
                 match outcome {
                     Ok((account, password)) => {

@@ -14,6 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::calls::{CALLS, call, pbx_config, wait_connected};
 use crate::kit::*;
 
+mod users;
+
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// A websocket client of the UCM protocol.
