@@ -105,6 +105,7 @@ pub async fn prepare(mut settings: Settings) -> Result<App> {
     let in_force = api.new_api();
     settings.api_enabled = in_force.enabled;
     settings.users = in_force.users.clone();
+    settings.websocket_users = api.ws_users().users.clone();
     settings.old_api = api.old_api().await;
     settings_audit::record(&settings, &store).await?;
     let identity = Identity::load(&settings, &store).await?;
@@ -113,6 +114,14 @@ pub async fn prepare(mut settings: Settings) -> Result<App> {
             tracing::warn!(
                 user = u.username,
                 "API user has no password: every login as this user is refused"
+            );
+        }
+    }
+    for u in &settings.websocket_users {
+        if u.password.is_empty() {
+            tracing::warn!(
+                user = u.username,
+                "websocket user has no password: every login as this user is refused"
             );
         }
     }

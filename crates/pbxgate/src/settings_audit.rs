@@ -90,6 +90,12 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
             out.push((k("recordings_listing"), plain(l.as_str())));
         }
     }
+    for u in &s.websocket_users {
+        let k = |field: &str| format!("websockify.user.{}.{field}", u.username);
+        out.push((k("password"), secret(salt, &k("password"), &u.password)));
+        out.push((k("permitted_ips"), plain(u.permitted_ips_text.join(";"))));
+        out.push((k("events"), plain(u.events.join(";"))));
+    }
     // What recapi serves, from where, and how it lists it.
     out.push((
         "recordings.listing".into(),

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::login::tokens_match;
 use super::page::{Admin, Page, escape, forbidden, redirect};
-use crate::apiconfig::{FieldErrors, OldOverlay, OverlayUser, TlsChoice};
+use crate::apiconfig::{FieldErrors, OldOverlay, OverlayUser, OverlayWsUser, TlsChoice};
 use crate::server::App;
 
 /// PEM files above this are refused (as the configuration's TLS files).
@@ -30,6 +30,8 @@ pub fn routes() -> Router<App> {
         .route("/admin/api-config/new", post(save_enable))
         .route("/admin/api-config/user", post(save_user))
         .route("/admin/api-config/user/remove", post(remove_user))
+        .route("/admin/api-config/ws-user", post(save_ws_user))
+        .route("/admin/api-config/ws-user/remove", post(remove_ws_user))
         .route(
             "/admin/api-config/old",
             post(save_old).layer(DefaultBodyLimit::max(2 * MAX_PEM_BYTES + 256 * 1024)),
@@ -51,6 +53,11 @@ enum Failed {
         errors: FieldErrors,
         typed: HashMap<String, String>,
     },
+    WsUser {
+        index: Option<usize>,
+        errors: FieldErrors,
+        typed: OverlayWsUser,
+    },
 }
 
 #[derive(Deserialize, Default)]
@@ -65,6 +72,8 @@ async fn show(State(app): State<App>, admin: Admin, Query(q): Query<Shown>) -> R
         "user" => Some("API user saved and in force."),
         "removed" => Some("API user removed; its sessions ended."),
         "old" => Some("HTTPS API (Old) saved and in force."),
+        "ws-user" => Some("Websocket user saved and in force."),
+        "ws-removed" => Some("Websocket user removed; its open sockets are closed."),
         _ => None,
     };
     render(&app, &admin, StatusCode::OK, notice, Failed::None).await
@@ -108,8 +117,9 @@ fn csrf_field(admin: &Admin) -> String {
     )
 }
 
-const HELP_NEW_ENABLE: &str = "Serves the HTTPS API (<code>/api</code> and <code>/websockify</code>). \
-    When off, every request is answered with status -47 (no permission).";
+const HELP_NEW_ENABLE: &str = "Serves the HTTPS API (<code>/api</code>, and <code>/websockify</code> to \
+    API users). When off, every request is answered with status -47 (no permission); the websocket users \
+    below can still log in to <code>/websockify</code>.";
 const HELP_USERNAME: &str =
     "The name the client logs in with: letters, digits, '_' and '-', at most 64 characters.";
 const HELP_PASSWORD: &str = "The client proves it through the MD5 challenge, never in clear. \
@@ -131,6 +141,28 @@ const HELP_LISTING: &str = "The shape of <code>recapi</code> file listings for t
     <b>month</b> lists <code>2024-05/auto-1717093784-1001-2100.wav</code> (UCM630x, as a CDR's \
     <code>recordfiles</code>), <b>flat</b> lists <code>auto-1717093784-1001-2100.wav</code> (UCM62xx, \
     for clients that split names on <code>-</code>). Default: <code>recordings.listing</code> of the file.";
+const HELP_WS_USERS: &str = "Accounts that may open the event websocket (<code>/websockify</code>) \
+    and nothing else: on a UCM this is a web-interface user, and clients are configured with such a name. \
+    API users may log in there too (while the HTTPS API is enabled); websocket users may whatever the \
+    <em>Enable</em> switch above. A name must differ from every API user's.";
+const HELP_WS_IPS: &str = "Addresses this user may log in from, one per line, as \
+    <code>IP/netmask</code> or <code>IP/prefix</code>. Empty: every address. A change closes open sockets \
+    from an address no longer permitted within a second.";
+const HELP_WS_PASSWORD: &str = "The client proves it through the MD5 challenge, never in clear. \
+    At least 8 characters. Leave empty to keep the current password; a new one closes the user's open sockets.";
+
+fn help_ws_events() -> String {
+    format!(
+        "The event names this user may subscribe to, comma-separated; empty: all of them ({}). \
+         A <code>subscribe</code> naming any other is refused with status -47, and no other event is ever sent.",
+        crate::live::EVENT_NAMES
+            .iter()
+            .map(|n| format!("<code>{n}</code>"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 const HELP_OLD_ENABLE: &str = "Serves the old API (<code>GET /cdrapi</code>, <code>/recapi</code>, \
     <code>/pmsapi</code>) on a TLS port of its own. Off by default.";
 const HELP_BIND: &str = "The address and port the old API listens on: <code>IP:port</code>, IPv6 as \
@@ -244,6 +276,9 @@ async fn render(
     };
     body.push_str(&user_form(&csrf, None, "", &typed, &errors));
 
+    // ------------------------------------------------ websocket users
+    body.push_str(&ws_section(app, &csrf, &failed).await);
+
     // ------------------------------------------------ HTTPS API Settings (Old)
     body.push_str(&old_form(app, &csrf, &keys, &failed).await);
 
@@ -343,6 +378,134 @@ fn user_form(
         .collect::<String>(),
         help_listing = help(HELP_LISTING),
         err_listing = field_error(errors, "recordings_listing"),
+    )
+}
+
+async fn ws_section(app: &App, csrf: &str, failed: &Failed) -> String {
+    let mut out = format!(
+        "<h3 id=\"ws\">Websocket users (/websockify)</h3>{}",
+        help(HELP_WS_USERS)
+    );
+    let events = |e: &[&str]| {
+        if e.is_empty() {
+            "all".to_owned()
+        } else {
+            escape(&e.join(", "))
+        }
+    };
+    for u in app.api.fixed_ws_users() {
+        out.push_str(&format!(
+            "<fieldset class=\"user fixed-user ws-user\" data-ws-user=\"{name}\"><legend>Websocket user {name}</legend>\
+             {fixed}<table><tr><th>Username</th><td>{name}</td></tr>\
+             <tr><th>Password</th><td>{pw}</td></tr>\
+             <tr><th>Permitted IP(s)</th><td>{ips}</td></tr>\
+             <tr><th>Events</th><td>{ev}</td></tr></table></fieldset>",
+            name = escape(&u.username),
+            fixed = fixed_note("websockify.users"),
+            pw = if u.password.is_empty() { "not set (logins refused)" } else { "set" },
+            ips = if u.permitted_ips_text.is_empty() {
+                "any address".to_owned()
+            } else {
+                escape(&u.permitted_ips_text.join(", "))
+            },
+            ev = events(&u.events),
+        ));
+    }
+    let (users, _) = app.api.page_ws_users().await;
+    if let Failed::WsUser {
+        index: Some(i),
+        errors,
+        ..
+    } = failed
+        && *i >= users.len()
+    {
+        out.push_str(&form_error(errors));
+    }
+    for (i, u) in users.iter().enumerate() {
+        let (errors, typed) = match failed {
+            Failed::WsUser {
+                index: Some(j),
+                errors,
+                typed,
+            } if *j == i => (errors.clone(), typed.clone()),
+            _ => (FieldErrors::default(), u.clone()),
+        };
+        out.push_str(&ws_user_form(csrf, Some(i), &u.username, &typed, &errors));
+    }
+    let (errors, typed) = match failed {
+        Failed::WsUser {
+            index: None,
+            errors,
+            typed,
+        } => (errors.clone(), typed.clone()),
+        _ => (FieldErrors::default(), OverlayWsUser::default()),
+    };
+    out.push_str(&ws_user_form(csrf, None, "", &typed, &errors));
+    out
+}
+
+fn ws_user_form(
+    csrf: &str,
+    index: Option<usize>,
+    current_name: &str,
+    typed: &OverlayWsUser,
+    errors: &FieldErrors,
+) -> String {
+    let (id, legend, button) = match index {
+        Some(i) => (
+            format!("ws-user-{i}"),
+            format!("Websocket user {}", escape(current_name)),
+            "Save",
+        ),
+        None => (
+            "ws-user-add".to_owned(),
+            "Add a websocket user".to_owned(),
+            "Add websocket user",
+        ),
+    };
+    let index_field = index.map_or(String::new(), |i| {
+        format!("<input type=\"hidden\" name=\"index\" value=\"{i}\">")
+    });
+    let remove = index.map_or(String::new(), |i| {
+        format!(
+            "<form method=\"post\" action=\"/admin/api-config/ws-user/remove\" class=\"remove\">{csrf}\
+             <input type=\"hidden\" name=\"index\" value=\"{i}\">\
+             <input type=\"hidden\" name=\"username\" value=\"{name}\">\
+             <button type=\"submit\" class=\"danger\">Remove websocket user {name}</button></form>",
+            name = escape(current_name)
+        )
+    });
+    format!(
+        "<fieldset class=\"user ws-user\" id=\"{id}\" data-ws-user=\"{data}\"><legend>{legend}</legend>\
+         <form method=\"post\" action=\"/admin/api-config/ws-user\">{csrf}{index_field}{form_error}\
+         <div class=\"grid\"><div><label for=\"{id}-username\">Username</label>\
+         <input type=\"text\" id=\"{id}-username\" name=\"username\" value=\"{name}\" autocomplete=\"off\">\
+         {help_user}{err_user}</div>\
+         <div><label for=\"{id}-password\">Password</label>\
+         <input type=\"password\" id=\"{id}-password\" name=\"password\" autocomplete=\"new-password\">\
+         {help_pw}{err_pw}</div></div>\
+         <label for=\"{id}-ips\">Permitted IP(s)</label>\
+         <textarea id=\"{id}-ips\" name=\"permitted_ips\" rows=\"3\">{ips}</textarea>{help_ips}{err_ips}\
+         <label for=\"{id}-events\">Events</label>\
+         <input type=\"text\" id=\"{id}-events\" name=\"events\" value=\"{events}\">{help_events}{err_events}\
+         <button type=\"submit\">{button}</button></form>{remove}</fieldset>",
+        data = escape(current_name),
+        form_error = form_error(errors),
+        name = escape(&typed.username),
+        help_user = help(HELP_USERNAME),
+        err_user = field_error(errors, "username"),
+        help_pw = help(if index.is_some() {
+            HELP_WS_PASSWORD
+        } else {
+            HELP_NEW_PASSWORD
+        }),
+        err_pw = field_error(errors, "password"),
+        ips = escape(&typed.permitted_ips.join("\n")),
+        help_ips = help(HELP_WS_IPS),
+        err_ips = field_error(errors, "permitted_ips"),
+        events = escape(&typed.events.join(", ")),
+        help_events = help(&help_ws_events()),
+        err_events = field_error(errors, "events"),
     )
 }
 
@@ -641,6 +804,105 @@ async fn remove_user(
                     typed: OverlayUser {
                         username: form.username,
                         ..OverlayUser::default()
+                    },
+                },
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WsUserForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    index: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    permitted_ips: String,
+    #[serde(default)]
+    events: String,
+}
+
+async fn save_ws_user(
+    State(app): State<App>,
+    admin: Admin,
+    form: FormResult<WsUserForm>,
+) -> Response {
+    let Some(form) = with_csrf(&admin, form, |f| &f.csrf) else {
+        return forbidden();
+    };
+    let index = if form.index.is_empty() {
+        None
+    } else {
+        match form.index.parse::<usize>() {
+            Ok(i) => Some(i),
+            Err(_) => return forbidden(),
+        }
+    };
+    let user = OverlayWsUser {
+        username: form.username.trim().to_owned(),
+        password: form.password,
+        permitted_ips: ip_list(&form.permitted_ips),
+        events: name_list(&form.events),
+    };
+    let mut typed = user.clone();
+    typed.password.clear();
+    let ip = admin.ip.to_string();
+    match app
+        .api
+        .save_ws_user(index, user, &admin.session.username, &ip)
+        .await
+    {
+        Ok(_) => redirect("/admin/api-config?saved=ws-user#ws"),
+        Err(errors) => {
+            render(
+                &app,
+                &admin,
+                StatusCode::BAD_REQUEST,
+                None,
+                Failed::WsUser {
+                    index,
+                    errors,
+                    typed,
+                },
+            )
+            .await
+        }
+    }
+}
+
+async fn remove_ws_user(
+    State(app): State<App>,
+    admin: Admin,
+    form: FormResult<RemoveForm>,
+) -> Response {
+    let Some(form) = with_csrf(&admin, form, |f| &f.csrf) else {
+        return forbidden();
+    };
+    let ip = admin.ip.to_string();
+    match app
+        .api
+        .remove_ws_user(form.index, &form.username, &admin.session.username, &ip)
+        .await
+    {
+        Ok(_) => redirect("/admin/api-config?saved=ws-removed#ws"),
+        Err(errors) => {
+            render(
+                &app,
+                &admin,
+                StatusCode::BAD_REQUEST,
+                None,
+                Failed::WsUser {
+                    index: Some(form.index),
+                    errors,
+                    typed: OverlayWsUser {
+                        username: form.username,
+                        ..OverlayWsUser::default()
                     },
                 },
             )

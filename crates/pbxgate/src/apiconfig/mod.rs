@@ -21,16 +21,19 @@ use std::time::Duration;
 
 use store::{AuditEvent, AuditStore, Store, WebSettingsStore};
 
-pub use overlay::{NewOverlay, OldOverlay, OverlayUser, TlsChoice};
+pub use overlay::{NewOverlay, OldOverlay, OverlayUser, OverlayWsUser, TlsChoice, WsOverlay};
 
 use crate::auth::now_ms;
 use crate::config::{
-    self, ApiUser, ConfigError, FileKeys, HttpsApiOld, OldApiSettings, Secret, Settings, UserConfig,
+    self, ApiUser, ConfigError, FileKeys, HttpsApiOld, OldApiSettings, Secret, Settings,
+    UserConfig, WsUser, WsUserConfig,
 };
 use crate::legacy::OldApi;
 
 pub const NEW_SECTION: &str = "https_api";
 pub const OLD_SECTION: &str = "https_api_old";
+/// The page's websocket users (`[[websockify.users]]` besides the file's).
+pub const WS_SECTION: &str = "websockify";
 /// How often a node looks for changes saved by another node.
 pub const POLL: Duration = Duration::from_secs(2);
 /// Passwords set on the page: at least this many characters.
@@ -54,6 +57,21 @@ impl NewApi {
     /// Whether inbound calls wait for a decision.
     pub fn call_control(&self) -> bool {
         self.enabled && self.users.iter().any(|u| u.call_control)
+    }
+}
+
+/// The users of `/websockify` only, as in force: the file's first, then the
+/// page's.
+#[derive(Debug, Clone, Default)]
+pub struct WsUsers {
+    pub users: Vec<WsUser>,
+    /// How many of `users` (the first ones) come from the file.
+    pub file_users: usize,
+}
+
+impl WsUsers {
+    pub fn user(&self, name: &str) -> Option<&WsUser> {
+        self.users.iter().find(|u| u.username == name)
     }
 }
 
@@ -149,6 +167,8 @@ struct Saved {
     new_version: i64,
     old: OldOverlay,
     old_version: i64,
+    ws: WsOverlay,
+    ws_version: i64,
 }
 
 /// The file's `[https_api_old]` (updated by SIGHUP reloads).
@@ -164,6 +184,7 @@ pub struct ApiConfig {
     file_old: Mutex<FileOld>,
     saved: tokio::sync::Mutex<Saved>,
     current: Arc<Current>,
+    ws: RwLock<Arc<WsUsers>>,
     old_api: OnceLock<Arc<OldApi>>,
     call_control: OnceLock<Arc<crate::callcontrol::Engine>>,
 }
@@ -187,6 +208,7 @@ impl ApiConfig {
             }),
             saved: tokio::sync::Mutex::new(Saved::default()),
             current: Arc::new(Current::default()),
+            ws: RwLock::new(Arc::new(WsUsers::default())),
             old_api: OnceLock::new(),
             call_control: OnceLock::new(),
         };
@@ -199,6 +221,7 @@ impl ApiConfig {
             tracing::error!(errors = %e.summary(), "the old API certificate saved on the admin page cannot be written");
         }
         cfg.current.set(cfg.effective_new(&saved.new));
+        cfg.set_ws(cfg.effective_ws(&saved.ws, &cfg.new_api()));
         drop(saved);
         Ok(cfg)
     }
@@ -274,6 +297,13 @@ impl ApiConfig {
             });
             saved.old_version = row.version;
         }
+        if let Some(row) = self.store.web_settings(WS_SECTION).await? {
+            saved.ws = serde_json::from_str(&row.body).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "saved websocket users are unreadable; ignored until saved again");
+                WsOverlay::default()
+            });
+            saved.ws_version = row.version;
+        }
         Ok(())
     }
 
@@ -299,7 +329,18 @@ impl ApiConfig {
         let mut users = self.file_users();
         let file_users = users.len();
         for u in &overlay.users {
-            match validate_user(u, &users) {
+            match validate_user(u, &users).and_then(|user| {
+                // The file's websocket users keep their names.
+                match self
+                    .file
+                    .websocket_users
+                    .iter()
+                    .find(|w| w.username == user.username)
+                {
+                    Some(w) => Err(ws_name_taken(&w.username)),
+                    None => Ok(user),
+                }
+            }) {
                 Ok(user) => users.push(user),
                 Err(e) => tracing::error!(
                     user = %u.username,
@@ -371,7 +412,11 @@ impl ApiConfig {
         ip: &str,
     ) -> Result<Changes, FieldErrors> {
         let fixed = self.file_users();
+        let ws = self.ws_users();
         self.edit_new(by, ip, move |o| {
+            if ws.user(&user.username).is_some() {
+                return Err(ws_name_taken(&user.username));
+            }
             let others: Vec<ApiUser> = fixed
                 .iter()
                 .cloned()
@@ -467,6 +512,7 @@ impl ApiConfig {
         let mut changes = changes;
         changes.1 = self.put_new_in_force(&before, after).await;
         changes.1.extend(earlier);
+        self.set_ws(self.effective_ws(&saved.ws, &self.new_api()));
         self.audit(by, ip, "https_api", &changes).await;
         Ok(changes)
     }
@@ -484,6 +530,164 @@ impl ApiConfig {
             tracing::info!(call_control, "call control switched by the API settings");
         }
         ended
+    }
+
+    // ------------------------------------------------------------ websocket users
+
+    /// The websocket users in force (read by every `/websockify` socket).
+    pub fn ws_users(&self) -> Arc<WsUsers> {
+        match self.ws.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_ws(&self, ws: WsUsers) {
+        let ws = Arc::new(ws);
+        match self.ws.write() {
+            Ok(mut g) => *g = ws,
+            Err(poisoned) => *poisoned.into_inner() = ws,
+        }
+    }
+
+    /// The file's websocket users, then the page's that still validate (a
+    /// name taken meanwhile by a file user or an API user leaves the page's
+    /// user out, logged).
+    fn effective_ws(&self, overlay: &WsOverlay, api: &NewApi) -> WsUsers {
+        let mut users = self.file.websocket_users.clone();
+        let file_users = users.len();
+        for u in &overlay.users {
+            match validate_ws_user(u, Some(api), &users) {
+                Ok(user) => users.push(user),
+                Err(e) => tracing::error!(
+                    user = %u.username,
+                    errors = %e.summary(),
+                    "a websocket user saved on the admin page is left out"
+                ),
+            }
+        }
+        WsUsers { users, file_users }
+    }
+
+    /// The file's websocket users (read-only on the page).
+    pub fn fixed_ws_users(&self) -> Vec<WsUser> {
+        self.file.websocket_users.clone()
+    }
+
+    /// The websocket users the page edits, in order, and the version read.
+    pub async fn page_ws_users(&self) -> (Vec<OverlayWsUser>, i64) {
+        let saved = self.saved.lock().await;
+        (saved.ws.users.clone(), saved.ws_version)
+    }
+
+    /// Adds a websocket user (`index` None) or replaces the page's at
+    /// `index`; an empty password keeps the current one.
+    pub async fn save_ws_user(
+        &self,
+        index: Option<usize>,
+        mut user: OverlayWsUser,
+        by: &str,
+        ip: &str,
+    ) -> Result<Changes, FieldErrors> {
+        let fixed = self.file.websocket_users.clone();
+        self.edit_ws(by, ip, move |o, api| {
+            let others: Vec<WsUser> = fixed
+                .iter()
+                .cloned()
+                .chain(
+                    o.users
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| Some(*i) != index)
+                        .filter_map(|(_, u)| validate_ws_user(u, None, &[]).ok()),
+                )
+                .collect();
+            match index {
+                Some(i) => {
+                    let Some(old) = o.users.get(i) else {
+                        return Err(FieldErrors::one(
+                            "",
+                            "this user no longer exists: reload the page",
+                        ));
+                    };
+                    if user.password.is_empty() {
+                        user.password = old.password.clone();
+                    } else {
+                        check_new_password(&user.password)?;
+                    }
+                    validate_ws_user(&user, Some(api), &others)?;
+                    o.users[i] = user;
+                }
+                None => {
+                    if user.password.is_empty() {
+                        return Err(FieldErrors::one("password", "a new user needs a password"));
+                    }
+                    check_new_password(&user.password)?;
+                    validate_ws_user(&user, Some(api), &others)?;
+                    o.users.push(user);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes the page's websocket user at `index` (named `username`).
+    pub async fn remove_ws_user(
+        &self,
+        index: usize,
+        username: &str,
+        by: &str,
+        ip: &str,
+    ) -> Result<Changes, FieldErrors> {
+        self.edit_ws(by, ip, |o, _| {
+            if o.users.get(index).map(|u| u.username.as_str()) != Some(username) {
+                return Err(FieldErrors::one(
+                    "",
+                    "this user no longer exists: reload the page",
+                ));
+            }
+            o.users.remove(index);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies `edit` to the saved websocket users, saves them over the
+    /// version read and puts them in force. Open sockets of a removed or
+    /// changed user notice within a second (`websockify`'s own check).
+    async fn edit_ws(
+        &self,
+        by: &str,
+        ip: &str,
+        edit: impl FnOnce(&mut WsOverlay, &NewApi) -> Result<(), FieldErrors>,
+    ) -> Result<Changes, FieldErrors> {
+        let mut saved = self.saved.lock().await;
+        let earlier = self.refresh_locked(&mut saved).await.map_err(internal)?;
+        let api = self.new_api();
+        let mut next = saved.ws.clone();
+        edit(&mut next, &api)?;
+        let before = self.ws_users();
+        let after = self.effective_ws(&next, &api);
+        let mut changes = diff_ws(&before, &after);
+        let body = serde_json::to_string(&next).map_err(|e| internal(e.to_string()))?;
+        let version = self
+            .store
+            .save_web_settings(WS_SECTION, &body, saved.ws_version, now_ms(), by)
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        let Some(version) = version else {
+            return Err(FieldErrors::one(
+                "",
+                "the settings were changed meanwhile (another admin or node): reload the page",
+            ));
+        };
+        saved.ws = next;
+        saved.ws_version = version;
+        self.set_ws(after);
+        changes.1 = earlier;
+        self.audit(by, ip, WS_SECTION, &changes).await;
+        Ok(changes)
     }
 
     // ------------------------------------------------------------ old API
@@ -732,13 +936,20 @@ impl ApiConfig {
 
     async fn refresh_locked(&self, saved: &mut Saved) -> crate::error::Result<Vec<String>> {
         let mut ended = Vec::new();
-        let (new_v, old_v) = (saved.new_version, saved.old_version);
+        let (new_v, old_v, ws_v) = (saved.new_version, saved.old_version, saved.ws_version);
         self.read_saved(saved).await?;
         if saved.new_version != new_v {
             let before = self.new_api();
             let after = self.effective_new(&saved.new);
             ended = self.put_new_in_force(&before, after).await;
             tracing::info!("API settings changed on another node: in force here too");
+        }
+        // Websocket users depend on the API users' names too.
+        if saved.new_version != new_v || saved.ws_version != ws_v {
+            self.set_ws(self.effective_ws(&saved.ws, &self.new_api()));
+            if saved.ws_version != ws_v {
+                tracing::info!("websocket users changed on another node: in force here too");
+            }
         }
         if saved.old_version != old_v {
             if let Some(tls) = &saved.old.tls
@@ -868,6 +1079,73 @@ fn validate_user(u: &OverlayUser, others: &[ApiUser]) -> Result<ApiUser, FieldEr
         ));
     }
     Ok(user)
+}
+
+fn ws_name_taken(name: &str) -> FieldErrors {
+    FieldErrors::one(
+        "username",
+        format!("a websocket user named \"{name}\" already exists"),
+    )
+}
+
+/// A page's websocket user checked with the file's rules, against the API
+/// users (`api`) and `others` for a name already taken.
+fn validate_ws_user(
+    u: &OverlayWsUser,
+    api: Option<&NewApi>,
+    others: &[WsUser],
+) -> Result<WsUser, FieldErrors> {
+    let user = config::ws_user(
+        "user.",
+        &WsUserConfig {
+            username: u.username.clone(),
+            password: Secret::new(u.password.clone()),
+            password_file: String::new(),
+            permitted_ips: u.permitted_ips.clone(),
+            events: u.events.clone(),
+        },
+        Path::new("."),
+    )
+    .map_err(|e| field_error(&e))?;
+    if api.is_some_and(|a| a.user(&u.username).is_some()) {
+        return Err(FieldErrors::one(
+            "username",
+            format!(
+                "an API user named \"{}\" exists: a websocket user needs a name of its own",
+                u.username
+            ),
+        ));
+    }
+    if others.iter().any(|o| o.username == u.username) {
+        return Err(ws_name_taken(&u.username));
+    }
+    Ok(user)
+}
+
+fn diff_ws(before: &WsUsers, after: &WsUsers) -> Changes {
+    let mut out = Vec::new();
+    for b in &before.users {
+        match after.user(&b.username) {
+            None => out.push(format!("user.{}.removed", b.username)),
+            Some(a) => {
+                if a.password != b.password {
+                    out.push(format!("user.{}.password", b.username));
+                }
+                if a.permitted_ips_text != b.permitted_ips_text {
+                    out.push(format!("user.{}.permitted_ips", b.username));
+                }
+                if a.events != b.events {
+                    out.push(format!("user.{}.events", b.username));
+                }
+            }
+        }
+    }
+    for a in &after.users {
+        if before.user(&a.username).is_none() {
+            out.push(format!("user.{}.added", a.username));
+        }
+    }
+    Changes(out, Vec::new())
 }
 
 /// Users whose sessions must end: removed, or with a new password.

@@ -29,6 +29,24 @@ pub struct OverlayUser {
     pub recordings_listing: String,
 }
 
+/// `[[websockify.users]]` as saved by the page.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WsOverlay {
+    pub users: Vec<OverlayWsUser>,
+}
+
+/// A websocket user added on the page.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OverlayWsUser {
+    pub username: String,
+    pub password: String,
+    pub permitted_ips: Vec<String>,
+    /// Empty: every event name.
+    pub events: Vec<String>,
+}
+
 /// `[https_api_old]` as saved by the page: `None` leaves the file's value.
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]

@@ -75,7 +75,11 @@ fn guide(defaults: &Value, path: &[String]) -> Option<Value> {
             Value::Array(_)
                 if seg.parse::<usize>().is_ok() && path[..i].ends_with(&["users".to_owned()]) =>
             {
-                Value::try_from(UserConfig::default()).ok()?
+                if path.first().is_some_and(|s| s == "websockify") {
+                    Value::try_from(super::WsUserConfig::default()).ok()?
+                } else {
+                    Value::try_from(UserConfig::default()).ok()?
+                }
             }
             _ => return None,
         };

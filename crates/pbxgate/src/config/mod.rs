@@ -19,7 +19,7 @@ pub use secret::Secret;
 pub use validate::{
     ApiUser, AriSettings, AsteriskSettings, CallControlSettings, CdrApiSettings, DialingSettings,
     NetSettings, OldApiSettings, PmsSettings, RecordingStore, RecordingsSettings, S3Settings,
-    Settings, api_user, old_api, overlaps, parse_bind_address,
+    Settings, WsUser, api_user, old_api, overlaps, parse_bind_address, ws_user,
 };
 
 /// A problem with the configuration, naming the key it is about.
@@ -96,6 +96,7 @@ pub struct Config {
     pub call_control: CallControlConfig,
     pub dialing: DialingConfig,
     pub pms: PmsConfig,
+    pub websockify: WebsockifyConfig,
     /// Which keys of the API sections the file (or the environment) sets.
     #[serde(skip)]
     pub file_keys: FileKeys,
@@ -534,6 +535,26 @@ pub struct UserConfig {
     pub deny: Vec<String>,
     /// recapi listing shape: "month", "flat" or "" (`recordings.listing`).
     pub recordings_listing: String,
+}
+
+/// `/websockify` users of their own (on a UCM the event websocket wants a
+/// web-interface user, not the API user), beside the API users.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebsockifyConfig {
+    pub users: Vec<WsUserConfig>,
+}
+
+/// One `[[websockify.users]]` entry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsUserConfig {
+    pub username: String,
+    pub password: Secret,
+    pub password_file: String,
+    pub permitted_ips: Vec<String>,
+    /// Event names the user may subscribe to; empty: all.
+    pub events: Vec<String>,
 }
 
 /// "HTTPS API Settings (Old)": the listener of `GET /cdrapi`, `/recapi` and

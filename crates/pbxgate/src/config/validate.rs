@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{
     AsteriskConfig, CallControlConfig, Config, ConfigError, DialingConfig, HttpsApiOld, LogConfig,
-    PmsConfig, Secret, SystemConfig, UserConfig,
+    PmsConfig, Secret, SystemConfig, UserConfig, WsUserConfig,
 };
 use crate::acl::Acl;
 
@@ -30,6 +30,8 @@ pub struct Settings {
     pub timezone: jiff::tz::TimeZone,
     pub api_enabled: bool,
     pub users: Vec<ApiUser>,
+    /// `[[websockify.users]]`: users of `/websockify` only.
+    pub websocket_users: Vec<WsUser>,
     pub old_api: OldApiSettings,
     pub idle_timeout: Duration,
     pub challenge_ttl: Duration,
@@ -155,6 +157,25 @@ pub struct ApiUser {
     pub permissions: crate::permissions::Permissions,
     /// recapi listing shape; `None`: `recordings.listing`.
     pub recordings_listing: Option<ucm::recapi::Listing>,
+}
+
+/// A user of `/websockify` only (`[[websockify.users]]` or the admin page).
+#[derive(Debug, Clone)]
+pub struct WsUser {
+    pub username: String,
+    /// Empty: every login as this user is refused.
+    pub password: Secret,
+    /// Empty: logins from every address are allowed.
+    pub permitted_ips: Acl,
+    pub permitted_ips_text: Vec<String>,
+    /// The event names it may subscribe to and receive; empty: all.
+    pub events: Vec<&'static str>,
+}
+
+impl WsUser {
+    pub fn may_receive(&self, eventname: &str) -> bool {
+        self.events.is_empty() || self.events.contains(&eventname)
+    }
 }
 
 /// `[https_api_old]`. Applied live on SIGHUP (see `legacy::reload`), so it is
@@ -317,6 +338,34 @@ pub fn api_user(prefix: &str, u: &UserConfig, base: &Path) -> Result<ApiUser, Co
             &format!("{prefix}recordings_listing"),
             &u.recordings_listing,
         )?,
+    })
+}
+
+/// One websocket user; `prefix` names its keys in errors
+/// (`websockify.users[2].`).
+pub fn ws_user(prefix: &str, u: &WsUserConfig, base: &Path) -> Result<WsUser, ConfigError> {
+    username(&format!("{prefix}username"), &u.username)?;
+    let mut events: Vec<&'static str> = Vec::with_capacity(u.events.len());
+    for (i, name) in u.events.iter().enumerate() {
+        let Some(known) = crate::live::EVENT_NAMES.iter().find(|n| **n == name) else {
+            return Err(ConfigError::invalid(
+                format!("{prefix}events[{i}]"),
+                format!(
+                    "\"{name}\" is not an event name of /websockify (one of {})",
+                    crate::live::EVENT_NAMES.join(", ")
+                ),
+            ));
+        };
+        if !events.contains(known) {
+            events.push(known);
+        }
+    }
+    Ok(WsUser {
+        username: u.username.clone(),
+        password: password(base, prefix, &u.password, &u.password_file)?,
+        permitted_ips: acl(&format!("{prefix}permitted_ips"), &u.permitted_ips)?,
+        permitted_ips_text: u.permitted_ips.clone(),
+        events,
     })
 }
 
@@ -501,6 +550,28 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         }
         users.push(user);
     }
+    // One name, one account: a login never has to guess which user is meant.
+    let mut websocket_users: Vec<WsUser> = Vec::with_capacity(c.websockify.users.len());
+    for (i, u) in c.websockify.users.iter().enumerate() {
+        let key = format!("websockify.users[{i}].");
+        let user = ws_user(&key, u, base)?;
+        if users.iter().any(|x| x.username == u.username) {
+            return Err(ConfigError::invalid(
+                format!("{key}username"),
+                format!(
+                    "\"{}\" is the name of an API user (https_api): a websocket user needs a name of its own",
+                    u.username
+                ),
+            ));
+        }
+        if websocket_users.iter().any(|x| x.username == u.username) {
+            return Err(ConfigError::invalid(
+                format!("{key}username"),
+                format!("websocket user \"{}\" is defined twice", u.username),
+            ));
+        }
+        websocket_users.push(user);
+    }
     let old_api = old_api(&c.https_api_old, base, listen)?;
     let pms = pms(&c.pms, &c.dialing, base)?;
 
@@ -625,6 +696,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         timezone,
         api_enabled: api.enable,
         users,
+        websocket_users,
         old_api,
         idle_timeout: Duration::from_secs(c.session.idle_timeout_secs),
         challenge_ttl: Duration::from_secs(c.session.challenge_ttl_secs),

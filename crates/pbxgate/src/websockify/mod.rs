@@ -60,10 +60,21 @@ struct Challenge {
     expires: Instant,
 }
 
+/// Which kind of account a socket logged in as.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Account {
+    /// A user of the new API (`[https_api]`): only while the API is on.
+    Api,
+    /// A websocket user (`[[websockify.users]]`, the admin page): whatever
+    /// the API switch, limited to its events.
+    Websocket,
+}
+
 struct Session {
     app: App,
     ip: IpAddr,
     user: Option<String>,
+    account: Account,
     /// The password the user logged in with: a new one ends the socket.
     password: crate::config::Secret,
     challenge: Option<Challenge>,
@@ -77,6 +88,7 @@ async fn run(app: App, ip: IpAddr, mut socket: WebSocket) {
         app,
         ip,
         user: None,
+        account: Account::Api,
         password: crate::config::Secret::default(),
         challenge: None,
         subscribed: HashSet::new(),
@@ -132,7 +144,7 @@ async fn run(app: App, ip: IpAddr, mut socket: WebSocket) {
             }
             n = notifications.recv() => match n {
                 Ok(n) => {
-                    if s.user.is_some() && s.subscribed.contains(n.eventname) && s.still_allowed() {
+                    if s.user.is_some() && s.subscribed.contains(n.eventname) && s.still_allowed() && s.may_receive(n.eventname) {
                         let Notify { eventname, body } = &*n;
                         if !send(&mut socket, frame::notify(eventname, body)).await {
                             break "send failed or timed out";
@@ -228,14 +240,18 @@ impl Session {
                 let outcome = self.check_login(username, token);
                 self.app
                     .auth
-                    .record_login(username, self.ip, outcome, VIA)
+                    .record_login(
+                        username,
+                        self.ip,
+                        outcome.as_ref().map(|_| ()).map_err(|e| *e),
+                        VIA,
+                    )
                     .await?;
                 match outcome {
-                    Ok(()) => {
+                    Ok((account, password)) => {
                         self.user = Some(username.to_owned());
-                        if let Some(a) = self.app.api.new_api().user(username) {
-                            self.password = a.password.clone();
-                        }
+                        self.account = account;
+                        self.password = password;
                         Ok(Vec::new())
                     }
                     Err(_) => Err(Refusal::Status(Status::WrongAccountOrPassword)),
@@ -254,6 +270,14 @@ impl Session {
                         // One unknown name refuses the whole request, as on a UCM.
                         None => return Err(Refusal::Status(Status::AbnormalSystemError)),
                     }
+                }
+                // A name the user may not receive refuses the whole
+                // subscribe too (unsubscribing it is harmless).
+                if req.action == "subscribe"
+                    && let Some(n) = known.iter().find(|n| !self.may_receive(n))
+                {
+                    tracing::info!(ip = %self.ip, user = self.user.as_deref().unwrap_or(""), eventname = %n, "subscribe refused: event not permitted for this websocket user");
+                    return Err(Refusal::Status(Status::NoPermission));
                 }
                 for n in known {
                     if req.action == "subscribe" {
@@ -274,42 +298,80 @@ impl Session {
         let Some(name) = &self.user else {
             return false;
         };
-        let api = self.app.api.new_api();
-        api.enabled
-            && api.user(name).is_some_and(|u| {
+        match self.account {
+            Account::Api => {
+                let api = self.app.api.new_api();
+                api.enabled
+                    && api.user(name).is_some_and(|u| {
+                        u.password == self.password && u.permitted_ips.permits_or_empty(self.ip)
+                    })
+            }
+            Account::Websocket => self.app.api.ws_users().user(name).is_some_and(|u| {
                 u.password == self.password && u.permitted_ips.permits_or_empty(self.ip)
-            })
+            }),
+        }
+    }
+
+    /// Whether the logged-in user may receive `eventname` (an API user: every
+    /// event; a websocket user: its `events`, as in force now).
+    fn may_receive(&self, eventname: &str) -> bool {
+        match (&self.user, self.account) {
+            (None, _) => false,
+            (Some(_), Account::Api) => true,
+            (Some(name), Account::Websocket) => self
+                .app
+                .api
+                .ws_users()
+                .user(name)
+                .is_some_and(|u| u.may_receive(eventname)),
+        }
     }
 
     /// The API switch and the login restriction, for challenge and login.
+    /// With the API off the socket still serves websocket users; then every
+    /// name gets a challenge (which names exist is not told) and an API
+    /// user's login fails as any other.
     async fn allowed(&self) -> Result<(), Refusal> {
-        if !self.app.api.new_api().enabled {
+        if !self.app.api.new_api().enabled && self.app.api.ws_users().users.is_empty() {
             return Err(Refusal::Status(Status::NoPermission));
         }
         self.app.auth.restriction(self.ip).await
     }
 
-    /// Checks a login against this socket's challenge, which it uses up.
-    fn check_login(&mut self, username: &str, token: &str) -> Result<(), &'static str> {
+    /// Checks a login against this socket's challenge, which it uses up;
+    /// the account and the password it proved.
+    fn check_login(
+        &mut self,
+        username: &str,
+        token: &str,
+    ) -> Result<(Account, crate::config::Secret), &'static str> {
         let challenge = self
             .challenge
             .take()
             .filter(|c| c.username == username && c.expires > Instant::now());
+        // Names are unique across both kinds (configuration and page refuse a clash).
+        let ws = self.app.api.ws_users();
         let api = self.app.api.new_api();
-        let account = api.user(username);
-        match (account, challenge) {
-            (None, _) => Err("unknown-user"),
-            (Some(a), _) if a.password.is_empty() => Err("no-password-configured"),
-            (Some(a), _) if !a.permitted_ips.permits_or_empty(self.ip) => Err("ip-not-permitted"),
-            (Some(_), None) => Err("no-open-challenge"),
-            (Some(a), Some(c)) => {
-                let expected = login_token(&c.value, a.password.expose().as_bytes());
-                if token_matches(&expected, token) {
-                    Ok(())
-                } else {
-                    Err("wrong-password")
-                }
-            }
+        let (account, password, permitted) = match (ws.user(username), api.user(username)) {
+            (Some(w), _) => (Account::Websocket, &w.password, &w.permitted_ips),
+            (None, Some(_)) if !api.enabled => return Err("api-disabled"),
+            (None, Some(a)) => (Account::Api, &a.password, &a.permitted_ips),
+            (None, None) => return Err("unknown-user"),
+        };
+        if password.is_empty() {
+            return Err("no-password-configured");
+        }
+        if !permitted.permits_or_empty(self.ip) {
+            return Err("ip-not-permitted");
+        }
+        let Some(c) = challenge else {
+            return Err("no-open-challenge");
+        };
+        let expected = login_token(&c.value, password.expose().as_bytes());
+        if token_matches(&expected, token) {
+            Ok((account, password.clone()))
+        } else {
+            Err("wrong-password")
         }
     }
 }

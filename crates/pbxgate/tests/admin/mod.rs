@@ -1,7 +1,7 @@
 //! The admin web interface: `pbxgate admin set-password`, login with CSRF
 //! tokens, the session cookie, lockout shared with the API, logout.
 
-mod apiconfig;
+pub(crate) mod apiconfig;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -15,6 +15,7 @@ use crate::calls::{CALLS, call, pbx_config, wait_connected};
 use crate::kit::*;
 
 mod active;
+mod users;
 
 use active::View;
 

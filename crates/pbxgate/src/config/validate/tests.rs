@@ -686,8 +686,8 @@ fn known_keys_come_from_the_parser() {
 
 /// A configuration text setting `key` of `section` to the TOML `value`.
 fn with_key(section: &str, key: &str, value: &str) -> String {
-    if section == "https_api.users" {
-        format!("[[https_api.users]]\nusername = \"b\"\n{key} = {value}\n")
+    if section == "https_api.users" || section == "websockify.users" {
+        format!("[[{section}]]\nusername = \"b\"\n{key} = {value}\n")
     } else {
         format!("[{section}]\n{key} = {value}\n")
     }
@@ -731,6 +731,7 @@ fn every_secret_field_is_a_secret_key() {
         "database.url",
         "https_api.password",
         "https_api.users.password",
+        "websockify.users.password",
         "https_api_old.password",
         "asterisk.ami_secret",
         "asterisk.ari_password",
@@ -993,4 +994,97 @@ fn listener_limits_have_defaults_and_named_errors() {
         let e = err(&format!("[web]\n{key} = {value}\n"));
         assert_eq!(e, format!("config key `web.{key}`: must be {range}"));
     }
+}
+
+#[test]
+fn websocket_users_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ws.pw"), "from a file\n").unwrap();
+    let text = "[[websockify.users]]\nusername = \"cti\"\npassword = \"secret-1\"\n\
+                permitted_ips = [\"10.0.0.0/8\"]\nevents = [\"ActiveCallStatus\", \"ActiveCallStatus\"]\n\
+                [[websockify.users]]\nusername = \"wall\"\npassword_file = \"ws.pw\"\n";
+    let s = load_str(text, "t.toml", dir.path(), Vec::new()).unwrap();
+    assert_eq!(s.websocket_users.len(), 2);
+    let cti = &s.websocket_users[0];
+    assert_eq!(cti.username, "cti");
+    assert_eq!(cti.password.expose(), "secret-1");
+    assert_eq!(cti.events, vec!["ActiveCallStatus"], "duplicates dropped");
+    assert!(cti.may_receive("ActiveCallStatus") && !cti.may_receive("ExtensionStatus"));
+    assert!(cti.permitted_ips.contains("10.1.2.3".parse().unwrap()));
+    let wall = &s.websocket_users[1];
+    assert_eq!(wall.password.expose(), "from a file");
+    assert!(wall.events.is_empty() && wall.may_receive("ExtensionStatus"));
+    // Nothing configured: no websocket users.
+    assert!(load("").unwrap().websocket_users.is_empty());
+
+    for (text, key, expect) in [
+        (
+            "[[websockify.users]]\npassword = \"x\"\n",
+            "websockify.users[0].username",
+            "1 to 64",
+        ),
+        (
+            "[[websockify.users]]\nusername = \"a b\"\n",
+            "websockify.users[0].username",
+            "only letters",
+        ),
+        (
+            "[[websockify.users]]\nusername = \"a\"\nevents = [\"ActiveCallStatus\", \"activecallstatus\"]\n",
+            "websockify.users[0].events[1]",
+            "not an event name",
+        ),
+        (
+            "[[websockify.users]]\nusername = \"a\"\npermitted_ips = [\"10.0.0.1\", \"nope\"]\n",
+            "websockify.users[0].permitted_ips[1]",
+            "not an IP",
+        ),
+        (
+            "[[websockify.users]]\nusername = \"a\"\npassword = \"x\"\npassword_file = \"/p\"\n",
+            "websockify.users[0].password_file",
+            "not both",
+        ),
+        (
+            "[[websockify.users]]\nusername = \"a\"\n[[websockify.users]]\nusername = \"a\"\n",
+            "websockify.users[1].username",
+            "defined twice",
+        ),
+        // The default API user's name, and an extra API user's.
+        (
+            "[[websockify.users]]\nusername = \"cdrapi\"\n",
+            "websockify.users[0].username",
+            "name of an API user",
+        ),
+        (
+            "[[https_api.users]]\nusername = \"crm\"\n[[websockify.users]]\nusername = \"crm\"\n",
+            "websockify.users[0].username",
+            "name of an API user",
+        ),
+        (
+            "[[websockify.users]]\nusername = \"a\"\nnickname = \"b\"\n",
+            "nickname",
+            "unknown field",
+        ),
+    ] {
+        let msg = err(text);
+        assert!(msg.contains(key) && msg.contains(expect), "{text}: {msg}");
+    }
+    // A password given as a number is refused without quoting it.
+    let msg = err("[[websockify.users]]\nusername = \"a\"\npassword = 123456\n");
+    assert!(
+        msg.contains("websockify.users[0].password") && !msg.contains("123456"),
+        "{msg}"
+    );
+    assert!(crate::config::is_secret_key("websockify.users[0].password"));
+    // The environment adds one, as for API users.
+    let s = load_with_env(
+        "",
+        &[
+            ("PBXGATE_WEBSOCKIFY__USERS__0__USERNAME", "envuser"),
+            ("PBXGATE_WEBSOCKIFY__USERS__0__PASSWORD", "env secret"),
+            ("PBXGATE_WEBSOCKIFY__USERS__0__EVENTS", "ExtensionStatus"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.websocket_users[0].username, "envuser");
+    assert_eq!(s.websocket_users[0].events, vec!["ExtensionStatus"]);
 }

@@ -1,0 +1,539 @@
+//! Who may open `/websockify`: websocket users of their own (the file's
+//! `[[websockify.users]]` and the API Configuration page's), beside the API
+//! users; their permitted IPs and events, and the end of their sockets when
+//! the page takes their right away. Events come from a fake AMI, so no
+//! Asterisk is needed.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use store::AuditStore;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{broadcast, watch};
+
+use super::Client;
+use crate::admin::apiconfig::AdminClient;
+use crate::kit::*;
+
+/// A channel appearing: the live tracker makes an `ActiveCallStatus` of it.
+const NEWCHANNEL: &str = "Event: Newchannel\r\nPrivilege: call,all\r\n\
+    Channel: PJSIP/1001-00000001\r\nChannelState: 4\r\nChannelStateDesc: Ring\r\n\
+    CallerIDNum: 1001\r\nCallerIDName: Ext 1001\r\nConnectedLineNum: <unknown>\r\n\
+    ConnectedLineName: <unknown>\r\nContext: from-internal\r\nExten: 1000\r\nPriority: 1\r\n\
+    Uniqueid: 1795774507.1\r\nLinkedid: 1795774507.1\r\n\r\n";
+/// An extension's state: an `ExtensionStatus`.
+const EXTENSION: &str = "Event: ExtensionStatus\r\nPrivilege: call,all\r\nExten: 1000\r\n\
+    Context: ext-local\r\nHint: PJSIP/1000\r\nStatus: 8\r\nStatusText: Ringing\r\n\r\n";
+
+/// An AMI server that logs anybody in, refuses every other action, and
+/// sends the events a test pushes to every connection.
+struct FakeAmi {
+    port: u16,
+    events: broadcast::Sender<&'static str>,
+    up: watch::Receiver<bool>,
+}
+
+impl FakeAmi {
+    async fn start() -> FakeAmi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (events, _) = broadcast::channel::<&'static str>(64);
+        let (up_tx, up) = watch::channel(false);
+        let tx = events.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let mut pushed = tx.subscribe();
+                let up_tx = up_tx.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    w.write_all(b"Asterisk Call Manager/7.0.3\r\n")
+                        .await
+                        .unwrap();
+                    let mut lines = BufReader::new(r).lines();
+                    let mut block: Vec<(String, String)> = Vec::new();
+                    loop {
+                        tokio::select! {
+                            line = lines.next_line() => {
+                                let Ok(Some(line)) = line else { return };
+                                if let Some((k, v)) = line.split_once(':') {
+                                    block.push((k.trim().to_owned(), v.trim().to_owned()));
+                                    continue;
+                                }
+                                if block.is_empty() {
+                                    continue;
+                                }
+                                let get = |key: &str| {
+                                    block
+                                        .iter()
+                                        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                                        .map(|(_, v)| v.clone())
+                                        .unwrap_or_default()
+                                };
+                                let (action, id) = (get("Action"), get("ActionID"));
+                                block.clear();
+                                let reply = match action.as_str() {
+                                    "Challenge" => format!("Response: Success\r\nActionID: {id}\r\nChallenge: 123456789\r\n\r\n"),
+                                    "Login" | "Ping" => format!("Response: Success\r\nActionID: {id}\r\nMessage: ok\r\n\r\n"),
+                                    _ => format!("Response: Error\r\nActionID: {id}\r\nMessage: not in this test\r\n\r\n"),
+                                };
+                                if w.write_all(reply.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                                if action == "Login" {
+                                    let _ = up_tx.send(true);
+                                }
+                            }
+                            e = pushed.recv() => {
+                                let Ok(e) = e else { return };
+                                if w.write_all(e.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        FakeAmi { port, events, up }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "[asterisk]\nami_address = \"127.0.0.1:{}\"\nami_secret = \"ami-secret\"\n",
+            self.port
+        )
+    }
+
+    async fn wait_up(&mut self) {
+        tokio::time::timeout(Duration::from_secs(20), self.up.wait_for(|u| *u))
+            .await
+            .expect("pbxgate did not log in to the fake AMI")
+            .unwrap();
+    }
+
+    fn push(&self, event: &'static str) {
+        self.events.send(event).unwrap();
+    }
+}
+
+/// The event names of one notify frame.
+fn notified(frame: &Value) -> Vec<String> {
+    assert_eq!(frame["type"], "request", "{frame}");
+    frame["message"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["eventname"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Pushes a call event, then an extension event, and checks that `only`
+/// (subscribed to both, allowed `ExtensionStatus` only) receives the second
+/// and never the first, while `all` (allowed both) receives both.
+async fn check_only_extension_status(ami: &FakeAmi, only: &mut Client, all: &mut Client) {
+    ami.push(NEWCHANNEL);
+    ami.push(EXTENSION);
+    let notes = all
+        .notes_until(Duration::from_secs(10), |n| {
+            n.iter().any(|(name, _)| name == "ExtensionStatus")
+        })
+        .await;
+    assert!(
+        notes.iter().any(|(name, _)| name == "ActiveCallStatus"),
+        "the call was published: {notes:?}"
+    );
+    // Published in that order: the first frame `only` gets is the second event.
+    let f = only
+        .frame(Duration::from_secs(10))
+        .await
+        .expect("socket open");
+    assert_eq!(notified(&f), vec!["ExtensionStatus"], "{f}");
+    let r = only.request("heartbeat", json!({})).await;
+    assert_eq!(r["status"], 0, "{r}");
+    assert!(
+        only.notes
+            .iter()
+            .all(|(name, _)| name != "ActiveCallStatus"),
+        "{:?}",
+        only.notes
+    );
+}
+
+#[tokio::test]
+async fn websocket_users_of_the_file_log_in_and_receive_only_their_events() {
+    for db in dbs().await {
+        let mut ami = FakeAmi::start().await;
+        let srv = Server::start(
+            &db,
+            &format!(
+                "[https_api]\npassword = \"api pw 1\"\n{}\
+                 [[websockify.users]]\nusername = \"cti\"\npassword = \"cti secret\"\nevents = [\"ExtensionStatus\"]\n\
+                 [[websockify.users]]\nusername = \"wall\"\npassword = \"wall secret\"\n\
+                 [[websockify.users]]\nusername = \"far\"\npassword = \"far secret\"\npermitted_ips = [\"10.9.9.9\"]\n\
+                 [login_restriction]\nmax_failures = 4\n",
+                ami.config()
+            ),
+        )
+        .await;
+        ami.wait_up().await;
+
+        let mut cti = Client::connect(&srv).await;
+        assert_eq!(cti.login("cti", "cti secret").await, 0);
+        // A name it may not receive refuses the whole subscribe (-47); an
+        // unknown name is still -9; nothing was subscribed by either.
+        assert_eq!(
+            cti.subscribe(&["ExtensionStatus", "ActiveCallStatus"])
+                .await,
+            -47
+        );
+        assert_eq!(cti.subscribe(&["ExtensionStatus", "NoSuchEvent"]).await, -9);
+        let r = cti
+            .request("unsubscribe", json!({"eventnames":["ActiveCallStatus"]}))
+            .await;
+        assert_eq!(r["status"], 0, "unsubscribing is harmless: {r}");
+        assert_eq!(cti.subscribe(&["ExtensionStatus"]).await, 0);
+
+        // A websocket user without `events` may have them all.
+        let mut wall = Client::connect(&srv).await;
+        assert_eq!(wall.login("wall", "wall secret").await, 0);
+        assert_eq!(
+            wall.subscribe(&["ActiveCallStatus", "ExtensionStatus", "PbxStatus"])
+                .await,
+            0
+        );
+        // The API user still logs in and subscribes as before.
+        let mut api = Client::connect(&srv).await;
+        assert_eq!(api.login("cdrapi", "api pw 1").await, 0);
+        assert_eq!(
+            api.subscribe(&["ActiveCallStatus", "ExtensionStatus"])
+                .await,
+            0
+        );
+        check_only_extension_status(&ami, &mut cti, &mut api).await;
+        let notes = wall
+            .notes_until(Duration::from_secs(10), |n| {
+                n.iter().any(|(name, _)| name == "ExtensionStatus")
+            })
+            .await;
+        assert!(notes.iter().any(|(name, _)| name == "ActiveCallStatus"));
+
+        // Refused with -37 and counted: a wrong password, an address outside
+        // the permitted IPs, a websocket user's password for an API user.
+        let mut c = Client::connect(&srv).await;
+        assert_eq!(c.login("cti", "wrong").await, -37);
+        assert_eq!(c.login("far", "far secret").await, -37);
+        assert_eq!(c.login("cdrapi", "cti secret").await, -37);
+        assert_eq!(c.login("cti", "api pw 1").await, -37);
+        let r = c.request("challenge", json!({"username":"cti"})).await;
+        assert_eq!(r["status"], -68, "the login restriction counts them: {r}");
+
+        let store = store::Store::connect(&srv.db_url, &store::ConnectOptions::default())
+            .await
+            .unwrap();
+        let audit = store.recent_audit(50).await.unwrap();
+        let reasons: Vec<String> = audit
+            .iter()
+            .filter(|e| e.event == "login")
+            .map(|e| format!("{} {} {}", e.username, e.result, e.detail))
+            .collect();
+        for expect in ["cti", "wall", "cdrapi"] {
+            assert!(
+                reasons.iter().any(|r| r.starts_with(&format!("{expect} "))),
+                "{reasons:?}"
+            );
+        }
+        let log = srv.stop().await;
+        assert!(log.contains("ip-not-permitted"), "{log}");
+        assert!(log.contains("wrong-password"), "{log}");
+        for secret in ["cti secret", "wall secret", "far secret", "api pw 1"] {
+            assert!(!log.contains(secret), "{secret} in the log");
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_users_log_in_while_the_api_is_switched_off() {
+    let db = last_db(dbs().await);
+    let srv = Server::start(
+        &db,
+        "[https_api]\nenable = false\npassword = \"api pw 1\"\n\
+         [[websockify.users]]\nusername = \"cti\"\npassword = \"cti secret\"\n",
+    )
+    .await;
+    let mut c = Client::connect(&srv).await;
+    // Every name gets a challenge (which exist is not told); the API user's
+    // login fails as any other, the websocket user's succeeds.
+    assert_eq!(c.login("cdrapi", "api pw 1").await, -37);
+    assert_eq!(c.login("nobody", "x").await, -37);
+    assert_eq!(c.login("cti", "cti secret").await, 0);
+    assert_eq!(c.subscribe(&["ActiveCallStatus"]).await, 0);
+    // /api itself stays off.
+    let r = srv
+        .api(
+            &client(None),
+            json!({"action":"challenge","user":"cdrapi","version":"1"}),
+        )
+        .await;
+    assert_eq!(r["status"], -47, "{r}");
+    let log = srv.stop().await;
+    assert!(log.contains("api-disabled"), "{log}");
+}
+
+fn ws_fields<'a>(
+    index: &'a str,
+    name: &'a str,
+    password: &'a str,
+    ips: &'a str,
+    events: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("index", index),
+        ("username", name),
+        ("password", password),
+        ("permitted_ips", ips),
+        ("events", events),
+    ]
+}
+
+/// The message shown beside `field`.
+fn error_beside(page: &str, field: &str) -> Option<String> {
+    let marker = format!("data-field=\"{field}\">");
+    let at = page.find(&marker)? + marker.len();
+    Some(page[at..].split("</span>").next()?.to_owned())
+}
+
+#[track_caller]
+fn assert_refused(answer: &(StatusCode, String), field: &str, expect: &str) {
+    assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{field}: {}", answer.1);
+    let msg = error_beside(&answer.1, field)
+        .unwrap_or_else(|| panic!("no error beside {field}: {}", answer.1));
+    assert!(msg.contains(expect), "{field}: {msg:?} lacks {expect:?}");
+}
+
+#[tokio::test]
+async fn websocket_users_of_the_page_are_checked_applied_and_end_their_sockets() {
+    for db in dbs().await {
+        let mut ami = FakeAmi::start().await;
+        let srv = Server::start(
+            &db,
+            &format!(
+                "[https_api]\npassword = \"api pw 1\"\n{}\
+                 [[websockify.users]]\nusername = \"filecti\"\npassword = \"file secret\"\n",
+                ami.config()
+            ),
+        )
+        .await;
+        ami.wait_up().await;
+        let admin = AdminClient::new(&srv).await;
+        let page = admin.page().await;
+        assert!(page.contains("Websocket users (/websockify)"), "{page}");
+        // The file's user is shown read-only, without its password.
+        assert!(
+            page.contains("data-ws-user=\"filecti\"") && page.contains("websockify.users"),
+            "{page}"
+        );
+        assert!(!page.contains("file secret"));
+
+        // Every rule, beside its field; nothing saved.
+        let add = "/admin/api-config/ws-user";
+        for (fields, field, expect) in [
+            (
+                ws_fields("", "wall", "", "", ""),
+                "password",
+                "needs a password",
+            ),
+            (
+                ws_fields("", "wall", "short", "", ""),
+                "password",
+                "at least 8",
+            ),
+            (
+                ws_fields("", "bad name", "long enough 1", "", ""),
+                "username",
+                "only letters",
+            ),
+            (
+                ws_fields("", "wall", "long enough 1", "10.0.0.1\nnope", ""),
+                "permitted_ips",
+                "entry 2",
+            ),
+            (
+                ws_fields("", "wall", "long enough 1", "", "ExtensionStatus, Bogus"),
+                "events",
+                "entry 2",
+            ),
+            (
+                ws_fields("", "cdrapi", "long enough 1", "", ""),
+                "username",
+                "API user",
+            ),
+            (
+                ws_fields("", "filecti", "long enough 1", "", ""),
+                "username",
+                "already exists",
+            ),
+        ] {
+            let a = admin.post(add, &fields).await;
+            assert_refused(&a, field, expect);
+            assert!(!a.1.contains("long enough 1"), "password echoed");
+        }
+        let mut c = Client::connect(&srv).await;
+        assert_eq!(c.login("wall", "long enough 1").await, -37);
+
+        // Added: it logs in and subscribes at once.
+        let a = admin
+            .post(
+                add,
+                &ws_fields(
+                    "",
+                    "wall",
+                    "long enough 1",
+                    "127.0.0.1",
+                    "ActiveCallStatus, ExtensionStatus",
+                ),
+            )
+            .await;
+        assert_eq!(
+            a,
+            (
+                StatusCode::SEE_OTHER,
+                "/admin/api-config?saved=ws-user#ws".into()
+            )
+        );
+        // An API user cannot take its name.
+        let a = admin
+            .post(
+                "/admin/api-config/user",
+                &[
+                    ("index", ""),
+                    ("username", "wall"),
+                    ("password", "long enough 2"),
+                    ("permitted_ips", ""),
+                ],
+            )
+            .await;
+        assert_refused(&a, "username", "websocket user");
+        let mut wall = Client::connect(&srv).await;
+        assert_eq!(wall.login("wall", "long enough 1").await, 0);
+        assert_eq!(
+            wall.subscribe(&["ActiveCallStatus", "ExtensionStatus"])
+                .await,
+            0
+        );
+        let mut file = Client::connect(&srv).await;
+        assert_eq!(file.login("filecti", "file secret").await, 0);
+        assert_eq!(
+            file.subscribe(&["ActiveCallStatus", "ExtensionStatus"])
+                .await,
+            0
+        );
+
+        // Its events narrowed (password kept): the open socket stays, the
+        // subscription made before no longer brings ActiveCallStatus.
+        let a = admin
+            .post(
+                add,
+                &ws_fields("0", "wall", "", "127.0.0.1", "ExtensionStatus"),
+            )
+            .await;
+        assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
+        assert_eq!(
+            wall.subscribe(&["ActiveCallStatus"]).await,
+            -47,
+            "in force at once"
+        );
+        check_only_extension_status(&ami, &mut wall, &mut file).await;
+
+        // A new password closes its socket; the other user's stays.
+        let a = admin
+            .post(add, &ws_fields("0", "wall", "second pass 2", "", ""))
+            .await;
+        assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
+        assert_eq!(wall.frame(Duration::from_secs(5)).await, None, "closed");
+        let r = file.request("heartbeat", json!({})).await;
+        assert_eq!(r["status"], 0, "{r}");
+        let mut wall = Client::connect(&srv).await;
+        assert_eq!(wall.login("wall", "long enough 1").await, -37);
+        assert_eq!(wall.login("wall", "second pass 2").await, 0);
+        // Its address no longer permitted: closed.
+        let a = admin
+            .post(add, &ws_fields("0", "wall", "", "10.1.2.3", ""))
+            .await;
+        assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
+        assert_eq!(wall.frame(Duration::from_secs(5)).await, None, "closed");
+        let a = admin.post(add, &ws_fields("0", "wall", "", "", "")).await;
+        assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
+        let mut wall = Client::connect(&srv).await;
+        assert_eq!(wall.login("wall", "second pass 2").await, 0);
+
+        // A second node on the same database follows within its poll.
+        let other = Server::start(&db, "[https_api]\npassword = \"api pw 1\"\n").await;
+        let mut there = Client::connect(&other).await;
+        assert_eq!(there.login("wall", "second pass 2").await, 0);
+
+        // Removed: its sockets close here and there, logins are refused.
+        let a = admin
+            .post(
+                "/admin/api-config/ws-user/remove",
+                &[("index", "0"), ("username", "wall")],
+            )
+            .await;
+        assert_eq!(
+            a,
+            (
+                StatusCode::SEE_OTHER,
+                "/admin/api-config?saved=ws-removed#ws".into()
+            )
+        );
+        assert_eq!(wall.frame(Duration::from_secs(5)).await, None, "closed");
+        assert_eq!(there.frame(Duration::from_secs(10)).await, None, "closed");
+        let mut c = Client::connect(&srv).await;
+        assert_eq!(c.login("wall", "second pass 2").await, -37);
+        let a = admin
+            .post(
+                "/admin/api-config/ws-user/remove",
+                &[("index", "0"), ("username", "wall")],
+            )
+            .await;
+        assert_eq!(a.0, StatusCode::BAD_REQUEST);
+        assert!(a.1.contains("no longer exists"), "{}", a.1);
+        // The API user was never affected.
+        let mut api = Client::connect(&srv).await;
+        assert_eq!(api.login("cdrapi", "api pw 1").await, 0);
+        other.stop().await;
+
+        // Audited with key names, never values.
+        let store = store::Store::connect(&srv.db_url, &store::ConnectOptions::default())
+            .await
+            .unwrap();
+        let events = store.recent_audit(100).await.unwrap();
+        let details: Vec<&str> = events
+            .iter()
+            .filter(|e| e.event == "settings" && e.username == "admin")
+            .map(|e| e.detail.as_str())
+            .collect();
+        for expect in [
+            "websockify.user.wall.added",
+            "websockify.user.wall.events",
+            "websockify.user.wall.password",
+            "websockify.user.wall.permitted_ips",
+            "websockify.user.wall.removed",
+        ] {
+            assert!(
+                details.iter().any(|d| d.contains(expect)),
+                "{expect}: {details:?}"
+            );
+        }
+        for e in &events {
+            assert!(!e.detail.contains("second pass") && !e.detail.contains("long enough"));
+        }
+        let row = store::WebSettingsStore::web_settings(&store, "websockify")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.updated_by, "admin");
+        let log = srv.stop().await;
+        assert!(!log.contains("second pass 2") && !log.contains("long enough 1"));
+    }
+}
