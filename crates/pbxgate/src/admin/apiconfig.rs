@@ -288,23 +288,74 @@ async fn render(
         .render(&body)
 }
 
-fn user_form(
+/// What the API-user and websocket-user forms differ in.
+struct UserKind {
+    /// Prefix of element ids and the `data-` attribute naming the user.
+    id: &'static str,
+    data: &'static str,
+    /// The legend of a user's form, before the name.
+    title: &'static str,
+    /// The legend and button of the form that adds one.
+    add_legend: &'static str,
+    add_button: &'static str,
+    /// "Remove {remove} {name}".
+    remove: &'static str,
+    /// Where the form posts (and `…/remove`).
+    path: &'static str,
+    class: &'static str,
+    edit_password_help: &'static str,
+    ips_help: &'static str,
+}
+
+const API_USER: UserKind = UserKind {
+    id: "user",
+    data: "data-user",
+    title: "API user",
+    add_legend: "Add an API user",
+    add_button: "Add user",
+    remove: "user",
+    path: "/admin/api-config/user",
+    class: "user",
+    edit_password_help: HELP_PASSWORD,
+    ips_help: HELP_NEW_IPS,
+};
+
+const WS_USER: UserKind = UserKind {
+    id: "ws-user",
+    data: "data-ws-user",
+    title: "Websocket user",
+    add_legend: "Add a websocket user",
+    add_button: "Add websocket user",
+    remove: "websocket user",
+    path: "/admin/api-config/ws-user",
+    class: "user ws-user",
+    edit_password_help: HELP_WS_PASSWORD,
+    ips_help: HELP_WS_IPS,
+};
+
+/// The form of one user (`index`) or of a new one: the frame, the name,
+/// password and permitted-IP fields both kinds have, then `fields(id)`.
+#[allow(clippy::too_many_arguments)]
+fn user_fieldset(
+    kind: &UserKind,
     csrf: &str,
     index: Option<usize>,
     current_name: &str,
-    typed: &OverlayUser,
+    username: &str,
+    permitted_ips: &[String],
     errors: &FieldErrors,
+    fields: impl Fn(&str) -> String,
 ) -> String {
     let (id, legend, button) = match index {
         Some(i) => (
-            format!("user-{i}"),
-            format!("API user {}", escape(current_name)),
+            format!("{}-{i}", kind.id),
+            format!("{} {}", kind.title, escape(current_name)),
             "Save",
         ),
         None => (
-            "user-add".to_owned(),
-            "Add an API user".to_owned(),
-            "Add user",
+            format!("{}-add", kind.id),
+            kind.add_legend.to_owned(),
+            kind.add_button,
         ),
     };
     let index_field = index.map_or(String::new(), |i| {
@@ -312,72 +363,101 @@ fn user_form(
     });
     let remove = index.map_or(String::new(), |i| {
         format!(
-            "<form method=\"post\" action=\"/admin/api-config/user/remove\" class=\"remove\">{csrf}\
+            "<form method=\"post\" action=\"{path}/remove\" class=\"remove\">{csrf}\
              <input type=\"hidden\" name=\"index\" value=\"{i}\">\
              <input type=\"hidden\" name=\"username\" value=\"{name}\">\
-             <button type=\"submit\" class=\"danger\">Remove user {name}</button></form>",
+             <button type=\"submit\" class=\"danger\">Remove {what} {name}</button></form>",
+            path = kind.path,
+            what = kind.remove,
             name = escape(current_name)
         )
     });
     format!(
-        "<fieldset class=\"user\" id=\"{id}\" data-user=\"{data}\"><legend>{legend}</legend>\
-         <form method=\"post\" action=\"/admin/api-config/user\">{csrf}{index_field}{form_error}\
+        "<fieldset class=\"{class}\" id=\"{id}\" {data_attr}=\"{data}\"><legend>{legend}</legend>\
+         <form method=\"post\" action=\"{path}\">{csrf}{index_field}{form_error}\
          <div class=\"grid\"><div><label for=\"{id}-username\">Username</label>\
          <input type=\"text\" id=\"{id}-username\" name=\"username\" value=\"{name}\" autocomplete=\"off\">\
          {help_user}{err_user}</div>\
          <div><label for=\"{id}-password\">Password</label>\
          <input type=\"password\" id=\"{id}-password\" name=\"password\" autocomplete=\"new-password\">\
          {help_pw}{err_pw}</div></div>\
-         <label class=\"checkbox\"><input type=\"checkbox\" name=\"call_control\" id=\"{id}-call-control\"{cc}> Call Control</label>\
-         {help_cc}{err_cc}\
          <label for=\"{id}-ips\">Permitted IP(s)</label>\
          <textarea id=\"{id}-ips\" name=\"permitted_ips\" rows=\"3\">{ips}</textarea>{help_ips}{err_ips}\
-         <div class=\"grid\"><div><label for=\"{id}-allow\">Also allow</label>\
-         <input type=\"text\" id=\"{id}-allow\" name=\"allow\" value=\"{allow}\">{err_allow}</div>\
-         <div><label for=\"{id}-deny\">Deny</label>\
-         <input type=\"text\" id=\"{id}-deny\" name=\"deny\" value=\"{deny}\">{err_deny}</div></div>{help_perm}\
-         <label for=\"{id}-listing\">Recording listing</label>\
-         <select id=\"{id}-listing\" name=\"recordings_listing\">{listing}</select>{help_listing}{err_listing}\
-         <button type=\"submit\">{button}</button></form>{remove}</fieldset>",
+         {fields}<button type=\"submit\">{button}</button></form>{remove}</fieldset>",
+        class = kind.class,
+        data_attr = kind.data,
+        path = kind.path,
         data = escape(current_name),
         form_error = form_error(errors),
-        name = escape(&typed.username),
+        name = escape(username),
         help_user = help(HELP_USERNAME),
         err_user = field_error(errors, "username"),
         help_pw = help(if index.is_some() {
-            HELP_PASSWORD
+            kind.edit_password_help
         } else {
             HELP_NEW_PASSWORD
         }),
         err_pw = field_error(errors, "password"),
-        cc = checked(typed.call_control),
-        help_cc = help(HELP_CALL_CONTROL),
-        err_cc = field_error(errors, "call_control"),
-        ips = escape(&typed.permitted_ips.join("\n")),
-        help_ips = help(HELP_NEW_IPS),
+        ips = escape(&permitted_ips.join("\n")),
+        help_ips = help(kind.ips_help),
         err_ips = field_error(errors, "permitted_ips"),
-        allow = escape(&typed.allow.join(", ")),
-        err_allow = field_error(errors, "allow"),
-        deny = escape(&typed.deny.join(", ")),
-        err_deny = field_error(errors, "deny"),
-        help_perm = help(HELP_PERMISSIONS),
-        listing = [
-            ("", "default (recordings.listing)"),
-            ("month", "month: 2024-05/auto-….wav (UCM630x)"),
-            ("flat", "flat: auto-….wav (UCM62xx)"),
-        ]
-        .iter()
-        .map(|(v, label)| format!(
-            "<option value=\"{v}\"{sel}>{label}</option>",
-            sel = if typed.recordings_listing == *v {
-                " selected"
-            } else {
-                ""
-            }
-        ))
-        .collect::<String>(),
-        help_listing = help(HELP_LISTING),
-        err_listing = field_error(errors, "recordings_listing"),
+        fields = fields(&id),
+    )
+}
+
+fn user_form(
+    csrf: &str,
+    index: Option<usize>,
+    current_name: &str,
+    typed: &OverlayUser,
+    errors: &FieldErrors,
+) -> String {
+    let fields = |id: &str| {
+        format!(
+            "<label class=\"checkbox\"><input type=\"checkbox\" name=\"call_control\" id=\"{id}-call-control\"{cc}> Call Control</label>\
+             {help_cc}{err_cc}\
+             <div class=\"grid\"><div><label for=\"{id}-allow\">Also allow</label>\
+             <input type=\"text\" id=\"{id}-allow\" name=\"allow\" value=\"{allow}\">{err_allow}</div>\
+             <div><label for=\"{id}-deny\">Deny</label>\
+             <input type=\"text\" id=\"{id}-deny\" name=\"deny\" value=\"{deny}\">{err_deny}</div></div>{help_perm}\
+             <label for=\"{id}-listing\">Recording listing</label>\
+             <select id=\"{id}-listing\" name=\"recordings_listing\">{listing}</select>{help_listing}{err_listing}",
+            cc = checked(typed.call_control),
+            help_cc = help(HELP_CALL_CONTROL),
+            err_cc = field_error(errors, "call_control"),
+            allow = escape(&typed.allow.join(", ")),
+            err_allow = field_error(errors, "allow"),
+            deny = escape(&typed.deny.join(", ")),
+            err_deny = field_error(errors, "deny"),
+            help_perm = help(HELP_PERMISSIONS),
+            listing = [
+                ("", "default (recordings.listing)"),
+                ("month", "month: 2024-05/auto-….wav (UCM630x)"),
+                ("flat", "flat: auto-….wav (UCM62xx)"),
+            ]
+            .iter()
+            .map(|(v, label)| format!(
+                "<option value=\"{v}\"{sel}>{label}</option>",
+                sel = if typed.recordings_listing == *v {
+                    " selected"
+                } else {
+                    ""
+                }
+            ))
+            .collect::<String>(),
+            help_listing = help(HELP_LISTING),
+            err_listing = field_error(errors, "recordings_listing"),
+        )
+    };
+    user_fieldset(
+        &API_USER,
+        csrf,
+        index,
+        current_name,
+        &typed.username,
+        &typed.permitted_ips,
+        errors,
+        fields,
     )
 }
 
@@ -451,61 +531,24 @@ fn ws_user_form(
     typed: &OverlayWsUser,
     errors: &FieldErrors,
 ) -> String {
-    let (id, legend, button) = match index {
-        Some(i) => (
-            format!("ws-user-{i}"),
-            format!("Websocket user {}", escape(current_name)),
-            "Save",
-        ),
-        None => (
-            "ws-user-add".to_owned(),
-            "Add a websocket user".to_owned(),
-            "Add websocket user",
-        ),
-    };
-    let index_field = index.map_or(String::new(), |i| {
-        format!("<input type=\"hidden\" name=\"index\" value=\"{i}\">")
-    });
-    let remove = index.map_or(String::new(), |i| {
+    let fields = |id: &str| {
         format!(
-            "<form method=\"post\" action=\"/admin/api-config/ws-user/remove\" class=\"remove\">{csrf}\
-             <input type=\"hidden\" name=\"index\" value=\"{i}\">\
-             <input type=\"hidden\" name=\"username\" value=\"{name}\">\
-             <button type=\"submit\" class=\"danger\">Remove websocket user {name}</button></form>",
-            name = escape(current_name)
+            "<label for=\"{id}-events\">Events</label>\
+             <input type=\"text\" id=\"{id}-events\" name=\"events\" value=\"{events}\">{help_events}{err_events}",
+            events = escape(&typed.events.join(", ")),
+            help_events = help(&help_ws_events()),
+            err_events = field_error(errors, "events"),
         )
-    });
-    format!(
-        "<fieldset class=\"user ws-user\" id=\"{id}\" data-ws-user=\"{data}\"><legend>{legend}</legend>\
-         <form method=\"post\" action=\"/admin/api-config/ws-user\">{csrf}{index_field}{form_error}\
-         <div class=\"grid\"><div><label for=\"{id}-username\">Username</label>\
-         <input type=\"text\" id=\"{id}-username\" name=\"username\" value=\"{name}\" autocomplete=\"off\">\
-         {help_user}{err_user}</div>\
-         <div><label for=\"{id}-password\">Password</label>\
-         <input type=\"password\" id=\"{id}-password\" name=\"password\" autocomplete=\"new-password\">\
-         {help_pw}{err_pw}</div></div>\
-         <label for=\"{id}-ips\">Permitted IP(s)</label>\
-         <textarea id=\"{id}-ips\" name=\"permitted_ips\" rows=\"3\">{ips}</textarea>{help_ips}{err_ips}\
-         <label for=\"{id}-events\">Events</label>\
-         <input type=\"text\" id=\"{id}-events\" name=\"events\" value=\"{events}\">{help_events}{err_events}\
-         <button type=\"submit\">{button}</button></form>{remove}</fieldset>",
-        data = escape(current_name),
-        form_error = form_error(errors),
-        name = escape(&typed.username),
-        help_user = help(HELP_USERNAME),
-        err_user = field_error(errors, "username"),
-        help_pw = help(if index.is_some() {
-            HELP_WS_PASSWORD
-        } else {
-            HELP_NEW_PASSWORD
-        }),
-        err_pw = field_error(errors, "password"),
-        ips = escape(&typed.permitted_ips.join("\n")),
-        help_ips = help(HELP_WS_IPS),
-        err_ips = field_error(errors, "permitted_ips"),
-        events = escape(&typed.events.join(", ")),
-        help_events = help(&help_ws_events()),
-        err_events = field_error(errors, "events"),
+    };
+    user_fieldset(
+        &WS_USER,
+        csrf,
+        index,
+        current_name,
+        &typed.username,
+        &typed.permitted_ips,
+        errors,
+        fields,
     )
 }
 

@@ -1123,29 +1123,54 @@ fn validate_ws_user(
 }
 
 fn diff_ws(before: &WsUsers, after: &WsUsers) -> Changes {
+    let out = diff_users(
+        &before.users,
+        &after.users,
+        |u| u.username.as_str(),
+        |b, a| {
+            [
+                ("password", a.password != b.password),
+                (
+                    "permitted_ips",
+                    a.permitted_ips_text != b.permitted_ips_text,
+                ),
+                ("events", a.events != b.events),
+            ]
+        },
+    );
+    Changes(out, Vec::new())
+}
+
+/// Audit keys of what changed among users: `user.<name>.removed`, one
+/// `user.<name>.<field>` per field `fields(before, after)` marks changed,
+/// then `user.<name>.added`.
+fn diff_users<U, const N: usize>(
+    before: &[U],
+    after: &[U],
+    name: impl Fn(&U) -> &str,
+    fields: impl Fn(&U, &U) -> [(&'static str, bool); N],
+) -> Vec<String> {
     let mut out = Vec::new();
-    for b in &before.users {
-        match after.user(&b.username) {
-            None => out.push(format!("user.{}.removed", b.username)),
+    for b in before {
+        let n = name(b);
+        match after.iter().find(|a| name(a) == n) {
+            None => out.push(format!("user.{n}.removed")),
             Some(a) => {
-                if a.password != b.password {
-                    out.push(format!("user.{}.password", b.username));
-                }
-                if a.permitted_ips_text != b.permitted_ips_text {
-                    out.push(format!("user.{}.permitted_ips", b.username));
-                }
-                if a.events != b.events {
-                    out.push(format!("user.{}.events", b.username));
+                for (field, changed) in fields(b, a) {
+                    if changed {
+                        out.push(format!("user.{n}.{field}"));
+                    }
                 }
             }
         }
     }
-    for a in &after.users {
-        if before.user(&a.username).is_none() {
-            out.push(format!("user.{}.added", a.username));
+    for a in after {
+        let n = name(a);
+        if !before.iter().any(|b| name(b) == n) {
+            out.push(format!("user.{n}.added"));
         }
     }
-    Changes(out, Vec::new())
+    out
 }
 
 /// Users whose sessions must end: removed, or with a new password.
@@ -1166,33 +1191,26 @@ fn diff_new(before: &NewApi, after: &NewApi) -> Changes {
     if before.enabled != after.enabled {
         out.push("enable".to_owned());
     }
-    for b in &before.users {
-        match after.user(&b.username) {
-            None => out.push(format!("user.{}.removed", b.username)),
-            Some(a) => {
-                if a.password != b.password {
-                    out.push(format!("user.{}.password", b.username));
-                }
-                if a.call_control != b.call_control {
-                    out.push(format!("user.{}.call_control", b.username));
-                }
-                if a.permitted_ips_text != b.permitted_ips_text {
-                    out.push(format!("user.{}.permitted_ips", b.username));
-                }
-                if a.permissions != b.permissions {
-                    out.push(format!("user.{}.permissions", b.username));
-                }
-                if a.recordings_listing != b.recordings_listing {
-                    out.push(format!("user.{}.recordings_listing", b.username));
-                }
-            }
-        }
-    }
-    for a in &after.users {
-        if before.user(&a.username).is_none() {
-            out.push(format!("user.{}.added", a.username));
-        }
-    }
+    out.extend(diff_users(
+        &before.users,
+        &after.users,
+        |u| u.username.as_str(),
+        |b, a| {
+            [
+                ("password", a.password != b.password),
+                ("call_control", a.call_control != b.call_control),
+                (
+                    "permitted_ips",
+                    a.permitted_ips_text != b.permitted_ips_text,
+                ),
+                ("permissions", a.permissions != b.permissions),
+                (
+                    "recordings_listing",
+                    a.recordings_listing != b.recordings_listing,
+                ),
+            ]
+        },
+    ));
     Changes(out, Vec::new())
 }
 

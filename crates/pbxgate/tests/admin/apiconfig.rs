@@ -150,7 +150,7 @@ fn error_beside(page: &str, field: &str) -> Option<String> {
 }
 
 #[track_caller]
-fn assert_refused(answer: &(StatusCode, String), field: &str, expect: &str) {
+pub(crate) fn assert_refused(answer: &(StatusCode, String), field: &str, expect: &str) {
     assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{field}: {}", answer.1);
     let msg = error_beside(&answer.1, field)
         .unwrap_or_else(|| panic!("no error beside {field}: {}", answer.1));

@@ -58,7 +58,7 @@ async fn bench_with(rig: &Rig, extra: &str) -> Bench {
 
 /// Ends every call on the rig (the simulated phones keep theirs up for
 /// minutes) and waits until no channel is left.
-async fn hang_up_everything(ami: &Ami) {
+pub(crate) async fn hang_up_everything(ami: &Ami) {
     let _ = ami.action("Hangup", &[("Channel", "/.*/")]).await;
     for _ in 0..100 {
         if ami_channels(ami).await.is_empty() {

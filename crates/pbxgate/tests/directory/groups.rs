@@ -300,9 +300,11 @@ async fn routes_are_the_extensions_of_the_described_contexts() {
     assert_eq!(
         inbound["inbound_route"],
         json!([
-            {"inbound_rt_index": "1", "did_pattern_match": "_55501XX",
+            {"inbound_rt_index": "1", "did_pattern_match": "5556400",
+             "destination": "Goto(rig-ringgroup,s,1)", "context": "ext-did"},
+            {"inbound_rt_index": "2", "did_pattern_match": "_55501XX",
              "destination": "Goto(ext-local,10${EXTEN:-2},1)", "context": "ext-did"},
-            {"inbound_rt_index": "2", "did_pattern_match": "_X.",
+            {"inbound_rt_index": "3", "did_pattern_match": "_X.",
              "destination": "Goto(ext-local,1000,1)", "context": "ext-did"},
         ]),
         "{inbound}"
@@ -315,11 +317,11 @@ async fn routes_are_the_extensions_of_the_described_contexts() {
         .await;
     assert_eq!(
         page2["inbound_route"],
-        json!([{"did_pattern_match": "_X."}])
+        json!([{"did_pattern_match": "_55501XX"}])
     );
     assert_eq!(
         (page2["total_item"].clone(), page2["total_page"].clone()),
-        (json!(2), json!(2))
+        (json!(3), json!(3))
     );
 
     let outbound = b.ok("listOutboundRoute", json!({})).await;

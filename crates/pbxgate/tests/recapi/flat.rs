@@ -173,6 +173,22 @@ async fn check_flat(
 }
 
 /// The month listing: every file by its relative path, as before profiles.
+/// `monitor` as listed to the first API user (`cdrapi`) and the old API:
+/// flat; to `month_user` (password `pw2`): by month.
+async fn check_profiles(
+    srv: &Server,
+    old: &Old,
+    month_user: &str,
+    by_bare: &BTreeMap<String, Vec<u8>>,
+    files: &BTreeMap<String, Vec<u8>>,
+) {
+    let csv = new_listing(srv, "cdrapi", "pw", "monitor").await;
+    check_flat(srv, old, "cdrapi", "pw", &csv, by_bare).await;
+    let csv = old_listing(old, "monitor").await;
+    check_flat(srv, old, "cdrapi", "pw", &csv, by_bare).await;
+    check_month(&new_listing(srv, month_user, "pw2", "monitor").await, files);
+}
+
 fn check_month(csv: &str, files: &BTreeMap<String, Vec<u8>>) {
     let listed = rows(csv);
     let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
@@ -218,11 +234,7 @@ async fn the_flat_listing_profile_lists_names_a_ucm62xx_client_can_split_and_dow
         )
         .await;
         let old = Old::new(port, None);
-        let csv = new_listing(&srv, "cdrapi", "pw", "monitor").await;
-        check_flat(&srv, &old, "cdrapi", "pw", &csv, &by_bare).await;
-        let csv = old_listing(&old, "monitor").await;
-        check_flat(&srv, &old, "cdrapi", "pw", &csv, &by_bare).await;
-        check_month(&new_listing(&srv, "modern", "pw2", "monitor").await, &files);
+        check_profiles(&srv, &old, "modern", &by_bare, &files).await;
         // Folders other than months keep their path (it downloads as listed).
         let vm = new_listing(&srv, "cdrapi", "pw", "voicemail/default").await;
         assert_eq!(rows(&vm), [("1000/INBOX/msg0000.wav".to_owned(), 9)]);
@@ -251,11 +263,7 @@ async fn the_flat_listing_profile_lists_names_a_ucm62xx_client_can_split_and_dow
         )
         .await;
         let old = Old::new(port, None);
-        let csv = new_listing(&srv, "cdrapi", "pw", "monitor").await;
-        check_flat(&srv, &old, "cdrapi", "pw", &csv, &by_bare).await;
-        let csv = old_listing(&old, "monitor").await;
-        check_flat(&srv, &old, "cdrapi", "pw", &csv, &by_bare).await;
-        check_month(&new_listing(&srv, "plain", "pw2", "monitor").await, &files);
+        check_profiles(&srv, &old, "plain", &by_bare, &files).await;
         // The month names download too, each exactly its file.
         for (rel, data) in &files {
             assert_eq!(
@@ -313,22 +321,13 @@ async fn unknown_listing_profiles_are_configuration_errors_naming_the_key() {
 #[tokio::test]
 async fn the_flat_listing_of_an_s3_bucket_is_the_local_one() {
     use object_store::ObjectStoreExt;
-    use object_store::aws::AmazonS3Builder;
     use object_store::path::Path as Key;
 
     let Some(url) = super::s3::s3_url() else {
         return;
     };
     let name = super::s3::bucket(&url).await;
-    let s3 = AmazonS3Builder::new()
-        .with_bucket_name(&name)
-        .with_endpoint(&url)
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .build()
-        .unwrap();
+    let s3 = super::s3::s3_client(&url, &name);
     let local = tempfile::tempdir().unwrap();
     let (by_bare, files) = spool(local.path());
     for (rel, data) in &files {
@@ -354,11 +353,7 @@ async fn the_flat_listing_of_an_s3_bucket_is_the_local_one() {
         )
         .await;
         let old = Old::new(port, None);
-        let csv = new_listing(&srv, "cdrapi", "pw", "monitor").await;
-        check_flat(&srv, &old, "cdrapi", "pw", &csv, &by_bare).await;
-        let csv = old_listing(&old, "monitor").await;
-        check_flat(&srv, &old, "cdrapi", "pw", &csv, &by_bare).await;
-        check_month(&new_listing(&srv, "modern", "pw2", "monitor").await, &files);
+        check_profiles(&srv, &old, "modern", &by_bare, &files).await;
         let log = srv.stop().await;
         assert!(log.contains("left_out=2"), "{log}");
     }

@@ -1029,6 +1029,19 @@ mod s3 {
         }
     }
 
+    /// A client of `bucket` on the test server.
+    pub(super) fn s3_client(url: &str, bucket: &str) -> object_store::aws::AmazonS3 {
+        AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(url)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap()
+    }
+
     /// A new bucket on the test server (moto takes unsigned requests).
     pub(super) async fn bucket(url: &str) -> String {
         let name = format!("pbxgate-test-{}", jiff::Timestamp::now().as_nanosecond());
@@ -1045,17 +1058,7 @@ mod s3 {
     async fn recordings_in_an_s3_bucket_are_served_the_same_way() {
         let Some(url) = s3_url() else { return };
         let name = bucket(&url).await;
-        let s3: Arc<dyn ObjectStore> = Arc::new(
-            AmazonS3Builder::new()
-                .with_bucket_name(&name)
-                .with_endpoint(&url)
-                .with_allow_http(true)
-                .with_region("us-east-1")
-                .with_access_key_id("test")
-                .with_secret_access_key("test")
-                .build()
-                .unwrap(),
-        );
+        let s3: Arc<dyn ObjectStore> = Arc::new(s3_client(&url, &name));
         let (a, b, m) = (wav(20, 1), wav(3, 2), wav(1, 3));
         for (key, data) in [
             ("site1/monitor/2024-05/auto-1717093784-1001-2100.wav", &a),

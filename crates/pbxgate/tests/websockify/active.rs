@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::Client;
 use crate::callcontrol::inbound;
 use crate::calls::{CALLS, connected_ami, pbx_config, wait_connected};
+use crate::channels::hang_up_everything;
 use crate::kit::*;
 
 /// The keys of an `unbridge` add/update (the listUnBridgedChannels item,
@@ -302,24 +303,6 @@ fn bridge_of<'a>(view: &'a View, a: &str, b: &str) -> Option<&'a Value> {
         .map(|(_, v)| v)
 }
 
-/// No call left over from other tests: a client learns of calls as they
-/// change (there is no snapshot on subscribe).
-async fn quiet(ami: &asterisk::ami::Ami) {
-    let _ = ami.action("Hangup", &[("Channel", "/.*/")]).await;
-    for n in 0.. {
-        let r = ami.action("CoreShowChannels", &[]).await.unwrap();
-        if !r
-            .events
-            .iter()
-            .any(|e| e.event() == Some("CoreShowChannel"))
-        {
-            return;
-        }
-        assert!(n < 100, "channels left on the rig: {:?}", r.events);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_ucm_client_follows_a_held_call_answered_transferred_and_hung_up() {
     let Some(rig) = rig() else { return };
@@ -328,19 +311,7 @@ async fn a_ucm_client_follows_a_held_call_answered_transferred_and_hung_up() {
         let ami = connected_ami(&rig).await;
         // No call left over from other tests: a client learns of calls as
         // they change (there is no snapshot on subscribe).
-        let _ = ami.action("Hangup", &[("Channel", "/.*/")]).await;
-        for n in 0.. {
-            let r = ami.action("CoreShowChannels", &[]).await.unwrap();
-            if !r
-                .events
-                .iter()
-                .any(|e| e.event() == Some("CoreShowChannel"))
-            {
-                break;
-            }
-            assert!(n < 100, "channels left on the rig: {:?}", r.events);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        hang_up_everything(&ami).await;
         let srv = Server::start(&db, &config(&rig)).await;
         wait_connected(&srv).await;
         let cookie = srv.login(&client(None), "crm", "pw").await.unwrap();
@@ -517,7 +488,7 @@ async fn a_ucm_client_follows_an_inbound_call_to_a_ring_group() {
     let _one_at_a_time = CALLS.lock().await;
     for db in dbs().await {
         let ami = connected_ami(&rig).await;
-        quiet(&ami).await;
+        hang_up_everything(&ami).await;
         let srv = Server::start(&db, &pbx_config(&rig, "")).await;
         wait_connected(&srv).await;
         let cookie = srv.login(&client(None), "cdrapi", "pw").await.unwrap();

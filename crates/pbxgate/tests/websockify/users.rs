@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, watch};
 
 use super::Client;
-use crate::admin::apiconfig::AdminClient;
+use crate::admin::apiconfig::{AdminClient, assert_refused};
 use crate::kit::*;
 
 /// A channel appearing: the live tracker makes an `ActiveCallStatus` of it.
@@ -294,21 +294,6 @@ fn ws_fields<'a>(
         ("permitted_ips", ips),
         ("events", events),
     ]
-}
-
-/// The message shown beside `field`.
-fn error_beside(page: &str, field: &str) -> Option<String> {
-    let marker = format!("data-field=\"{field}\">");
-    let at = page.find(&marker)? + marker.len();
-    Some(page[at..].split("</span>").next()?.to_owned())
-}
-
-#[track_caller]
-fn assert_refused(answer: &(StatusCode, String), field: &str, expect: &str) {
-    assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{field}: {}", answer.1);
-    let msg = error_beside(&answer.1, field)
-        .unwrap_or_else(|| panic!("no error beside {field}: {}", answer.1));
-    assert!(msg.contains(expect), "{field}: {msg:?} lacks {expect:?}");
 }
 
 #[tokio::test]
