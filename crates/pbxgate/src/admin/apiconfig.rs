@@ -757,17 +757,27 @@ fn name_list(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `index` of a user form: empty for a new user. Anything else was not
+/// sent by the page.
+fn form_index(index: &str) -> Result<Option<usize>, std::num::ParseIntError> {
+    if index.is_empty() {
+        Ok(None)
+    } else {
+        index.parse().map(Some)
+    }
+}
+
+/// The page again, with the refused form's errors and what was typed.
+async fn refused(app: &App, admin: &Admin, failed: Failed) -> Response {
+    render(app, admin, StatusCode::BAD_REQUEST, None, failed).await
+}
+
 async fn save_user(State(app): State<App>, admin: Admin, form: FormResult<UserForm>) -> Response {
     let Some(form) = with_csrf(&admin, form, |f| &f.csrf) else {
         return forbidden();
     };
-    let index = if form.index.is_empty() {
-        None
-    } else {
-        match form.index.parse::<usize>() {
-            Ok(i) => Some(i),
-            Err(_) => return forbidden(),
-        }
+    let Ok(index) = form_index(&form.index) else {
+        return forbidden();
     };
     let user = OverlayUser {
         username: form.username.trim().to_owned(),
@@ -791,11 +801,9 @@ async fn save_user(State(app): State<App>, admin: Admin, form: FormResult<UserFo
             redirect("/admin/api-config?saved=user#new")
         }
         Err(errors) => {
-            render(
+            refused(
                 &app,
                 &admin,
-                StatusCode::BAD_REQUEST,
-                None,
                 Failed::User {
                     index,
                     errors,
@@ -836,11 +844,9 @@ async fn remove_user(
             redirect("/admin/api-config?saved=removed#new")
         }
         Err(errors) => {
-            render(
+            refused(
                 &app,
                 &admin,
-                StatusCode::BAD_REQUEST,
-                None,
                 Failed::User {
                     index: Some(form.index),
                     errors,
@@ -879,13 +885,8 @@ async fn save_ws_user(
     let Some(form) = with_csrf(&admin, form, |f| &f.csrf) else {
         return forbidden();
     };
-    let index = if form.index.is_empty() {
-        None
-    } else {
-        match form.index.parse::<usize>() {
-            Ok(i) => Some(i),
-            Err(_) => return forbidden(),
-        }
+    let Ok(index) = form_index(&form.index) else {
+        return forbidden();
     };
     let user = OverlayWsUser {
         username: form.username.trim().to_owned(),
@@ -903,11 +904,9 @@ async fn save_ws_user(
     {
         Ok(_) => redirect("/admin/api-config?saved=ws-user#ws"),
         Err(errors) => {
-            render(
+            refused(
                 &app,
                 &admin,
-                StatusCode::BAD_REQUEST,
-                None,
                 Failed::WsUser {
                     index,
                     errors,
@@ -935,11 +934,9 @@ async fn remove_ws_user(
     {
         Ok(_) => redirect("/admin/api-config?saved=ws-removed#ws"),
         Err(errors) => {
-            render(
+            refused(
                 &app,
                 &admin,
-                StatusCode::BAD_REQUEST,
-                None,
                 Failed::WsUser {
                     index: Some(form.index),
                     errors,

@@ -467,14 +467,7 @@ impl ApiConfig {
         ip: &str,
     ) -> Result<Changes, FieldErrors> {
         self.edit_new(by, ip, |o| {
-            if o.users.get(index).map(|u| u.username.as_str()) != Some(username) {
-                return Err(FieldErrors::one(
-                    "",
-                    "this user no longer exists: reload the page",
-                ));
-            }
-            o.users.remove(index);
-            Ok(())
+            remove_shown(&mut o.users, index, username, |u| &u.username)
         })
         .await
     }
@@ -641,14 +634,7 @@ impl ApiConfig {
         ip: &str,
     ) -> Result<Changes, FieldErrors> {
         self.edit_ws(by, ip, |o, _| {
-            if o.users.get(index).map(|u| u.username.as_str()) != Some(username) {
-                return Err(FieldErrors::one(
-                    "",
-                    "this user no longer exists: reload the page",
-                ));
-            }
-            o.users.remove(index);
-            Ok(())
+            remove_shown(&mut o.users, index, username, |u| &u.username)
         })
         .await
     }
@@ -1120,6 +1106,23 @@ fn validate_ws_user(
         return Err(ws_name_taken(&u.username));
     }
     Ok(user)
+}
+
+/// Removes the user at `index` if it is still the one the page showed there.
+fn remove_shown<U>(
+    users: &mut Vec<U>,
+    index: usize,
+    username: &str,
+    name: impl Fn(&U) -> &String,
+) -> Result<(), FieldErrors> {
+    if users.get(index).map(|u| name(u).as_str()) != Some(username) {
+        return Err(FieldErrors::one(
+            "",
+            "this user no longer exists: reload the page",
+        ));
+    }
+    users.remove(index);
+    Ok(())
 }
 
 fn diff_ws(before: &WsUsers, after: &WsUsers) -> Changes {
