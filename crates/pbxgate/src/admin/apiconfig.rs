@@ -1142,4 +1142,59 @@ mod tests {
         );
         assert!(ip_list(" \n ,").is_empty());
     }
+
+    /// The old API form is read whole however TCP and TLS cut the body:
+    /// every split point, and one byte at a time.
+    #[tokio::test]
+    async fn the_old_api_form_is_read_whatever_the_chunks() {
+        use axum::extract::FromRequest;
+
+        let boundary = "pbxgateTestBoundary7MA4YWxkTrZu0gW";
+        let fields = [
+            ("csrf", "0123456789abcdef"),
+            ("enable", "on"),
+            ("tls_bind_address", "127.0.0.1:40001"),
+            ("username", "billing"),
+            ("password", "Sekr1t-old"),
+            ("permitted_ips", "127.0.0.1\n999.1.1.1"),
+        ];
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let read = |chunks: Vec<Vec<u8>>| async move {
+            let stream = futures_util::stream::iter(
+                chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+            );
+            let req = axum::http::Request::builder()
+                .method("POST")
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(axum::body::Body::from_stream(stream))
+                .unwrap();
+            let mp = Multipart::from_request(req, &()).await.unwrap();
+            read_multipart(mp).await
+        };
+        let mut splits: Vec<Vec<Vec<u8>>> = (1..body.len())
+            .map(|k| vec![body[..k].to_vec(), body[k..].to_vec()])
+            .collect();
+        splits.push(body.iter().map(|b| vec![*b]).collect());
+        for chunks in splits {
+            let first = chunks[0].len();
+            let got = read(chunks)
+                .await
+                .unwrap_or_else(|e| panic!("split at {first}: {e:?}"));
+            for (k, v) in fields {
+                assert_eq!(got.get(k).map(String::as_str), Some(v), "split at {first}");
+            }
+        }
+    }
 }
