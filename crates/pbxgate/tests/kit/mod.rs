@@ -62,12 +62,22 @@ pub struct Server {
 }
 
 /// A TCP port nothing listens on right now.
+/// A port nothing listens on now, never one handed out before in this
+/// process: the kernel may give a port just released again, and a test
+/// that asks twice (pbxgate's port and its old API's) would get a clash.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 impl Server {
