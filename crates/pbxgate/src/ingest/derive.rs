@@ -132,11 +132,28 @@ pub fn split_clid(clid: &str) -> (String, String) {
     match (clid.rfind('<'), clid.ends_with('>')) {
         (Some(lt), true) => {
             let number = clid[lt + 1..clid.len() - 1].trim().to_owned();
-            let name = clid[..lt].trim().trim_matches('"').to_owned();
-            (name, number)
+            (unquote(clid[..lt].trim()), number)
         }
         _ => (String::new(), clid.trim_matches('"').to_owned()),
     }
+}
+
+/// A caller name as Asterisk writes it in `clid`: quoted, with `"` and `\`
+/// escaped by a backslash (`ast_escape_quoted`): `"Bob \"B\""` is `Bob "B"`.
+/// A name without quotes is taken as it is.
+fn unquote(name: &str) -> String {
+    let Some(inner) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) else {
+        return name.to_owned();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Asterisk local time text -> UTC milliseconds, in the PBX zone.
@@ -360,6 +377,47 @@ mod tests {
             ("".into(), "+15551234567".into())
         );
         assert_eq!(split_clid("1001"), ("".into(), "1001".into()));
+        // Asterisk escapes quotes and backslashes inside the quoted name.
+        assert_eq!(
+            split_clid(r#""Bob \"The\" Builder" <1002>"#),
+            ("Bob \"The\" Builder".into(), "1002".into())
+        );
+        assert_eq!(
+            split_clid(r#""C:\\temp" <1003>"#),
+            (r"C:\temp".into(), "1003".into())
+        );
+        assert_eq!(split_clid(r#""\"" <1004>"#), ("\"".into(), "1004".into()));
+        // Not Asterisk's quoting: kept as it is.
+        assert_eq!(
+            split_clid(r#"Bob "B" <1005>"#),
+            (r#"Bob "B""#.into(), "1005".into())
+        );
+    }
+
+    /// Any name, quoted as Asterisk's `ast_callerid_merge` quotes it, comes
+    /// back as it was.
+    #[test]
+    fn every_quoted_name_comes_back() {
+        let alphabet = ['a', ' ', '"', '\\', '<', '>', 'é', '\''];
+        let mut seed: u64 = 0x5eed;
+        for _ in 0..5000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (seed >> 60) as usize;
+            let name: String = (0..len)
+                .map(|i| alphabet[((seed >> (i * 3 % 57)) & 7) as usize])
+                .collect();
+            let escaped: String = name
+                .chars()
+                .flat_map(|c| match c {
+                    '"' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            let clid = format!("\"{escaped}\" <1001>");
+            assert_eq!(split_clid(&clid), (name.clone(), "1001".into()), "{clid}");
+        }
     }
 
     #[test]

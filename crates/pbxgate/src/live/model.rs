@@ -55,10 +55,34 @@ pub struct Chan {
 }
 
 /// A caller ID field; Asterisk writes `<unknown>` for an empty one.
+/// AMI writes caller names C-escaped (`ast_escape_c`: `"` as `\"`, `\` as
+/// `\\`, a newline as `\n`); clients get the name itself.
 pub fn party(v: Option<&str>) -> String {
     match v {
         None | Some("<unknown>") => String::new(),
-        Some(v) => v.to_owned(),
+        Some(v) if !v.contains('\\') => v.to_owned(),
+        Some(v) => {
+            let mut out = String::with_capacity(v.len());
+            let mut chars = v.chars();
+            while let Some(c) = chars.next() {
+                if c != '\\' {
+                    out.push(c);
+                    continue;
+                }
+                match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('r') => out.push('\r'),
+                    Some('t') => out.push('\t'),
+                    Some('a') => out.push('\u{7}'),
+                    Some('b') => out.push('\u{8}'),
+                    Some('f') => out.push('\u{c}'),
+                    Some('v') => out.push('\u{b}'),
+                    Some(other) => out.push(other),
+                    None => out.push('\\'),
+                }
+            }
+            out
+        }
     }
 }
 
@@ -642,6 +666,16 @@ mod tests {
                 .map(|s| chans[s.chan].name.clone())
                 .collect(),
         )
+    }
+
+    #[test]
+    fn ami_escapes_in_caller_names_are_undone() {
+        assert_eq!(party(Some(r#"Bob \\\"Q\\\" B"#)), r#"Bob \"Q\" B"#);
+        assert_eq!(party(Some(r#"a\"b\\c\nd"#)), "a\"b\\c\nd");
+        assert_eq!(party(Some("plain")), "plain");
+        assert_eq!(party(Some("<unknown>")), "");
+        assert_eq!(party(Some("trailing\\")), "trailing\\");
+        assert_eq!(party(None), "");
     }
 
     #[test]

@@ -557,3 +557,104 @@ async fn a_missing_cdr_csv_is_explained_by_the_module_that_should_write_it() {
     assert!(!srv.log_text().contains("in UTC"), "{}", srv.log_text());
     srv.stop().await;
 }
+
+/// A caller name with quotes, which Asterisk escapes inside the CDR's
+/// quoted `clid` (`"Bob \"Q\" B"`), is stored as the name Asterisk holds
+/// for the caller's channel, not escaped once more. (PJSIP keeps the
+/// backslashes of a quoted SIP display name in the channel's name, so the
+/// rig's carrier, sending `Bob "Q" B`, yields `Bob \"Q\" B` there: the test
+/// reads the name from AMI, which C-escapes it.)
+#[tokio::test]
+async fn caller_names_with_quotes_are_stored_as_asterisk_holds_them() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    for db in dbs().await {
+        let srv = Server::start(&db, &pbx_config(&rig, "")).await;
+        wait_connected(&srv).await;
+        let ami = connected_ami(&rig).await;
+        let mut events = ami.subscribe();
+        let store = Store::connect(&srv.db_url, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let mut ws = crate::websockify::Client::connect(&srv).await;
+        assert_eq!(ws.login("cdrapi", "pw").await, 0);
+        assert_eq!(ws.subscribe(&["ActiveCallStatus"]).await, 0);
+        call(
+            &ami,
+            "carrier",
+            "5550100",
+            r#""Bob "Q" B" <+15551239999>"#,
+            1,
+        )
+        .await;
+        let held = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                let m = events.recv().await.unwrap();
+                if m.event() == Some("Newchannel")
+                    && m.get("CallerIDNum") == Some("+15551239999")
+                    && m.get("Channel")
+                        .is_some_and(|c| c.starts_with("PJSIP/trunk-"))
+                {
+                    return m.get("CallerIDName").unwrap_or_default().to_owned();
+                }
+            }
+        })
+        .await
+        .expect("the trunk channel of the call");
+        // AMI's C escaping undone: the name Asterisk holds.
+        let mut name = String::new();
+        let mut chars = held.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => name.extend(chars.next()),
+                c => name.push(c),
+            }
+        }
+        assert!(name.contains('"'), "{held:?}");
+        // The websocket shows the same name (AMI's escaping undone there too).
+        let shown = loop {
+            let f = ws
+                .frame(Duration::from_secs(15))
+                .await
+                .expect("socket open");
+            let items = f["message"][0]["eventbody"].as_array().cloned();
+            let hit = items.into_iter().flatten().find(|i| {
+                i["chantype"] == "unbridge"
+                    && i["callernum"] == "+15551239999"
+                    && i["channel"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("PJSIP/trunk-"))
+            });
+            if let Some(i) = hit {
+                break i["callername"].as_str().unwrap_or_default().to_owned();
+            }
+        };
+        assert_eq!(shown, name);
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        let cdr = loop {
+            let found = store
+                .recent_cdrs(100)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| r.get("src") == "+15551239999");
+            if let Some(r) = found {
+                break r;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "no CDR from +15551239999:\n{}",
+                srv.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(cdr.get("caller_name"), name, "{cdr:?}");
+        assert_eq!(
+            cdr.get("clid"),
+            format!("\"{name}\" <+15551239999>"),
+            "{cdr:?}"
+        );
+        ami.shutdown();
+        srv.stop().await;
+    }
+}
