@@ -199,6 +199,13 @@ pub fn to_ucm(c: &AsteriskCdr, tz: &jiff::tz::TimeZone) -> Option<NewCdr> {
         &c.linkedid
     };
     let session = format!("{}-{}", linked.replace('.', ""), c.src);
+    // Who answered: the extension; out through a trunk, the number dialled
+    // (what a UCM shows), not the trunk's name.
+    let dstanswer = match disposition {
+        "ANSWERED" if !c.dst_trunk.is_empty() && dstchannel_ext == c.dst_trunk => c.dst.as_str(),
+        "ANSWERED" => dstchannel_ext.as_str(),
+        _ => "",
+    };
     let pairs: [(&str, &str); 31] = [
         ("accountcode", &c.accountcode),
         ("src", &c.src),
@@ -231,14 +238,7 @@ pub fn to_ucm(c: &AsteriskCdr, tz: &jiff::tz::TimeZone) -> Option<NewCdr> {
                 ""
             },
         ),
-        (
-            "dstanswer",
-            if disposition == "ANSWERED" {
-                &dstchannel_ext
-            } else {
-                ""
-            },
-        ),
+        ("dstanswer", dstanswer),
         ("session", &session),
         ("action_owner", &c.src),
         ("action_type", &c.action_type),
@@ -335,6 +335,22 @@ mod tests {
         );
         assert_eq!(r.get("nat_call"), "");
         assert_eq!(c.start_ms, 1_795_740_001_000);
+    }
+
+    #[test]
+    fn an_outbound_call_was_answered_by_the_number_dialled() {
+        let mut c = answered();
+        c.dst = "5550123".into();
+        c.dstchannel = "PJSIP/trunk-00000007".into();
+        c.dst_trunk = "trunk".into();
+        let r = to_ucm(&c, &jiff::tz::TimeZone::UTC).unwrap().record;
+        assert_eq!(r.get("dstchannel_ext"), "trunk");
+        assert_eq!(r.get("dstanswer"), "5550123");
+        // A trunk named by the dialplan but answered elsewhere (a forward to
+        // an extension): that extension.
+        c.dstchannel = "PJSIP/1000-00000008".into();
+        let r = to_ucm(&c, &jiff::tz::TimeZone::UTC).unwrap().record;
+        assert_eq!(r.get("dstanswer"), "1000");
     }
 
     #[test]

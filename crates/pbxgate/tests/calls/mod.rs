@@ -278,6 +278,10 @@ async fn calls_of_every_kind_are_stored_once_with_ucm_fields() {
                     assert_eq!(r.get("dst"), *dst, "{kind}");
                     assert_eq!(r.get("dst_trunk_name"), "trunk", "{kind}: {r:#?}");
                     assert_eq!(r.get("dstchannel_ext"), "trunk", "{kind}");
+                    // Answered out through the trunk: the number dialled.
+                    if *disposition == "ANSWERED" {
+                        assert_eq!(r.get("dstanswer"), *dst, "{kind}: {r:#?}");
+                    }
                 }
                 _ => {
                     assert_eq!(r.get("src_trunk_name"), "trunk", "{kind}: {r:#?}");
