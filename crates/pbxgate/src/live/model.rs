@@ -87,7 +87,7 @@ pub fn party(v: Option<&str>) -> String {
 }
 
 /// `HH:MM:SS` (hours may have more digits) in seconds.
-pub fn duration_secs(s: &str) -> Option<i64> {
+fn duration_secs(s: &str) -> Option<i64> {
     let mut parts = s.split(':');
     let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -167,7 +167,7 @@ impl Chan {
     }
 
     /// Channels that are not a party of a call: Local halves, Snoop channels.
-    pub fn is_plumbing(&self) -> bool {
+    fn is_plumbing(&self) -> bool {
         self.is_local() || self.name.starts_with("Snoop/")
     }
 

@@ -1,120 +1,25 @@
 //! Who may open `/websockify`: websocket users of their own (the file's
 //! `[[websockify.users]]` and the API Configuration page's), beside the API
 //! users; their permitted IPs and events, and the end of their sockets when
-//! the page takes their right away. Events come from a fake AMI, so no
-//! Asterisk is needed.
+//! the page takes their right away. Events come from real calls on the rig.
 
 use std::time::Duration;
 
+use asterisk::ami::Ami;
+use asterisk::testing::{Rig, rig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use store::AuditStore;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{broadcast, watch};
 
 use super::Client;
 use crate::admin::apiconfig::{AdminClient, assert_refused};
+use crate::calls::{CALLS, call, connected_ami, pbx_config, wait_connected};
+use crate::channels::hang_up_everything;
 use crate::kit::*;
 
-/// A channel appearing: the live tracker makes an `ActiveCallStatus` of it.
-const NEWCHANNEL: &str = "Event: Newchannel\r\nPrivilege: call,all\r\n\
-    Channel: PJSIP/1001-00000001\r\nChannelState: 4\r\nChannelStateDesc: Ring\r\n\
-    CallerIDNum: 1001\r\nCallerIDName: Ext 1001\r\nConnectedLineNum: <unknown>\r\n\
-    ConnectedLineName: <unknown>\r\nContext: from-internal\r\nExten: 1000\r\nPriority: 1\r\n\
-    Uniqueid: 1795774507.1\r\nLinkedid: 1795774507.1\r\n\r\n";
-/// An extension's state: an `ExtensionStatus`.
-const EXTENSION: &str = "Event: ExtensionStatus\r\nPrivilege: call,all\r\nExten: 1000\r\n\
-    Context: ext-local\r\nHint: PJSIP/1000\r\nStatus: 8\r\nStatusText: Ringing\r\n\r\n";
-
-/// An AMI server that logs anybody in, refuses every other action, and
-/// sends the events a test pushes to every connection.
-struct FakeAmi {
-    port: u16,
-    events: broadcast::Sender<&'static str>,
-    up: watch::Receiver<bool>,
-}
-
-impl FakeAmi {
-    async fn start() -> FakeAmi {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (events, _) = broadcast::channel::<&'static str>(64);
-        let (up_tx, up) = watch::channel(false);
-        let tx = events.clone();
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                let mut pushed = tx.subscribe();
-                let up_tx = up_tx.clone();
-                tokio::spawn(async move {
-                    let (r, mut w) = sock.into_split();
-                    w.write_all(b"Asterisk Call Manager/7.0.3\r\n")
-                        .await
-                        .unwrap();
-                    let mut lines = BufReader::new(r).lines();
-                    let mut block: Vec<(String, String)> = Vec::new();
-                    loop {
-                        tokio::select! {
-                            line = lines.next_line() => {
-                                let Ok(Some(line)) = line else { return };
-                                if let Some((k, v)) = line.split_once(':') {
-                                    block.push((k.trim().to_owned(), v.trim().to_owned()));
-                                    continue;
-                                }
-                                if block.is_empty() {
-                                    continue;
-                                }
-                                let get = |key: &str| {
-                                    block
-                                        .iter()
-                                        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                                        .map(|(_, v)| v.clone())
-                                        .unwrap_or_default()
-                                };
-                                let (action, id) = (get("Action"), get("ActionID"));
-                                block.clear();
-                                let reply = match action.as_str() {
-                                    "Challenge" => format!("Response: Success\r\nActionID: {id}\r\nChallenge: 123456789\r\n\r\n"),
-                                    "Login" | "Ping" => format!("Response: Success\r\nActionID: {id}\r\nMessage: ok\r\n\r\n"),
-                                    _ => format!("Response: Error\r\nActionID: {id}\r\nMessage: not in this test\r\n\r\n"),
-                                };
-                                if w.write_all(reply.as_bytes()).await.is_err() {
-                                    return;
-                                }
-                                if action == "Login" {
-                                    let _ = up_tx.send(true);
-                                }
-                            }
-                            e = pushed.recv() => {
-                                let Ok(e) = e else { return };
-                                if w.write_all(e.as_bytes()).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        FakeAmi { port, events, up }
-    }
-
-    fn config(&self) -> String {
-        format!(
-            "[asterisk]\nami_address = \"127.0.0.1:{}\"\nami_secret = \"ami-secret\"\n",
-            self.port
-        )
-    }
-
-    async fn wait_up(&mut self) {
-        tokio::time::timeout(Duration::from_secs(20), self.up.wait_for(|u| *u))
-            .await
-            .expect("pbxgate did not log in to the fake AMI")
-            .unwrap();
-    }
-
-    fn push(&self, event: &'static str) {
-        self.events.send(event).unwrap();
-    }
+/// The `[asterisk]` section of a pbxgate on the rig.
+fn asterisk_section(rig: &Rig) -> String {
+    pbx_config(rig, "").replace("[https_api]\npassword = \"pw\"\n", "")
 }
 
 /// The event names of one notify frame.
@@ -128,12 +33,13 @@ fn notified(frame: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Pushes a call event, then an extension event, and checks that `only`
-/// (subscribed to both, allowed `ExtensionStatus` only) receives the second
-/// and never the first, while `all` (allowed both) receives both.
-async fn check_only_extension_status(ami: &FakeAmi, only: &mut Client, all: &mut Client) {
-    ami.push(NEWCHANNEL);
-    ami.push(EXTENSION);
+/// Places a real call (1001 -> 1000: its channels are `ActiveCallStatus`,
+/// 1000's hint an `ExtensionStatus`, published after the first channel) and
+/// checks that `only` (subscribed to both, allowed `ExtensionStatus` only)
+/// receives the extension's states and never a channel, while `all`
+/// (allowed both) receives both.
+async fn check_only_extension_status(ami: &Ami, only: &mut Client, all: &mut Client) {
+    call(ami, "phone-1001", "1000", "\"Alice\" <1001>", 1).await;
     let notes = all
         .notes_until(Duration::from_secs(10), |n| {
             n.iter().any(|(name, _)| name == "ExtensionStatus")
@@ -143,7 +49,8 @@ async fn check_only_extension_status(ami: &FakeAmi, only: &mut Client, all: &mut
         notes.iter().any(|(name, _)| name == "ActiveCallStatus"),
         "the call was published: {notes:?}"
     );
-    // Published in that order: the first frame `only` gets is the second event.
+    // The call's first event is a channel: the first frame `only` gets is
+    // an extension's state.
     let f = only
         .frame(Duration::from_secs(10))
         .await
@@ -162,8 +69,13 @@ async fn check_only_extension_status(ami: &FakeAmi, only: &mut Client, all: &mut
 
 #[tokio::test]
 async fn websocket_users_of_the_file_log_in_and_receive_only_their_events() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
     for db in dbs().await {
-        let mut ami = FakeAmi::start().await;
+        let ami = connected_ami(&rig).await;
+        // No call of an earlier test still ending: its events would reach
+        // sockets before their events are narrowed.
+        hang_up_everything(&ami).await;
         let srv = Server::start(
             &db,
             &format!(
@@ -172,11 +84,11 @@ async fn websocket_users_of_the_file_log_in_and_receive_only_their_events() {
                  [[websockify.users]]\nusername = \"wall\"\npassword = \"wall secret\"\n\
                  [[websockify.users]]\nusername = \"far\"\npassword = \"far secret\"\npermitted_ips = [\"10.9.9.9\"]\n\
                  [login_restriction]\nmax_failures = 4\n",
-                ami.config()
+                asterisk_section(&rig)
             ),
         )
         .await;
-        ami.wait_up().await;
+        wait_connected(&srv).await;
 
         let mut cti = Client::connect(&srv).await;
         assert_eq!(cti.login("cti", "cti secret").await, 0);
@@ -243,6 +155,7 @@ async fn websocket_users_of_the_file_log_in_and_receive_only_their_events() {
                 "{reasons:?}"
             );
         }
+        ami.shutdown();
         let log = srv.stop().await;
         assert!(log.contains("ip-not-permitted"), "{log}");
         assert!(log.contains("wrong-password"), "{log}");
@@ -298,18 +211,23 @@ fn ws_fields<'a>(
 
 #[tokio::test]
 async fn websocket_users_of_the_page_are_checked_applied_and_end_their_sockets() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
     for db in dbs().await {
-        let mut ami = FakeAmi::start().await;
+        let ami = connected_ami(&rig).await;
+        // No call of an earlier test still ending: its events would reach
+        // sockets before their events are narrowed.
+        hang_up_everything(&ami).await;
         let srv = Server::start(
             &db,
             &format!(
                 "[https_api]\npassword = \"api pw 1\"\n{}\
                  [[websockify.users]]\nusername = \"filecti\"\npassword = \"file secret\"\n",
-                ami.config()
+                asterisk_section(&rig)
             ),
         )
         .await;
-        ami.wait_up().await;
+        wait_connected(&srv).await;
         let admin = AdminClient::new(&srv).await;
         let page = admin.page().await;
         assert!(page.contains("Websocket users (/websockify)"), "{page}");
@@ -518,6 +436,7 @@ async fn websocket_users_of_the_page_are_checked_applied_and_end_their_sockets()
             .unwrap()
             .unwrap();
         assert_eq!(row.updated_by, "admin");
+        ami.shutdown();
         let log = srv.stop().await;
         assert!(!log.contains("second pass 2") && !log.contains("long enough 1"));
     }
