@@ -221,7 +221,7 @@ wanted_module() {
         app_softhangup|app_milliwatt|app_record|app_read|app_bridgewait|app_chanspy|\
         app_directed_pickup|app_db|app_while|app_if|app_playtones|app_channelredirect|\
         app_blind_transfer|app_attended_transfer|app_waituntil|app_sayunixtime|app_system|app_queue|\
-        app_voicemail|app_minivm) return 0 ;;
+        app_voicemail|app_minivm|app_forkcdr) return 0 ;;
         bridge_*) return 0 ;;
         cdr_csv|cdr_manager|cdr_custom|res_cdrel_custom) return 0 ;;
         chan_pjsip|chan_bridge_media|chan_rtp) return 0 ;;
@@ -588,6 +588,8 @@ exten => 6100,1,Queue(6100,,,,30)
 exten => 6400,1,Goto(rig-ringgroup,s,1)
 ; *98 + extension: leave a voicemail for 10XX (app_voicemail, voicemail.conf)
 exten => _*9810XX,1,VoiceMail(\${EXTEN:3}@default,s)
+; *88 + extension: like 10XX, then voicemail when not answered or busy (ext-local-vm)
+exten => _*8810XX,1,Goto(ext-local-vm,\${EXTEN:3},1)
 
 ; a local extension: the registered phone, else the simulated phone (context rig-sim),
 ; else (1002) the bare endpoint, which fails with CHANUNAVAIL.
@@ -609,6 +611,16 @@ exten => _10XX,1,Gosub(pbxgate-to-extension,s,1(\${EXTEN}))
  same => n,Dial(\${GOSUB_RETVAL},\${RIG_DIAL_TIMEOUT})
  same => n,Hangup()
 
+; the same, then the extension's voicemail when the phone did not answer or was busy
+[ext-local-vm]
+exten => _10XX,1,Gosub(pbxgate-to-extension,s,1(\${EXTEN}))
+ same => n,Gosub(rig-target,s,1(\${EXTEN}))
+ same => n,Dial(\${GOSUB_RETVAL},\${RIG_DIAL_TIMEOUT})
+ same => n,GotoIf(\$["\${DIALSTATUS}" = "ANSWER"]?done)
+ same => n,Gosub(pbxgate-voicemail,s,1(\${EXTEN}))
+ same => n,VoiceMail(\${EXTEN}@default,\${IF(\$["\${DIALSTATUS}" = "BUSY"]?b:u)})
+ same => n(done),Hangup()
+
 ; what to Dial() for extension ARG1, returned in GOSUB_RETVAL
 [rig-target]
 exten => s,1,Set(LOCAL(t)=\${PJSIP_DIAL_CONTACTS(\${ARG1})})
@@ -620,21 +632,23 @@ exten => s,1,Set(LOCAL(t)=\${PJSIP_DIAL_CONTACTS(\${ARG1})})
 
 ; IVR 7000: a prompt, then an extension may be dialled
 [rig-ivr]
-exten => s,1,Answer()
+exten => s,1,Gosub(pbxgate-ivr,s,1(7000))
  same => n,Background(demo-congrats)
  same => n,WaitExten(10)
-exten => _10XX,1,Goto(ext-local,\${EXTEN},1)
+exten => _10XX,1,Gosub(pbxgate-ivr-exit,s,1)
+ same => n,Goto(ext-local,\${EXTEN},1)
 exten => t,1,Hangup()
 exten => i,1,Hangup()
 
 ; queue 6000 (queues.conf): member 1000
 [rig-queue]
-exten => s,1,Set(CDR(pbx_action_type)=QUEUE[6000])
+exten => s,1,Gosub(pbxgate-queue,s,1(6000))
  same => n,Queue(6000,,,,30)
 
 ; ring group 6400: 1000 and 1001 at once
 [rig-ringgroup]
-exten => s,1,Gosub(rig-target,s,1(1000))
+exten => s,1,Gosub(pbxgate-ringgroup,s,1(6400))
+ same => n,Gosub(rig-target,s,1(1000))
  same => n,Set(RIG_RG_FIRST=\${GOSUB_RETVAL})
  same => n,Gosub(rig-target,s,1(1001))
  same => n,Dial(\${RIG_RG_FIRST}&\${GOSUB_RETVAL},\${RIG_DIAL_TIMEOUT})

@@ -9,10 +9,13 @@ use std::path::Path;
 
 use store::{CdrStore, NewCdr, Store};
 
-use super::derive::{AsteriskCdr, to_ucm};
+use super::derive::AsteriskCdr;
 use crate::error::{Error, Result};
 
 const BATCH: usize = 1000;
+/// A call whose last CDR is this many lines back is complete: Asterisk
+/// writes a call's CDRs within moments of each other.
+const CALL_SPAN_LINES: u64 = 500;
 
 /// One CSV line as an Asterisk CDR.
 pub fn parse_line(line: &str) -> std::result::Result<AsteriskCdr, String> {
@@ -55,6 +58,7 @@ pub fn parse_line(line: &str) -> std::result::Result<AsteriskCdr, String> {
     };
     if n == 26 {
         c.linkedid = f(18);
+        c.sequence = f(19);
         c.direction = f(20);
         c.action_type = f(21);
         c.src_trunk = f(22);
@@ -73,7 +77,8 @@ pub fn parse_line(line: &str) -> std::result::Result<AsteriskCdr, String> {
 pub struct Summary {
     pub imported: u64,
     pub duplicates: u64,
-    /// Helper-channel CDRs that are not calls.
+    /// CDRs that are not legs of their own: helper channels, and the halves
+    /// of Local channel pairs merged into the leg they belong to.
     pub skipped: u64,
     /// `(line number, reason)` of lines that are not CDRs.
     pub rejected: Vec<(u64, String)>,
@@ -101,7 +106,7 @@ pub async fn import(
         end_offset: offset,
         ..Summary::default()
     };
-    let mut batch: Vec<NewCdr> = Vec::with_capacity(BATCH);
+    let mut calls = Calls::default();
     let mut line_no: u64 = 0;
     let mut raw = Vec::new();
     loop {
@@ -122,30 +127,78 @@ pub async fn import(
             continue;
         }
         match parse_line(line) {
-            Ok(c) => match to_ucm(&c, tz) {
-                Some(r) => batch.push(r),
-                None => summary.skipped += 1,
-            },
+            Ok(c) => calls.add(c, line_no),
             Err(reason) => summary.rejected.push((line_no, reason)),
         }
-        if batch.len() >= BATCH {
-            flush(store, &mut batch, &mut summary).await?;
+        if calls.held >= BATCH {
+            let done = calls.take(|last| last + CALL_SPAN_LINES < line_no);
+            flush(store, done, tz, &mut summary).await?;
             progress(summary.end_offset);
         }
     }
-    flush(store, &mut batch, &mut summary).await?;
+    flush(store, calls.take(|_| true), tz, &mut summary).await?;
     progress(summary.end_offset);
     Ok(summary)
 }
 
-async fn flush(store: &Store, batch: &mut Vec<NewCdr>, summary: &mut Summary) -> Result<()> {
+/// CDRs read and not stored yet, per call (linkedid), in file order.
+#[derive(Default)]
+struct Calls {
+    by_id: std::collections::HashMap<String, (u64, Vec<AsteriskCdr>)>,
+    held: usize,
+}
+
+impl Calls {
+    fn add(&mut self, c: AsteriskCdr, line_no: u64) {
+        // Master.csv has no linkedid: each CDR is its own call there.
+        let id = if c.linkedid.is_empty() {
+            format!("line:{line_no}")
+        } else {
+            c.linkedid.clone()
+        };
+        let e = self.by_id.entry(id).or_default();
+        e.0 = line_no;
+        e.1.push(c);
+        self.held += 1;
+    }
+
+    /// The calls whose last line passes `done`, oldest first.
+    fn take(&mut self, done: impl Fn(u64) -> bool) -> Vec<Vec<AsteriskCdr>> {
+        let mut out: Vec<(u64, String)> = self
+            .by_id
+            .iter()
+            .filter(|(_, (last, _))| done(*last))
+            .map(|(id, (last, _))| (*last, id.clone()))
+            .collect();
+        out.sort();
+        out.into_iter()
+            .filter_map(|(_, id)| self.by_id.remove(&id))
+            .map(|(_, cdrs)| {
+                self.held = self.held.saturating_sub(cdrs.len());
+                cdrs
+            })
+            .collect()
+    }
+}
+
+async fn flush(
+    store: &Store,
+    calls: Vec<Vec<AsteriskCdr>>,
+    tz: &jiff::tz::TimeZone,
+    summary: &mut Summary,
+) -> Result<()> {
+    let mut batch: Vec<NewCdr> = Vec::new();
+    for cdrs in calls {
+        let call = super::flow::reduce(cdrs);
+        summary.skipped += (call.cdr_count - call.legs.len()) as u64;
+        batch.extend(super::records_of(&call, tz));
+    }
     if batch.is_empty() {
         return Ok(());
     }
-    let inserted = store.insert_cdrs(batch).await?;
+    let inserted = store.insert_cdrs(&batch).await?;
     summary.imported += inserted;
     summary.duplicates += batch.len() as u64 - inserted;
-    batch.clear();
     Ok(())
 }
 

@@ -29,6 +29,9 @@ pub struct AsteriskCdr {
     pub uniqueid: String,
     pub userfield: String,
     pub linkedid: String,
+    /// Asterisk's CDR `sequence`: the order in which the CDRs of a call were
+    /// created (a counter of the whole PBX).
+    pub sequence: String,
     pub direction: String,
     pub action_type: String,
     pub src_trunk: String,
@@ -61,6 +64,7 @@ impl AsteriskCdr {
             uniqueid: g("UniqueID"),
             userfield: g("UserField"),
             linkedid: g("LinkedID"),
+            sequence: g("Sequence"),
             direction: g("PbxDirection"),
             action_type: g("PbxActionType"),
             src_trunk: g("PbxSrcTrunk"),
@@ -174,11 +178,19 @@ pub fn civil_to_utc_ms(dt: jiff::civil::DateTime, tz: &jiff::tz::TimeZone) -> Op
     Some(ts.as_millisecond())
 }
 
-/// The UCM record, or `None` for an artefact that is not a call.
+/// The UCM record of a CDR taken alone (its own `src` names its session),
+/// or `None` for an artefact that is not a call.
 pub fn to_ucm(c: &AsteriskCdr, tz: &jiff::tz::TimeZone) -> Option<NewCdr> {
     if c.is_artefact() {
         return None;
     }
+    Some(to_ucm_leg(c, &c.dedupe_key(), &c.src, tz))
+}
+
+/// The UCM record of one leg of a call: `key` is the identity of the
+/// Asterisk CDR it was made from (kept when the leg was merged with
+/// another), `owner` the caller whose number names the call's session.
+pub fn to_ucm_leg(c: &AsteriskCdr, key: &str, owner: &str, tz: &jiff::tz::TimeZone) -> NewCdr {
     let mut r = CdrRecord::new();
     let (name, number) = split_clid(&c.clid);
     let channel_ext = channel_ext(&c.channel);
@@ -198,7 +210,7 @@ pub fn to_ucm(c: &AsteriskCdr, tz: &jiff::tz::TimeZone) -> Option<NewCdr> {
     } else {
         &c.linkedid
     };
-    let session = format!("{}-{}", linked.replace('.', ""), c.src);
+    let session = format!("{}-{}", linked.replace('.', ""), owner);
     // Who answered: the extension; out through a trunk, the number dialled
     // (what a UCM shows), not the trunk's name.
     let dstanswer = match disposition {
@@ -257,13 +269,13 @@ pub fn to_ucm(c: &AsteriskCdr, tz: &jiff::tz::TimeZone) -> Option<NewCdr> {
         let secs = c.duration.trim().parse::<i64>().unwrap_or(0);
         start_ms.saturating_add(secs.saturating_mul(1000))
     });
-    Some(NewCdr {
-        dedupe_key: c.dedupe_key(),
+    NewCdr {
+        dedupe_key: key.to_owned(),
         start_ms,
         call_ms: call_start_ms(linked).unwrap_or(start_ms),
         end_ms,
         record: r,
-    })
+    }
 }
 
 /// The start of the call from its Asterisk linkedid (`<epoch>.<sequence>`,

@@ -1,9 +1,12 @@
-//! CDR ingest: every AMI `Cdr` event becomes one stored UCM record. Events are
-//! turned into records at once and written in batches (one transaction per
-//! batch, deduplicated on a stable key), so a burst of calls costs few writes.
+//! CDR ingest: the AMI `Cdr` events of each call are collected until the call
+//! is over ([`assemble`]), reduced to the legs of one UCM entry ([`flow`]) and
+//! written in batches (one transaction per batch, deduplicated on a stable
+//! key), so a burst of calls costs few writes.
 
+pub mod assemble;
 pub mod csv;
 pub mod derive;
+pub mod flow;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,7 +62,7 @@ impl Ingest {
         tz: jiff::tz::TimeZone,
         cdr_csv: Option<PathBuf>,
     ) -> Ingest {
-        let (tx, rx) = mpsc::channel::<NewCdr>(BATCH_MAX * 2);
+        let (tx, rx) = mpsc::channel::<Vec<NewCdr>>(BATCH_MAX);
         let (stop, stop_rx) = watch::channel(false);
         let missed = Arc::new(Notify::new());
         let stats = Arc::new(Stats::default());
@@ -75,6 +78,7 @@ impl Ingest {
         }
         tokio::spawn(read_events(
             ami.subscribe(),
+            ami.state(),
             tx,
             tz,
             missed,
@@ -101,50 +105,109 @@ impl Ingest {
     }
 }
 
+/// How often finished calls are looked for.
+const TICK: Duration = Duration::from_millis(200);
+
 async fn read_events(
     mut events: broadcast::Receiver<Arc<Message>>,
-    tx: mpsc::Sender<NewCdr>,
+    mut state: watch::Receiver<asterisk::ConnState>,
+    tx: mpsc::Sender<Vec<NewCdr>>,
     tz: jiff::tz::TimeZone,
     missed: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
     stats: Arc<Stats>,
 ) {
+    let mut calls = assemble::Assembler::default();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = tokio::select! {
             e = events.recv() => e,
-            _ = stop.changed() => return,
+            _ = tick.tick() => {
+                let done = calls.finished(std::time::Instant::now());
+                if !send_calls(done, &tx, &tz, &stats).await {
+                    return;
+                }
+                continue;
+            }
+            r = state.changed() => {
+                if r.is_err() || !state.borrow_and_update().is_up() {
+                    calls.forget_channels();
+                }
+                continue;
+            }
+            _ = stop.changed() => {
+                // Stopping: every call held is stored as far as it got.
+                send_calls(calls.drain(), &tx, &tz, &stats).await;
+                return;
+            }
         };
+        let now = std::time::Instant::now();
         match next {
             Ok(m) if m.event() == Some("Cdr") => {
-                let cdr = derive::AsteriskCdr::from_ami(&m);
-                match derive::to_ucm(&cdr, &tz) {
-                    Some(record) => {
-                        stats.pending.fetch_add(1, Ordering::Relaxed);
-                        if tx.send(record).await.is_err() {
-                            stats.pending.fetch_sub(1, Ordering::Relaxed);
-                            return;
-                        }
-                    }
-                    None => {
-                        tracing::debug!(channel = cdr.channel, "CDR of a helper channel skipped")
-                    }
-                }
+                stats.pending.fetch_add(1, Ordering::Relaxed);
+                calls.add(derive::AsteriskCdr::from_ami(&m), now);
             }
-            Ok(_) => {}
+            Ok(m) => calls.observe(&m, now),
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                // The same catch-up as after a reconnection fills the gap.
+                // The same catch-up as after a reconnection fills the gap;
+                // channel events were missed too.
                 tracing::warn!(
                     missed = n,
                     "CDR ingest fell behind the AMI event stream; recovering from the CSV"
                 );
+                calls.forget_channels();
                 missed.notify_one();
             }
-            Err(broadcast::error::RecvError::Closed) => return,
+            Err(broadcast::error::RecvError::Closed) => {
+                send_calls(calls.drain(), &tx, &tz, &stats).await;
+                return;
+            }
         }
     }
 }
 
-async fn write_batches(mut rx: mpsc::Receiver<NewCdr>, store: Store, stats: Arc<Stats>) {
+/// Hands finished calls to the writer, each as one unit (its legs land in
+/// one batch, AcctIds in order). False when the writer is gone.
+async fn send_calls(
+    done: Vec<assemble::Finished>,
+    tx: &mpsc::Sender<Vec<NewCdr>>,
+    tz: &jiff::tz::TimeZone,
+    stats: &Stats,
+) -> bool {
+    for f in done {
+        let records = records_of(&f.call, tz);
+        // CDRs merged away or left out (helper channels) are done with.
+        let taken = f.call.cdr_count as u64;
+        stats.pending.fetch_sub(
+            taken.saturating_sub(records.len() as u64),
+            Ordering::Relaxed,
+        );
+        if records.is_empty() {
+            tracing::debug!(
+                linkedid = f.linkedid,
+                "no call in these CDRs (helper channels)"
+            );
+            continue;
+        }
+        let n = records.len() as u64;
+        if tx.send(records).await.is_err() {
+            stats.pending.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+    }
+    true
+}
+
+/// The stored records of a call's legs.
+pub fn records_of(call: &flow::Call, tz: &jiff::tz::TimeZone) -> Vec<NewCdr> {
+    call.legs
+        .iter()
+        .map(|l| derive::to_ucm_leg(&l.cdr, &l.key, &call.owner, tz))
+        .collect()
+}
+
+async fn write_batches(mut rx: mpsc::Receiver<Vec<NewCdr>>, store: Store, stats: Arc<Stats>) {
     // PostgreSQL takes two batches at once (one is encoded while the server
     // writes the other), SQLite has a single writer connection anyway.
     // AcctIds then follow arrival order per batch, not across two batches.
@@ -158,14 +221,14 @@ async fn write_batches(mut rx: mpsc::Receiver<NewCdr>, store: Store, stats: Arc<
     loop {
         if batch.is_empty() {
             match rx.recv().await {
-                Some(c) => batch.push(c),
+                Some(c) => batch.extend(c),
                 None => break,
             }
         }
         let deadline = tokio::time::Instant::now() + BATCH_WAIT;
         while batch.len() < BATCH_MAX {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(c)) => batch.push(c),
+                Ok(Some(c)) => batch.extend(c),
                 Ok(None) | Err(_) => break,
             }
         }
