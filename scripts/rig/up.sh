@@ -674,6 +674,15 @@ exten => 5556400,1,Goto(rig-ringgroup,s,1)
 exten => _X.,1,Goto(ext-local,1000,1)
 
 ; ==== simulators (rig-only) ====
+; A simulated caller that keys digits once answered (tests Originate into here: an IVR):
+; waits, sends RIG_DTMF, stays RIG_WAIT seconds, hangs up. Not a PBX call: no CDR.
+[rig-caller]
+exten => dtmf,1,Set(CDR_PROP(disable)=1)
+ same => n,Wait(1)
+ same => n,SendDTMF(\${RIG_DTMF})
+ same => n,Wait(\${RIG_WAIT})
+ same => n,Hangup()
+
 ; Everything the PBX sends to 127.0.0.1:$SIM_PORT: the simulated phones (request user 10XX)
 ; and the carrier (request user = the number dialled out). By the last two digits:
 ; 97 congestion (SIP 503), 98 busy (486), 99 rings until the caller gives up,

@@ -9,6 +9,7 @@ mod cdrapi;
 mod channels;
 mod config;
 mod directory;
+mod flows;
 mod kit;
 mod legacy;
 mod net;

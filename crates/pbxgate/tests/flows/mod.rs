@@ -1,0 +1,434 @@
+//! Call flows on the rig (queues, ring groups, IVR, voicemail, click-to-call,
+//! transfers), read back through cdrapi as a billing system reads them: one
+//! entry per call, its legs in order, the kind of each leg, and durations
+//! that sum without counting any second twice (docs/compatibility.md, "Calls
+//! with several legs").
+
+use std::time::Duration;
+
+use asterisk::ami::Ami;
+use asterisk::testing::{Rig, rig};
+use serde_json::{Value, json};
+use store::testing::TestDb;
+
+use crate::calls::{CALLS, call, connected_ami, pbx_config, wait_connected};
+use crate::channels::hang_up_everything;
+use crate::kit::*;
+
+/// One cdrapi entry: its `main_cdr` (the leg itself for a one-leg entry)
+/// and its legs in order.
+#[derive(Debug, Clone)]
+struct Entry {
+    main: Value,
+    legs: Vec<Value>,
+}
+
+impl Entry {
+    fn sum(&self, field: &str) -> i64 {
+        self.legs.iter().map(|l| int(l, field)).sum()
+    }
+
+    fn describe(&self) -> String {
+        self.legs
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {}->{} {} {} billsec={} dstanswer={} rec={}",
+                    l["action_type"],
+                    l["src"],
+                    l["dst"],
+                    l["lastapp"],
+                    l["disposition"],
+                    l["billsec"],
+                    l["dstanswer"],
+                    l["recordfiles"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    }
+}
+
+fn int(v: &Value, field: &str) -> i64 {
+    v[field]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{field} of {v}"))
+}
+
+fn text<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or("")
+}
+
+fn entries(body: &Value) -> Vec<Entry> {
+    body["cdr_root"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|e| match e.get("main_cdr") {
+            Some(main) => {
+                let mut legs = Vec::new();
+                for n in 1.. {
+                    match e.get(format!("sub_cdr_{n}")) {
+                        Some(l) => legs.push(l.clone()),
+                        None => break,
+                    }
+                }
+                Entry {
+                    main: main.clone(),
+                    legs,
+                }
+            }
+            None => Entry {
+                main: e.clone(),
+                legs: vec![e.clone()],
+            },
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD HH:MM:SS` → seconds (civil, for differences only).
+fn secs(t: &str) -> i64 {
+    let dt = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", t).unwrap();
+    jiff::tz::TimeZone::UTC
+        .to_ambiguous_zoned_datetime(dt)
+        .compatible()
+        .unwrap()
+        .timestamp()
+        .as_second()
+}
+
+/// The invariants every entry keeps, whatever the flow.
+fn check_billing(e: &Entry, rig: &Rig) {
+    let what = e.describe();
+    let session = text(&e.legs[0], "session");
+    assert!(!session.is_empty(), "{what}");
+    for l in &e.legs {
+        assert_eq!(
+            text(l, "session"),
+            session,
+            "one session per entry:\n  {what}"
+        );
+    }
+    if e.legs.len() > 1 {
+        assert_eq!(int(&e.main, "billsec"), e.sum("billsec"), "{what}");
+        assert_eq!(int(&e.main, "duration"), e.sum("duration"), "{what}");
+        assert_eq!(text(&e.main, "src"), text(&e.legs[0], "src"), "{what}");
+    }
+    // No second is billed twice: the answered spans of the legs do not overlap.
+    let mut spans: Vec<(i64, i64)> = e
+        .legs
+        .iter()
+        .filter(|l| l["disposition"] == "ANSWERED" && int(l, "billsec") > 0)
+        .map(|l| {
+            let end = secs(text(l, "end"));
+            (end - int(l, "billsec"), end)
+        })
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "billed twice: {spans:?}\n  {what}");
+    }
+    // Each recording named exists, and belongs to an answered leg.
+    for l in &e.legs {
+        for rec in text(l, "recordfiles").split('@').filter(|r| !r.is_empty()) {
+            assert_eq!(l["disposition"], "ANSWERED", "{what}");
+            let path = std::path::Path::new(rig.get("MONITOR_DIR")).join(rec);
+            assert!(path.is_file(), "{} missing:\n  {what}", path.display());
+        }
+    }
+}
+
+struct Bench {
+    srv: Server,
+    _db: TestDb,
+    c: reqwest::Client,
+    cookie: String,
+}
+
+impl Bench {
+    async fn start(rig: &Rig, db: TestDb) -> Bench {
+        let config = format!(
+            "{}[dialing]\noutbound_prefix = \"9\"\nring_secs = 20\n",
+            pbx_config(rig, "")
+        );
+        let srv = Server::start(&db, &config).await;
+        wait_connected(&srv).await;
+        let c = client(None);
+        let cookie = srv.login(&c, "cdrapi", "pw").await.unwrap();
+        Bench {
+            srv,
+            _db: db,
+            c,
+            cookie,
+        }
+    }
+
+    async fn api(&self, action: &str, mut params: Value) -> Value {
+        params["action"] = json!(action);
+        params["cookie"] = json!(self.cookie);
+        self.srv.api(&self.c, params).await
+    }
+
+    async fn entries(&self) -> Vec<Entry> {
+        let r = self
+            .api("cdrapi", json!({"format": "json", "numRecords": 1000}))
+            .await;
+        entries(&r)
+    }
+
+    /// Waits until an entry matches `pred`, and no new leg arrives for a
+    /// moment (a call's legs are stored together; this catches a stray one).
+    async fn entry(&self, what: &str, pred: impl Fn(&Entry) -> bool) -> Entry {
+        let until = tokio::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(e) = self.entries().await.into_iter().find(&pred) {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                let again = self.entries().await.into_iter().find(&pred);
+                let again = again.unwrap_or_else(|| panic!("{what}: entry vanished"));
+                assert_eq!(again.legs.len(), e.legs.len(), "{what}: a leg came late");
+                return again;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "{what}: no such entry in {:#?}\n{}",
+                self.entries()
+                    .await
+                    .iter()
+                    .map(Entry::describe)
+                    .collect::<Vec<_>>(),
+                self.srv.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// A simulated caller that dials `number` and keys `digits` once answered.
+async fn call_keying(ami: &Ami, number: &str, digits: &str, secs: u32) {
+    let r = ami
+        .action(
+            "Originate",
+            &[
+                ("Channel", &format!("PJSIP/{number}@phone-1001")),
+                ("Context", "rig-caller"),
+                ("Exten", "dtmf"),
+                ("Priority", "1"),
+                ("Variable", &format!("RIG_DTMF={digits}")),
+                ("Variable", &format!("RIG_WAIT={secs}")),
+                ("Timeout", "20000"),
+                ("Async", "true"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(r.is_success(), "{:?}", r.response);
+}
+
+fn has_type(e: &Entry, t: &str) -> bool {
+    e.legs.iter().any(|l| l["action_type"] == t)
+}
+
+/// Queues, a ring group, an IVR and voicemail after no answer, placed at
+/// once; each is one entry with the legs docs/compatibility.md lists.
+#[tokio::test]
+async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    for db in dbs().await {
+        let ami = connected_ami(&rig).await;
+        hang_up_everything(&ami).await;
+        let b = Bench::start(&rig, db).await;
+        call(&ami, "phone-1001", "6000", "1001", 6).await;
+        call(&ami, "phone-1001", "6100", "1001", 6).await;
+        call(&ami, "phone-1001", "6400", "1001", 6).await;
+        call_keying(&ami, "7000", "1000", 6).await;
+        call(&ami, "phone-1001", "*881099", "1001", 5).await;
+
+        // Queue 6000 (member Local/1000@ext-local/n), answered: one leg, the
+        // agent's talk time once (Asterisk writes two 6 s CDRs).
+        let q = b.entry("queue 6000", |e| has_type(e, "QUEUE[6000]")).await;
+        check_billing(&q, &rig);
+        let what = q.describe();
+        assert_eq!(q.legs.len(), 1, "{what}");
+        let leg = &q.legs[0];
+        assert_eq!(leg["dst"], "6000", "{what}");
+        assert_eq!(leg["disposition"], "ANSWERED", "{what}");
+        assert_eq!(leg["dstanswer"], "1000", "{what}");
+        assert_eq!(leg["dstchannel_ext"], "1000", "{what}");
+        assert_eq!(leg["userfield"], "Internal", "{what}");
+        assert!((5..=7).contains(&int(leg, "billsec")), "{what}");
+        assert!(
+            text(leg, "recordfiles").contains("-1001-1000.wav@"),
+            "the agent's recording: {what}"
+        );
+
+        // Queue 6100 (untagged by the dialplan; members 1001 and 1097, which
+        // fails): one leg per member rung, exactly one answered.
+        let q = b.entry("queue 6100", |e| has_type(e, "QUEUE[6100]")).await;
+        check_billing(&q, &rig);
+        let what = q.describe();
+        let answered: Vec<_> = q
+            .legs
+            .iter()
+            .filter(|l| l["disposition"] == "ANSWERED")
+            .collect();
+        assert_eq!(answered.len(), 1, "{what}");
+        assert_eq!(answered[0]["dstanswer"], "1001", "{what}");
+        for l in &q.legs {
+            assert_eq!(l["action_type"], "QUEUE[6100]", "{what}");
+            assert_eq!(l["userfield"], "Internal", "{what}");
+            if l["disposition"] != "ANSWERED" {
+                assert_eq!(l["dstchannel_ext"], "1097", "{what}");
+            }
+        }
+        assert!((5..=7).contains(&q.sum("billsec")), "{what}");
+
+        // Ring group 6400 (ring-all 1000 & 1001): a leg per member, one
+        // answered; the total is that member's talk time.
+        let rg = b
+            .entry("ring group 6400", |e| has_type(e, "RINGGROUP[6400]"))
+            .await;
+        check_billing(&rg, &rig);
+        let what = rg.describe();
+        assert_eq!(rg.legs.len(), 2, "{what}");
+        assert_eq!(
+            rg.legs
+                .iter()
+                .filter(|l| l["disposition"] == "ANSWERED")
+                .count(),
+            1,
+            "{what}"
+        );
+        for l in &rg.legs {
+            assert_eq!(l["dst"], "6400", "{what}");
+            assert_eq!(l["userfield"], "Internal", "{what}");
+        }
+        assert!((5..=7).contains(&rg.sum("billsec")), "{what}");
+
+        // IVR 7000, the caller keys 1000: the menu's leg, then the call to
+        // 1000, which is billed from its own answer only.
+        let ivr = b.entry("IVR 7000", |e| has_type(e, "IVR[7000]")).await;
+        check_billing(&ivr, &rig);
+        let what = ivr.describe();
+        assert_eq!(ivr.legs.len(), 2, "{what}");
+        let (menu, ext) = (&ivr.legs[0], &ivr.legs[1]);
+        assert_eq!(menu["action_type"], "IVR[7000]", "{what}");
+        assert_eq!(menu["dst"], "7000", "{what}");
+        assert_eq!(menu["recordfiles"], "", "{what}");
+        assert_eq!(ext["action_type"], "DIAL", "{what}");
+        assert_eq!(ext["dst"], "1000", "{what}");
+        assert_eq!(ext["dstanswer"], "1000", "{what}");
+        assert_eq!(ext["disposition"], "ANSWERED", "{what}");
+        assert!(
+            secs(text(menu, "end")) <= secs(text(ext, "start")),
+            "{what}"
+        );
+        assert!((4..=7).contains(&int(ext, "billsec")), "{what}");
+
+        // No answer, then voicemail: the Dial's leg and the voicemail's.
+        let vm = b.entry("voicemail", |e| has_type(e, "VM")).await;
+        check_billing(&vm, &rig);
+        let what = vm.describe();
+        assert_eq!(vm.legs.len(), 2, "{what}");
+        assert_eq!(vm.legs[0]["action_type"], "DIAL", "{what}");
+        assert_eq!(vm.legs[0]["disposition"], "NO ANSWER", "{what}");
+        assert_eq!(vm.legs[1]["lastapp"], "VoiceMail", "{what}");
+        assert_eq!(vm.legs[1]["recordfiles"], "", "not the Dial's: {what}");
+        assert_eq!(vm.legs[1]["userfield"], "Internal", "{what}");
+        b.srv.stop().await;
+    }
+}
+
+/// Click-to-call (dialExtension) and a blind transfer by the caller
+/// (callTransfer): one entry each.
+#[tokio::test]
+async fn click_to_call_and_a_transferred_call_are_one_entry_each() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    for db in dbs().await {
+        let ami = connected_ami(&rig).await;
+        hang_up_everything(&ami).await;
+        let b = Bench::start(&rig, db).await;
+
+        // dialExtension 1001 → 1000: Asterisk writes "1000 → 1001" (the
+        // Local half ringing the caller) and "1001 → 1000", both answered.
+        let r = b
+            .api("dialExtension", json!({"caller": "1001", "callee": "1000"}))
+            .await;
+        assert_eq!(r["status"], 0, "{r}");
+        wait_bridged(&ami, "PJSIP/1000-").await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        hang_up_everything(&ami).await;
+        let c2c = b
+            .entry("click-to-call", |e| {
+                e.legs.iter().any(|l| {
+                    l["channel"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("PJSIP/1001-"))
+                        && l["dst"] == "1000"
+                })
+            })
+            .await;
+        check_billing(&c2c, &rig);
+        let what = c2c.describe();
+        assert_eq!(c2c.legs.len(), 1, "{what}");
+        let leg = &c2c.legs[0];
+        assert_eq!(
+            (leg["src"].as_str(), leg["dst"].as_str()),
+            (Some("1001"), Some("1000")),
+            "{what}"
+        );
+        assert_eq!(leg["dstanswer"], "1000", "{what}");
+        assert!((2..=5).contains(&int(leg, "billsec")), "{what}");
+
+        // 1001 calls 1000, then 1001 hands 1000 over to extension 1001
+        // (BlindTransfer): the leg after the transfer has src 1000, and is
+        // the same call.
+        call(&ami, "phone-1001", "1000", "1001", 30).await;
+        let caller = wait_bridged(&ami, "PJSIP/1001-").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let r = b
+            .api(
+                "callTransfer",
+                json!({"channel": caller, "extension": "1001"}),
+            )
+            .await;
+        assert_eq!(r["status"], 0, "{r}");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        hang_up_everything(&ami).await;
+        let xfer = b
+            .entry("blind transfer", |e| {
+                e.legs.len() >= 2 && e.legs[0]["src"] == "1001" && e.legs[0]["dst"] == "1000"
+            })
+            .await;
+        check_billing(&xfer, &rig);
+        let what = xfer.describe();
+        assert_eq!(xfer.legs.len(), 2, "{what}");
+        assert_eq!(xfer.legs[1]["src"], "1000", "{what}");
+        assert_eq!(xfer.legs[1]["dst"], "1001", "{what}");
+        assert_eq!(xfer.legs[1]["disposition"], "ANSWERED", "{what}");
+        assert!(
+            text(&xfer.legs[0], "session").ends_with("-1001"),
+            "the caller's call: {what}"
+        );
+        b.srv.stop().await;
+    }
+}
+
+/// Waits until a channel whose name starts with `prefix` is in a bridge;
+/// its name.
+async fn wait_bridged(ami: &Ami, prefix: &str) -> String {
+    for _ in 0..150 {
+        let r = ami.action("CoreShowChannels", &[]).await.unwrap();
+        if let Some(c) = r.events.iter().find(|e| {
+            e.event() == Some("CoreShowChannel")
+                && e.get("Channel").is_some_and(|c| c.starts_with(prefix))
+                && e.get("BridgeId").is_some_and(|b| !b.is_empty())
+        }) {
+            return c.get("Channel").unwrap_or("").to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no bridged channel {prefix}*");
+}
