@@ -1,5 +1,7 @@
 //! CDR ingest rate: a recorded-style AMI event stream replayed through the
-//! production path — codec (`asterisk::ami::codec::Decoder`) → model
+//! production path — codec (`asterisk::ami::codec::Decoder`) → calls
+//! (`pbxgate::ingest::assemble`, fed every event, on the stream's clock: one
+//! message per 50 µs) → legs (`pbxgate::ingest::flow`) → model
 //! (`pbxgate::ingest::derive`) → store (`store::CdrStore::insert_cdrs`) —
 //! into SQLite and into PostgreSQL.
 //!
@@ -51,7 +53,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asterisk::ami::codec::{DEFAULT_MAX_MESSAGE, Decoder, Frame};
-use pbxgate::ingest::derive::{AsteriskCdr, to_ucm};
+use pbxgate::ingest::assemble::{Assembler, Finished};
+use pbxgate::ingest::derive::AsteriskCdr;
 use store::{Backend, CdrStore, ConnectOptions, NewCdr, Store};
 use tokio::sync::mpsc;
 
@@ -394,7 +397,7 @@ struct DecodeStats {
     banners: usize,
     messages: usize,
     cdr_events: usize,
-    /// `to_ucm` said "not a call" (none expected here).
+    /// CDRs that became no leg of their own (none expected here).
     skipped: usize,
     oversized: usize,
 }
@@ -407,7 +410,14 @@ struct Batches {
     tz: jiff::tz::TimeZone,
     batch_size: usize,
     stats: DecodeStats,
+    calls: Assembler,
+    clock: Instant,
 }
+
+/// Stream time per message, and how often finished calls are looked for
+/// (as `TICK` in src/ingest/mod.rs).
+const MESSAGE_TIME: Duration = Duration::from_micros(50);
+const TICK_MESSAGES: usize = 4000;
 
 impl Batches {
     fn new(stream: Arc<[u8]>, batch_size: usize) -> Batches {
@@ -418,6 +428,20 @@ impl Batches {
             tz: jiff::tz::TimeZone::UTC,
             batch_size,
             stats: DecodeStats::default(),
+            calls: Assembler::default(),
+            clock: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.clock + MESSAGE_TIME * self.stats.messages as u32
+    }
+
+    fn take(&mut self, done: Vec<Finished>, batch: &mut Vec<NewCdr>) {
+        for f in done {
+            let records = pbxgate::ingest::records_of(&f.call, &self.tz);
+            self.stats.skipped += f.call.cdr_count - records.len();
+            batch.extend(records);
         }
     }
 }
@@ -433,17 +457,18 @@ impl Iterator for Batches {
                     Frame::Banner(_) => self.stats.banners += 1,
                     Frame::Message(m) => {
                         self.stats.messages += 1;
+                        let now = self.now();
                         if m.event() == Some("Cdr") {
                             self.stats.cdr_events += 1;
-                            let c = AsteriskCdr::from_ami(&m);
-                            match to_ucm(&c, &self.tz) {
-                                Some(record) => {
-                                    batch.push(record);
-                                    if batch.len() == self.batch_size {
-                                        return Some(batch);
-                                    }
-                                }
-                                None => self.stats.skipped += 1,
+                            self.calls.add(AsteriskCdr::from_ami(&m), now);
+                        } else {
+                            self.calls.observe(&m, now);
+                        }
+                        if self.stats.messages.is_multiple_of(TICK_MESSAGES) {
+                            let done = self.calls.finished(now);
+                            self.take(done, &mut batch);
+                            if batch.len() >= self.batch_size {
+                                return Some(batch);
                             }
                         }
                     }
@@ -451,6 +476,8 @@ impl Iterator for Batches {
                 }
             }
             if self.fed == self.stream.len() {
+                let rest = self.calls.drain();
+                self.take(rest, &mut batch);
                 return (!batch.is_empty()).then_some(batch);
             }
             let end = (self.fed + CHUNK).min(self.stream.len());
@@ -514,7 +541,7 @@ fn decode_derive_only(stream: &Stream) -> Row {
         batches: count,
         secs,
         target: false,
-        note: "breakdown: codec + from_ami + to_ucm, one thread".into(),
+        note: "breakdown: codec + assemble + reduce + to_ucm, one thread".into(),
     }
 }
 

@@ -120,41 +120,59 @@ impl Assembler {
 
     /// Calls that are over (or held too long, or past the memory bound).
     pub fn finished(&mut self, now: Instant) -> Vec<Finished> {
-        let mut done: Vec<String> = self
+        // Oldest first: records land in the order the calls began.
+        let mut done: Vec<(Instant, String)> = self
             .pending
             .iter()
             .filter(|(lid, p)| {
                 let quiet = now.duration_since(p.last) >= GRACE && !self.open.contains_key(*lid);
                 quiet || now.duration_since(p.first) >= MAX_HOLD
             })
-            .map(|(lid, _)| lid.clone())
+            .map(|(lid, p)| (p.first, lid.clone()))
             .collect();
-        if self.held > MAX_HELD {
+        let mut left = self
+            .held
+            .saturating_sub(done.iter().map(|(_, lid)| self.len(lid)).sum::<usize>());
+        if left > MAX_HELD {
+            let taken: std::collections::HashSet<&String> = done.iter().map(|(_, l)| l).collect();
             let mut by_age: Vec<(Instant, String)> = self
                 .pending
                 .iter()
-                .filter(|(lid, _)| !done.contains(lid))
+                .filter(|(lid, _)| !taken.contains(lid))
                 .map(|(lid, p)| (p.first, lid.clone()))
                 .collect();
             by_age.sort();
-            let mut over = self.held - MAX_HELD;
-            for (_, lid) in by_age {
-                if over == 0 {
+            let mut over = Vec::new();
+            for (first, lid) in by_age {
+                if left <= MAX_HELD {
                     break;
                 }
-                over = over.saturating_sub(self.pending.get(&lid).map_or(0, |p| p.cdrs.len()));
-                done.push(lid);
+                left = left.saturating_sub(self.len(&lid));
+                over.push((first, lid));
             }
+            done.extend(over);
         }
         done.sort();
-        done.into_iter().filter_map(|lid| self.take(lid)).collect()
+        done.into_iter()
+            .filter_map(|(_, lid)| self.take(lid))
+            .collect()
+    }
+
+    fn len(&self, lid: &str) -> usize {
+        self.pending.get(lid).map_or(0, |p| p.cdrs.len())
     }
 
     /// Every call held, finished or not (shutdown).
     pub fn drain(&mut self) -> Vec<Finished> {
-        let mut all: Vec<String> = self.pending.keys().cloned().collect();
+        let mut all: Vec<(Instant, String)> = self
+            .pending
+            .iter()
+            .map(|(lid, p)| (p.first, lid.clone()))
+            .collect();
         all.sort();
-        all.into_iter().filter_map(|lid| self.take(lid)).collect()
+        all.into_iter()
+            .filter_map(|(_, lid)| self.take(lid))
+            .collect()
     }
 
     pub fn held(&self) -> usize {

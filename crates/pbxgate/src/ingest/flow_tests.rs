@@ -214,3 +214,343 @@ fn nothing_in_nothing_out_and_helpers_are_left_out() {
     let alone = reduce(vec![cdr(QUEUE_ANSWERED[1])]);
     assert_eq!(alone.legs.len(), 1);
 }
+
+/// A call generator for the property test: chains of flows on one caller,
+/// written as Asterisk writes their CDRs (Local pairs for queue members,
+/// a channel's later CDRs inheriting its variables, empty followers), with
+/// what a billing system must get out of them.
+struct Chain {
+    rng: u64,
+    seq: u64,
+    chan: u64,
+    t: i64,
+    cdrs: Vec<AsteriskCdr>,
+    /// Seconds that were billed (bridged, or answered by the PBX itself).
+    billed: u64,
+    /// Legs the entry must have.
+    legs: usize,
+}
+
+impl Chain {
+    fn next(&mut self, n: u64) -> u64 {
+        self.rng = self
+            .rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.rng >> 33) % n
+    }
+
+    fn time(&self, t: i64) -> String {
+        let base = jiff::civil::date(2026, 12, 7).at(10, 0, 0, 0);
+        let dt = base
+            .checked_add(jiff::SignedDuration::from_secs(t))
+            .unwrap();
+        dt.strftime("%Y-%m-%d %H:%M:%S").to_string()
+    }
+
+    fn channel(&mut self, who: &str) -> String {
+        self.chan += 1;
+        format!("PJSIP/{who}-{:08x}", self.chan)
+    }
+
+    /// One CDR of party A `a` (uniqueid `uid`, caller `src`) that ran `app`
+    /// towards `dstchannel`: rang `ring` s, then `talk` s if answered.
+    #[allow(clippy::too_many_arguments)]
+    fn cdr(
+        &mut self,
+        src: &str,
+        a: &str,
+        uid: &str,
+        dstchannel: &str,
+        app: &str,
+        data: &str,
+        ring: i64,
+        talk: Option<i64>,
+        inherited: &AsteriskCdr,
+    ) -> AsteriskCdr {
+        self.seq += 1 + self.next(3);
+        let start = self.t;
+        let end = start + ring + talk.unwrap_or(0);
+        let mut c = inherited.clone();
+        c.uniqueid = uid.into();
+        c.linkedid = "1796700000.1".into();
+        c.sequence = self.seq.to_string();
+        c.src = src.into();
+        c.clid = format!("\"\" <{src}>");
+        c.channel = a.into();
+        c.dstchannel = dstchannel.into();
+        c.lastapp = app.into();
+        c.lastdata = data.into();
+        c.start = self.time(start);
+        c.answer = talk.map(|_| self.time(start + ring)).unwrap_or_default();
+        c.end = self.time(end);
+        c.duration = (end - start).to_string();
+        c.billsec = talk.unwrap_or(0).to_string();
+        c.disposition = if talk.is_some() {
+            "ANSWERED"
+        } else if dstchannel.is_empty() {
+            "FAILED"
+        } else {
+            "NO ANSWER"
+        }
+        .into();
+        c
+    }
+
+    fn generate(seed: u64) -> Chain {
+        let mut ch = Chain {
+            rng: seed,
+            seq: 0,
+            chan: 0,
+            t: 0,
+            cdrs: Vec::new(),
+            billed: 0,
+            legs: 0,
+        };
+        let mut src = "1001".to_string();
+        let mut a = ch.channel("1001");
+        let mut uid = "1796700000.1".to_string();
+        // The variables on party A's channel, as its next CDR will inherit them.
+        let mut vars = AsteriskCdr {
+            direction: "Internal".into(),
+            ..Default::default()
+        };
+        let steps = 1 + ch.next(5);
+        for _ in 0..steps {
+            match ch.next(5) {
+                // IVR menu, left with pbxgate-ivr-exit (a fresh CDR after it).
+                0 => {
+                    let menu = 1 + ch.next(10) as i64;
+                    let mut v = vars.clone();
+                    v.action_type = "IVR[7000]".into();
+                    let c = ch.cdr(&src, &a, &uid, "", "ForkCDR", "erv", 0, Some(menu), &v);
+                    ch.cdrs.push(c);
+                    ch.t += menu;
+                    ch.billed += menu as u64;
+                    ch.legs += 1;
+                    vars.action_type.clear();
+                    vars.recordfiles.clear();
+                }
+                // A queue: members rung through Local pairs, maybe one answers.
+                1 => {
+                    let members = 1 + ch.next(3);
+                    let answered_by = ch.next(members + 1);
+                    let mut v = vars.clone();
+                    v.action_type = "QUEUE[6000]".into();
+                    for m in 0..members {
+                        let ext = format!("20{m:02}");
+                        let base = format!("Local/{ext}@ext-local-{:08x}", ch.chan + 100);
+                        let phone = ch.channel(&ext);
+                        let talk = (m == answered_by).then(|| 1 + ch.next(60) as i64);
+                        let ring = 1 + ch.next(5) as i64;
+                        let parent = ch.cdr(
+                            &src,
+                            &a,
+                            &uid,
+                            &format!("{base};1"),
+                            "Queue",
+                            "6000,,,,30",
+                            ring,
+                            talk,
+                            &v,
+                        );
+                        let child_vars = AsteriskCdr {
+                            direction: "Internal".into(),
+                            action_type: "DIAL".into(),
+                            recordfiles: talk
+                                .map(|_| format!("2026-12/auto-{}-{src}-{ext}.wav@", ch.t))
+                                .unwrap_or_default(),
+                            ..Default::default()
+                        };
+                        let child = ch.cdr(
+                            &src,
+                            &format!("{base};2"),
+                            &format!("1796700000.{}", 1000 + ch.chan),
+                            &phone,
+                            "Dial",
+                            &format!("PJSIP/{ext},30"),
+                            ring,
+                            talk,
+                            &child_vars,
+                        );
+                        ch.cdrs.push(parent);
+                        ch.cdrs.push(child);
+                        ch.legs += 1;
+                        if let Some(talk) = talk {
+                            ch.billed += talk as u64;
+                            ch.t += ring + talk;
+                        }
+                    }
+                    if answered_by < members {
+                        return ch;
+                    }
+                    ch.t += 5;
+                }
+                // A Dial: answered (the call may then be transferred), or not
+                // (followed by voicemail, a Hangup() follower, or more).
+                2 | 3 => {
+                    let ext = format!("10{:02}", 10 + ch.next(80));
+                    let b = ch.channel(&ext);
+                    let ring = 1 + ch.next(8) as i64;
+                    let talk = (ch.next(2) == 0).then(|| 1 + ch.next(120) as i64);
+                    let mut v = vars.clone();
+                    if v.action_type.is_empty() {
+                        v.action_type = "DIAL".into();
+                    }
+                    v.recordfiles
+                        .push_str(&format!("2026-12/auto-{}-{src}-{ext}.wav@", ch.t));
+                    let c = ch.cdr(
+                        &src,
+                        &a,
+                        &uid,
+                        &b,
+                        "Dial",
+                        &format!("PJSIP/{ext},30"),
+                        ring,
+                        talk,
+                        &v,
+                    );
+                    ch.cdrs.push(c);
+                    ch.legs += 1;
+                    vars = v;
+                    ch.t += ring;
+                    match talk {
+                        Some(talk) => {
+                            ch.billed += talk as u64;
+                            ch.t += talk;
+                            if ch.next(2) == 0 {
+                                return ch;
+                            }
+                            // Blind transfer by the caller: the callee's
+                            // channel is party A from now on.
+                            src = ext;
+                            a = b;
+                            uid = format!("1796700000.{}", 2000 + ch.chan);
+                            vars = AsteriskCdr {
+                                direction: "Internal".into(),
+                                ..Default::default()
+                            };
+                        }
+                        None if ch.next(2) == 0 => {
+                            let secs = 1 + ch.next(30) as i64;
+                            let c = ch.cdr(
+                                &src,
+                                &a,
+                                &uid,
+                                "",
+                                "VoiceMail",
+                                "1000@default,u",
+                                0,
+                                Some(secs),
+                                &vars,
+                            );
+                            ch.cdrs.push(c);
+                            ch.billed += secs as u64;
+                            ch.legs += 1;
+                            return ch;
+                        }
+                        None => {
+                            let c = ch.cdr(&src, &a, &uid, "", "Hangup", "", 0, None, &vars);
+                            ch.cdrs.push(c);
+                            return ch;
+                        }
+                    }
+                }
+                // Voicemail straight away.
+                _ => {
+                    let secs = 1 + ch.next(30) as i64;
+                    let c = ch.cdr(
+                        &src,
+                        &a,
+                        &uid,
+                        "",
+                        "VoiceMail",
+                        "1001@default,u",
+                        0,
+                        Some(secs),
+                        &vars,
+                    );
+                    ch.cdrs.push(c);
+                    ch.billed += secs as u64;
+                    ch.legs += 1;
+                    return ch;
+                }
+            }
+        }
+        ch
+    }
+}
+
+/// Random chains of flows (IVR → queue → transfer → voicemail …), their CDRs
+/// in random arrival order: exactly one entry per call, every billed second
+/// once, no two legs billing the same moment, each leg typed and directed.
+#[test]
+fn chained_flows_keep_the_billing_invariants() {
+    for seed in 0..3000u64 {
+        let mut ch = Chain::generate(seed.wrapping_mul(0x9e3779b97f4a7c15) | 1);
+        // Asterisk sends CDRs as channels hang up: any order.
+        let mut arrival = ch.cdrs.clone();
+        for i in (1..arrival.len()).rev() {
+            let j = ch.next(i as u64 + 1) as usize;
+            arrival.swap(i, j);
+        }
+        let call = reduce(arrival);
+        let ctx = || {
+            format!(
+                "seed {seed}:\n{}",
+                call.legs
+                    .iter()
+                    .map(|l| format!(
+                        "  {} {} {}->{} {} {} billsec={} rec={}",
+                        l.cdr.sequence,
+                        l.cdr.action_type,
+                        l.cdr.src,
+                        l.cdr.dst,
+                        l.cdr.lastapp,
+                        l.cdr.disposition,
+                        l.cdr.billsec,
+                        l.cdr.recordfiles
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        };
+        assert_eq!(call.owner, "1001", "{}", ctx());
+        assert_eq!(call.legs.len(), ch.legs, "{}", ctx());
+        assert_eq!(billed(&call), ch.billed, "{}", ctx());
+        let seqs: Vec<u64> = call
+            .legs
+            .iter()
+            .map(|l| l.cdr.sequence.parse().unwrap())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{}", ctx());
+        let mut spans: Vec<(i64, i64)> = call
+            .legs
+            .iter()
+            .filter(|l| l.cdr.billsec != "0")
+            .map(|l| {
+                let end = secs(&l.cdr.end).unwrap();
+                (end - l.cdr.billsec.parse::<i64>().unwrap(), end)
+            })
+            .collect();
+        spans.sort();
+        assert!(
+            spans.windows(2).all(|w| w[0].1 <= w[1].0),
+            "overlap {spans:?}\n{}",
+            ctx()
+        );
+        let mut files = Vec::new();
+        for l in &call.legs {
+            assert!(!l.cdr.action_type.is_empty(), "{}", ctx());
+            assert_eq!(l.cdr.direction, "Internal", "{}", ctx());
+            assert!(!l.cdr.channel.starts_with("Local/"), "{}", ctx());
+            if l.cdr.lastapp == "VoiceMail" {
+                assert_eq!(l.cdr.action_type, "VM", "{}", ctx());
+            }
+            for f in l.cdr.recordfiles.split('@').filter(|f| !f.is_empty()) {
+                assert!(!files.contains(&f), "{f} on two legs\n{}", ctx());
+                files.push(f);
+            }
+        }
+    }
+}
