@@ -297,6 +297,25 @@ impl Chain {
         c
     }
 
+    /// Party A leaves a voicemail (a leg of its own, answered by the PBX).
+    fn voicemail(&mut self, src: &str, a: &str, uid: &str, vars: &AsteriskCdr) {
+        let secs = 1 + self.next(30) as i64;
+        let c = self.cdr(
+            src,
+            a,
+            uid,
+            "",
+            "VoiceMail",
+            "1000@default,u",
+            0,
+            Some(secs),
+            vars,
+        );
+        self.cdrs.push(c);
+        self.billed += secs as u64;
+        self.legs += 1;
+    }
+
     fn generate(seed: u64) -> Chain {
         let mut ch = Chain {
             rng: seed,
@@ -432,21 +451,7 @@ impl Chain {
                             };
                         }
                         None if ch.next(2) == 0 => {
-                            let secs = 1 + ch.next(30) as i64;
-                            let c = ch.cdr(
-                                &src,
-                                &a,
-                                &uid,
-                                "",
-                                "VoiceMail",
-                                "1000@default,u",
-                                0,
-                                Some(secs),
-                                &vars,
-                            );
-                            ch.cdrs.push(c);
-                            ch.billed += secs as u64;
-                            ch.legs += 1;
+                            ch.voicemail(&src, &a, &uid, &vars);
                             return ch;
                         }
                         None => {
@@ -458,21 +463,7 @@ impl Chain {
                 }
                 // Voicemail straight away.
                 _ => {
-                    let secs = 1 + ch.next(30) as i64;
-                    let c = ch.cdr(
-                        &src,
-                        &a,
-                        &uid,
-                        "",
-                        "VoiceMail",
-                        "1001@default,u",
-                        0,
-                        Some(secs),
-                        &vars,
-                    );
-                    ch.cdrs.push(c);
-                    ch.billed += secs as u64;
-                    ch.legs += 1;
+                    ch.voicemail(&src, &a, &uid, &vars);
                     return ch;
                 }
             }
