@@ -489,7 +489,24 @@ async fn import_csv(settings: Settings, file: PathBuf) -> ExitCode {
             );
         }
     };
-    let result = pbxgate::ingest::csv::import(&file, 0, &store, &settings.timezone, progress).await;
+    // recordfiles_desc from the recordings, when they are where recapi finds them.
+    let describe =
+        pbxgate::recordings::Recordings::new(&settings.recordings, settings.timezone.clone())
+            .ok()
+            .and_then(|r| {
+                r.folder("monitor").map(|folder| {
+                    pbxgate::ingest::recording_desc::Describer::new(r.storage(), folder.to_owned())
+                })
+            });
+    let result = pbxgate::ingest::csv::import(
+        &file,
+        0,
+        &store,
+        &settings.timezone,
+        describe.as_ref(),
+        progress,
+    )
+    .await;
     if tty {
         eprintln!();
     }
@@ -497,7 +514,7 @@ async fn import_csv(settings: Settings, file: PathBuf) -> ExitCode {
     match result {
         Ok(s) => {
             println!(
-                "{}: imported {}, skipped as duplicate {}, skipped helper-channel CDRs {}, rejected {} ({:.1} s)",
+                "{}: imported {}, skipped as duplicate {}, merged into another leg or helper-channel CDRs {}, rejected {} ({:.1} s)",
                 file.display(),
                 s.imported,
                 s.duplicates,

@@ -125,19 +125,22 @@ pub async fn prepare(mut settings: Settings) -> Result<App> {
             );
         }
     }
+    let recordings =
+        crate::recordings::Recordings::new(&settings.recordings, settings.timezone.clone())?;
+    let describe = recordings.folder("monitor").map(|folder| {
+        crate::ingest::recording_desc::Describer::new(recordings.storage(), folder.to_owned())
+    });
     let live = crate::live::Hub::new();
     let pbx = settings
         .asterisk
         .as_ref()
-        .map(|a| connect_pbx(a, &store, &settings, &live))
+        .map(|a| connect_pbx(a, &store, &settings, &live, describe))
         .transpose()?;
     if pbx.is_none() {
         tracing::warn!(
             "asterisk.ami_secret is not set: not connecting to Asterisk (no CDR ingest)"
         );
     }
-    let recordings =
-        crate::recordings::Recordings::new(&settings.recordings, settings.timezone.clone())?;
     let open_files = crate::net::raise_open_files_limit();
     let conns = crate::net::Connections::from_settings(&settings, open_files);
     let password_checks = Arc::new(tokio::sync::Semaphore::new(settings.net.password_checks));
@@ -167,6 +170,7 @@ fn connect_pbx(
     store: &Store,
     settings: &Settings,
     live: &crate::live::Hub,
+    describe: Option<crate::ingest::recording_desc::Describer>,
 ) -> Result<Pbx> {
     let ami = asterisk::ami::Ami::start(asterisk::ami::AmiConfig::new(
         a.ami_address.clone(),
@@ -179,6 +183,7 @@ fn connect_pbx(
         store.clone(),
         settings.timezone.clone(),
         a.cdr_csv.clone(),
+        describe,
     );
     let ari = match &a.ari {
         Some(c) => Some(asterisk::ari::Ari::start(

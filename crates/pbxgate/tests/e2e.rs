@@ -756,7 +756,7 @@ async fn import_csv_backfills_history_once() {
         let first = run().await;
         assert!(
             first.contains(
-                "imported 3, skipped as duplicate 1, skipped helper-channel CDRs 1, rejected 1"
+                "imported 3, skipped as duplicate 1, merged into another leg or helper-channel CDRs 1, rejected 1"
             ),
             "{first}"
         );

@@ -94,6 +94,7 @@ pub async fn import(
     offset: u64,
     store: &Store,
     tz: &jiff::tz::TimeZone,
+    describe: Option<&super::recording_desc::Describer>,
     mut progress: impl FnMut(u64),
 ) -> Result<Summary> {
     let file = std::fs::File::open(path)
@@ -132,11 +133,11 @@ pub async fn import(
         }
         if calls.held >= BATCH {
             let done = calls.take(|last| last + CALL_SPAN_LINES < line_no);
-            flush(store, done, tz, &mut summary).await?;
+            flush(store, done, tz, describe, &mut summary).await?;
             progress(summary.end_offset);
         }
     }
-    flush(store, calls.take(|_| true), tz, &mut summary).await?;
+    flush(store, calls.take(|_| true), tz, describe, &mut summary).await?;
     progress(summary.end_offset);
     Ok(summary)
 }
@@ -185,6 +186,7 @@ async fn flush(
     store: &Store,
     calls: Vec<Vec<AsteriskCdr>>,
     tz: &jiff::tz::TimeZone,
+    describe: Option<&super::recording_desc::Describer>,
     summary: &mut Summary,
 ) -> Result<()> {
     let mut batch: Vec<NewCdr> = Vec::new();
@@ -195,6 +197,9 @@ async fn flush(
     }
     if batch.is_empty() {
         return Ok(());
+    }
+    if let Some(d) = describe {
+        super::describe_recordings(d, &mut batch).await;
     }
     let inserted = store.insert_cdrs(&batch).await?;
     summary.imported += inserted;

@@ -7,6 +7,7 @@ pub mod assemble;
 pub mod csv;
 pub mod derive;
 pub mod flow;
+pub mod recording_desc;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,11 +57,14 @@ impl Stats {
 }
 
 impl Ingest {
+    /// `describe`: where the recordings named by the CDRs are, to fill
+    /// `recordfiles_desc` (`None`: left empty).
     pub fn start(
         ami: &Ami,
         store: Store,
         tz: jiff::tz::TimeZone,
         cdr_csv: Option<PathBuf>,
+        describe: Option<recording_desc::Describer>,
     ) -> Ingest {
         let (tx, rx) = mpsc::channel::<Vec<NewCdr>>(BATCH_MAX);
         let (stop, stop_rx) = watch::channel(false);
@@ -73,6 +77,7 @@ impl Ingest {
                 store.clone(),
                 tz.clone(),
                 path,
+                describe.clone(),
                 stop_rx.clone(),
             ));
         }
@@ -85,7 +90,7 @@ impl Ingest {
             stop_rx,
             stats.clone(),
         ));
-        let writer = tokio::spawn(write_batches(rx, store, stats.clone()));
+        let writer = tokio::spawn(write_batches(rx, store, stats.clone(), describe));
         Ingest {
             stop,
             writer,
@@ -207,7 +212,12 @@ pub fn records_of(call: &flow::Call, tz: &jiff::tz::TimeZone) -> Vec<NewCdr> {
         .collect()
 }
 
-async fn write_batches(mut rx: mpsc::Receiver<Vec<NewCdr>>, store: Store, stats: Arc<Stats>) {
+async fn write_batches(
+    mut rx: mpsc::Receiver<Vec<NewCdr>>,
+    store: Store,
+    stats: Arc<Stats>,
+    describe: Option<recording_desc::Describer>,
+) {
     // PostgreSQL takes two batches at once (one is encoded while the server
     // writes the other), SQLite has a single writer connection anyway.
     // AcctIds then follow arrival order per batch, not across two batches.
@@ -242,6 +252,7 @@ async fn write_batches(mut rx: mpsc::Receiver<Vec<NewCdr>>, store: Store, stats:
             store.clone(),
             full,
             stats.clone(),
+            describe.clone(),
         )));
     }
     // Shutdown: everything read is stored before the writer ends.
@@ -251,7 +262,15 @@ async fn write_batches(mut rx: mpsc::Receiver<Vec<NewCdr>>, store: Store, stats:
 }
 
 /// A batch is never dropped: on a database error it is retried until it lands.
-async fn store_batch(store: Store, batch: Vec<NewCdr>, stats: Arc<Stats>) {
+async fn store_batch(
+    store: Store,
+    mut batch: Vec<NewCdr>,
+    stats: Arc<Stats>,
+    describe: Option<recording_desc::Describer>,
+) {
+    if let Some(d) = &describe {
+        describe_recordings(d, &mut batch).await;
+    }
     let mut backoff = Duration::from_millis(200);
     loop {
         match store.insert_cdrs(&batch).await {
@@ -277,6 +296,17 @@ async fn store_batch(store: Store, batch: Vec<NewCdr>, stats: Arc<Stats>) {
     }
 }
 
+/// Fills `recordfiles_desc` of the records that name recordings.
+pub async fn describe_recordings(d: &recording_desc::Describer, records: &mut [NewCdr]) {
+    for r in records.iter_mut() {
+        let files = r.record.get("recordfiles");
+        if !files.is_empty() {
+            let desc = d.describe(files).await;
+            r.record.set("recordfiles_desc", desc);
+        }
+    }
+}
+
 /// Each time AMI (re)connects — at start, after an Asterisk restart, after a
 /// network cut — the CDRs written to Asterisk's CSV since the last checkpoint
 /// are stored, so nothing produced while pbxgate was not listening is lost.
@@ -287,12 +317,13 @@ async fn recover_on_connect(
     store: Store,
     tz: jiff::tz::TimeZone,
     path: PathBuf,
+    describe: Option<recording_desc::Describer>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut state = ami.state();
     loop {
         if state.borrow_and_update().is_up()
-            && let Err(e) = recover(&ami, &store, &tz, &path).await
+            && let Err(e) = recover(&ami, &store, &tz, &path, describe.as_ref()).await
         {
             tracing::error!(path = %path.display(), error = %e, "CDR recovery from CSV failed; will retry at the next connection");
         }
@@ -317,6 +348,7 @@ pub async fn recover(
     store: &Store,
     tz: &jiff::tz::TimeZone,
     path: &std::path::Path,
+    describe: Option<&recording_desc::Describer>,
 ) -> crate::error::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let meta = match std::fs::metadata(path) {
@@ -349,7 +381,7 @@ pub async fn recover(
         },
         None => 0,
     };
-    let summary = csv::import(path, offset, store, tz, |_| {}).await?;
+    let summary = csv::import(path, offset, store, tz, describe, |_| {}).await?;
     store
         .set_checkpoint(&key, &format!("{}:{}", meta.ino(), summary.end_offset))
         .await?;

@@ -129,12 +129,40 @@ fn check_billing(e: &Entry, rig: &Rig) {
     for w in spans.windows(2) {
         assert!(w[0].1 <= w[1].0, "billed twice: {spans:?}\n  {what}");
     }
-    // Each recording named exists, and belongs to an answered leg.
+    // Each recording named exists, belongs to an answered leg, and is
+    // described (recordfiles_desc) by its size and a duration that a
+    // single recording of the leg shares with its billed seconds.
     for l in &e.legs {
-        for rec in text(l, "recordfiles").split('@').filter(|r| !r.is_empty()) {
+        let recs: Vec<&str> = text(l, "recordfiles")
+            .split('@')
+            .filter(|r| !r.is_empty())
+            .collect();
+        let descs: Vec<&str> = text(l, "recordfiles_desc")
+            .split('@')
+            .filter(|r| !r.is_empty())
+            .collect();
+        assert_eq!(recs.len(), descs.len(), "{what}\n  {l}");
+        for (rec, desc) in recs.iter().zip(&descs) {
             assert_eq!(l["disposition"], "ANSWERED", "{what}");
             let path = std::path::Path::new(rig.get("MONITOR_DIR")).join(rec);
-            assert!(path.is_file(), "{} missing:\n  {what}", path.display());
+            let size = std::fs::metadata(&path)
+                .unwrap_or_else(|_| panic!("{} missing:\n  {what}", path.display()))
+                .len();
+            let fields: std::collections::HashMap<&str, &str> = desc
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .collect();
+            assert_eq!(fields["size"], format!("{size}B"), "{desc}");
+            let epoch = rec.split("auto-").nth(1).and_then(|r| r.split('-').next());
+            assert_eq!(Some(fields["start-time"]), epoch, "{desc}");
+            let secs: i64 = fields["duration"].parse().unwrap();
+            if recs.len() == 1 {
+                assert!(
+                    (secs - int(l, "billsec")).abs() <= 2,
+                    "{desc} for billsec {}:\n  {what}",
+                    l["billsec"]
+                );
+            }
         }
     }
 }
