@@ -221,7 +221,7 @@ wanted_module() {
         app_softhangup|app_milliwatt|app_record|app_read|app_bridgewait|app_chanspy|\
         app_directed_pickup|app_db|app_while|app_if|app_playtones|app_channelredirect|\
         app_blind_transfer|app_attended_transfer|app_waituntil|app_sayunixtime|app_system|app_queue|\
-        app_voicemail|app_minivm|app_forkcdr) return 0 ;;
+        app_voicemail|app_minivm|app_forkcdr|app_confbridge|app_followme) return 0 ;;
         bridge_*) return 0 ;;
         cdr_csv|cdr_manager|cdr_custom|res_cdrel_custom) return 0 ;;
         chan_pjsip|chan_bridge_media|chan_rtp) return 0 ;;
@@ -237,6 +237,7 @@ wanted_module() {
         res_rtp_asterisk|res_rtp_multicast|res_timing_timerfd|res_http_websocket|res_websocket_client) return 0 ;;
         res_ari|res_ari_*) return 0 ;;
         res_stasis|res_stasis_answer|res_stasis_device_state|res_stasis_playback|res_stasis_recording|res_stasis_snoop) return 0 ;;
+        res_parking) return 0 ;;
         res_musiconhold|res_clioriginate|res_manager_devicestate|res_manager_presencestate|res_mutestream|res_limit|res_convert) return 0 ;;
         res_format_attr_*) return 0 ;;
         *) return 1 ;;
@@ -254,7 +255,42 @@ wanted_module() {
 # configs that loaded modules look for: present (empty or minimal) to keep the log clean
 for f in acl.conf ccss.conf udptl.conf pjproject.conf websocket_client.conf; do : > "$E/$f"; done
 printf '[general]\nenable = no\n' > "$E/cel.conf"
-printf '[general]\n' > "$E/features.conf"
+# phones' feature codes (Dial options t/T: transfers, k/K: park), group pickup (*8, endpoints'
+# call_group/pickup_group), the parking lot (700 parks, 701-720 the spaces, dialable from phones)
+cat > "$E/features.conf" <<'EOF'
+[general]
+transferdigittimeout = 3
+atxfernoanswertimeout = 15
+pickupexten = *8
+
+[featuremap]
+blindxfer = #1
+atxfer = *2
+parkcall = #72
+EOF
+cat > "$E/res_parking.conf" <<'EOF'
+[general]
+
+[default]
+parkext => 700
+parkpos => 701-720
+context => parkedcalls
+parkingtime => 60
+comebacktoorigin = yes
+EOF
+# conference rooms (ConfBridge 800): the default profiles
+printf '[general]\n[default_bridge]\ntype = bridge\n[default_user]\ntype = user\n' > "$E/confbridge.conf"
+# follow-me 6500: 1099 (never answers), then 1000
+cat > "$E/followme.conf" <<'EOF'
+[general]
+takecall = 1
+declinecall = 2
+[6500]
+context = ext-local
+number => 1099,4
+number => 1000,6
+enable_callee_prompt = no
+EOF
 
 # music on hold (queues, pbxgate's hold): one class, one file (copied below)
 cat > "$E/musiconhold.conf" <<'EOF'
@@ -450,6 +486,8 @@ cat >> "$E/pjsip.conf" <<EOF
 auth = $ext
 aors = $ext
 callerid = "Ext $ext" <$ext>
+call_group = 1
+pickup_group = 1
 [$ext](auth-tpl)
 username = $ext
 password = ${SIP_PW}$ext
@@ -590,6 +628,22 @@ exten => 6400,1,Goto(rig-ringgroup,s,1)
 exten => _*9810XX,1,VoiceMail(\${EXTEN:3}@default,s)
 ; *88 + extension: like 10XX, then voicemail when not answered or busy (ext-local-vm)
 exten => _*8810XX,1,Goto(ext-local-vm,\${EXTEN:3},1)
+; the parking lot's spaces (701-720; 700 parks the caller); **10XX: pick up the call ringing
+; at 10XX (directed pickup; *8, group pickup, is Asterisk's features.conf pickupexten)
+include => parkedcalls
+exten => _**10XX,1,Pickup(\${EXTEN:2}@ext-local)
+; conference room 800; follow-me 6500 (followme.conf: 1099, then 1000)
+exten => 800,1,Gosub(pbxgate-conference,s,1(800))
+ same => n,ConfBridge(800)
+exten => 6500,1,Gosub(pbxgate-followme,s,1(6500))
+ same => n,FollowMe(6500,a)
+; forwarding: *61 + 10XX always to 1000; *62 + 10XX always out to 5550123; *63 + 10XX to 1000
+; when 10XX does not answer or is busy
+exten => _*6110XX,1,Gosub(pbxgate-forward,s,1(\${EXTEN:3},1000))
+ same => n,Goto(ext-local,1000,1)
+exten => _*6210XX,1,Gosub(pbxgate-forward,s,1(\${EXTEN:3},5550123))
+ same => n,Goto(outbound-route,5550123,1)
+exten => _*6310XX,1,Goto(ext-local-fwd,\${EXTEN:3},1)
 
 ; a local extension: the registered phone, else the simulated phone (context rig-sim),
 ; else (1002) the bare endpoint, which fails with CHANUNAVAIL.
@@ -599,7 +653,7 @@ exten => _*8810XX,1,Goto(ext-local-vm,\${EXTEN:3},1)
 [ext-local]
 exten => _10XX,1,Gosub(pbxgate-to-extension,s,1(\${EXTEN}))
  same => n,Gosub(rig-target,s,1(\${EXTEN}))
- same => n,Dial(\${GOSUB_RETVAL},\${RIG_DIAL_TIMEOUT})
+ same => n,Dial(\${GOSUB_RETVAL},\${RIG_DIAL_TIMEOUT},tTkK)
 ; device-state hints, one per phone: Asterisk sends AMI ExtensionStatus events for hints
 ; only, and pbxgate turns them into the websocket's ExtensionStatus notifications
 $(for ext in $PHONES; do echo "exten => $ext,hint,PJSIP/$ext"; done)
@@ -619,6 +673,16 @@ exten => _10XX,1,Gosub(pbxgate-to-extension,s,1(\${EXTEN}))
  same => n,GotoIf(\$["\${DIALSTATUS}" = "ANSWER"]?done)
  same => n,Gosub(pbxgate-voicemail,s,1(\${EXTEN}))
  same => n,VoiceMail(\${EXTEN}@default,\${IF(\$["\${DIALSTATUS}" = "BUSY"]?b:u)})
+ same => n(done),Hangup()
+
+; the same, then forwarded to 1000 when the phone did not answer or was busy
+[ext-local-fwd]
+exten => _10XX,1,Gosub(pbxgate-to-extension,s,1(\${EXTEN}))
+ same => n,Gosub(rig-target,s,1(\${EXTEN}))
+ same => n,Dial(\${GOSUB_RETVAL},\${RIG_DIAL_TIMEOUT})
+ same => n,GotoIf(\$["\${DIALSTATUS}" = "ANSWER"]?done)
+ same => n,Gosub(pbxgate-forward,s,1(\${EXTEN},1000))
+ same => n,Goto(ext-local,1000,1)
  same => n(done),Hangup()
 
 ; what to Dial() for extension ARG1, returned in GOSUB_RETVAL
@@ -680,6 +744,15 @@ exten => _X.,1,Goto(ext-local,1000,1)
 exten => dtmf,1,Set(CDR_PROP(disable)=1)
  same => n,Wait(1)
  same => n,SendDTMF(\${RIG_DTMF})
+ same => n,Wait(\${RIG_WAIT})
+ same => n,Hangup()
+; feature codes once answered: after RIG_WAIT1 s, RIG_CODE (e.g. *2 attended transfer, #1 blind
+; transfer, #72 park), then after 2 s RIG_DTMF (the transfer target), then RIG_WAIT s, hang up
+exten => feature,1,Set(CDR_PROP(disable)=1)
+ same => n,Wait(\${RIG_WAIT1})
+ same => n,SendDTMF(\${RIG_CODE},150)
+ same => n,Wait(2)
+ same => n,ExecIf(\$["\${RIG_DTMF}" != ""]?SendDTMF(\${RIG_DTMF},150))
  same => n,Wait(\${RIG_WAIT})
  same => n,Hangup()
 

@@ -12,8 +12,14 @@
 //! other, `time_total` of each); logins and the export use reqwest.
 //!
 //! The data (seeded, deterministic): legs grouped in sessions — about 70% of
-//! one leg, 30% of 2-4 legs a few seconds apart (ring-group members, trunk
-//! fail-over) sharing `session` and `call_ms`; 45% internal calls between
+//! one leg, 30% of 2-4 legs a few seconds apart sharing `session` and
+//! `call_ms`. Multi-leg sessions have the call shapes of docs/compatibility.md
+//! ("Calls with several legs"): queues (`QUEUE[600x]`, `Queue`, members
+//! rung), ring groups (`RINGGROUP[6400]`), an IVR leg before the calls
+//! (`IVR[7000]`), voicemail after the last (`VM`), blind transfers (later
+//! legs' `src` is the previous callee), trunk fail-over for outbound calls;
+//! 5% of one-leg sessions are conference (`CONFERENCE[800]`, `ConfBridge`)
+//! and 3% retrieved parked calls (`PARKEDCALL`); 45% internal calls between
 //! extensions 1000-1499, 25% outbound over `trunk_1`..`trunk_4` to
 //! `0049301234xxxx` / `+1555xxxxxxx`, 30% inbound from such numbers, with the
 //! channels, `channel_ext`, trunk names and `userfield` (direction) to match;
@@ -92,7 +98,9 @@ use ucm::cdr::{CdrRecord, FIELDS};
 
 const SEED: u64 = 0xcd7a_915e_ed20_2025;
 /// Bump when the generated data changes: cached databases are keyed by it.
-const GEN_VERSION: u32 = 1;
+const GEN_VERSION: u32 = 2;
+/// The seed of the call shapes' stream.
+const SHAPE_SEED: u64 = 0x5a4e_ca11_f10e_5eed;
 /// 2025-01-01 00:00:00 UTC.
 const YEAR_START: i64 = 1_735_689_600;
 const DAY: i64 = 86_400;
@@ -162,6 +170,12 @@ fn number(code: u32) -> String {
     }
 }
 
+/// The code of a leg's src: the session's caller, or (after a transfer) an
+/// extension, which is its own code.
+fn leg_src_code(leg_src: &str, caller: u32) -> u32 {
+    leg_src.parse().unwrap_or(caller)
+}
+
 /// The directory name of an extension; every seventh is "Last, First".
 fn ext_name(code: u32) -> String {
     let c = code as usize;
@@ -224,16 +238,9 @@ struct Dataset {
     /// Per day of 2025 (and one beyond): sessions with a leg that starts
     /// that day and whose caller matches [`CALLER`].
     day_matches: Vec<u32>,
-}
-
-impl Dataset {
-    /// The session holding leg `leg` (legs are in generation order).
-    fn session_of_leg(&self, leg: u64) -> &SessionMeta {
-        let i = self
-            .sessions
-            .partition_point(|m| u64::from(m.first_leg) <= leg);
-        &self.sessions[i.saturating_sub(1)]
-    }
+    /// The src code of every leg (a transferred call's later legs differ
+    /// from the session's caller).
+    leg_src: Vec<u32>,
 }
 
 /// Session kinds and sizes, drawn from their own stream so that the number
@@ -272,6 +279,8 @@ struct Generator {
     chan: u32,
     sessions: Vec<SessionMeta>,
     day_matches: Vec<u32>,
+    /// The src code of every leg, in generation order.
+    leg_src: Vec<u32>,
     caller: Vec<ucm::cdrapi::Pattern>,
 }
 
@@ -288,6 +297,7 @@ impl Generator {
             leg: 0,
             chan: 0,
             day_matches: vec![0; DAYS as usize + 2],
+            leg_src: Vec::with_capacity(legs as usize),
             caller: ucm::cdrapi::pattern::parse_list(CALLER).expect("CALLER parses"),
         }
     }
@@ -306,6 +316,7 @@ impl Generator {
             legs: self.leg,
             sessions: self.sessions,
             day_matches: self.day_matches,
+            leg_src: self.leg_src,
         }
     }
 
@@ -350,7 +361,10 @@ impl Generator {
             Kind::Inbound => "Inbound",
         };
         let mut start = call_s;
+        // Days of the legs the caller filter matches (a transferred call's
+        // later legs have another src).
         let mut days = [u32::MAX; 2];
+        let mut prev_dst: Option<String> = None;
         for l in 0..legs {
             let rng = &mut self.rng;
             if l > 0 {
@@ -410,6 +424,66 @@ impl Generator {
                 Kind::Outbound => format!("PJSIP/{dst}@{trunk},60,T"),
                 _ => format!("PJSIP/{dst},30,tTkK"),
             };
+            // The call shape (its own stream: the other fields are as before).
+            let shape = splitmix(index as u64 ^ SHAPE_SEED) % 100;
+            let external_dst = kind == Kind::Outbound;
+            let (action_type, lastapp, dst, lastdata, leg_src) = if legs == 1 {
+                match shape {
+                    0..5 if !external_dst => (
+                        "CONFERENCE[800]".to_owned(),
+                        "ConfBridge",
+                        "800".to_owned(),
+                        "800".to_owned(),
+                        src.clone(),
+                    ),
+                    5..8 if !external_dst => (
+                        "PARKEDCALL".to_owned(),
+                        "ParkedCall",
+                        "701".to_owned(),
+                        "default,701".to_owned(),
+                        src.clone(),
+                    ),
+                    _ => ("DIAL".to_owned(), "Dial", dst, lastdata, src.clone()),
+                }
+            } else if external_dst {
+                ("DIAL".to_owned(), "Dial", dst, lastdata, src.clone())
+            } else {
+                match shape {
+                    0..30 => {
+                        let q = format!("600{}", shape % 5);
+                        let data = format!("{q},,,,30");
+                        (format!("QUEUE[{q}]"), "Queue", q, data, src.clone())
+                    }
+                    30..50 => (
+                        "RINGGROUP[6400]".to_owned(),
+                        "Dial",
+                        "6400".to_owned(),
+                        lastdata,
+                        src.clone(),
+                    ),
+                    50..65 if l == 0 => (
+                        "IVR[7000]".to_owned(),
+                        "BackGround",
+                        "7000".to_owned(),
+                        "custom/menu".to_owned(),
+                        src.clone(),
+                    ),
+                    65..80 if l == legs - 1 => (
+                        "VM".to_owned(),
+                        "VoiceMail",
+                        dst.clone(),
+                        format!("{dst}@default,u"),
+                        src.clone(),
+                    ),
+                    80.. if l > 0 => {
+                        // Blind transfer: the previous callee calls on.
+                        let from = prev_dst.clone().unwrap_or_else(|| src.clone());
+                        ("DIAL".to_owned(), "Dial", dst, lastdata, from)
+                    }
+                    _ => ("DIAL".to_owned(), "Dial", dst, lastdata, src.clone()),
+                }
+            };
+            prev_dst = Some(dst.clone());
             let start_text = utc_text(start);
             let recordfiles = if answered && rng.below(10) < 4 {
                 format!("{}/auto-{start}-{src}-{dst}.wav@", &start_text[..7])
@@ -419,7 +493,7 @@ impl Generator {
             let values: [String; 43] = [
                 String::new(), // AcctId: assigned by the store
                 String::new(), // accountcode
-                src.clone(),
+                leg_src.clone(),
                 dst,
                 match kind {
                     Kind::Inbound => "from-trunk",
@@ -429,7 +503,7 @@ impl Generator {
                 clid.clone(),
                 channel,
                 dstchannel,
-                "Dial".into(),
+                lastapp.into(),
                 lastdata,
                 start_text,
                 if answered {
@@ -457,8 +531,8 @@ impl Generator {
                 String::new(), // chanext
                 String::new(), // dstchanext
                 session.clone(),
-                src.clone(), // action_owner
-                "DIAL".into(),
+                leg_src.clone(), // action_owner
+                action_type,
                 if kind == Kind::Inbound {
                     trunk.clone()
                 } else {
@@ -489,18 +563,19 @@ impl Generator {
                 record: CdrRecord::from_values(values),
             });
             let day = ((start - YEAR_START) / DAY) as u32;
-            if days[0] == u32::MAX {
-                days[0] = day;
-            } else if day != days[0] {
-                days[1] = day;
+            if ucm::cdrapi::pattern::list_matches(&self.caller, &leg_src) {
+                if days[0] == u32::MAX {
+                    days[0] = day;
+                } else if day != days[0] {
+                    days[1] = day;
+                }
             }
+            self.leg_src.push(leg_src_code(&leg_src, src_code));
             self.leg += 1;
         }
-        if ucm::cdrapi::pattern::list_matches(&self.caller, &src) {
-            for d in days.into_iter().filter(|&d| d != u32::MAX) {
-                if let Some(c) = self.day_matches.get_mut(d as usize) {
-                    *c += 1;
-                }
+        for d in days.into_iter().filter(|&d| d != u32::MAX) {
+            if let Some(c) = self.day_matches.get_mut(d as usize) {
+                *c += 1;
             }
         }
         self.sessions.push(SessionMeta {
@@ -1069,7 +1144,7 @@ async fn offset_pages(
                     }
                 }
                 Grouping::Legs => {
-                    let expected = number(data.session_of_leg(offset).src);
+                    let expected = number(data.leg_src[offset as usize]);
                     if first["src"] != expected.as_str() {
                         return Err(format!(
                             "offset {offset}: first leg has src {}, {expected} expected",
