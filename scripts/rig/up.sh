@@ -631,12 +631,11 @@ exten => _*8810XX,1,Goto(ext-local-vm,\${EXTEN:3},1)
 ; the parking lot's spaces (701-720; 700 parks the caller); **10XX: pick up the call ringing
 ; at 10XX (directed pickup; *8, group pickup, is Asterisk's features.conf pickupexten)
 include => parkedcalls
-exten => _**10XX,1,Pickup(\${EXTEN:2}@ext-local)
+exten => _**10XX,1,PickupChan(PJSIP/\${EXTEN:2}-)
 ; conference room 800; follow-me 6500 (followme.conf: 1099, then 1000)
 exten => 800,1,Gosub(pbxgate-conference,s,1(800))
- same => n,ConfBridge(800)
 exten => 6500,1,Gosub(pbxgate-followme,s,1(6500))
- same => n,FollowMe(6500,a)
+ same => n,FollowMe(6500,dN)
 ; forwarding: *61 + 10XX always to 1000; *62 + 10XX always out to 5550123; *63 + 10XX to 1000
 ; when 10XX does not answer or is busy
 exten => _*6110XX,1,Gosub(pbxgate-forward,s,1(\${EXTEN:3},1000))

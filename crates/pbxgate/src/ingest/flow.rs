@@ -51,8 +51,11 @@ pub fn reduce(cdrs: Vec<AsteriskCdr>) -> Call {
         .collect();
     legs.sort_by_cached_key(|l| order(&l.cdr));
     undo_inherited(&mut legs);
+    bridges_through_local_pairs(&mut legs);
     merge_local_pairs(&mut legs);
     legs.retain(|l| !l.cdr.is_artefact());
+    picked_up(&mut legs);
+    parked(&mut legs);
     drop_empty_followers(&mut legs);
     let direction = call_direction(&legs);
     for l in &mut legs {
@@ -129,11 +132,143 @@ fn merge_local_pairs(legs: &mut Vec<Leg>) {
     }
 }
 
+/// The `;1` half of a Local pair bridged with another party without having
+/// dialled it: an attended transfer by feature code joined the transferee
+/// (`dstchannel`) with the party the pair's `;2` half reached. That is a
+/// call of its own, between those two: it keeps its seconds (the `;2` half's
+/// CDR, merged into the consultation call, does not).
+fn bridges_through_local_pairs(legs: &mut [Leg]) {
+    let far: Vec<(String, AsteriskCdr)> = legs
+        .iter()
+        .filter_map(|l| match local_half(&l.cdr.channel) {
+            Some((base, "2")) if l.cdr.lastapp.eq_ignore_ascii_case("Dial") => {
+                Some((format!("{base};1"), l.cdr.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    for l in legs.iter_mut() {
+        let c = &mut l.cdr;
+        let Some((_, "1")) = local_half(&c.channel) else {
+            continue;
+        };
+        if c.dstchannel.is_empty() || c.lastapp.eq_ignore_ascii_case("Dial") {
+            continue;
+        }
+        let Some((_, two)) = far
+            .iter()
+            .find(|(one, _)| one.eq_ignore_ascii_case(&c.channel))
+        else {
+            continue;
+        };
+        c.channel = two.dstchannel.clone();
+        c.src = channel_ext(&two.dstchannel);
+        c.dst = channel_ext(&c.dstchannel);
+        c.lastapp = "Dial".into();
+        c.action_type = "TRANSFER".into();
+        if c.direction.is_empty() {
+            c.direction.clone_from(&two.direction);
+        }
+    }
+}
+
+/// A call picked up by another phone (`*8`, `PickupChan`): Asterisk writes
+/// the ringing phone's channel as a CDR of its own (`AppDial`, nobody, 0 s),
+/// the caller's leg to it as answered with 0 s, and the caller's next leg
+/// as the call with the phone that picked up. The ringing leg was not
+/// answered; the next is a pickup.
+fn picked_up(legs: &mut Vec<Leg>) {
+    let picked: Vec<String> = legs
+        .iter()
+        .filter(|l| {
+            is_app(&l.cdr, &["AppDial"]) && l.cdr.dstchannel.is_empty() && secs_billed(&l.cdr) == 0
+        })
+        .map(|l| l.cdr.channel.clone())
+        .collect();
+    if picked.is_empty() {
+        return;
+    }
+    legs.retain(|l| !(is_app(&l.cdr, &["AppDial"]) && picked.contains(&l.cdr.channel)));
+    for i in 0..legs.len() {
+        let c = &legs[i].cdr;
+        if !picked.contains(&c.dstchannel) || secs_billed(c) != 0 {
+            continue;
+        }
+        let uid = c.uniqueid.clone();
+        legs[i].cdr.disposition = "NO ANSWER".into();
+        legs[i].cdr.answer.clear();
+        // The caller's recording goes on through the pickup: it is the
+        // picked-up call's.
+        let rec = std::mem::take(&mut legs[i].cdr.recordfiles);
+        if let Some(next) = legs[i + 1..].iter_mut().find(|l| l.cdr.uniqueid == uid) {
+            next.cdr.action_type = "PICKUP".into();
+            next.cdr.recordfiles = rec + &next.cdr.recordfiles;
+        }
+    }
+}
+
+/// A parked call retrieved: Asterisk writes the parked channel's time with
+/// the phone that retrieved it as a `Park` leg to that phone, and the
+/// retrieving phone's own `ParkedCall` CDR with nobody and 0 s. One leg:
+/// the retrieval, `PARKEDCALL`, to the space dialled.
+fn parked(legs: &mut Vec<Leg>) {
+    let retrievals: Vec<(String, String)> = legs
+        .iter()
+        .filter(|l| {
+            is_app(&l.cdr, &["ParkedCall"])
+                && l.cdr.dstchannel.is_empty()
+                && secs_billed(&l.cdr) == 0
+        })
+        .map(|l| (l.cdr.channel.clone(), l.cdr.dst.clone()))
+        .collect();
+    let mut used: Vec<String> = Vec::new();
+    for l in legs.iter_mut() {
+        let c = &mut l.cdr;
+        if !is_app(c, &["Park"]) || c.dstchannel.is_empty() {
+            continue;
+        }
+        c.action_type = "PARKEDCALL".into();
+        if let Some((chan, space)) = retrievals.iter().find(|(ch, _)| *ch == c.dstchannel) {
+            c.dst.clone_from(space);
+            used.push(chan.clone());
+        }
+    }
+    legs.retain(|l| !(is_app(&l.cdr, &["ParkedCall"]) && used.contains(&l.cdr.channel)));
+}
+
+fn secs_billed(c: &AsteriskCdr) -> u64 {
+    c.billsec.trim().parse().unwrap_or(0)
+}
+
 /// `parent` reached a Local pair whose far half dialled `child.dstchannel`:
-/// the parent reached that party.
+/// the parent reached that party, from when that party answered.
 fn absorb_callee(parent: &mut AsteriskCdr, child: &AsteriskCdr) {
     if !child.dstchannel.is_empty() {
         parent.dstchannel = child.dstchannel.clone();
+    }
+    // A Dial that did not dial this pair (the Local channel of an attended
+    // transfer's consultation call): the number is the pair's.
+    if parent.lastapp.eq_ignore_ascii_case("Dial")
+        && !parent.lastdata.to_ascii_lowercase().contains("local/")
+    {
+        parent.dst.clone_from(&child.dst);
+    }
+    // The Local channel answers the parent at once; the party, later.
+    if !child.answer.is_empty() && !parent.answer.is_empty() && child.answer > parent.answer {
+        parent.answer.clone_from(&child.answer);
+        if let (Some(a), Some(e)) = (secs(&parent.answer), secs(&parent.end)) {
+            parent.billsec = (e - a).max(0).to_string();
+        }
+    }
+    // Neither answered: how the party's side ended, and when.
+    if parent.disposition != "ANSWERED" && child.disposition != "ANSWERED" {
+        parent.disposition.clone_from(&child.disposition);
+        if child.end > parent.end {
+            parent.end.clone_from(&child.end);
+            if let (Some(s), Some(e)) = (secs(&parent.start), secs(&parent.end)) {
+                parent.duration = (e - s).max(0).to_string();
+            }
+        }
     }
     parent.recordfiles.push_str(&child.recordfiles);
     for (mine, theirs) in [
@@ -263,6 +398,9 @@ fn app_type(c: &AsteriskCdr) -> Option<String> {
         });
     }
     if is_app(c, &["ParkedCall"]) {
+        return Some("PARKEDCALL".into());
+    }
+    if is_app(c, &["Park"]) && !c.dstchannel.is_empty() {
         return Some("PARKEDCALL".into());
     }
     if is_app(c, &["Park"]) {

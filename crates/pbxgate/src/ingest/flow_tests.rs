@@ -215,6 +215,118 @@ fn nothing_in_nothing_out_and_helpers_are_left_out() {
     assert_eq!(alone.legs.len(), 1);
 }
 
+/// An attended transfer by feature code (*2): 1001 calls 1000 (6 s), puts
+/// it on hold, consults 1001's other phone through a Local channel (6 s),
+/// hangs up: 1000 and that phone talk on (2 s). Asterisk's four CDRs bill
+/// 21 s; the call had 14.
+#[test]
+fn an_attended_transfer_bills_each_conversation_once() {
+    let cdrs = [
+        r#"UniqueID=1796654059.1 | LinkedID=1796654059.1 | Sequence=1 | Source=1001 | Destination=1000 | DestinationContext=ext-local | CallerID="Ext 1001" <1001> | Channel=PJSIP/1001-00000001 | DestinationChannel=PJSIP/1000-00000002 | LastApplication=Dial | LastData=PJSIP/1000/sip:1000@127.0.0.1:16061,8,tTkK | StartTime=2026-12-07 14:34:19 | AnswerTime=2026-12-07 14:34:20 | EndTime=2026-12-07 14:34:26 | Duration=7 | BillableSeconds=6 | Disposition=ANSWERED | PbxDirection=Internal | PbxActionType=DIAL | PbxRecordFiles=2026-12/auto-1796654059-1001-1000.wav@"#,
+        r#"UniqueID=1796654059.1 | LinkedID=1796654059.1 | Sequence=6 | Source=1001 | Destination=1000 | DestinationContext=ext-local | CallerID="Ext 1001" <1001> | Channel=PJSIP/1001-00000001 | DestinationChannel=Local/1001@ext-local-00000000;1 | LastApplication=Dial | LastData=PJSIP/1000/sip:1000@127.0.0.1:16061,8,tTkK | StartTime=2026-12-07 14:34:26 | AnswerTime=2026-12-07 14:34:26 | EndTime=2026-12-07 14:34:33 | Duration=6 | BillableSeconds=6 | Disposition=ANSWERED | PbxDirection=Internal | PbxActionType=DIAL | PbxRecordFiles=2026-12/auto-1796654059-1001-1000.wav@"#,
+        r#"UniqueID=1796654066.4 | LinkedID=1796654059.1 | Sequence=9 | Source=1001 | Destination=1001 | DestinationContext=ext-local | CallerID="Ext 1001" <1001> | Channel=Local/1001@ext-local-00000000;1 | DestinationChannel=PJSIP/1000-00000002 | StartTime=2026-12-07 14:34:33 | AnswerTime=2026-12-07 14:34:33 | EndTime=2026-12-07 14:34:35 | Duration=2 | BillableSeconds=2 | Disposition=ANSWERED"#,
+        r#"UniqueID=1796654066.5 | LinkedID=1796654059.1 | Sequence=5 | Source=1000 | Destination=1001 | DestinationContext=ext-local | CallerID="Ext 1000" <1000> | Channel=Local/1001@ext-local-00000000;2 | DestinationChannel=PJSIP/1001-00000004 | LastApplication=Dial | LastData=PJSIP/1001/sip:1001@127.0.0.1:16061,8,tTkK | StartTime=2026-12-07 14:34:26 | AnswerTime=2026-12-07 14:34:27 | EndTime=2026-12-07 14:34:35 | Duration=8 | BillableSeconds=7 | Disposition=ANSWERED | PbxDirection=Internal | PbxActionType=DIAL | PbxRecordFiles=2026-12/auto-1796654066-1001-1001.wav@"#,
+    ];
+    let call = reduce(cdrs.iter().map(|l| cdr(l)).collect());
+    assert_eq!(call.legs.len(), 3, "{call:#?}");
+    assert_eq!(billed(&call), 6 + 6 + 2);
+    let (talk, consult, after) = (&call.legs[0].cdr, &call.legs[1].cdr, &call.legs[2].cdr);
+    assert_eq!((talk.src.as_str(), talk.dst.as_str()), ("1001", "1000"));
+    assert_eq!(
+        (
+            consult.src.as_str(),
+            consult.dst.as_str(),
+            consult.dstchannel.as_str()
+        ),
+        ("1001", "1001", "PJSIP/1001-00000004"),
+        "the consultation reached 1001's phone"
+    );
+    assert_eq!(consult.answer, "2026-12-07 14:34:27", "from the answer");
+    assert_eq!(
+        consult.recordfiles,
+        "2026-12/auto-1796654066-1001-1001.wav@"
+    );
+    assert_eq!(after.action_type, "TRANSFER");
+    assert_eq!(after.channel, "PJSIP/1001-00000004");
+    assert_eq!((after.src.as_str(), after.dst.as_str()), ("1001", "1000"));
+    assert_eq!(call.owner, "1001");
+}
+
+/// 1001 calls 1000, which is parked (#72) and retrieved from space 701 by
+/// another phone.
+#[test]
+fn a_parked_call_and_its_retrieval() {
+    let cdrs = [
+        r#"UniqueID=1796654117.21 | LinkedID=1796654117.21 | Sequence=18 | Source=1001 | Destination=1000 | DestinationContext=ext-local | Channel=PJSIP/1001-0000000d | DestinationChannel=PJSIP/1000-0000000e | LastApplication=Dial | LastData=PJSIP/1000,8,tTkK | StartTime=2026-12-07 14:35:17 | AnswerTime=2026-12-07 14:35:18 | EndTime=2026-12-07 14:35:21 | Duration=4 | BillableSeconds=3 | Disposition=ANSWERED | PbxDirection=Internal | PbxActionType=DIAL"#,
+        r#"UniqueID=1796654124.25 | LinkedID=1796654117.21 | Sequence=23 | Source=1000 | Destination=701 | DestinationContext=from-internal | Channel=PJSIP/1000-00000011 | LastApplication=ParkedCall | LastData=default,701 | StartTime=2026-12-07 14:35:24 | AnswerTime=2026-12-07 14:35:24 | EndTime=2026-12-07 14:35:24 | Duration=0 | BillableSeconds=0 | Disposition=ANSWERED"#,
+        r#"UniqueID=1796654117.22 | LinkedID=1796654117.21 | Sequence=21 | Source=1000 | DestinationContext=from-internal | Channel=PJSIP/1000-0000000e | LastApplication=Park | LastData=default:701 | StartTime=2026-12-07 14:35:21 | AnswerTime=2026-12-07 14:35:21 | EndTime=2026-12-07 14:35:24 | Duration=2 | BillableSeconds=2 | Disposition=ANSWERED"#,
+        r#"UniqueID=1796654117.22 | LinkedID=1796654117.21 | Sequence=24 | Source=1000 | DestinationContext=from-internal | Channel=PJSIP/1000-0000000e | DestinationChannel=PJSIP/1000-00000011 | LastApplication=Park | LastData=default:701 | StartTime=2026-12-07 14:35:24 | AnswerTime=2026-12-07 14:35:24 | EndTime=2026-12-07 14:35:28 | Duration=3 | BillableSeconds=3 | Disposition=ANSWERED"#,
+    ];
+    let call = reduce(cdrs.iter().map(|l| cdr(l)).collect());
+    let types: Vec<&str> = call
+        .legs
+        .iter()
+        .map(|l| l.cdr.action_type.as_str())
+        .collect();
+    assert_eq!(types, ["DIAL", "PARK", "PARKEDCALL"], "{call:#?}");
+    assert_eq!(call.legs[2].cdr.dst, "701");
+    assert_eq!(billed(&call), 8);
+    assert_eq!(call.owner, "1001");
+}
+
+/// 1001 calls 1099, which rings; 1000 picks the call up (*8).
+#[test]
+fn a_picked_up_call() {
+    let cdrs = [
+        r#"UniqueID=1796654146.32 | LinkedID=1796654146.31 | Sequence=27 | Source=1099 | Destination=*8 | DestinationContext=from-internal | Channel=PJSIP/1099-00000014 | LastApplication=AppDial | LastData=(Outgoing Line) | StartTime=2026-12-07 14:35:46 | EndTime=2026-12-07 14:35:49 | Duration=3 | BillableSeconds=0 | Disposition=NO ANSWER"#,
+        r#"UniqueID=1796654146.31 | LinkedID=1796654146.31 | Sequence=26 | Source=1001 | Destination=1099 | DestinationContext=ext-local | Channel=PJSIP/1001-00000013 | DestinationChannel=PJSIP/1099-00000014 | LastApplication=Dial | LastData=PJSIP/1099,8,tTkK | StartTime=2026-12-07 14:35:46 | AnswerTime=2026-12-07 14:35:49 | EndTime=2026-12-07 14:35:49 | Duration=3 | BillableSeconds=0 | Disposition=ANSWERED | PbxDirection=Internal | PbxActionType=DIAL | PbxRecordFiles=2026-12/auto-1796654146-1001-1099.wav@"#,
+        r#"UniqueID=1796654146.31 | LinkedID=1796654146.31 | Sequence=31 | Source=1001 | Destination=1099 | DestinationContext=ext-local | Channel=PJSIP/1001-00000013 | DestinationChannel=PJSIP/1000-00000017 | LastApplication=Dial | LastData=PJSIP/1099,8,tTkK | StartTime=2026-12-07 14:35:49 | AnswerTime=2026-12-07 14:35:49 | EndTime=2026-12-07 14:35:54 | Duration=4 | BillableSeconds=4 | Disposition=ANSWERED | PbxDirection=Internal | PbxActionType=DIAL | PbxRecordFiles=2026-12/auto-1796654146-1001-1099.wav@"#,
+    ];
+    let call = reduce(cdrs.iter().map(|l| cdr(l)).collect());
+    assert_eq!(call.legs.len(), 2, "{call:#?}");
+    let (rang, picked) = (&call.legs[0].cdr, &call.legs[1].cdr);
+    assert_eq!(rang.disposition, "NO ANSWER");
+    assert_eq!(rang.answer, "");
+    assert_eq!(picked.action_type, "PICKUP");
+    assert_eq!(picked.dstchannel, "PJSIP/1000-00000017");
+    assert_eq!(rang.recordfiles, "");
+    assert_eq!(
+        picked.recordfiles, "2026-12/auto-1796654146-1001-1099.wav@",
+        "the caller's recording goes on through the pickup"
+    );
+    assert_eq!(billed(&call), 4);
+}
+
+/// FollowMe 6500: 1099 (no answer), then 1000 answers; through Local
+/// channels like a queue.
+#[test]
+fn follow_me_steps_are_legs() {
+    let cdrs = [
+        r#"UniqueID=1796654336.104 | LinkedID=1796654336.102 | Sequence=78 | Source=1001 | Destination=1099 | DestinationContext=ext-local | Channel=Local/1099@ext-local-00000007;2 | DestinationChannel=PJSIP/1099-0000003c | LastApplication=Dial | LastData=PJSIP/1099,8,tTkK | StartTime=2026-12-07 14:38:56 | EndTime=2026-12-07 14:39:00 | Duration=4 | BillableSeconds=0 | Disposition=NO ANSWER | PbxDirection=Internal | PbxActionType=DIAL | PbxRecordFiles=2026-12/auto-1796654336-1001-1099.wav@"#,
+        r#"UniqueID=1796654336.102 | LinkedID=1796654336.102 | Sequence=76 | Source=1001 | Destination=6500 | DestinationContext=from-internal | Channel=PJSIP/1001-0000003b | DestinationChannel=Local/1099@ext-local-00000007;1 | LastApplication=FollowMe | LastData=6500,dN | StartTime=2026-12-07 14:38:56 | EndTime=2026-12-07 14:38:56 | Duration=0 | BillableSeconds=0 | Disposition=FAILED | PbxDirection=Internal | PbxActionType=FOLLOWME"#,
+        r#"UniqueID=1796654336.102 | LinkedID=1796654336.102 | Sequence=83 | Source=1001 | Destination=6500 | DestinationContext=from-internal | Channel=PJSIP/1001-0000003b | DestinationChannel=Local/1000@ext-local-00000008;1 | LastApplication=FollowMe | LastData=6500,dN | StartTime=2026-12-07 14:39:00 | AnswerTime=2026-12-07 14:39:01 | EndTime=2026-12-07 14:39:06 | Duration=6 | BillableSeconds=5 | Disposition=ANSWERED | PbxDirection=Internal | PbxActionType=FOLLOWME"#,
+        r#"UniqueID=1796654340.108 | LinkedID=1796654336.102 | Sequence=82 | Source=1001 | Destination=1000 | DestinationContext=ext-local | Channel=Local/1000@ext-local-00000008;2 | DestinationChannel=PJSIP/1000-0000003e | LastApplication=Dial | LastData=PJSIP/1000,8,tTkK | StartTime=2026-12-07 14:39:00 | AnswerTime=2026-12-07 14:39:01 | EndTime=2026-12-07 14:39:06 | Duration=6 | BillableSeconds=5 | Disposition=ANSWERED | PbxDirection=Internal | PbxActionType=DIAL | PbxRecordFiles=2026-12/auto-1796654340-1001-1000.wav@"#,
+    ];
+    let call = reduce(cdrs.iter().map(|l| cdr(l)).collect());
+    assert_eq!(call.legs.len(), 2, "{call:#?}");
+    let (first, second) = (&call.legs[0].cdr, &call.legs[1].cdr);
+    assert_eq!(
+        (
+            first.disposition.as_str(),
+            first.duration.as_str(),
+            first.dstchannel.as_str()
+        ),
+        ("NO ANSWER", "4", "PJSIP/1099-0000003c"),
+        "how the step ended, not the FollowMe's FAILED"
+    );
+    assert_eq!(second.dstchannel, "PJSIP/1000-0000003e");
+    for l in [first, second] {
+        assert_eq!(l.action_type, "FOLLOWME");
+        assert_eq!(l.dst, "6500");
+    }
+    assert_eq!(billed(&call), 5);
+}
+
 /// A call generator for the property test: chains of flows on one caller,
 /// written as Asterisk writes their CDRs (Local pairs for queue members,
 /// a channel's later CDRs inheriting its variables, empty followers), with

@@ -130,8 +130,7 @@ fn check_billing(e: &Entry, rig: &Rig) {
         assert!(w[0].1 <= w[1].0, "billed twice: {spans:?}\n  {what}");
     }
     // Each recording named exists, belongs to an answered leg, and is
-    // described (recordfiles_desc) by its size and a duration that a
-    // single recording of the leg shares with its billed seconds.
+    // described (recordfiles_desc) by its size and its duration.
     for l in &e.legs {
         let recs: Vec<&str> = text(l, "recordfiles")
             .split('@')
@@ -155,14 +154,21 @@ fn check_billing(e: &Entry, rig: &Rig) {
             assert_eq!(fields["size"], format!("{size}B"), "{desc}");
             let epoch = rec.split("auto-").nth(1).and_then(|r| r.split('-').next());
             assert_eq!(Some(fields["start-time"]), epoch, "{desc}");
+            // A leg's recording holds at least its talk (when it is the
+            // leg's only one) and at most the call's (a channel's recording
+            // goes on through a transfer's next legs).
             let secs: i64 = fields["duration"].parse().unwrap();
             if recs.len() == 1 {
                 assert!(
-                    (secs - int(l, "billsec")).abs() <= 2,
+                    secs + 2 >= int(l, "billsec"),
                     "{desc} for billsec {}:\n  {what}",
                     l["billsec"]
                 );
             }
+            assert!(
+                secs <= e.sum("billsec") + 2,
+                "{desc} longer than the call:\n  {what}"
+            );
         }
     }
 }
@@ -176,8 +182,14 @@ struct Bench {
 
 impl Bench {
     async fn start(rig: &Rig, db: TestDb) -> Bench {
+        // The rig's recordings, for recordfiles_desc.
+        let spool = std::path::Path::new(rig.get("MONITOR_DIR"))
+            .parent()
+            .unwrap()
+            .display()
+            .to_string();
         let config = format!(
-            "{}[dialing]\noutbound_prefix = \"9\"\nring_secs = 20\n",
+            "{}[dialing]\noutbound_prefix = \"9\"\nring_secs = 20\n[recordings]\nspool_dir = \"{spool}\"\n",
             pbx_config(rig, "")
         );
         let srv = Server::start(&db, &config).await;
@@ -459,4 +471,249 @@ async fn wait_bridged(ami: &Ami, prefix: &str) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no bridged channel {prefix}*");
+}
+
+/// A simulated caller (phone-1001) that dials `number` and, once answered,
+/// keys the feature code `code` after `wait1` s, then `digits` (a transfer
+/// target), then stays `wait` s.
+async fn call_with_feature(
+    ami: &Ami,
+    number: &str,
+    code: &str,
+    digits: &str,
+    wait1: u32,
+    wait: u32,
+) {
+    let r = ami
+        .action(
+            "Originate",
+            &[
+                ("Channel", &format!("PJSIP/{number}@phone-1001")),
+                ("Context", "rig-caller"),
+                ("Exten", "feature"),
+                ("Priority", "1"),
+                ("Variable", &format!("RIG_CODE={code}")),
+                ("Variable", &format!("RIG_DTMF={digits}")),
+                ("Variable", &format!("RIG_WAIT1={wait1}")),
+                ("Variable", &format!("RIG_WAIT={wait}")),
+                ("Timeout", "20000"),
+                ("Async", "true"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(r.is_success(), "{:?}", r.response);
+}
+
+/// Waits for the AMI event `name` (within 30 s).
+async fn event(
+    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<asterisk::ami::Message>>,
+    name: &str,
+) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Ok(m)) if m.event() == Some(name) => return,
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("AMI events ended: {e}"),
+            Err(_) => panic!("no {name} event within 30 s"),
+        }
+    }
+}
+
+fn types(e: &Entry) -> Vec<&str> {
+    e.legs
+        .iter()
+        .map(|l| l["action_type"].as_str().unwrap_or(""))
+        .collect()
+}
+
+/// Phone feature codes (Dial options tTkK, features.conf): an attended
+/// transfer (*2), a blind transfer (#1), a call parked (#72) and retrieved
+/// from its space; each is one entry whose legs bill every conversation once.
+#[tokio::test]
+async fn transfers_by_feature_code_and_parked_calls_are_one_entry_each() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    for db in dbs().await {
+        let ami = connected_ami(&rig).await;
+        hang_up_everything(&ami).await;
+        let b = Bench::start(&rig, db).await;
+        let mut rx = ami.subscribe();
+
+        // 1001 calls 1000 (3 s), consults 1001's other phone (6 s), hangs up:
+        // 1000 and that phone talk on until the test ends the call (~3 s).
+        call_with_feature(&ami, "1000", "*2", "1001", 3, 6).await;
+        event(&mut rx, "AttendedTransfer").await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        hang_up_everything(&ami).await;
+        let at = b
+            .entry("attended transfer", |e| has_type(e, "TRANSFER"))
+            .await;
+        check_billing(&at, &rig);
+        let what = at.describe();
+        assert_eq!(types(&at), ["DIAL", "DIAL", "TRANSFER"], "{what}");
+        let (talk, consult, after) = (&at.legs[0], &at.legs[1], &at.legs[2]);
+        assert_eq!(
+            (talk["src"].as_str(), talk["dst"].as_str()),
+            (Some("1001"), Some("1000")),
+            "{what}"
+        );
+        assert_eq!(consult["dst"], "1001", "{what}");
+        assert_eq!(consult["dstanswer"], "1001", "{what}");
+        assert_eq!(after["dstanswer"], "1000", "{what}");
+        for l in &at.legs {
+            assert_eq!(l["disposition"], "ANSWERED", "{what}");
+            assert!(int(l, "billsec") >= 1, "{what}");
+        }
+
+        // Blind transfer by the caller (#1 1001): the transferee's call.
+        call_with_feature(&ami, "1000", "#1", "1001", 3, 6).await;
+        event(&mut rx, "BlindTransfer").await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        hang_up_everything(&ami).await;
+        let bt = b
+            .entry("blind transfer by feature code", |e| {
+                e.legs.len() >= 2 && e.legs[1]["src"] == "1000" && e.legs[1]["dst"] == "1001"
+            })
+            .await;
+        check_billing(&bt, &rig);
+        assert_eq!(bt.legs.len(), 2, "{}", bt.describe());
+
+        // 1001 parks 1000 (#72); phone 1000 retrieves it from space 701.
+        call_with_feature(&ami, "1000", "#72", "", 3, 2).await;
+        event(&mut rx, "ParkedCall").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        call(&ami, "phone-1000", "701", "1000", 3).await;
+        event(&mut rx, "UnParkedCall").await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        hang_up_everything(&ami).await;
+        let pk = b.entry("parked call", |e| has_type(e, "PARKEDCALL")).await;
+        check_billing(&pk, &rig);
+        let what = pk.describe();
+        assert_eq!(types(&pk), ["DIAL", "PARK", "PARKEDCALL"], "{what}");
+        assert_eq!(pk.legs[2]["dst"], "701", "{what}");
+        assert!(int(&pk.legs[1], "billsec") >= 1, "the time parked: {what}");
+        b.srv.stop().await;
+    }
+}
+
+/// Pickup (*8), a conference room, follow-me and forwarding: one entry per
+/// call, typed by the flow.
+#[tokio::test]
+async fn pickup_conference_followme_and_forwarded_calls_are_one_entry_each() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    for db in dbs().await {
+        let ami = connected_ami(&rig).await;
+        hang_up_everything(&ami).await;
+        let b = Bench::start(&rig, db).await;
+        let mut rx = ami.subscribe();
+
+        // 1001 calls 1099 (never answers); phone 1000 picks it up.
+        call(&ami, "phone-1001", "1099", "1001", 8).await;
+        event(&mut rx, "DialBegin").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        call(&ami, "phone-1000", "*8", "1000", 12).await;
+        let pu = b.entry("pickup", |e| has_type(e, "PICKUP")).await;
+        check_billing(&pu, &rig);
+        let what = pu.describe();
+        assert_eq!(pu.legs.len(), 2, "{what}");
+        assert_eq!(pu.legs[0]["disposition"], "NO ANSWER", "{what}");
+        assert_eq!(pu.legs[1]["dstanswer"], "1000", "{what}");
+        assert!(
+            text(&pu.legs[1], "recordfiles").contains("-1001-1099.wav@"),
+            "the caller's recording: {what}"
+        );
+        hang_up_everything(&ami).await;
+
+        // Three callers in room 800 for 9, 6 and 3 s: each billed its stay.
+        call(&ami, "phone-1001", "800", "1001", 9).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        call(&ami, "phone-1000", "800", "1000", 6).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        call(&ami, "phone-1000", "800", "1000", 3).await;
+        // Follow-me 6500 (1099 rings 4 s, then 1000 answers); forwarding.
+        call(&ami, "phone-1001", "6500", "1001", 5).await;
+        call(&ami, "phone-1001", "*611099", "1001", 4).await;
+        call(&ami, "phone-1001", "*621099", "1001", 4).await;
+        call(&ami, "phone-1001", "*631099", "1001", 4).await;
+
+        let mut stays = Vec::new();
+        for _ in 0..60 {
+            let conf: Vec<Entry> = b
+                .entries()
+                .await
+                .into_iter()
+                .filter(|e| has_type(e, "CONFERENCE[800]"))
+                .collect();
+            if conf.len() == 3 {
+                stays = conf;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(stays.len(), 3, "three conference calls");
+        let mut secs: Vec<i64> = stays
+            .iter()
+            .map(|e| {
+                check_billing(e, &rig);
+                assert_eq!(e.legs.len(), 1, "{}", e.describe());
+                assert_eq!(e.legs[0]["dstanswer"], "800", "{}", e.describe());
+                int(&e.legs[0], "billsec")
+            })
+            .collect();
+        secs.sort();
+        for (got, want) in secs.iter().zip([3, 6, 9]) {
+            assert!((got - want).abs() <= 1, "each stay billed: {secs:?}");
+        }
+
+        let fm = b.entry("follow-me", |e| has_type(e, "FOLLOWME")).await;
+        check_billing(&fm, &rig);
+        let what = fm.describe();
+        assert_eq!(fm.legs.len(), 2, "{what}");
+        assert_eq!(fm.legs[0]["disposition"], "NO ANSWER", "{what}");
+        assert_eq!(fm.legs[0]["dstchannel_ext"], "1099", "{what}");
+        assert_eq!(fm.legs[1]["dstanswer"], "1000", "{what}");
+        for l in &fm.legs {
+            assert_eq!(l["dst"], "6500", "{what}");
+        }
+
+        // Always forwarded to 1000; always out through the trunk; forwarded
+        // after no answer (the unanswered ring, then the forward).
+        let always = b
+            .entry("forwarded to 1000", |e| {
+                e.legs.len() == 1
+                    && e.legs[0]["action_type"] == "CALLFORWARD[1099]"
+                    && e.legs[0]["dstanswer"] == "1000"
+                    && e.legs[0]["dst_trunk_name"] == ""
+            })
+            .await;
+        check_billing(&always, &rig);
+        let out = b
+            .entry("forwarded out", |e| {
+                e.legs.iter().any(|l| {
+                    l["action_type"] == "CALLFORWARD[1099]" && l["dst_trunk_name"] == "trunk"
+                })
+            })
+            .await;
+        check_billing(&out, &rig);
+        let what = out.describe();
+        assert_eq!(out.legs.len(), 1, "{what}");
+        assert_eq!(out.legs[0]["dstanswer"], "5550123", "{what}");
+        assert_eq!(out.legs[0]["userfield"], "Internal", "{what}");
+        let later = b
+            .entry("forwarded after no answer", |e| {
+                e.legs.len() >= 2
+                    && e.legs[0]["dst"] == "1099"
+                    && e.legs[0]["dcontext"] == "ext-local-fwd"
+            })
+            .await;
+        check_billing(&later, &rig);
+        let what = later.describe();
+        assert_eq!(types(&later), ["DIAL", "CALLFORWARD[1099]"], "{what}");
+        assert_eq!(later.legs[0]["disposition"], "NO ANSWER", "{what}");
+        assert_eq!(later.legs[1]["dstanswer"], "1000", "{what}");
+        b.srv.stop().await;
+    }
 }
