@@ -717,3 +717,41 @@ async fn pickup_conference_followme_and_forwarded_calls_are_one_entry_each() {
         b.srv.stop().await;
     }
 }
+
+/// Three calls of the same caller to the same extension in the same second:
+/// three recordings, each its own file (pbxgate-record takes the next
+/// second for a name already given), each named by one entry.
+#[tokio::test]
+async fn simultaneous_calls_of_one_pair_get_their_own_recordings() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let db = dbs().await.remove(0);
+    let ami = connected_ami(&rig).await;
+    hang_up_everything(&ami).await;
+    let b = Bench::start(&rig, db).await;
+    for _ in 0..3 {
+        call(&ami, "phone-1001", "1000", "1001", 3).await;
+    }
+    let mut files = Vec::new();
+    for _ in 0..60 {
+        let es: Vec<Entry> = b
+            .entries()
+            .await
+            .into_iter()
+            .filter(|e| e.legs[0]["dst"] == "1000" && e.legs[0]["disposition"] == "ANSWERED")
+            .collect();
+        if es.len() == 3 {
+            for e in &es {
+                check_billing(e, &rig);
+                files.push(text(&e.legs[0], "recordfiles").to_owned());
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(files.len(), 3, "three answered calls");
+    files.sort();
+    files.dedup();
+    assert_eq!(files.len(), 3, "three files: {files:?}");
+    b.srv.stop().await;
+}
