@@ -107,33 +107,40 @@ fn merge_local_pairs(legs: &mut Vec<Leg>) {
         let parent = legs
             .iter()
             .position(|l| l.cdr.dstchannel.eq_ignore_ascii_case(&one));
-        // No such hop: the pair was originated (click-to-call), and its ;1
-        // half dialled the other party once ;2 reached the caller.
-        let twin = legs.iter().position(|l| {
-            l.cdr.channel.eq_ignore_ascii_case(&one) && l.cdr.lastapp.eq_ignore_ascii_case("Dial")
-        });
+        // No such hop: the pair was originated (click-to-call: dialExtension,
+        // dialQueue, dialIVR...), ;2 rang the caller and ;1 then ran the
+        // call's dialplan: each CDR of ;1 is the caller's.
+        let halves: Vec<usize> = legs
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.cdr.channel.eq_ignore_ascii_case(&one))
+            .map(|(j, _)| j)
+            .collect();
+        if parent.is_none() && halves.is_empty() {
+            // Nothing to merge with: the leg stands for itself.
+            i += 1;
+            continue;
+        }
         let child = legs.remove(i).cdr;
-        match (parent, twin) {
-            (Some(p), _) => {
-                let p = if p > i { p - 1 } else { p };
-                absorb_callee(&mut legs[p].cdr, &child);
-            }
-            (None, Some(t)) => {
-                let t = if t > i { t - 1 } else { t };
-                absorb_caller(&mut legs[t].cdr, &child);
-            }
-            (None, None) => {
-                // Nothing to merge with: the leg stands for itself.
-                let key = child.dedupe_key();
-                legs.insert(i, Leg { cdr: child, key });
-                i += 1;
+        let shifted = |j: usize| if j > i { j - 1 } else { j };
+        match parent {
+            Some(p) => absorb_callee(&mut legs[shifted(p)].cdr, &child),
+            None => {
+                for (n, j) in halves.into_iter().enumerate() {
+                    let leg = &mut legs[shifted(j)].cdr;
+                    if n == 0 {
+                        absorb_caller(leg, &child);
+                    } else if !child.dstchannel.is_empty() {
+                        leg.channel.clone_from(&child.dstchannel);
+                    }
+                }
             }
         }
     }
 }
 
 /// The `;1` half of a Local pair bridged with another party without having
-/// dialled it: an attended transfer by feature code joined the transferee
+/// dialled it (no application): an attended transfer by feature code joined the transferee
 /// (`dstchannel`) with the party the pair's `;2` half reached. That is a
 /// call of its own, between those two: it keeps its seconds (the `;2` half's
 /// CDR, merged into the consultation call, does not).
@@ -152,7 +159,9 @@ fn bridges_through_local_pairs(legs: &mut [Leg]) {
         let Some((_, "1")) = local_half(&c.channel) else {
             continue;
         };
-        if c.dstchannel.is_empty() || c.lastapp.eq_ignore_ascii_case("Dial") {
+        // Such a half runs no dialplan (no application): a half that ran
+        // one (a click-to-call's queue, IVR...) is the caller's side.
+        if c.dstchannel.is_empty() || !c.lastapp.is_empty() {
             continue;
         }
         let Some((_, two)) = far

@@ -327,6 +327,26 @@ fn follow_me_steps_are_legs() {
     assert_eq!(billed(&call), 5);
 }
 
+/// pbxgate's dialQueue (click-to-call to queue 6000): the originated pair's
+/// ;1 half runs the queue, whose member is itself a Local pair.
+#[test]
+fn click_to_call_to_a_queue_keeps_its_queue_leg() {
+    let cdrs = [
+        r#"UniqueID=1796654960.522 | LinkedID=1796654960.522 | Sequence=415 | Source=1001 | Destination=s | DestinationContext=rig-queue | CallerID="Ext 1001" <1001> | Channel=Local/1001@from-internal-00000025;1 | DestinationChannel=Local/1000@ext-local-00000026;1 | LastApplication=Queue | LastData=6000,,,,30 | StartTime=2026-12-07 14:49:20 | AnswerTime=2026-12-07 14:49:21 | EndTime=2026-12-07 14:49:28 | Duration=8 | BillableSeconds=6 | Disposition=ANSWERED | PbxDirection=Internal | PbxActionType=QUEUE[6000]"#,
+        r#"UniqueID=1796654960.523 | LinkedID=1796654960.522 | Sequence=416 | Source=1000 | Destination=1001 | DestinationContext=ext-local | CallerID="Ext 1000" <1000> | Channel=Local/1001@from-internal-00000025;2 | DestinationChannel=PJSIP/1001-0000012e | LastApplication=Dial | LastData=PJSIP/1001/sip:1001@127.0.0.1:16061,8,tTkK | StartTime=2026-12-07 14:49:20 | AnswerTime=2026-12-07 14:49:21 | EndTime=2026-12-07 14:49:28 | Duration=8 | BillableSeconds=6 | Disposition=ANSWERED | PbxDirection=Internal | PbxActionType=DIAL | PbxRecordFiles=2026-12/auto-1796654960-6000-1001.wav@"#,
+        r#"UniqueID=1796654961.527 | LinkedID=1796654960.522 | Sequence=420 | Source=1001 | Destination=1000 | DestinationContext=ext-local | CallerID="Ext 1001" <1001> | Channel=Local/1000@ext-local-00000026;2 | DestinationChannel=PJSIP/1000-00000130 | LastApplication=Dial | LastData=PJSIP/1000/sip:1000@127.0.0.1:16061,8,tTkK | StartTime=2026-12-07 14:49:21 | AnswerTime=2026-12-07 14:49:22 | EndTime=2026-12-07 14:49:28 | Duration=6 | BillableSeconds=5 | Disposition=ANSWERED | PbxDirection=Internal | PbxActionType=DIAL | PbxRecordFiles=2026-12/auto-1796654961-1001-1000.wav@"#,
+    ];
+    let call = reduce(cdrs.iter().map(|l| cdr(l)).collect());
+    assert_eq!(call.legs.len(), 1, "{call:#?}");
+    let leg = &call.legs[0].cdr;
+    assert_eq!(leg.channel, "PJSIP/1001-0000012e", "the caller's phone");
+    assert_eq!(leg.dstchannel, "PJSIP/1000-00000130", "the agent");
+    assert_eq!((leg.src.as_str(), leg.dst.as_str()), ("1001", "6000"));
+    assert_eq!(leg.action_type, "QUEUE[6000]");
+    assert_eq!(leg.billsec, "6", "from the agent's answer");
+    assert_eq!(call.owner, "1001");
+}
+
 /// A call generator for the property test: chains of flows on one caller,
 /// written as Asterisk writes their CDRs (Local pairs for queue members,
 /// a channel's later CDRs inheriting its variables, empty followers), with

@@ -422,6 +422,29 @@ async fn click_to_call_and_a_transferred_call_are_one_entry_each() {
         assert_eq!(leg["dstanswer"], "1000", "{what}");
         assert!((2..=5).contains(&int(leg, "billsec")), "{what}");
 
+        // dialQueue 1001 → queue 6000 (whose member 1000 is a Local channel
+        // too): one leg, the queue's, from the caller's phone to the agent.
+        let r = b
+            .api("dialQueue", json!({"caller": "1001", "queue": "6000"}))
+            .await;
+        assert_eq!(r["status"], 0, "{r}");
+        wait_bridged(&ami, "PJSIP/1000-").await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        hang_up_everything(&ami).await;
+        let dq = b.entry("dialQueue", |e| has_type(e, "QUEUE[6000]")).await;
+        check_billing(&dq, &rig);
+        let what = dq.describe();
+        assert_eq!(dq.legs.len(), 1, "{what}");
+        let leg = &dq.legs[0];
+        assert!(text(leg, "channel").starts_with("PJSIP/1001-"), "{what}");
+        assert_eq!(
+            (leg["src"].as_str(), leg["dst"].as_str()),
+            (Some("1001"), Some("6000")),
+            "{what}"
+        );
+        assert_eq!(leg["dstanswer"], "1000", "{what}");
+        assert!((2..=5).contains(&int(leg, "billsec")), "{what}");
+
         // 1001 calls 1000, then 1001 hands 1000 over to extension 1001
         // (BlindTransfer): the leg after the transfer has src 1000, and is
         // the same call.
