@@ -730,10 +730,12 @@ exten => _X.,1,Gosub(pbxgate-inbound,s,1(\${EXTEN}))
 
 ; DID 55501XX -> extension 10XX (5550100 -> 1000 answers, 5550198 -> 1098 busy,
 ; 5550199 -> 1099 no answer, 5550197 -> 1097 congestion, 5550102 -> 1002 fails);
-; 5556400 -> ring group 6400; others -> 1000
+; 5556400 -> ring group 6400, 5556000 -> queue 6000, 5557000 -> IVR 7000; others -> 1000
 [ext-did]
 exten => _55501XX,1,Goto(ext-local,10\${EXTEN:-2},1)
 exten => 5556400,1,Goto(rig-ringgroup,s,1)
+exten => 5556000,1,Goto(rig-queue,s,1)
+exten => 5557000,1,Goto(rig-ivr,s,1)
 exten => _X.,1,Goto(ext-local,1000,1)
 
 ; ==== simulators (rig-only) ====

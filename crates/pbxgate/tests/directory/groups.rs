@@ -300,11 +300,15 @@ async fn routes_are_the_extensions_of_the_described_contexts() {
     assert_eq!(
         inbound["inbound_route"],
         json!([
-            {"inbound_rt_index": "1", "did_pattern_match": "5556400",
+            {"inbound_rt_index": "1", "did_pattern_match": "5556000",
+             "destination": "Goto(rig-queue,s,1)", "context": "ext-did"},
+            {"inbound_rt_index": "2", "did_pattern_match": "5556400",
              "destination": "Goto(rig-ringgroup,s,1)", "context": "ext-did"},
-            {"inbound_rt_index": "2", "did_pattern_match": "_55501XX",
+            {"inbound_rt_index": "3", "did_pattern_match": "5557000",
+             "destination": "Goto(rig-ivr,s,1)", "context": "ext-did"},
+            {"inbound_rt_index": "4", "did_pattern_match": "_55501XX",
              "destination": "Goto(ext-local,10${EXTEN:-2},1)", "context": "ext-did"},
-            {"inbound_rt_index": "3", "did_pattern_match": "_X.",
+            {"inbound_rt_index": "5", "did_pattern_match": "_X.",
              "destination": "Goto(ext-local,1000,1)", "context": "ext-did"},
         ]),
         "{inbound}"
@@ -312,7 +316,7 @@ async fn routes_are_the_extensions_of_the_described_contexts() {
     let page2 = b
         .ok(
             "listInboundRoute",
-            json!({"item_num": 1, "page": 2, "options": "did_pattern_match"}),
+            json!({"item_num": 1, "page": 4, "options": "did_pattern_match"}),
         )
         .await;
     assert_eq!(
@@ -321,7 +325,7 @@ async fn routes_are_the_extensions_of_the_described_contexts() {
     );
     assert_eq!(
         (page2["total_item"].clone(), page2["total_page"].clone()),
-        (json!(3), json!(3))
+        (json!(5), json!(5))
     );
 
     let outbound = b.ok("listOutboundRoute", json!({})).await;

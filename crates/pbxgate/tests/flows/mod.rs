@@ -244,13 +244,14 @@ impl Bench {
     }
 }
 
-/// A simulated caller that dials `number` and keys `digits` once answered.
-async fn call_keying(ami: &Ami, number: &str, digits: &str, secs: u32) {
+/// A simulated caller (`from`: `phone-1001`, `carrier`) that dials `number`
+/// and keys `digits` once answered.
+async fn call_keying(ami: &Ami, from: &str, number: &str, digits: &str, secs: u32) {
     let r = ami
         .action(
             "Originate",
             &[
-                ("Channel", &format!("PJSIP/{number}@phone-1001")),
+                ("Channel", &format!("PJSIP/{number}@{from}")),
                 ("Context", "rig-caller"),
                 ("Exten", "dtmf"),
                 ("Priority", "1"),
@@ -282,7 +283,7 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
         call(&ami, "phone-1001", "6000", "1001", 6).await;
         call(&ami, "phone-1001", "6100", "1001", 6).await;
         call(&ami, "phone-1001", "6400", "1001", 6).await;
-        call_keying(&ami, "7000", "1000", 6).await;
+        call_keying(&ami, "phone-1001", "7000", "1000", 6).await;
         call(&ami, "phone-1001", "*881099", "1001", 5).await;
 
         // Queue 6000 (member Local/1000@ext-local/n), answered: one leg, the
@@ -777,4 +778,137 @@ async fn simultaneous_calls_of_one_pair_get_their_own_recordings() {
     files.dedup();
     assert_eq!(files.len(), 3, "three files: {files:?}");
     b.srv.stop().await;
+}
+
+/// Seconds each carrier-side channel for `number` was up (Newstate Up to
+/// Hangup), as the carrier would bill them, from the rig's AMI events.
+struct Carrier {
+    up: std::collections::HashMap<String, tokio::time::Instant>,
+    exten: std::collections::HashMap<String, String>,
+    billed: std::collections::HashMap<String, f64>,
+}
+
+impl Carrier {
+    fn new() -> Carrier {
+        Carrier {
+            up: Default::default(),
+            exten: Default::default(),
+            billed: Default::default(),
+        }
+    }
+
+    fn see(&mut self, m: &asterisk::ami::Message) {
+        let (Some(uid), Some(ev)) = (m.get("Uniqueid"), m.event()) else {
+            return;
+        };
+        match ev {
+            "Newchannel" if m.get("Context") == Some("rig-sim") => {
+                self.exten
+                    .insert(uid.to_owned(), m.get("Exten").unwrap_or("").to_owned());
+            }
+            "Newstate" if m.get("ChannelState") == Some("6") && self.exten.contains_key(uid) => {
+                self.up.insert(uid.to_owned(), tokio::time::Instant::now());
+            }
+            "Hangup" => {
+                if let (Some(t), Some(exten)) = (self.up.remove(uid), self.exten.get(uid)) {
+                    *self.billed.entry(exten.clone()).or_default() += t.elapsed().as_secs_f64();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Calls from the trunk through a queue and an IVR, and calls out through
+/// the trunk (dialled and forwarded): the inbound legs carry the trunk and
+/// the direction; the outbound trunk legs' billsec adds up to the time the
+/// carrier's side was connected.
+#[tokio::test]
+async fn trunk_calls_through_flows_and_the_carriers_time() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    for db in dbs().await {
+        let ami = connected_ami(&rig).await;
+        hang_up_everything(&ami).await;
+        let b = Bench::start(&rig, db).await;
+        let mut rx = ami.subscribe();
+        let carrier = std::sync::Arc::new(std::sync::Mutex::new(Carrier::new()));
+        let watch = carrier.clone();
+        let watcher = tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(m) => watch.lock().unwrap().see(&m),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        panic!("{n} AMI events missed")
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        call(&ami, "carrier", "5556000", "+15557200001", 6).await;
+        call_keying(&ami, "carrier", "5557000", "1000", 6).await;
+        call(&ami, "phone-1001", "95550123", "1001", 5).await;
+        call(&ami, "phone-1001", "*621099", "1001", 4).await;
+
+        let q = b
+            .entry("inbound queue", |e| has_type(e, "QUEUE[6000]"))
+            .await;
+        check_billing(&q, &rig);
+        let what = q.describe();
+        assert_eq!(q.legs.len(), 1, "{what}");
+        let leg = &q.legs[0];
+        assert_eq!(leg["userfield"], "Inbound", "{what}");
+        assert_eq!(leg["src_trunk_name"], "trunk", "{what}");
+        assert_eq!(leg["dst"], "6000", "{what}");
+        assert_eq!(leg["dstanswer"], "1000", "{what}");
+
+        let ivr = b.entry("inbound IVR", |e| has_type(e, "IVR[7000]")).await;
+        check_billing(&ivr, &rig);
+        let what = ivr.describe();
+        assert_eq!(types(&ivr), ["IVR[7000]", "DIAL"], "{what}");
+        for l in &ivr.legs {
+            assert_eq!(l["userfield"], "Inbound", "{what}");
+            assert_eq!(l["src_trunk_name"], "trunk", "{what}");
+        }
+        assert_eq!(ivr.legs[1]["dstanswer"], "1000", "{what}");
+
+        // Both outbound calls stored, then the carrier's side of each.
+        let out = |e: &Entry| {
+            e.legs
+                .iter()
+                .any(|l| l["dst_trunk_name"] == "trunk" && l["dst"] == "5550123")
+        };
+        let mut legs_billed = 0;
+        for _ in 0..80 {
+            let outs: Vec<Entry> = b.entries().await.into_iter().filter(out).collect();
+            if outs.len() == 2 {
+                legs_billed = outs
+                    .iter()
+                    .flat_map(|e| e.legs.iter())
+                    .filter(|l| l["dst_trunk_name"] == "trunk")
+                    .map(|l| int(l, "billsec"))
+                    .sum();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(!watcher.is_finished(), "the event watcher stopped");
+        watcher.abort();
+        let carrier_secs = carrier
+            .lock()
+            .unwrap()
+            .billed
+            .get("5550123")
+            .copied()
+            .unwrap_or(0.0);
+        assert!(
+            carrier_secs > 5.0,
+            "the carrier answered both: {carrier_secs}"
+        );
+        assert!(
+            (legs_billed as f64 - carrier_secs).abs() <= 2.0,
+            "trunk legs {legs_billed} s, carrier {carrier_secs:.1} s"
+        );
+        b.srv.stop().await;
+    }
 }
