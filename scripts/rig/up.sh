@@ -280,7 +280,7 @@ comebacktoorigin = yes
 EOF
 # conference rooms (ConfBridge 800): the default profiles
 printf '[general]\n[default_bridge]\ntype = bridge\n[default_user]\ntype = user\n' > "$E/confbridge.conf"
-# follow-me 6500: 1099 (never answers), then 1000
+# follow-me 6500: 1099 (never answers), then 1000; 6501: 1099 only
 cat > "$E/followme.conf" <<'EOF'
 [general]
 takecall = 1
@@ -289,6 +289,11 @@ declinecall = 2
 context = ext-local
 number => 1099,4
 number => 1000,6
+enable_callee_prompt = no
+; follow-me 6501: 1099 only (nobody answers)
+[6501]
+context = ext-local
+number => 1099,4
 enable_callee_prompt = no
 EOF
 
@@ -312,6 +317,15 @@ retry = 1
 joinempty = yes
 leavewhenempty = no
 member => Local/1000@ext-local/n
+
+; queue 6200: 1099, which never answers (abandoned calls)
+[6200]
+strategy = ringall
+timeout = 5
+retry = 1
+joinempty = yes
+leavewhenempty = no
+member => Local/1099@ext-local/n
 
 ; queue 6100 (pbxgate's directory lists): 1001 and 1097, one at a time
 [6100]
@@ -636,6 +650,13 @@ exten => _**10XX,1,PickupChan(PJSIP/\${EXTEN:2}-)
 exten => 800,1,Gosub(pbxgate-conference,s,1(800))
 exten => 6500,1,Gosub(pbxgate-followme,s,1(6500))
  same => n,FollowMe(6500,dN)
+exten => 6501,1,Gosub(pbxgate-followme,s,1(6501))
+ same => n,FollowMe(6501,dN)
+; queue 6200 (1099 never answers); ring group 6401: 1099 (no answer) and 1098 (busy)
+exten => 6200,1,Gosub(pbxgate-queue,s,1(6200))
+ same => n,Queue(6200,,,,30)
+exten => 6401,1,Gosub(pbxgate-ringgroup,s,1(6401))
+ same => n,Dial(PJSIP/1099/sip:1099@\${RIG_SIM}&PJSIP/1098/sip:1098@\${RIG_SIM},\${RIG_DIAL_TIMEOUT})
 ; forwarding: *61 + 10XX always to 1000; *62 + 10XX always out to 5550123; *63 + 10XX to 1000
 ; when 10XX does not answer or is busy
 exten => _*6110XX,1,Gosub(pbxgate-forward,s,1(\${EXTEN:3},1000))

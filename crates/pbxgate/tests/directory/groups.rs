@@ -77,7 +77,7 @@ async fn a_queues_members_and_their_state_are_live() {
     let b = Bench::start(&rig).await;
 
     let list = b.ok("listQueue", json!({"sidx": "extension"})).await;
-    assert_eq!(list["total_item"], 2, "{list}");
+    assert_eq!(list["total_item"], 3, "{list}");
     let q = &list["queue"][0];
     assert_eq!(q["extension"], "6000", "{q}");
     assert_eq!(q["queue_name"], "Rig support", "{q}");
@@ -104,19 +104,22 @@ async fn a_queues_members_and_their_state_are_live() {
         .await;
     let keys: Vec<&String> = list["queue"][0].as_object().unwrap().keys().collect();
     assert_eq!(keys.len(), 3, "{list}");
-    // Pages of one, sorted: 6100 (no name in the directory file) first.
+    // Pages of one, sorted: 6200, then 6100 (no names in the directory file).
     let p = |page: u64| json!({"sidx": "extension", "sord": "desc", "item_num": 1, "page": page});
     let one = b.ok("listQueue", p(1)).await;
-    assert_eq!(one["queue"][0]["queue_name"], "6100", "{one}");
-    assert_eq!(one["queue"][0]["strategy"], "leastrecent", "{one}");
-    assert_eq!(one["queue"][0]["members"], "1001,1097", "{one}");
+    assert_eq!(one["queue"][0]["queue_name"], "6200", "{one}");
+    assert_eq!(one["queue"][0]["members"], "1099", "{one}");
     assert_eq!(
         (one["total_item"].clone(), one["total_page"].clone()),
-        (json!(2), json!(2))
+        (json!(3), json!(3))
     );
     let two = b.ok("listQueue", p(2)).await;
-    assert_eq!(two["queue"][0]["extension"], "6000", "{two}");
+    assert_eq!(two["queue"][0]["queue_name"], "6100", "{two}");
+    assert_eq!(two["queue"][0]["strategy"], "leastrecent", "{two}");
+    assert_eq!(two["queue"][0]["members"], "1001,1097", "{two}");
     assert_eq!(two["page"], 2);
+    let three = b.ok("listQueue", p(3)).await;
+    assert_eq!(three["queue"][0]["extension"], "6000", "{three}");
 
     // A member added live, paused, shows up at once; removed, it is gone.
     let r = ami

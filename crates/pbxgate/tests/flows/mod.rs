@@ -912,3 +912,123 @@ async fn trunk_calls_through_flows_and_the_carriers_time() {
         b.srv.stop().await;
     }
 }
+
+/// A simulated caller that dials `number` and gives up after `ms` unless
+/// answered (then stays `secs`).
+async fn call_giving_up(ami: &Ami, number: &str, ms: u32, secs: u32) {
+    let r = ami
+        .action(
+            "Originate",
+            &[
+                ("Channel", &format!("PJSIP/{number}@phone-1001")),
+                ("CallerID", "1001"),
+                ("Application", "Wait"),
+                ("Data", &secs.to_string()),
+                ("Timeout", &ms.to_string()),
+                ("Async", "true"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(r.is_success(), "{:?}", r.response);
+}
+
+/// The outcomes that bill nothing (or only the PBX's own answer): a queue
+/// call abandoned, a ring group nobody answers, a follow-me nobody answers,
+/// a caller leaving an IVR menu, voicemail after busy, a blind transfer to a
+/// busy phone.
+#[tokio::test]
+async fn unanswered_outcomes_of_each_flow() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    for db in dbs().await {
+        let ami = connected_ami(&rig).await;
+        hang_up_everything(&ami).await;
+        let b = Bench::start(&rig, db).await;
+        call_giving_up(&ami, "6200", 7000, 5).await;
+        call_giving_up(&ami, "6401", 12_000, 5).await;
+        call_giving_up(&ami, "6501", 9000, 5).await;
+        call(&ami, "phone-1001", "7000", "1001", 3).await;
+        call(&ami, "phone-1001", "*881098", "1001", 4).await;
+        call_with_feature(&ami, "1000", "#1", "1098", 3, 4).await;
+
+        let q = b
+            .entry("queue abandoned", |e| has_type(e, "QUEUE[6200]"))
+            .await;
+        check_billing(&q, &rig);
+        let what = q.describe();
+        assert!(!q.legs.is_empty(), "{what}");
+        for l in &q.legs {
+            assert_ne!(l["disposition"], "ANSWERED", "{what}");
+            assert_eq!(l["dstchannel_ext"], "1099", "{what}");
+            assert_eq!(l["dst"], "6200", "{what}");
+            assert_eq!(l["recordfiles"], "", "{what}");
+        }
+        assert_eq!(q.sum("billsec"), 0, "{what}");
+
+        let rg = b
+            .entry("ring group unanswered", |e| has_type(e, "RINGGROUP[6401]"))
+            .await;
+        check_billing(&rg, &rig);
+        let what = rg.describe();
+        let mut outcomes: Vec<(&str, &str)> = rg
+            .legs
+            .iter()
+            .map(|l| (text(l, "dstchannel_ext"), text(l, "disposition")))
+            .collect();
+        outcomes.sort();
+        assert_eq!(
+            outcomes,
+            [("1098", "BUSY"), ("1099", "NO ANSWER")],
+            "{what}"
+        );
+        assert_eq!(rg.sum("billsec"), 0, "{what}");
+
+        let fm = b
+            .entry("follow-me unanswered", |e| {
+                e.legs
+                    .iter()
+                    .any(|l| l["action_type"] == "FOLLOWME" && l["dst"] == "6501")
+            })
+            .await;
+        check_billing(&fm, &rig);
+        let what = fm.describe();
+        assert_eq!(fm.legs[0]["disposition"], "NO ANSWER", "{what}");
+        assert_eq!(fm.legs[0]["dstchannel_ext"], "1099", "{what}");
+        assert_eq!(fm.sum("billsec"), 0, "{what}");
+
+        let ivr = b.entry("IVR left", |e| has_type(e, "IVR[7000]")).await;
+        check_billing(&ivr, &rig);
+        let what = ivr.describe();
+        assert_eq!(ivr.legs.len(), 1, "{what}");
+        assert_eq!(
+            ivr.legs[0]["disposition"], "ANSWERED",
+            "the IVR answered: {what}"
+        );
+        assert_eq!(ivr.legs[0]["dst"], "7000", "{what}");
+        assert!((2..=5).contains(&int(&ivr.legs[0], "billsec")), "{what}");
+
+        let vm = b
+            .entry("voicemail after busy", |e| {
+                has_type(e, "VM") && e.legs[0]["dst"] == "1098"
+            })
+            .await;
+        check_billing(&vm, &rig);
+        let what = vm.describe();
+        assert_eq!(types(&vm), ["DIAL", "VM"], "{what}");
+        assert_eq!(vm.legs[0]["disposition"], "BUSY", "{what}");
+        assert_eq!(vm.legs[1]["disposition"], "ANSWERED", "{what}");
+
+        let bt = b
+            .entry("blind transfer to a busy phone", |e| {
+                e.legs.len() == 2 && e.legs[0]["dst"] == "1000" && e.legs[1]["dst"] == "1098"
+            })
+            .await;
+        check_billing(&bt, &rig);
+        let what = bt.describe();
+        assert_eq!(bt.legs[0]["disposition"], "ANSWERED", "{what}");
+        assert_eq!(bt.legs[1]["disposition"], "BUSY", "{what}");
+        assert_eq!(bt.legs[1]["src"], "1000", "{what}");
+        b.srv.stop().await;
+    }
+}
