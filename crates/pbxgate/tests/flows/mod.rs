@@ -591,6 +591,37 @@ async fn transfers_by_feature_code_and_parked_calls_are_one_entry_each() {
             assert!(int(l, "billsec") >= 1, "{what}");
         }
 
+        // The same by AMI (Atxfer: Asterisk dials the target with the
+        // features.conf atxfer code): 1001's phone hangs up after consulting.
+        call(&ami, "phone-1001", "1000", "1001", 8).await;
+        let caller = wait_bridged(&ami, "PJSIP/1001-").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let r = ami
+            .action(
+                "Atxfer",
+                &[
+                    ("Channel", caller.as_str()),
+                    ("Exten", "1001"),
+                    ("Context", "from-internal"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(r.is_success(), "Atxfer: {:?}", r.response);
+        event(&mut rx, "AttendedTransfer").await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        hang_up_everything(&ami).await;
+        let ax = b
+            .entry("attended transfer by AMI", |e| {
+                has_type(e, "TRANSFER") && e.main["session"] != at.main["session"]
+            })
+            .await;
+        check_billing(&ax, &rig);
+        let what = ax.describe();
+        assert_eq!(types(&ax), ["DIAL", "DIAL", "TRANSFER"], "{what}");
+        assert_eq!(ax.legs[1]["dstanswer"], "1001", "{what}");
+        assert_eq!(ax.legs[2]["dstanswer"], "1000", "{what}");
+
         // Blind transfer by the caller (#1 1001): the transferee's call.
         call_with_feature(&ami, "1000", "#1", "1001", 3, 6).await;
         event(&mut rx, "BlindTransfer").await;
