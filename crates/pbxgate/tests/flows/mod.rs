@@ -381,10 +381,11 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
     }
 }
 
-/// Click-to-call (dialExtension) and a blind transfer by the caller
-/// (callTransfer): one entry each.
+/// Click-to-call (dialExtension, dialQueue) and the API's transfers
+/// (callTransfer, transferNumberInbound, transferNumberOutbound): one entry
+/// each.
 #[tokio::test]
-async fn click_to_call_and_a_transferred_call_are_one_entry_each() {
+async fn click_to_call_and_api_transfers_are_one_entry_each() {
     let Some(rig) = rig() else { return };
     let _one_at_a_time = CALLS.lock().await;
     for db in dbs().await {
@@ -476,6 +477,60 @@ async fn click_to_call_and_a_transferred_call_are_one_entry_each() {
             text(&xfer.legs[0], "session").ends_with("-1001"),
             "the caller's call: {what}"
         );
+
+        // transferNumberInbound: an inbound call's own channel (the trunk's)
+        // sent to 1001; transferNumberOutbound: a caller sent out through
+        // the trunk. The call goes on in the same entry.
+        call(&ami, "carrier", "5550100", "+15557300001", 30).await;
+        let trunk = wait_bridged(&ami, "PJSIP/trunk-").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let r = b
+            .api(
+                "transferNumberInbound",
+                json!({"channel": trunk, "callee": "1001"}),
+            )
+            .await;
+        assert_eq!(r["status"], 0, "{r}");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        hang_up_everything(&ami).await;
+        let tin = b
+            .entry("transferNumberInbound", |e| {
+                e.legs.len() >= 2 && e.legs[0]["src"] == "+15557300001"
+            })
+            .await;
+        check_billing(&tin, &rig);
+        let what = tin.describe();
+        assert_eq!(tin.legs.len(), 2, "{what}");
+        assert_eq!(tin.legs[1]["dst"], "1001", "{what}");
+        assert_eq!(tin.legs[1]["dstanswer"], "1001", "{what}");
+        for l in &tin.legs {
+            assert_eq!(l["userfield"], "Inbound", "{what}");
+            assert_eq!(l["src_trunk_name"], "trunk", "{what}");
+        }
+
+        call(&ami, "phone-1001", "1000", "1001", 30).await;
+        let caller = wait_bridged(&ami, "PJSIP/1001-").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let r = b
+            .api(
+                "transferNumberOutbound",
+                json!({"channel": caller, "outbound": "5550123"}),
+            )
+            .await;
+        assert_eq!(r["status"], 0, "{r}");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        hang_up_everything(&ami).await;
+        let tout = b
+            .entry("transferNumberOutbound", |e| {
+                e.legs.len() >= 2 && e.legs[1]["dst"] == "5550123"
+            })
+            .await;
+        check_billing(&tout, &rig);
+        let what = tout.describe();
+        assert_eq!(tout.legs.len(), 2, "{what}");
+        assert_eq!(tout.legs[1]["dst_trunk_name"], "trunk", "{what}");
+        assert_eq!(tout.legs[1]["dstanswer"], "5550123", "{what}");
+        assert_eq!(tout.legs[0]["dst_trunk_name"], "", "{what}");
         b.srv.stop().await;
     }
 }
