@@ -657,6 +657,11 @@ exten => 6200,1,Gosub(pbxgate-queue,s,1(6200))
  same => n,Queue(6200,,,,30)
 exten => 6401,1,Gosub(pbxgate-ringgroup,s,1(6401))
  same => n,Dial(PJSIP/1099/sip:1099@\${RIG_SIM}&PJSIP/1098/sip:1098@\${RIG_SIM},\${RIG_DIAL_TIMEOUT})
+; ring group 6402, hunt: 1099 for 4 s, then 1000
+exten => 6402,1,Gosub(pbxgate-ringgroup,s,1(6402))
+ same => n,Dial(PJSIP/1099/sip:1099@\${RIG_SIM},4)
+ same => n,Gosub(pbxgate-ringgroup,s,1(6402))
+ same => n,Dial(PJSIP/1000/sip:1000@\${RIG_SIM},\${RIG_DIAL_TIMEOUT})
 ; forwarding: *61 + 10XX always to 1000; *62 + 10XX always out to 5550123; *63 + 10XX to 1000
 ; when 10XX does not answer or is busy
 exten => _*6110XX,1,Gosub(pbxgate-forward,s,1(\${EXTEN:3},1000))

@@ -284,6 +284,7 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
         call(&ami, "phone-1001", "6100", "1001", 6).await;
         call(&ami, "phone-1001", "6400", "1001", 6).await;
         call_keying(&ami, "phone-1001", "7000", "1000", 6).await;
+        call(&ami, "phone-1001", "6402", "1001", 5).await;
         call(&ami, "phone-1001", "*881099", "1001", 5).await;
 
         // Queue 6000 (member Local/1000@ext-local/n), answered: one leg, the
@@ -346,6 +347,22 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
             assert_eq!(l["userfield"], "Internal", "{what}");
         }
         assert!((5..=7).contains(&rg.sum("billsec")), "{what}");
+
+        // Ring group 6402, hunting: 1099 (4 s, no answer), then 1000.
+        let hunt = b
+            .entry("hunt group 6402", |e| has_type(e, "RINGGROUP[6402]"))
+            .await;
+        check_billing(&hunt, &rig);
+        let what = hunt.describe();
+        assert_eq!(hunt.legs.len(), 2, "{what}");
+        assert_eq!(hunt.legs[0]["disposition"], "NO ANSWER", "{what}");
+        assert_eq!(hunt.legs[0]["dstchannel_ext"], "1099", "{what}");
+        assert_eq!(hunt.legs[1]["disposition"], "ANSWERED", "{what}");
+        assert_eq!(hunt.legs[1]["dstanswer"], "1000", "{what}");
+        for l in &hunt.legs {
+            assert_eq!(l["action_type"], "RINGGROUP[6402]", "{what}");
+            assert_eq!(l["dst"], "6402", "{what}");
+        }
 
         // IVR 7000, the caller keys 1000: the menu's leg, then the call to
         // 1000, which is billed from its own answer only.
