@@ -244,26 +244,40 @@ impl Bench {
     }
 }
 
-/// A simulated caller (`from`: `phone-1001`, `carrier`) that dials `number`
-/// and keys `digits` once answered.
-async fn call_keying(ami: &Ami, from: &str, number: &str, digits: &str, secs: u32) {
-    let r = ami
-        .action(
-            "Originate",
-            &[
-                ("Channel", &format!("PJSIP/{number}@{from}")),
-                ("Context", "rig-caller"),
-                ("Exten", "dtmf"),
-                ("Priority", "1"),
-                ("Variable", &format!("RIG_DTMF={digits}")),
-                ("Variable", &format!("RIG_WAIT={secs}")),
-                ("Timeout", "20000"),
-                ("Async", "true"),
-            ],
-        )
-        .await
-        .unwrap();
+/// An AMI Originate of a simulated caller (`from`: `phone-1001`,
+/// `carrier`) dialling `number`, then `then` (an application, or a
+/// `rig-caller` extension and its variables).
+async fn originate(ami: &Ami, from: &str, number: &str, timeout_ms: u32, then: &[(&str, String)]) {
+    let channel = format!("PJSIP/{number}@{from}");
+    let timeout = timeout_ms.to_string();
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("Channel", &channel),
+        ("Timeout", &timeout),
+        ("Async", "true"),
+    ];
+    headers.extend(then.iter().map(|(k, v)| (*k, v.as_str())));
+    let r = ami.action("Originate", &headers).await.unwrap();
     assert!(r.is_success(), "{:?}", r.response);
+}
+
+/// A `rig-caller` extension and its variables, for [`originate`].
+fn rig_caller(exten: &str, vars: &[(&str, String)]) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("Context", "rig-caller".to_owned()),
+        ("Exten", exten.to_owned()),
+        ("Priority", "1".to_owned()),
+    ];
+    out.extend(vars.iter().map(|(k, v)| ("Variable", format!("{k}={v}"))));
+    out
+}
+
+/// A simulated caller that dials `number` and keys `digits` once answered.
+async fn call_keying(ami: &Ami, from: &str, number: &str, digits: &str, secs: u32) {
+    let vars = [
+        ("RIG_DTMF", digits.to_owned()),
+        ("RIG_WAIT", secs.to_string()),
+    ];
+    originate(ami, from, number, 20_000, &rig_caller("dtmf", &vars)).await;
 }
 
 fn has_type(e: &Entry, t: &str) -> bool {
@@ -289,9 +303,9 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
 
         // Queue 6000 (member Local/1000@ext-local/n), answered: one leg, the
         // agent's talk time once (Asterisk writes two 6 s CDRs).
-        let q = b.entry("queue 6000", |e| has_type(e, "QUEUE[6000]")).await;
-        check_billing(&q, &rig);
-        let what = q.describe();
+        let (q, what) = b
+            .checked(&rig, "queue 6000", |e| has_type(e, "QUEUE[6000]"))
+            .await;
         assert_eq!(q.legs.len(), 1, "{what}");
         let leg = &q.legs[0];
         assert_eq!(leg["dst"], "6000", "{what}");
@@ -307,9 +321,9 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
 
         // Queue 6100 (untagged by the dialplan; members 1001 and 1097, which
         // fails): one leg per member rung, exactly one answered.
-        let q = b.entry("queue 6100", |e| has_type(e, "QUEUE[6100]")).await;
-        check_billing(&q, &rig);
-        let what = q.describe();
+        let (q, what) = b
+            .checked(&rig, "queue 6100", |e| has_type(e, "QUEUE[6100]"))
+            .await;
         let answered: Vec<_> = q
             .legs
             .iter()
@@ -328,11 +342,9 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
 
         // Ring group 6400 (ring-all 1000 & 1001): a leg per member, one
         // answered; the total is that member's talk time.
-        let rg = b
-            .entry("ring group 6400", |e| has_type(e, "RINGGROUP[6400]"))
+        let (rg, what) = b
+            .checked(&rig, "ring group 6400", |e| has_type(e, "RINGGROUP[6400]"))
             .await;
-        check_billing(&rg, &rig);
-        let what = rg.describe();
         assert_eq!(rg.legs.len(), 2, "{what}");
         assert_eq!(
             rg.legs
@@ -349,11 +361,9 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
         assert!((5..=7).contains(&rg.sum("billsec")), "{what}");
 
         // Ring group 6402, hunting: 1099 (4 s, no answer), then 1000.
-        let hunt = b
-            .entry("hunt group 6402", |e| has_type(e, "RINGGROUP[6402]"))
+        let (hunt, what) = b
+            .checked(&rig, "hunt group 6402", |e| has_type(e, "RINGGROUP[6402]"))
             .await;
-        check_billing(&hunt, &rig);
-        let what = hunt.describe();
         assert_eq!(hunt.legs.len(), 2, "{what}");
         assert_eq!(hunt.legs[0]["disposition"], "NO ANSWER", "{what}");
         assert_eq!(hunt.legs[0]["dstchannel_ext"], "1099", "{what}");
@@ -366,9 +376,9 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
 
         // IVR 7000, the caller keys 1000: the menu's leg, then the call to
         // 1000, which is billed from its own answer only.
-        let ivr = b.entry("IVR 7000", |e| has_type(e, "IVR[7000]")).await;
-        check_billing(&ivr, &rig);
-        let what = ivr.describe();
+        let (ivr, what) = b
+            .checked(&rig, "IVR 7000", |e| has_type(e, "IVR[7000]"))
+            .await;
         assert_eq!(ivr.legs.len(), 2, "{what}");
         let (menu, ext) = (&ivr.legs[0], &ivr.legs[1]);
         assert_eq!(menu["action_type"], "IVR[7000]", "{what}");
@@ -385,9 +395,7 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
         assert!((4..=7).contains(&int(ext, "billsec")), "{what}");
 
         // No answer, then voicemail: the Dial's leg and the voicemail's.
-        let vm = b.entry("voicemail", |e| has_type(e, "VM")).await;
-        check_billing(&vm, &rig);
-        let what = vm.describe();
+        let (vm, what) = b.checked(&rig, "voicemail", |e| has_type(e, "VM")).await;
         assert_eq!(vm.legs.len(), 2, "{what}");
         assert_eq!(vm.legs[0]["action_type"], "DIAL", "{what}");
         assert_eq!(vm.legs[0]["disposition"], "NO ANSWER", "{what}");
@@ -416,11 +424,9 @@ async fn click_to_call_and_api_transfers_are_one_entry_each() {
             .api("dialExtension", json!({"caller": "1001", "callee": "1000"}))
             .await;
         assert_eq!(r["status"], 0, "{r}");
-        wait_bridged(&ami, "PJSIP/1000-").await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        hang_up_everything(&ami).await;
-        let c2c = b
-            .entry("click-to-call", |e| {
+        talk_then_hang_up(&ami, "PJSIP/1000-", 3).await;
+        let (c2c, what) = b
+            .checked(&rig, "click-to-call", |e| {
                 e.legs.iter().any(|l| {
                     l["channel"]
                         .as_str()
@@ -429,8 +435,6 @@ async fn click_to_call_and_api_transfers_are_one_entry_each() {
                 })
             })
             .await;
-        check_billing(&c2c, &rig);
-        let what = c2c.describe();
         assert_eq!(c2c.legs.len(), 1, "{what}");
         let leg = &c2c.legs[0];
         assert_eq!(
@@ -447,12 +451,10 @@ async fn click_to_call_and_api_transfers_are_one_entry_each() {
             .api("dialQueue", json!({"caller": "1001", "queue": "6000"}))
             .await;
         assert_eq!(r["status"], 0, "{r}");
-        wait_bridged(&ami, "PJSIP/1000-").await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        hang_up_everything(&ami).await;
-        let dq = b.entry("dialQueue", |e| has_type(e, "QUEUE[6000]")).await;
-        check_billing(&dq, &rig);
-        let what = dq.describe();
+        talk_then_hang_up(&ami, "PJSIP/1000-", 3).await;
+        let (dq, what) = b
+            .checked(&rig, "dialQueue", |e| has_type(e, "QUEUE[6000]"))
+            .await;
         assert_eq!(dq.legs.len(), 1, "{what}");
         let leg = &dq.legs[0];
         assert!(text(leg, "channel").starts_with("PJSIP/1001-"), "{what}");
@@ -468,24 +470,19 @@ async fn click_to_call_and_api_transfers_are_one_entry_each() {
         // (BlindTransfer): the leg after the transfer has src 1000, and is
         // the same call.
         call(&ami, "phone-1001", "1000", "1001", 30).await;
-        let caller = wait_bridged(&ami, "PJSIP/1001-").await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let r = b
-            .api(
-                "callTransfer",
-                json!({"channel": caller, "extension": "1001"}),
-            )
-            .await;
-        assert_eq!(r["status"], 0, "{r}");
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        hang_up_everything(&ami).await;
-        let xfer = b
-            .entry("blind transfer", |e| {
+        b.act_on_call(
+            &ami,
+            "PJSIP/1001-",
+            "callTransfer",
+            json!({"extension": "1001"}),
+            4,
+        )
+        .await;
+        let (xfer, what) = b
+            .checked(&rig, "blind transfer", |e| {
                 e.legs.len() >= 2 && e.legs[0]["src"] == "1001" && e.legs[0]["dst"] == "1000"
             })
             .await;
-        check_billing(&xfer, &rig);
-        let what = xfer.describe();
         assert_eq!(xfer.legs.len(), 2, "{what}");
         assert_eq!(xfer.legs[1]["src"], "1000", "{what}");
         assert_eq!(xfer.legs[1]["dst"], "1001", "{what}");
@@ -499,24 +496,19 @@ async fn click_to_call_and_api_transfers_are_one_entry_each() {
         // sent to 1001; transferNumberOutbound: a caller sent out through
         // the trunk. The call goes on in the same entry.
         call(&ami, "carrier", "5550100", "+15557300001", 30).await;
-        let trunk = wait_bridged(&ami, "PJSIP/trunk-").await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let r = b
-            .api(
-                "transferNumberInbound",
-                json!({"channel": trunk, "callee": "1001"}),
-            )
-            .await;
-        assert_eq!(r["status"], 0, "{r}");
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        hang_up_everything(&ami).await;
-        let tin = b
-            .entry("transferNumberInbound", |e| {
+        b.act_on_call(
+            &ami,
+            "PJSIP/trunk-",
+            "transferNumberInbound",
+            json!({"callee": "1001"}),
+            5,
+        )
+        .await;
+        let (tin, what) = b
+            .checked(&rig, "transferNumberInbound", |e| {
                 e.legs.len() >= 2 && e.legs[0]["src"] == "+15557300001"
             })
             .await;
-        check_billing(&tin, &rig);
-        let what = tin.describe();
         assert_eq!(tin.legs.len(), 2, "{what}");
         assert_eq!(tin.legs[1]["dst"], "1001", "{what}");
         assert_eq!(tin.legs[1]["dstanswer"], "1001", "{what}");
@@ -526,29 +518,68 @@ async fn click_to_call_and_api_transfers_are_one_entry_each() {
         }
 
         call(&ami, "phone-1001", "1000", "1001", 30).await;
-        let caller = wait_bridged(&ami, "PJSIP/1001-").await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let r = b
-            .api(
-                "transferNumberOutbound",
-                json!({"channel": caller, "outbound": "5550123"}),
-            )
-            .await;
-        assert_eq!(r["status"], 0, "{r}");
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        hang_up_everything(&ami).await;
-        let tout = b
-            .entry("transferNumberOutbound", |e| {
+        b.act_on_call(
+            &ami,
+            "PJSIP/1001-",
+            "transferNumberOutbound",
+            json!({"outbound": "5550123"}),
+            5,
+        )
+        .await;
+        let (tout, what) = b
+            .checked(&rig, "transferNumberOutbound", |e| {
                 e.legs.len() >= 2 && e.legs[1]["dst"] == "5550123"
             })
             .await;
-        check_billing(&tout, &rig);
-        let what = tout.describe();
         assert_eq!(tout.legs.len(), 2, "{what}");
         assert_eq!(tout.legs[1]["dst_trunk_name"], "trunk", "{what}");
         assert_eq!(tout.legs[1]["dstanswer"], "5550123", "{what}");
         assert_eq!(tout.legs[0]["dst_trunk_name"], "", "{what}");
         b.srv.stop().await;
+    }
+}
+
+/// Lets a call whose channel `prefix…` is bridged talk `secs` s, then ends
+/// every call on the rig.
+async fn talk_then_hang_up(ami: &Ami, prefix: &str, secs: u64) {
+    wait_bridged(ami, prefix).await;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    hang_up_everything(ami).await;
+}
+
+impl Bench {
+    /// Once the channel `prefix…` is bridged and has talked 2 s, asks for
+    /// `action` with `params` and `"channel"`: that channel; the call goes
+    /// on `secs` s, then every call on the rig ends.
+    async fn act_on_call(
+        &self,
+        ami: &Ami,
+        prefix: &str,
+        action: &str,
+        mut params: Value,
+        secs: u64,
+    ) {
+        let channel = wait_bridged(ami, prefix).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        params["channel"] = json!(channel);
+        let r = self.api(action, params).await;
+        assert_eq!(r["status"], 0, "{action}: {r}");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        hang_up_everything(ami).await;
+    }
+
+    /// [`Bench::entry`], checked against the billing invariants; the entry
+    /// and its description for messages.
+    async fn checked(
+        &self,
+        rig: &Rig,
+        what: &str,
+        pred: impl Fn(&Entry) -> bool,
+    ) -> (Entry, String) {
+        let e = self.entry(what, pred).await;
+        check_billing(&e, rig);
+        let text = e.describe();
+        (e, text)
     }
 }
 
@@ -580,25 +611,20 @@ async fn call_with_feature(
     wait1: u32,
     wait: u32,
 ) {
-    let r = ami
-        .action(
-            "Originate",
-            &[
-                ("Channel", &format!("PJSIP/{number}@phone-1001")),
-                ("Context", "rig-caller"),
-                ("Exten", "feature"),
-                ("Priority", "1"),
-                ("Variable", &format!("RIG_CODE={code}")),
-                ("Variable", &format!("RIG_DTMF={digits}")),
-                ("Variable", &format!("RIG_WAIT1={wait1}")),
-                ("Variable", &format!("RIG_WAIT={wait}")),
-                ("Timeout", "20000"),
-                ("Async", "true"),
-            ],
-        )
-        .await
-        .unwrap();
-    assert!(r.is_success(), "{:?}", r.response);
+    let vars = [
+        ("RIG_CODE", code.to_owned()),
+        ("RIG_DTMF", digits.to_owned()),
+        ("RIG_WAIT1", wait1.to_string()),
+        ("RIG_WAIT", wait.to_string()),
+    ];
+    originate(
+        ami,
+        "phone-1001",
+        number,
+        20_000,
+        &rig_caller("feature", &vars),
+    )
+    .await;
 }
 
 /// Waits for the AMI event `name` (within 30 s).
@@ -643,11 +669,9 @@ async fn transfers_by_feature_code_and_parked_calls_are_one_entry_each() {
         event(&mut rx, "AttendedTransfer").await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         hang_up_everything(&ami).await;
-        let at = b
-            .entry("attended transfer", |e| has_type(e, "TRANSFER"))
+        let (at, what) = b
+            .checked(&rig, "attended transfer", |e| has_type(e, "TRANSFER"))
             .await;
-        check_billing(&at, &rig);
-        let what = at.describe();
         assert_eq!(types(&at), ["DIAL", "DIAL", "TRANSFER"], "{what}");
         let (talk, consult, after) = (&at.legs[0], &at.legs[1], &at.legs[2]);
         assert_eq!(
@@ -683,13 +707,11 @@ async fn transfers_by_feature_code_and_parked_calls_are_one_entry_each() {
         event(&mut rx, "AttendedTransfer").await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         hang_up_everything(&ami).await;
-        let ax = b
-            .entry("attended transfer by AMI", |e| {
+        let (ax, what) = b
+            .checked(&rig, "attended transfer by AMI", |e| {
                 has_type(e, "TRANSFER") && e.main["session"] != at.main["session"]
             })
             .await;
-        check_billing(&ax, &rig);
-        let what = ax.describe();
         assert_eq!(types(&ax), ["DIAL", "DIAL", "TRANSFER"], "{what}");
         assert_eq!(ax.legs[1]["dstanswer"], "1001", "{what}");
         assert_eq!(ax.legs[2]["dstanswer"], "1000", "{what}");
@@ -715,9 +737,9 @@ async fn transfers_by_feature_code_and_parked_calls_are_one_entry_each() {
         event(&mut rx, "UnParkedCall").await;
         tokio::time::sleep(Duration::from_secs(4)).await;
         hang_up_everything(&ami).await;
-        let pk = b.entry("parked call", |e| has_type(e, "PARKEDCALL")).await;
-        check_billing(&pk, &rig);
-        let what = pk.describe();
+        let (pk, what) = b
+            .checked(&rig, "parked call", |e| has_type(e, "PARKEDCALL"))
+            .await;
         assert_eq!(types(&pk), ["DIAL", "PARK", "PARKEDCALL"], "{what}");
         assert_eq!(pk.legs[2]["dst"], "701", "{what}");
         assert!(int(&pk.legs[1], "billsec") >= 1, "the time parked: {what}");
@@ -742,9 +764,7 @@ async fn pickup_conference_followme_and_forwarded_calls_are_one_entry_each() {
         event(&mut rx, "DialBegin").await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         call(&ami, "phone-1000", "*8", "1000", 12).await;
-        let pu = b.entry("pickup", |e| has_type(e, "PICKUP")).await;
-        check_billing(&pu, &rig);
-        let what = pu.describe();
+        let (pu, what) = b.checked(&rig, "pickup", |e| has_type(e, "PICKUP")).await;
         assert_eq!(pu.legs.len(), 2, "{what}");
         assert_eq!(pu.legs[0]["disposition"], "NO ANSWER", "{what}");
         assert_eq!(pu.legs[1]["dstanswer"], "1000", "{what}");
@@ -795,9 +815,9 @@ async fn pickup_conference_followme_and_forwarded_calls_are_one_entry_each() {
             assert!((got - want).abs() <= 1, "each stay billed: {secs:?}");
         }
 
-        let fm = b.entry("follow-me", |e| has_type(e, "FOLLOWME")).await;
-        check_billing(&fm, &rig);
-        let what = fm.describe();
+        let (fm, what) = b
+            .checked(&rig, "follow-me", |e| has_type(e, "FOLLOWME"))
+            .await;
         assert_eq!(fm.legs.len(), 2, "{what}");
         assert_eq!(fm.legs[0]["disposition"], "NO ANSWER", "{what}");
         assert_eq!(fm.legs[0]["dstchannel_ext"], "1099", "{what}");
@@ -817,27 +837,23 @@ async fn pickup_conference_followme_and_forwarded_calls_are_one_entry_each() {
             })
             .await;
         check_billing(&always, &rig);
-        let out = b
-            .entry("forwarded out", |e| {
+        let (out, what) = b
+            .checked(&rig, "forwarded out", |e| {
                 e.legs.iter().any(|l| {
                     l["action_type"] == "CALLFORWARD[1099]" && l["dst_trunk_name"] == "trunk"
                 })
             })
             .await;
-        check_billing(&out, &rig);
-        let what = out.describe();
         assert_eq!(out.legs.len(), 1, "{what}");
         assert_eq!(out.legs[0]["dstanswer"], "5550123", "{what}");
         assert_eq!(out.legs[0]["userfield"], "Internal", "{what}");
-        let later = b
-            .entry("forwarded after no answer", |e| {
+        let (later, what) = b
+            .checked(&rig, "forwarded after no answer", |e| {
                 e.legs.len() >= 2
                     && e.legs[0]["dst"] == "1099"
                     && e.legs[0]["dcontext"] == "ext-local-fwd"
             })
             .await;
-        check_billing(&later, &rig);
-        let what = later.describe();
         assert_eq!(types(&later), ["DIAL", "CALLFORWARD[1099]"], "{what}");
         assert_eq!(later.legs[0]["disposition"], "NO ANSWER", "{what}");
         assert_eq!(later.legs[1]["dstanswer"], "1000", "{what}");
@@ -953,11 +969,9 @@ async fn trunk_calls_through_flows_and_the_carriers_time() {
         call(&ami, "phone-1001", "95550123", "1001", 5).await;
         call(&ami, "phone-1001", "*621099", "1001", 4).await;
 
-        let q = b
-            .entry("inbound queue", |e| has_type(e, "QUEUE[6000]"))
+        let (q, what) = b
+            .checked(&rig, "inbound queue", |e| has_type(e, "QUEUE[6000]"))
             .await;
-        check_billing(&q, &rig);
-        let what = q.describe();
         assert_eq!(q.legs.len(), 1, "{what}");
         let leg = &q.legs[0];
         assert_eq!(leg["userfield"], "Inbound", "{what}");
@@ -965,9 +979,9 @@ async fn trunk_calls_through_flows_and_the_carriers_time() {
         assert_eq!(leg["dst"], "6000", "{what}");
         assert_eq!(leg["dstanswer"], "1000", "{what}");
 
-        let ivr = b.entry("inbound IVR", |e| has_type(e, "IVR[7000]")).await;
-        check_billing(&ivr, &rig);
-        let what = ivr.describe();
+        let (ivr, what) = b
+            .checked(&rig, "inbound IVR", |e| has_type(e, "IVR[7000]"))
+            .await;
         assert_eq!(types(&ivr), ["IVR[7000]", "DIAL"], "{what}");
         for l in &ivr.legs {
             assert_eq!(l["userfield"], "Inbound", "{what}");
@@ -1019,21 +1033,12 @@ async fn trunk_calls_through_flows_and_the_carriers_time() {
 /// A simulated caller that dials `number` and gives up after `ms` unless
 /// answered (then stays `secs`).
 async fn call_giving_up(ami: &Ami, number: &str, ms: u32, secs: u32) {
-    let r = ami
-        .action(
-            "Originate",
-            &[
-                ("Channel", &format!("PJSIP/{number}@phone-1001")),
-                ("CallerID", "1001"),
-                ("Application", "Wait"),
-                ("Data", &secs.to_string()),
-                ("Timeout", &ms.to_string()),
-                ("Async", "true"),
-            ],
-        )
-        .await
-        .unwrap();
-    assert!(r.is_success(), "{:?}", r.response);
+    let wait = [
+        ("CallerID", "1001".to_owned()),
+        ("Application", "Wait".to_owned()),
+        ("Data", secs.to_string()),
+    ];
+    originate(ami, "phone-1001", number, ms, &wait).await;
 }
 
 /// The outcomes that bill nothing (or only the PBX's own answer): a queue
@@ -1055,11 +1060,9 @@ async fn unanswered_outcomes_of_each_flow() {
         call(&ami, "phone-1001", "*881098", "1001", 4).await;
         call_with_feature(&ami, "1000", "#1", "1098", 3, 4).await;
 
-        let q = b
-            .entry("queue abandoned", |e| has_type(e, "QUEUE[6200]"))
+        let (q, what) = b
+            .checked(&rig, "queue abandoned", |e| has_type(e, "QUEUE[6200]"))
             .await;
-        check_billing(&q, &rig);
-        let what = q.describe();
         assert!(!q.legs.is_empty(), "{what}");
         for l in &q.legs {
             assert_ne!(l["disposition"], "ANSWERED", "{what}");
@@ -1069,11 +1072,11 @@ async fn unanswered_outcomes_of_each_flow() {
         }
         assert_eq!(q.sum("billsec"), 0, "{what}");
 
-        let rg = b
-            .entry("ring group unanswered", |e| has_type(e, "RINGGROUP[6401]"))
+        let (rg, what) = b
+            .checked(&rig, "ring group unanswered", |e| {
+                has_type(e, "RINGGROUP[6401]")
+            })
             .await;
-        check_billing(&rg, &rig);
-        let what = rg.describe();
         let mut outcomes: Vec<(&str, &str)> = rg
             .legs
             .iter()
@@ -1087,22 +1090,20 @@ async fn unanswered_outcomes_of_each_flow() {
         );
         assert_eq!(rg.sum("billsec"), 0, "{what}");
 
-        let fm = b
-            .entry("follow-me unanswered", |e| {
+        let (fm, what) = b
+            .checked(&rig, "follow-me unanswered", |e| {
                 e.legs
                     .iter()
                     .any(|l| l["action_type"] == "FOLLOWME" && l["dst"] == "6501")
             })
             .await;
-        check_billing(&fm, &rig);
-        let what = fm.describe();
         assert_eq!(fm.legs[0]["disposition"], "NO ANSWER", "{what}");
         assert_eq!(fm.legs[0]["dstchannel_ext"], "1099", "{what}");
         assert_eq!(fm.sum("billsec"), 0, "{what}");
 
-        let ivr = b.entry("IVR left", |e| has_type(e, "IVR[7000]")).await;
-        check_billing(&ivr, &rig);
-        let what = ivr.describe();
+        let (ivr, what) = b
+            .checked(&rig, "IVR left", |e| has_type(e, "IVR[7000]"))
+            .await;
         assert_eq!(ivr.legs.len(), 1, "{what}");
         assert_eq!(
             ivr.legs[0]["disposition"], "ANSWERED",
@@ -1111,24 +1112,20 @@ async fn unanswered_outcomes_of_each_flow() {
         assert_eq!(ivr.legs[0]["dst"], "7000", "{what}");
         assert!((2..=5).contains(&int(&ivr.legs[0], "billsec")), "{what}");
 
-        let vm = b
-            .entry("voicemail after busy", |e| {
+        let (vm, what) = b
+            .checked(&rig, "voicemail after busy", |e| {
                 has_type(e, "VM") && e.legs[0]["dst"] == "1098"
             })
             .await;
-        check_billing(&vm, &rig);
-        let what = vm.describe();
         assert_eq!(types(&vm), ["DIAL", "VM"], "{what}");
         assert_eq!(vm.legs[0]["disposition"], "BUSY", "{what}");
         assert_eq!(vm.legs[1]["disposition"], "ANSWERED", "{what}");
 
-        let bt = b
-            .entry("blind transfer to a busy phone", |e| {
+        let (bt, what) = b
+            .checked(&rig, "blind transfer to a busy phone", |e| {
                 e.legs.len() == 2 && e.legs[0]["dst"] == "1000" && e.legs[1]["dst"] == "1098"
             })
             .await;
-        check_billing(&bt, &rig);
-        let what = bt.describe();
         assert_eq!(bt.legs[0]["disposition"], "ANSWERED", "{what}");
         assert_eq!(bt.legs[1]["disposition"], "BUSY", "{what}");
         assert_eq!(bt.legs[1]["src"], "1000", "{what}");
