@@ -865,7 +865,7 @@ async fn bad_input_is_refused_before_anything_happens() {
         ),
         (
             "dialRinggroup",
-            json!({"outcaller": "1001", "ringgroup": "6401"}),
+            json!({"outcaller": "1001", "ringgroup": "6499"}),
             -16,
         ),
     ];

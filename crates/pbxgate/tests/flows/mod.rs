@@ -466,6 +466,29 @@ async fn click_to_call_and_api_transfers_are_one_entry_each() {
         assert_eq!(leg["dstanswer"], "1000", "{what}");
         assert!((2..=5).contains(&int(leg, "billsec")), "{what}");
 
+        // dialOutbound 1001 → 5550123 (out through the trunk): one leg, the
+        // caller's phone to the number, on the trunk.
+        let r = b
+            .api(
+                "dialOutbound",
+                json!({"caller": "1001", "outbound": "5550123"}),
+            )
+            .await;
+        assert_eq!(r["status"], 0, "{r}");
+        talk_then_hang_up(&ami, "PJSIP/trunk-", 3).await;
+        let (dout, what) = b
+            .checked(&rig, "dialOutbound", |e| {
+                e.legs.iter().any(|l| l["dst"] == "5550123")
+            })
+            .await;
+        assert_eq!(dout.legs.len(), 1, "{what}");
+        let leg = &dout.legs[0];
+        assert!(text(leg, "channel").starts_with("PJSIP/1001-"), "{what}");
+        assert_eq!(leg["src"], "1001", "{what}");
+        assert_eq!(leg["dst_trunk_name"], "trunk", "{what}");
+        assert_eq!(leg["dstanswer"], "5550123", "{what}");
+        assert_eq!(leg["userfield"], "Outbound", "{what}");
+
         // 1001 calls 1000, then 1001 hands 1000 over to extension 1001
         // (BlindTransfer): the leg after the transfer has src 1000, and is
         // the same call.
