@@ -147,6 +147,9 @@ impl Table {
     }
 }
 
+/// Longest a stop waits for decisions being recorded.
+const RECORD_WAIT: Duration = Duration::from_secs(5);
+
 pub struct Engine {
     ari: Ari,
     /// Moves the hold limit of held calls (see `hold`).
@@ -161,6 +164,9 @@ pub struct Engine {
     table: Mutex<Table>,
     /// Bumped whenever the held calls change (the admin Live calls page follows it).
     changes: watch::Sender<u64>,
+    /// Decisions being written to the store: a stop waits for them, so that
+    /// none is lost when the database closes.
+    recording: Arc<watch::Sender<usize>>,
 }
 
 /// A held call as the admin Live calls page shows it.
@@ -201,6 +207,7 @@ impl Engine {
             stopping: std::sync::atomic::AtomicBool::new(false),
             table: Mutex::new(Table::default()),
             changes: watch::Sender::new(0),
+            recording: Arc::new(watch::Sender::new(0)),
         });
         tokio::spawn(run_events(engine.clone()));
         tokio::spawn(run_adoption(engine.clone()));
@@ -234,13 +241,12 @@ impl Engine {
         self.stopping
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let names: Vec<String> = self.table().held.keys().cloned().collect();
-        if names.is_empty() {
-            return;
+        if !names.is_empty() {
+            tracing::info!(
+                calls = names.len(),
+                "stopping: letting the held calls go on"
+            );
         }
-        tracing::info!(
-            calls = names.len(),
-            "stopping: letting the held calls go on"
-        );
         let mut all = tokio::task::JoinSet::new();
         for name in names {
             let engine = self.clone();
@@ -253,6 +259,17 @@ impl Engine {
             });
         }
         while all.join_next().await.is_some() {}
+        // The decisions are recorded by tasks of their own: the database
+        // closes after this returns.
+        let mut writing = self.recording.subscribe();
+        if tokio::time::timeout(RECORD_WAIT, writing.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "stopping: call control decisions still not recorded after {RECORD_WAIT:?}"
+            );
+        }
     }
 
     /// Number of calls held now.
@@ -390,10 +407,13 @@ impl Engine {
             detail: detail.to_owned(),
         };
         let store = self.store.clone();
+        let recording = self.recording.clone();
+        recording.send_modify(|n| *n += 1);
         tokio::spawn(async move {
             if let Err(e) = store.record_decision(&row).await {
                 tracing::error!(channel = row.channel, outcome = row.outcome, error = %e, "cannot record a call control decision");
             }
+            recording.send_modify(|n| *n = n.saturating_sub(1));
         });
     }
 
