@@ -178,15 +178,6 @@ pub fn civil_to_utc_ms(dt: jiff::civil::DateTime, tz: &jiff::tz::TimeZone) -> Op
     Some(ts.as_millisecond())
 }
 
-/// The UCM record of a CDR taken alone (its own `src` names its session),
-/// or `None` for an artefact that is not a call.
-pub fn to_ucm(c: &AsteriskCdr, tz: &jiff::tz::TimeZone) -> Option<NewCdr> {
-    if c.is_artefact() {
-        return None;
-    }
-    Some(to_ucm_leg(c, &c.dedupe_key(), &c.src, tz))
-}
-
 /// The UCM record of one leg of a call: `key` is the identity of the
 /// Asterisk CDR it was made from (kept when the leg was merged with
 /// another), `owner` the caller whose number names the call's session.
@@ -299,6 +290,15 @@ fn channel_ext_or_empty(channel: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A CDR taken alone (its own `src` names its session); `None` for an
+    /// artefact that is not a call.
+    fn to_ucm(c: &AsteriskCdr, tz: &jiff::tz::TimeZone) -> Option<NewCdr> {
+        if c.is_artefact() {
+            return None;
+        }
+        Some(to_ucm_leg(c, &c.dedupe_key(), &c.src, tz))
+    }
 
     fn answered() -> AsteriskCdr {
         AsteriskCdr {

@@ -315,11 +315,10 @@ fn absorb_caller(twin: &mut AsteriskCdr, child: &AsteriskCdr) {
     }
 }
 
-/// Seconds of a `YYYY-MM-DD HH:MM:SS` time (as a civil time, zone-free:
-/// only differences are taken).
+/// Seconds of a `YYYY-MM-DD HH:MM:SS` time (zone-free: only differences
+/// are taken).
 fn secs(t: &str) -> Option<i64> {
-    let dt = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", t.trim()).ok()?;
-    super::derive::civil_to_utc_ms(dt, &jiff::tz::TimeZone::UTC).map(|ms| ms / 1000)
+    super::derive::local_to_utc_ms(t, &jiff::tz::TimeZone::UTC).map(|ms| ms / 1000)
 }
 
 /// A later CDR of a channel starts with the variables of the CDR before it
@@ -367,7 +366,7 @@ fn drop_empty_followers(legs: &mut Vec<Leg>) {
         seen.push(c.uniqueid.clone());
         let empty = c.dstchannel.is_empty()
             && c.disposition != "ANSWERED"
-            && c.billsec.trim().parse::<u64>().unwrap_or(0) == 0
+            && secs_billed(c) == 0
             && !is_app(c, &["VoiceMail"]);
         !(follower && empty)
     });

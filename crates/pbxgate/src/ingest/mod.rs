@@ -296,12 +296,34 @@ async fn store_batch(
     }
 }
 
+/// Recordings looked at at once while a batch is described (each costs a
+/// look-up and a header read: a round trip each on S3).
+const DESCRIBE_AT_ONCE: usize = 16;
+
 /// Fills `recordfiles_desc` of the records that name recordings.
 pub async fn describe_recordings(d: &recording_desc::Describer, records: &mut [NewCdr]) {
-    for r in records.iter_mut() {
+    let mut running = tokio::task::JoinSet::new();
+    let mut described: Vec<(usize, String)> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
         let files = r.record.get("recordfiles");
-        if !files.is_empty() {
-            let desc = d.describe(files).await;
+        if files.is_empty() {
+            continue;
+        }
+        if running.len() >= DESCRIBE_AT_ONCE
+            && let Some(Ok(done)) = running.join_next().await
+        {
+            described.push(done);
+        }
+        let (d, files) = (d.clone(), files.to_owned());
+        running.spawn(async move { (i, d.describe(&files).await) });
+    }
+    while let Some(done) = running.join_next().await {
+        if let Ok(done) = done {
+            described.push(done);
+        }
+    }
+    for (i, desc) in described {
+        if let Some(r) = records.get_mut(i) {
             r.record.set("recordfiles_desc", desc);
         }
     }

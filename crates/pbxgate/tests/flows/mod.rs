@@ -89,13 +89,7 @@ fn entries(body: &Value) -> Vec<Entry> {
 
 /// `YYYY-MM-DD HH:MM:SS` → seconds (civil, for differences only).
 fn secs(t: &str) -> i64 {
-    let dt = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", t).unwrap();
-    jiff::tz::TimeZone::UTC
-        .to_ambiguous_zoned_datetime(dt)
-        .compatible()
-        .unwrap()
-        .timestamp()
-        .as_second()
+    pbxgate::ingest::derive::local_to_utc_ms(t, &jiff::tz::TimeZone::UTC).unwrap() / 1000
 }
 
 /// The invariants every entry keeps, whatever the flow.
