@@ -4,6 +4,7 @@
 
 pub mod ami;
 pub mod ari;
+pub mod channel;
 mod reconnect;
 
 #[cfg(feature = "testing")]

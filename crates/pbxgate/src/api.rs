@@ -12,7 +12,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use ucm::{Params, Status};
 
-use crate::auth::{Authenticated, Refusal};
+use crate::auth::Authenticated;
+use crate::error::ActionError;
+use crate::net::loggable;
 use crate::recordings::Miss;
 use crate::server::App;
 use crate::system;
@@ -29,7 +31,7 @@ enum Answer {
     Raw(Response),
 }
 
-type Outcome = Result<Answer, Refusal>;
+type Outcome = Result<Answer, ActionError>;
 
 fn json_response(body: impl Into<Body>, close: bool) -> Response {
     let mut resp = Response::new(body.into());
@@ -80,12 +82,12 @@ pub async fn handle(
     let mut action = String::new();
     let mut user = String::new();
     let outcome = if !app.api.new_api().enabled {
-        Err(Refusal::Status(Status::NoPermission))
+        Err(ActionError::Status(Status::NoPermission))
     } else {
         match ucm::parse_request(&bytes) {
             Err(e) => {
                 tracing::debug!(%ip, error = %e, "malformed request");
-                Err(Refusal::Status(e.status()))
+                Err(ActionError::Status(e.status()))
             }
             Ok(req) => {
                 action = req.action;
@@ -110,13 +112,13 @@ pub async fn handle(
         ),
         Ok(Answer::Encoded(bytes)) => (Status::Success, json_response(bytes, false)),
         Err(refusal) => {
-            if let Refusal::Internal(e) = &refusal {
+            if let ActionError::Internal(e) = &refusal {
                 tracing::error!(%ip, action, error = %e, "request failed");
             }
-            let s = refusal.status();
-            let body = match &refusal {
-                Refusal::Explained(_, msg) => ucm::error_response_with(s, msg),
-                _ => ucm::error_response(s),
+            let (s, message) = refusal.answer();
+            let body = match message {
+                Some(msg) => ucm::error_response_with(s, &msg),
+                None => ucm::error_response(s),
             };
             (s, json_response(body, false))
         }
@@ -132,31 +134,22 @@ pub async fn handle(
     response
 }
 
-/// A client-supplied value as it may appear in a log line: plain tokens as
-/// they are (cheap), anything else escaped, so that no client can forge a line.
-pub(crate) fn loggable(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    {
-        std::borrow::Cow::Borrowed(s)
-    } else {
-        std::borrow::Cow::Owned(format!("{:?}", s.chars().take(128).collect::<String>()))
-    }
-}
-
-fn required(params: &Params, key: &str) -> Result<String, Refusal> {
+fn required(params: &Params, key: &str) -> Result<String, ActionError> {
     match params.str(key) {
         Ok(Some(v)) if !v.is_empty() => Ok(v),
-        _ => Err(Refusal::Status(Status::InvalidParameters)),
+        _ => Err(ActionError::Status(Status::InvalidParameters)),
     }
 }
 
-async fn authenticate(app: &App, ip: IpAddr, params: &Params) -> Result<Authenticated, Refusal> {
+async fn authenticate(
+    app: &App,
+    ip: IpAddr,
+    params: &Params,
+) -> Result<Authenticated, ActionError> {
     match params.str("cookie") {
         Ok(Some(cookie)) => app.auth.session(&cookie, ip).await,
-        Ok(None) => Err(Refusal::Status(Status::CookieError)),
-        Err(_) => Err(Refusal::Status(Status::InvalidParameters)),
+        Ok(None) => Err(ActionError::Status(Status::CookieError)),
+        Err(_) => Err(ActionError::Status(Status::InvalidParameters)),
     }
 }
 
@@ -167,13 +160,13 @@ async fn authorize(
     params: &Params,
     action: &str,
     user: &mut String,
-) -> Result<Authenticated, Refusal> {
+) -> Result<Authenticated, ActionError> {
     let who = authenticate(app, ip, params).await?;
     *user = who.username.clone();
     if who.permissions.may(action) {
         Ok(who)
     } else {
-        Err(Refusal::Explained(
+        Err(ActionError::Explained(
             Status::NoPermission,
             format!("the API user has no permission for {action}"),
         ))
@@ -204,7 +197,7 @@ async fn dispatch(
         }
         "logout" => {
             let cookie =
-                required(params, "cookie").map_err(|_| Refusal::Status(Status::CookieError))?;
+                required(params, "cookie").map_err(|_| ActionError::Status(Status::CookieError))?;
             app.auth.logout(&cookie, ip).await?;
             Ok(Answer::Json(json!({})))
         }
@@ -257,7 +250,7 @@ async fn dispatch(
             let param = |key| {
                 params.str(key).map_err(|e| {
                     tracing::warn!(%ip, reason = %e, "recapi request refused");
-                    Refusal::Status(Status::InvalidParameters)
+                    ActionError::Status(Status::InvalidParameters)
                 })
             };
             let (filedir, filename) = (param("filedir")?, param("filename")?);
@@ -269,8 +262,8 @@ async fn dispatch(
                 .await
             {
                 Ok(response) => Ok(Answer::Raw(response)),
-                Err(Miss::Failed(e)) => Err(Refusal::Internal(e)),
-                Err(miss) => Err(Refusal::Status(miss.status())),
+                Err(Miss::Failed(e)) => Err(ActionError::Internal(e)),
+                Err(miss) => Err(ActionError::Status(miss.status())),
             }
         }
         "pmsapi" => {
@@ -300,21 +293,6 @@ async fn dispatch(
             authorize(app, ip, params, a, user).await?;
             Err(directory::unsupported(a))
         }
-        _ => Err(Refusal::Status(Status::InvalidParameters)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::loggable;
-
-    #[test]
-    fn log_values_cannot_forge_lines() {
-        assert_eq!(loggable("cdrapi"), "cdrapi");
-        assert_eq!(loggable("getSystemStatus"), "getSystemStatus");
-        assert_eq!(loggable("a\nINFO forged"), "\"a\\nINFO forged\"");
-        assert_eq!(loggable("x y"), "\"x y\"");
-        assert_eq!(loggable(""), "");
-        assert!(loggable(&"z".repeat(1000)).len() < 140);
+        _ => Err(ActionError::Status(Status::InvalidParameters)),
     }
 }

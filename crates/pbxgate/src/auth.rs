@@ -16,8 +16,9 @@ use store::{
 use ucm::Status;
 use ucm::auth::{format_challenge, format_cookie, is_cookie_syntax, login_token, token_matches};
 
+use crate::clock::now_ms;
 use crate::config::{ApiUser, Settings};
-use crate::error::Error;
+use crate::error::ActionError;
 use crate::random;
 
 /// How many of a user's open challenges a login is checked against: enough for
@@ -64,36 +65,6 @@ pub fn address_group(ip: IpAddr) -> String {
 /// this many keeps the WAL (and so the database's files) from growing toward
 /// its 80 MiB automatic checkpoint.
 const CHALLENGES_PER_CHECKPOINT: u64 = 64;
-
-/// Why a request was refused, as the client sees it.
-#[derive(Debug)]
-pub enum Refusal {
-    Status(Status),
-    /// A status with an explanation for the client (`response.error_msg`).
-    Explained(Status, String),
-    Internal(Error),
-}
-
-impl From<Error> for Refusal {
-    fn from(e: Error) -> Self {
-        Refusal::Internal(e)
-    }
-}
-
-impl From<store::Error> for Refusal {
-    fn from(e: store::Error) -> Self {
-        Refusal::Internal(Error::Store(e))
-    }
-}
-
-impl Refusal {
-    pub fn status(&self) -> Status {
-        match self {
-            Refusal::Status(s) | Refusal::Explained(s, _) => *s,
-            Refusal::Internal(e) => e.status(),
-        }
-    }
-}
 
 /// A request that presented a valid session cookie.
 #[derive(Debug, Clone)]
@@ -179,13 +150,6 @@ impl SessionCache {
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -202,14 +166,14 @@ impl Auth {
     }
 
     /// `-68` while `ip` is under a login restriction.
-    async fn check_ban(&self, ip: IpAddr, now: i64) -> Result<(), Refusal> {
+    async fn check_ban(&self, ip: IpAddr, now: i64) -> Result<(), ActionError> {
         let lock = &self.settings.lockout;
         if lock.max_failures == 0 || lock.whitelist.contains(ip) {
             return Ok(());
         }
         if let Some(until) = self.store.active_ban(&ip.to_string(), now).await? {
             tracing::warn!(%ip, remaining_secs = (until - now) / 1000, "login refused: address is under login restriction");
-            return Err(Refusal::Status(Status::LoginRestriction));
+            return Err(ActionError::Status(Status::LoginRestriction));
         }
         Ok(())
     }
@@ -218,10 +182,10 @@ impl Auth {
     /// not tell which user names exist; a name no configured user can have
     /// (by syntax) gets `-1` and nothing is stored. An address holds at most
     /// `session.max_challenges_per_address`.
-    pub async fn challenge(&self, user: &str, ip: IpAddr) -> Result<String, Refusal> {
+    pub async fn challenge(&self, user: &str, ip: IpAddr) -> Result<String, ActionError> {
         if !plausible_username(user) {
             tracing::warn!(user = %shown_username(user), bytes = user.len(), %ip, "challenge refused: not a possible user name");
-            return Err(Refusal::Explained(
+            return Err(ActionError::Explained(
                 Status::InvalidParameters,
                 format!("user: 1 to {MAX_USERNAME_LEN} letters, digits, '_' or '-'"),
             ));
@@ -254,7 +218,7 @@ impl Auth {
     }
 
     /// Checks `token` against the user's open challenges and opens a session.
-    pub async fn login(&self, user: &str, token: &str, ip: IpAddr) -> Result<String, Refusal> {
+    pub async fn login(&self, user: &str, token: &str, ip: IpAddr) -> Result<String, ActionError> {
         let now = now_ms();
         // Counted before it is checked: concurrent logins cannot outrun the restriction.
         self.begin_attempt(ip).await?;
@@ -308,7 +272,7 @@ impl Auth {
                 }
                 self.audit("login", user, &ip_text, reason, "").await;
                 tracing::warn!(user = %shown_username(user), %ip, reason, "login failed");
-                Err(Refusal::Status(Status::WrongAccountOrPassword))
+                Err(ActionError::Status(Status::WrongAccountOrPassword))
             }
         }
     }
@@ -317,7 +281,7 @@ impl Auth {
     /// atomically with the restriction check, so that concurrent attempts
     /// cannot outrun the restriction: `-68` while `ip` is restricted or once
     /// it has used up its attempts. End it with [`Auth::finish_attempt`].
-    pub async fn begin_attempt(&self, ip: IpAddr) -> Result<(), Refusal> {
+    pub async fn begin_attempt(&self, ip: IpAddr) -> Result<(), ActionError> {
         let lock = &self.settings.lockout;
         if lock.max_failures == 0 || lock.whitelist.contains(ip) {
             return Ok(());
@@ -348,7 +312,7 @@ impl Auth {
             }
             store::LoginAttempt::Refused(until) => {
                 tracing::warn!(%ip, remaining_secs = (until - now_ms()) / 1000, "login refused: address is under login restriction");
-                Err(Refusal::Status(Status::LoginRestriction))
+                Err(ActionError::Status(Status::LoginRestriction))
             }
         }
     }
@@ -362,7 +326,7 @@ impl Auth {
         ip: IpAddr,
         outcome: Result<(), &str>,
         detail: &str,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), ActionError> {
         let ip_text = ip.to_string();
         match outcome {
             Ok(()) => {
@@ -383,7 +347,7 @@ impl Auth {
     /// The login restriction for a login checked elsewhere (the event
     /// websocket, whose challenge lives in the socket): `-68` while `ip` is
     /// restricted.
-    pub async fn restriction(&self, ip: IpAddr) -> Result<(), Refusal> {
+    pub async fn restriction(&self, ip: IpAddr) -> Result<(), ActionError> {
         self.check_ban(ip, now_ms()).await
     }
 
@@ -396,7 +360,7 @@ impl Auth {
         ip: IpAddr,
         outcome: Result<(), &str>,
         detail: &str,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), ActionError> {
         self.finish_attempt(user, ip, outcome, detail).await?;
         if outcome.is_err() {
             self.record_failure(ip, now_ms()).await?;
@@ -404,7 +368,7 @@ impl Auth {
         Ok(())
     }
 
-    async fn record_failure(&self, ip: IpAddr, now: i64) -> Result<(), Refusal> {
+    async fn record_failure(&self, ip: IpAddr, now: i64) -> Result<(), ActionError> {
         let lock = &self.settings.lockout;
         if lock.max_failures == 0 || lock.whitelist.contains(ip) {
             return Ok(());
@@ -434,9 +398,9 @@ impl Auth {
     }
 
     /// Validates a cookie presented from `ip` and slides its idle timeout.
-    pub async fn session(&self, cookie: &str, ip: IpAddr) -> Result<Authenticated, Refusal> {
+    pub async fn session(&self, cookie: &str, ip: IpAddr) -> Result<Authenticated, ActionError> {
         if !is_cookie_syntax(cookie) {
-            return Err(Refusal::Status(Status::CookieError));
+            return Err(ActionError::Status(Status::CookieError));
         }
         let now = now_ms();
         let timeout = ms(self.settings.idle_timeout);
@@ -447,25 +411,25 @@ impl Auth {
             Some(c) if now - c.last_use.max(c.stored_last_seen) <= timeout => c,
             cached => match self.load(cookie, cached.as_ref()).await? {
                 Some(c) => c,
-                None => return Err(Refusal::Status(Status::CookieError)),
+                None => return Err(ActionError::Status(Status::CookieError)),
             },
         };
         let api = self.api.get();
         let Some(user) = api.user(&entry.username) else {
             // The user was removed from the configuration.
             self.end(cookie).await?;
-            return Err(Refusal::Status(Status::CookieError));
+            return Err(ActionError::Status(Status::CookieError));
         };
         if now - entry.last_use.max(entry.stored_last_seen) > timeout {
             self.end(cookie).await?;
-            return Err(Refusal::Status(Status::CookieError));
+            return Err(ActionError::Status(Status::CookieError));
         }
         if entry.ip != Some(ip) {
             tracing::warn!(user = %entry.username, issued_to = ?entry.ip, used_from = %ip, "cookie refused: used from another address than it was issued to");
-            return Err(Refusal::Status(Status::CookieError));
+            return Err(ActionError::Status(Status::CookieError));
         }
         if !user.permitted_ips.permits_or_empty(ip) {
-            return Err(Refusal::Status(Status::CookieError));
+            return Err(ActionError::Status(Status::CookieError));
         }
         entry.last_use = now;
         // Write the sliding timeout only now and then: precision of a twentieth
@@ -494,7 +458,7 @@ impl Auth {
         &self,
         cookie: &str,
         previous: Option<&Cached>,
-    ) -> Result<Option<Cached>, Refusal> {
+    ) -> Result<Option<Cached>, ActionError> {
         let Some(s) = self.store.session(cookie).await? else {
             self.cache.remove(cookie);
             return Ok(None);
@@ -512,7 +476,7 @@ impl Auth {
         Ok(Some(entry))
     }
 
-    async fn end(&self, cookie: &str) -> Result<(), Refusal> {
+    async fn end(&self, cookie: &str) -> Result<(), ActionError> {
         self.cache.remove(cookie);
         self.store.delete_session(cookie).await?;
         Ok(())
@@ -527,7 +491,7 @@ impl Auth {
         Ok(n)
     }
 
-    pub async fn logout(&self, cookie: &str, ip: IpAddr) -> Result<(), Refusal> {
+    pub async fn logout(&self, cookie: &str, ip: IpAddr) -> Result<(), ActionError> {
         let who = self.session(cookie, ip).await?;
         self.end(cookie).await?;
         self.audit("logout", &who.username, &ip.to_string(), "ok", "")

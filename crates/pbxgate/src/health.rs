@@ -89,7 +89,7 @@ impl ConnLog {
             loop {
                 let now = state.borrow_and_update().clone();
                 if let Ok(mut r) = record.lock() {
-                    r.observe(&now, crate::auth::now_ms());
+                    r.observe(&now, crate::clock::now_ms());
                 }
                 if state.changed().await.is_err() {
                     return;

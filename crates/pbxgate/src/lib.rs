@@ -17,6 +17,7 @@ pub mod auth;
 pub mod callcontrol;
 pub mod cdrapi;
 pub mod channels;
+pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod error;

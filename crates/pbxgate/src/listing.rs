@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
-use crate::auth::Refusal;
+use crate::error::ActionError;
 
 /// The list parameters of spec §2.5.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,11 +24,11 @@ pub struct Paging {
 impl Paging {
     /// `page`/`item_num` must be positive integers when given (-15 otherwise);
     /// `sord` is `desc` or anything else for ascending.
-    pub fn from_params(params: &Params) -> Result<Paging, Refusal> {
+    pub fn from_params(params: &Params) -> Result<Paging, ActionError> {
         let positive = |key: &str| match params.uint(key) {
             Ok(None) => Ok(None),
             Ok(Some(n)) if n > 0 => Ok(Some(n)),
-            _ => Err(Refusal::Explained(
+            _ => Err(ActionError::Explained(
                 Status::InvalidValue,
                 format!("{key} must be a positive integer"),
             )),
@@ -36,7 +36,7 @@ impl Paging {
         let text = |key: &str| {
             params
                 .str(key)
-                .map_err(|_| Refusal::Status(Status::InvalidParameters))
+                .map_err(|_| ActionError::Status(Status::InvalidParameters))
                 .map(|v| v.filter(|v| !v.is_empty()))
         };
         Ok(Paging {

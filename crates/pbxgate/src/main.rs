@@ -584,7 +584,7 @@ async fn set_admin_password(settings: Settings, username: String) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let now = pbxgate::auth::now_ms();
+    let now = pbxgate::clock::now_ms();
     let result = async {
         let created = store.set_admin_password(&username, &hash, now).await?;
         let ended = store.delete_admin_sessions_of(&username).await?;

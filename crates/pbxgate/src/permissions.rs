@@ -17,8 +17,8 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
         ("cdr", vec!["cdrapi", "cdrExport"]),
         ("recording", vec!["recapi"]),
         ("pms", vec!["pmsapi"]),
-        ("call", crate::channels::ACTIONS.to_vec()),
-        ("directory", crate::directory::ACTIONS.to_vec()),
+        ("call", ucm::actions::CHANNEL.to_vec()),
+        ("directory", ucm::actions::DIRECTORY.to_vec()),
         ("secrets", vec![SECRETS]),
     ]
 }

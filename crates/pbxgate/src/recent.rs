@@ -73,7 +73,7 @@ impl<S: tracing::Subscriber> Layer<S> for Recorder {
         }
         let mut v = Fields::default();
         event.record(&mut v);
-        push(v.into_request(crate::auth::now_ms()));
+        push(v.into_request(crate::clock::now_ms()));
     }
 }
 

@@ -6,7 +6,7 @@
 use md5::{Digest, Md5};
 use store::{AuditEvent, AuditStore, MetaStore, SessionStore, SettingsStore, Store};
 
-use crate::auth::now_ms;
+use crate::clock::now_ms;
 use crate::config::{RecordingStore, Secret, Settings};
 use crate::error::Result;
 use crate::random;

@@ -5,6 +5,7 @@
 //!
 //! Everything here is pure so that it can be unit-tested and fuzzed alone.
 
+pub mod actions;
 pub mod auth;
 pub mod cdr;
 pub mod cdrapi;

@@ -9,6 +9,8 @@
 //! regard to case, `_` or `-` (`Guest_Name` = `guestname`). Unknown commands
 //! and unknown fields are refused: a misspelt field must not be ignored.
 
+pub mod cos;
+
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};

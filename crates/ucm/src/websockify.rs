@@ -7,6 +7,24 @@ use serde_json::{Map, Value, json};
 
 use crate::Status;
 
+pub const ACTIVE_CALL_STATUS: &str = "ActiveCallStatus";
+pub const EXTENSION_STATUS: &str = "ExtensionStatus";
+
+/// The event names a client may subscribe to (those of a UCM). Only
+/// `ActiveCallStatus` and `ExtensionStatus` are ever sent.
+pub const EVENT_NAMES: &[&str] = &[
+    ACTIVE_CALL_STATUS,
+    EXTENSION_STATUS,
+    "PbxStatus",
+    "TrunkStatus",
+    "PresenceStatus",
+    "VoiceMailStatus",
+    "ResourceUsageStatus",
+    "InterfaceStatus",
+    "EquipmentCapacityStatus",
+    "CallQueueStatus",
+];
+
 /// A field of the wrong type (or a missing list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WrongType;

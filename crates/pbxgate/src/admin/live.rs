@@ -33,7 +33,9 @@ use ucm::{Params, Status};
 
 use super::login::current_session;
 use super::page::{Admin, AdminApi, Page, json, json_error, secure_headers};
-use crate::auth::{Authenticated, Refusal, now_ms};
+use crate::auth::Authenticated;
+use crate::clock::now_ms;
+use crate::error::ActionError;
 use crate::server::App;
 
 /// Longest channel name accepted (as the channel actions).
@@ -106,7 +108,7 @@ fn acting_user(admin: &AdminApi) -> Authenticated {
 async fn list(app: &App, action: &str) -> Result<Value, String> {
     match crate::channels::dispatch(app, action, &Params::default(), &list_user()).await {
         Ok(v) => Ok(v.get("channel").cloned().unwrap_or_else(|| json!([]))),
-        Err(Refusal::Internal(e)) => {
+        Err(ActionError::Internal(e)) => {
             tracing::error!(error = %e, "admin live calls: cannot list the channels");
             Err("internal error, see the pbxgate log".into())
         }
@@ -427,7 +429,7 @@ async fn done(
     admin: &AdminApi,
     verb: &str,
     channel: &str,
-    result: Result<Value, Refusal>,
+    result: Result<Value, ActionError>,
 ) -> Response {
     let (outcome, resp) = match result {
         Ok(_) => {
@@ -458,27 +460,30 @@ async fn done(
     resp
 }
 
-fn refusal_text(r: &Refusal) -> String {
+fn refusal_text(r: &ActionError) -> String {
     match r {
-        Refusal::Explained(_, m) => m.clone(),
-        Refusal::Status(s) => s.message().to_owned(),
-        Refusal::Internal(_) => "internal error, see the pbxgate log".into(),
+        ActionError::Internal(_) => "internal error, see the pbxgate log".into(),
+        other => {
+            let (status, message) = other.answer();
+            message.unwrap_or_else(|| status.message().to_owned())
+        }
     }
 }
 
 /// A refusal as the page sees it: an HTTP status that says what kind of
 /// failure it is, the message, and the UCM status the API would have given.
-fn refused(r: Refusal) -> Response {
+fn refused(r: ActionError) -> Response {
     let status = match &r {
-        Refusal::Internal(e) => {
+        ActionError::Internal(e) => {
             tracing::error!(error = %e, "admin call action failed");
             return json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error, see the pbxgate log",
             );
         }
-        Refusal::Explained(s, _) | Refusal::Status(s) => *s,
+        other => other.answer(),
     };
+    let (status, message) = status;
     let http = match status {
         Status::InvalidParameters | Status::InvalidValue => StatusCode::BAD_REQUEST,
         Status::NoSuchItem => StatusCode::NOT_FOUND,
@@ -491,7 +496,7 @@ fn refused(r: Refusal) -> Response {
     };
     let mut resp = (
         http,
-        Json(json!({"error": refusal_text(&r), "status": status.code()})),
+        Json(json!({"error": message.unwrap_or_else(|| status.message().to_owned()), "status": status.code()})),
     )
         .into_response();
     secure_headers(&mut resp);
@@ -513,10 +518,13 @@ mod tests {
             (Status::FailedToOperateData, StatusCode::BAD_GATEWAY),
         ];
         for (ucm, http) in cases {
-            assert_eq!(refused(Refusal::Explained(ucm, "x".into())).status(), http);
+            assert_eq!(
+                refused(ActionError::Explained(ucm, "x".into())).status(),
+                http
+            );
         }
         assert_eq!(
-            refusal_text(&Refusal::Status(Status::NoPermission)),
+            refusal_text(&ActionError::Status(Status::NoPermission)),
             Status::NoPermission.message()
         );
     }

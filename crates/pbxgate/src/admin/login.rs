@@ -15,7 +15,8 @@ use store::{AdminSession, AdminStore, MetaStore};
 use subtle::ConstantTimeEq;
 
 use super::page::{Page, escape, forbidden, internal, redirect};
-use crate::auth::{Refusal, now_ms};
+use crate::clock::now_ms;
+use crate::error::ActionError;
 use crate::error::{Error, Result};
 use crate::server::App;
 
@@ -345,7 +346,7 @@ async fn login(
     // attempts from one address gets no more checks than the restriction allows.
     match app.auth.begin_attempt(ip).await {
         Ok(()) => {}
-        Err(Refusal::Internal(e)) => return internal(&e),
+        Err(ActionError::Internal(e)) => return internal(&e),
         Err(_) => return too_many_failures(&app, &form.username).await,
     }
     let checked = if check_username(user).is_err() || form.password.len() > MAX_PASSWORD_BYTES {
@@ -353,7 +354,7 @@ async fn login(
     } else {
         match password_matches(&app, user, &form.password).await {
             Err(Busy) => {
-                tracing::warn!(%ip, user = %crate::api::loggable(user), "admin login refused: every password check slot busy for web.password_check_wait_secs (503)");
+                tracing::warn!(%ip, user = %crate::net::loggable(user), "admin login refused: every password check slot busy for web.password_check_wait_secs (503)");
                 let mut resp = login_form(
                     &app,
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -375,7 +376,8 @@ async fn login(
         Err(e) => return internal(&e),
     };
     // The audit trail; a success clears the address's failure count.
-    if let Err(Refusal::Internal(e)) = app.auth.finish_attempt(user, ip, outcome, "admin").await {
+    if let Err(ActionError::Internal(e)) = app.auth.finish_attempt(user, ip, outcome, "admin").await
+    {
         return internal(&e);
     }
     if outcome.is_err() {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use store::{AuditStore, CdrStore};
 
 use super::page::{Admin, AdminApi, Page, json};
-use crate::auth::now_ms;
+use crate::clock::now_ms;
 use crate::health::{ConnRecord, state_name};
 use crate::server::App;
 use crate::tls::CertInfo;

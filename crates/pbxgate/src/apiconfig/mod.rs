@@ -23,7 +23,7 @@ use store::{AuditEvent, AuditStore, Store, WebSettingsStore};
 
 pub use overlay::{NewOverlay, OldOverlay, OverlayUser, OverlayWsUser, TlsChoice, WsOverlay};
 
-use crate::auth::now_ms;
+use crate::clock::now_ms;
 use crate::config::{
     self, ApiUser, ConfigError, FileKeys, HttpsApiOld, OldApiSettings, Secret, Settings,
     UserConfig, WsUser, WsUserConfig,
@@ -1010,7 +1010,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// An uploaded certificate and key, checked as the listener would load them.
 fn check_pair(cert: &str, key: &str) -> Result<(), FieldErrors> {
-    crate::tls::check_pair(
+    crate::config::pem::check_pair(
         cert.as_bytes(),
         key.as_bytes(),
         ("the TLS Cert file", "tls_cert"),

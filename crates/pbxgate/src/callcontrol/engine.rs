@@ -17,7 +17,7 @@ use store::{CallDecision, DecisionStore, Store};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
-use crate::auth::now_ms;
+use crate::clock::now_ms;
 use crate::config::CallControlSettings;
 
 /// How many decided channels are remembered, to tell "already decided" from

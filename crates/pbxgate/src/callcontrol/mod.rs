@@ -19,7 +19,8 @@ use ucm::{Params, Status};
 
 pub use engine::{By, DecideError, Decided, Decision, Engine, HeldCall, Outcome};
 
-use crate::auth::{Authenticated, Refusal};
+use crate::auth::Authenticated;
+use crate::error::ActionError;
 use crate::server::App;
 
 /// How long `acceptCall` waits for a channel that is not held yet: a client
@@ -56,16 +57,16 @@ pub async fn api(
     action: &str,
     params: &Params,
     user: &Authenticated,
-) -> Result<Value, Refusal> {
+) -> Result<Value, ActionError> {
     if !user.call_control {
-        return Err(Refusal::Status(Status::NoPermission));
+        return Err(ActionError::Status(Status::NoPermission));
     }
     let channel = match params.str("channel") {
         Ok(Some(c)) if !c.is_empty() && c.len() <= 256 => c,
-        _ => return Err(Refusal::Status(Status::InvalidParameters)),
+        _ => return Err(ActionError::Status(Status::InvalidParameters)),
     };
     let Some(engine) = app.pbx.as_ref().and_then(|p| p.calls.clone()) else {
-        return Err(Refusal::Explained(
+        return Err(ActionError::Explained(
             Status::AbnormalSystemError,
             "call control needs the connection to Asterisk's ARI (asterisk.ari_password)".into(),
         ));
@@ -92,30 +93,30 @@ pub async fn api(
 }
 
 /// The one place where call-control errors become UCM statuses.
-fn refusal(channel: &str, e: DecideError) -> Refusal {
+fn refusal(channel: &str, e: DecideError) -> ActionError {
     let printable: String = channel
         .chars()
         .filter(|c| !c.is_control())
         .take(80)
         .collect();
     match e {
-        DecideError::Unknown => Refusal::Explained(
+        DecideError::Unknown => ActionError::Explained(
             Status::NoSuchItem,
             format!("no inbound call is held on channel {printable}"),
         ),
-        DecideError::AlreadyDecided(o) => Refusal::Explained(
+        DecideError::AlreadyDecided(o) => ActionError::Explained(
             Status::DataModified,
             format!("the call on {printable} was already {}", o.describe()),
         ),
-        DecideError::InProgress => Refusal::Explained(
+        DecideError::InProgress => ActionError::Explained(
             Status::DataModified,
             format!("a decision for {printable} is being applied"),
         ),
-        DecideError::Gone => Refusal::Explained(
+        DecideError::Gone => ActionError::Explained(
             Status::DataModified,
             format!("the call on {printable} ended before the decision reached it"),
         ),
-        DecideError::Failed(e) => Refusal::Explained(
+        DecideError::Failed(e) => ActionError::Explained(
             Status::AbnormalSystemError,
             format!("Asterisk did not confirm: {e}"),
         ),

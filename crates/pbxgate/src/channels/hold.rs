@@ -22,7 +22,7 @@ use std::time::Duration;
 use asterisk::ari::Event;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Asterisk, Failure};
+use super::{ActionError, Asterisk};
 use crate::live::model::{self as list, Chan};
 
 /// Set to `1` on a channel while it is held / muted by a client.
@@ -34,7 +34,12 @@ const SNOOP_ARGS: &str = "pbxgate-hold";
 const SNOOP_START: Duration = Duration::from_secs(3);
 
 impl Asterisk<'_> {
-    async fn mute_audio(&self, channel: &str, direction: &str, on: bool) -> Result<(), Failure> {
+    async fn mute_audio(
+        &self,
+        channel: &str,
+        direction: &str,
+        on: bool,
+    ) -> Result<(), ActionError> {
         self.send(
             "MuteAudio",
             &[
@@ -47,14 +52,14 @@ impl Asterisk<'_> {
         .map(|_| ())
     }
 
-    async fn flag(&self, channel: &str, var: &str) -> Result<bool, Failure> {
+    async fn flag(&self, channel: &str, var: &str) -> Result<bool, ActionError> {
         let r = self
             .send("Getvar", &[("Channel", channel), ("Variable", var)])
             .await?;
         Ok(r.get("Value") == Some("1"))
     }
 
-    async fn set_flag(&self, channel: &str, var: &str, on: bool) -> Result<(), Failure> {
+    async fn set_flag(&self, channel: &str, var: &str, on: bool) -> Result<(), ActionError> {
         self.send(
             "Setvar",
             &[
@@ -73,7 +78,7 @@ fn snoop_id(held: &Chan) -> String {
     format!("pbxgate-hold-{}", held.uniqueid)
 }
 
-pub(super) async fn mute(pbx: &Asterisk<'_>, c: &Chan, on: bool) -> Result<(), Failure> {
+pub(super) async fn mute(pbx: &Asterisk<'_>, c: &Chan, on: bool) -> Result<(), ActionError> {
     pbx.set_flag(&c.name, MUTED, on).await?;
     // A held channel stays silent until unhold.
     if on || !pbx.flag(&c.name, HELD).await? {
@@ -82,10 +87,10 @@ pub(super) async fn mute(pbx: &Asterisk<'_>, c: &Chan, on: bool) -> Result<(), F
     Ok(())
 }
 
-pub(super) async fn hold(pbx: &Asterisk<'_>, chans: &[Chan], i: usize) -> Result<(), Failure> {
+pub(super) async fn hold(pbx: &Asterisk<'_>, chans: &[Chan], i: usize) -> Result<(), ActionError> {
     let held = &chans[i];
     let Some(other) = list::far_end(chans, i) else {
-        return Err(Failure::NotInCall(held.name.clone()));
+        return Err(ActionError::NotInCall(held.name.clone()));
     };
     if pbx.flag(&held.name, HELD).await? {
         return Ok(());
@@ -101,7 +106,7 @@ pub(super) async fn hold(pbx: &Asterisk<'_>, chans: &[Chan], i: usize) -> Result
                 if !muted {
                     let _ = pbx.mute_audio(&held.name, "in", false).await;
                 }
-                return Err(Failure::Ari(e));
+                return Err(ActionError::Pbx(e));
             }
             watch(pbx.ami.clone(), ari.clone(), held.uniqueid.clone(), id);
         }
@@ -171,11 +176,11 @@ fn watch(ami: asterisk::ami::Ami, ari: asterisk::ari::Ari, held: String, snoop: 
     });
 }
 
-pub(super) async fn unhold(pbx: &Asterisk<'_>, held: &Chan) -> Result<(), Failure> {
+pub(super) async fn unhold(pbx: &Asterisk<'_>, held: &Chan) -> Result<(), ActionError> {
     if let Some(ari) = pbx.ari_up() {
         match ari.hangup(&snoop_id(held), "normal").await {
             Ok(()) | Err(asterisk::Error::NotFound(_)) => {}
-            Err(e) => return Err(Failure::Ari(e)),
+            Err(e) => return Err(ActionError::Pbx(e)),
         }
     }
     pbx.mute_audio(&held.name, "out", false).await?;

@@ -8,7 +8,7 @@
 //! -15. Numbers are digits, `*`, `#` and `+` only, so that no value can carry
 //! AMI headers or dialplan syntax; channel names are looked up among the live
 //! channels and only the name Asterisk reported is ever sent back to it.
-//! Failures become statuses in one place, [`Failure`].
+//! Failures become statuses in one place, [`ActionError`].
 
 mod hold;
 
@@ -19,32 +19,14 @@ use asterisk::ari::Ari;
 use serde_json::{Value, json};
 use ucm::{Params, Status};
 
-use crate::auth::{Authenticated, Refusal};
+use crate::auth::Authenticated;
 use crate::config::DialingSettings;
-use crate::error::Error;
+use crate::error::ActionError;
 use crate::server::App;
 
 use crate::live::model::{self, Chan};
 
-/// The action names this module answers (case-sensitive, as on a UCM).
-pub const ACTIONS: &[&str] = &[
-    "listBridgedChannels",
-    "listUnBridgedChannels",
-    "Hangup",
-    "dialExtension",
-    "dialOutbound",
-    "callTransfer",
-    "transferNumberInbound",
-    "transferNumberOutbound",
-    "mute",
-    "unmute",
-    "hold",
-    "unhold",
-    "callbarge",
-    "dialIVR",
-    "dialQueue",
-    "dialRinggroup",
-];
+pub use ucm::actions::CHANNEL as ACTIONS;
 
 /// Longest number accepted (Asterisk's extensions are at most 79 bytes).
 const MAX_NUMBER: usize = 64;
@@ -124,91 +106,21 @@ enum Op {
     },
 }
 
-/// Why a channel action failed. [`From<Failure> for Refusal`] is the one
-/// place these become statuses.
-#[derive(Debug)]
-enum Failure {
-    /// No `[asterisk]` connection is configured.
-    NotConfigured,
-    /// AMI is down, the connection broke, or Asterisk did not answer in time.
-    Ami(asterisk::Error),
-    /// ARI failed during an action that needs it.
-    Ari(asterisk::Error),
-    NoSuchChannel(String),
-    /// The number matches no extension in the dialing context.
-    NotInDialplan(String),
-    /// The channel is in no two-party call (hold).
-    NotInCall(String),
-    /// A channel whose name ChanSpy cannot take (it would split its arguments).
-    Unspyable(String),
-    /// Asterisk answered `Response: Error`.
-    Refused {
-        action: String,
-        message: String,
-    },
-}
-
-impl From<Failure> for Refusal {
-    fn from(f: Failure) -> Refusal {
-        let (status, message) = match f {
-            Failure::NotConfigured => (
-                Status::ConnectionClosed,
-                "pbxgate has no connection to Asterisk configured ([asterisk] ami_secret)".into(),
-            ),
-            Failure::Ami(e) | Failure::Ari(e) => {
-                let e = Error::Asterisk(e);
-                (e.status(), e.to_string())
-            }
-            Failure::NoSuchChannel(c) => (Status::NoSuchItem, format!("no such channel: {c}")),
-            Failure::NotInDialplan(n) => (
-                Status::NoSuchItem,
-                format!("{n} is not a number of the dialing context"),
-            ),
-            Failure::Unspyable(c) => (
-                Status::InvalidValue,
-                format!("{c} cannot be spied on (its name has ',', '(', ')' or '|')"),
-            ),
-            Failure::NotInCall(c) => (
-                Status::FailedToOperateData,
-                format!("{c} is not in a two-party call"),
-            ),
-            Failure::Refused { action, message } => {
-                let gone = message.to_ascii_lowercase();
-                let status = if gone.contains("no such channel") || gone.contains("does not exist")
-                {
-                    Status::NoSuchItem
-                } else {
-                    Status::FailedToOperateData
-                };
-                (status, format!("Asterisk refused {action}: {message}"))
-            }
-        };
-        // A client's mistake (an unknown channel or number) is not an event
-        // for the operator; Asterisk failing is.
-        if matches!(status, Status::NoSuchItem | Status::InvalidValue) {
-            tracing::debug!(status = status.code(), reason = %message, "channel action refused");
-        } else {
-            tracing::warn!(status = status.code(), reason = %message, "channel action failed");
-        }
-        Refusal::Explained(status, message)
-    }
-}
-
-fn invalid(message: String) -> Refusal {
-    Refusal::Explained(Status::InvalidValue, message)
+fn invalid(message: String) -> ActionError {
+    ActionError::InvalidValue(message)
 }
 
 /// The first of `keys` present with a non-empty value (aliases), as text.
 /// Absent: -1; not a string or number: -1.
-fn param(params: &Params, keys: &[&str]) -> Result<(String, String), Refusal> {
+fn param(params: &Params, keys: &[&str]) -> Result<(String, String), ActionError> {
     for key in keys {
         match params.str(key) {
             Ok(Some(v)) if !v.is_empty() => return Ok(((*key).to_owned(), v)),
             Ok(_) => {}
-            Err(_) => return Err(Refusal::Status(Status::InvalidParameters)),
+            Err(_) => return Err(ActionError::Status(Status::InvalidParameters)),
         }
     }
-    Err(Refusal::Status(Status::InvalidParameters))
+    Err(ActionError::Status(Status::InvalidParameters))
 }
 
 fn is_number(s: &str) -> bool {
@@ -219,7 +131,7 @@ fn is_number(s: &str) -> bool {
 }
 
 /// A phone number or extension: digits, `*`, `#`, `+` (else -15).
-fn number(params: &Params, keys: &[&str]) -> Result<String, Refusal> {
+fn number(params: &Params, keys: &[&str]) -> Result<String, ActionError> {
     let (key, v) = param(params, keys)?;
     if !is_number(&v) {
         return Err(invalid(format!(
@@ -230,7 +142,7 @@ fn number(params: &Params, keys: &[&str]) -> Result<String, Refusal> {
 }
 
 /// A channel name as the client sent it; looked up later (-16 if unknown).
-fn channel(params: &Params) -> Result<String, Refusal> {
+fn channel(params: &Params) -> Result<String, ActionError> {
     let (_, v) = param(params, &["channel"])?;
     if v.len() > MAX_CHANNEL || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(invalid("channel: not a channel name".into()));
@@ -240,11 +152,11 @@ fn channel(params: &Params) -> Result<String, Refusal> {
 
 /// `callbarge`: the extension that rings is `exten`, else the number of
 /// `barge-exten` (`<ext>@0` / `<ext>@1`; asking for permission is not done).
-fn barge(params: &Params) -> Result<Op, Refusal> {
+fn barge(params: &Params) -> Result<Op, ActionError> {
     let channel = channel(params)?;
     let barge_exten = match params.str("barge-exten") {
         Ok(v) => v.filter(|v| !v.is_empty()),
-        Err(_) => return Err(Refusal::Status(Status::InvalidParameters)),
+        Err(_) => return Err(ActionError::Status(Status::InvalidParameters)),
     };
     let from_barge = match &barge_exten {
         None => None,
@@ -260,9 +172,9 @@ fn barge(params: &Params) -> Result<Op, Refusal> {
     };
     let exten = match (params.str("exten"), from_barge) {
         (Ok(Some(e)), _) if !e.is_empty() => number(params, &["exten"])?,
-        (Err(_), _) => return Err(Refusal::Status(Status::InvalidParameters)),
+        (Err(_), _) => return Err(ActionError::Status(Status::InvalidParameters)),
         (_, Some(n)) => n,
-        _ => return Err(Refusal::Status(Status::InvalidParameters)),
+        _ => return Err(ActionError::Status(Status::InvalidParameters)),
     };
     let spy = match params.str("mode") {
         Ok(None) => Spy::Listen,
@@ -276,7 +188,7 @@ fn barge(params: &Params) -> Result<Op, Refusal> {
                 ));
             }
         },
-        Err(_) => return Err(Refusal::Status(Status::InvalidParameters)),
+        Err(_) => return Err(ActionError::Status(Status::InvalidParameters)),
     };
     Ok(Op::Barge {
         channel,
@@ -286,8 +198,8 @@ fn barge(params: &Params) -> Result<Op, Refusal> {
 }
 
 /// Checks a request's parameters; nothing is asked of Asterisk yet.
-fn parse(action: &str, params: &Params, dialing: &DialingSettings) -> Result<Op, Refusal> {
-    let dial = |caller: &[&str], dest: &str, prefix: &str| -> Result<Op, Refusal> {
+fn parse(action: &str, params: &Params, dialing: &DialingSettings) -> Result<Op, ActionError> {
+    let dial = |caller: &[&str], dest: &str, prefix: &str| -> Result<Op, ActionError> {
         let caller = number(params, caller)?;
         let shown = number(params, &[dest])?;
         Ok(Op::Dial {
@@ -334,7 +246,7 @@ fn parse(action: &str, params: &Params, dialing: &DialingSettings) -> Result<Op,
             on: action == "hold",
         },
         "callbarge" => barge(params)?,
-        _ => return Err(Refusal::Status(Status::Unsupported)),
+        _ => return Err(ActionError::Status(Status::Unsupported)),
     })
 }
 
@@ -343,10 +255,10 @@ pub async fn dispatch(
     action: &str,
     params: &Params,
     _user: &Authenticated,
-) -> Result<Value, Refusal> {
+) -> Result<Value, ActionError> {
     let op = parse(action, params, &app.settings.dialing)?;
     let Some(pbx) = &app.pbx else {
-        return Err(Failure::NotConfigured.into());
+        return Err(ActionError::PbxNotConfigured.into());
     };
     let asterisk = Asterisk {
         ami: &pbx.ami,
@@ -354,7 +266,7 @@ pub async fn dispatch(
         board: &pbx.board,
         dialing: &app.settings.dialing,
     };
-    asterisk.run(op).await.map_err(Refusal::from)
+    asterisk.run(op).await.map_err(ActionError::from)
 }
 
 /// The connections and settings an action uses.
@@ -370,7 +282,7 @@ struct Asterisk<'a> {
 const SYNC_WAIT: Duration = Duration::from_secs(5);
 
 impl Asterisk<'_> {
-    async fn run(&self, op: Op) -> Result<Value, Failure> {
+    async fn run(&self, op: Op) -> Result<Value, ActionError> {
         match op {
             Op::List { bridged, paging } => self.list(bridged, &paging).await,
             Op::Hangup { channel } => {
@@ -416,13 +328,14 @@ impl Asterisk<'_> {
         self.ari.filter(|a| a.state().borrow().is_up())
     }
 
-    /// Sends an action; `Response: Error` is a [`Failure::Refused`].
-    async fn send(&self, action: &str, headers: &[(&str, &str)]) -> Result<Message, Failure> {
+    /// Sends an action; `Response: Error` is a [`ActionError::Refused`].
+    async fn send(&self, action: &str, headers: &[(&str, &str)]) -> Result<Message, ActionError> {
         let reply = self.request(action, headers).await?;
         if reply.is_success() {
             Ok(reply.response)
         } else {
-            Err(Failure::Refused {
+            Err(ActionError::PbxRefused {
+                changing: true,
                 action: action.to_owned(),
                 message: reply.response.get("Message").unwrap_or("").to_owned(),
             })
@@ -434,19 +347,23 @@ impl Asterisk<'_> {
         &self,
         action: &str,
         headers: &[(&str, &str)],
-    ) -> Result<asterisk::ami::Reply, Failure> {
+    ) -> Result<asterisk::ami::Reply, ActionError> {
         // Queued actions would wait out the timeout while AMI reconnects.
         if !self.ami.state().borrow().is_up() {
-            return Err(Failure::Ami(asterisk::Error::NotConnected));
+            return Err(ActionError::Pbx(asterisk::Error::NotConnected));
         }
-        self.ami.action(action, headers).await.map_err(Failure::Ami)
+        self.ami
+            .action(action, headers)
+            .await
+            .map_err(ActionError::Pbx)
     }
 
     /// The live channels.
-    async fn channels(&self) -> Result<Vec<Chan>, Failure> {
+    async fn channels(&self) -> Result<Vec<Chan>, ActionError> {
         let reply = self.request("CoreShowChannels", &[]).await?;
         if !reply.is_success() {
-            return Err(Failure::Refused {
+            return Err(ActionError::PbxRefused {
+                changing: true,
                 action: "CoreShowChannels".into(),
                 message: reply.response.get("Message").unwrap_or("").to_owned(),
             });
@@ -462,7 +379,7 @@ impl Asterisk<'_> {
     /// The live channels and the index of `name` among them. As Asterisk
     /// itself does, the name matches case-insensitively, and a uniqueid
     /// matches too.
-    async fn find(&self, name: &str) -> Result<(Vec<Chan>, usize), Failure> {
+    async fn find(&self, name: &str) -> Result<(Vec<Chan>, usize), ActionError> {
         let chans = self.channels().await?;
         let i = chans
             .iter()
@@ -472,13 +389,13 @@ impl Asterisk<'_> {
                     .iter()
                     .position(|c| c.name.eq_ignore_ascii_case(name) || c.uniqueid == name)
             })
-            .ok_or_else(|| Failure::NoSuchChannel(name.to_owned()))?;
+            .ok_or_else(|| ActionError::NoSuchChannel(name.to_owned()))?;
         Ok((chans, i))
     }
 
     /// Fails unless `exten` matches an extension (or pattern) of the dialing
     /// context, includes followed.
-    async fn in_dialplan(&self, exten: &str) -> Result<(), Failure> {
+    async fn in_dialplan(&self, exten: &str) -> Result<(), ActionError> {
         let reply = self
             .request(
                 "ShowDialPlan",
@@ -493,18 +410,22 @@ impl Asterisk<'_> {
         if found {
             Ok(())
         } else {
-            Err(Failure::NotInDialplan(exten.to_owned()))
+            Err(ActionError::NotInDialplan(exten.to_owned()))
         }
     }
 
     /// The lists are drawn from the state behind `ActiveCallStatus`, never
     /// from a separate query, so that they agree with the events.
-    async fn list(&self, bridged: bool, paging: &crate::listing::Paging) -> Result<Value, Failure> {
+    async fn list(
+        &self,
+        bridged: bool,
+        paging: &crate::listing::Paging,
+    ) -> Result<Value, ActionError> {
         if !self.ami.state().borrow().is_up() {
-            return Err(Failure::Ami(asterisk::Error::NotConnected));
+            return Err(ActionError::Pbx(asterisk::Error::NotConnected));
         }
         let Some(calls) = self.board.synced(SYNC_WAIT).await else {
-            return Err(Failure::Ami(asterisk::Error::Timeout(
+            return Err(ActionError::Pbx(asterisk::Error::Timeout(
                 "the channels are being read again after the AMI connection came up".into(),
             )));
         };
@@ -528,7 +449,7 @@ impl Asterisk<'_> {
     /// context, as if a phone dialled it); once answered, its other half
     /// dials `number` in the same context. The caller's phone shows `shown`;
     /// the destination sees the caller's number.
-    async fn dial(&self, caller: &str, number: &str, shown: &str) -> Result<Value, Failure> {
+    async fn dial(&self, caller: &str, number: &str, shown: &str) -> Result<Value, ActionError> {
         self.in_dialplan(caller).await?;
         self.in_dialplan(number).await?;
         let ctx = &self.dialing.context;
@@ -555,7 +476,7 @@ impl Asterisk<'_> {
         Ok(json!({}))
     }
 
-    async fn transfer(&self, channel: &str, exten: &str, how: Move) -> Result<Value, Failure> {
+    async fn transfer(&self, channel: &str, exten: &str, how: Move) -> Result<Value, ActionError> {
         let (chans, i) = self.find(channel).await?;
         self.in_dialplan(exten).await?;
         let name = chans[i].name.as_str();
@@ -584,12 +505,12 @@ impl Asterisk<'_> {
     /// `callbarge`: rings `exten` (through the dialing context) and, once
     /// answered, runs ChanSpy on the channel. The barging phone shows
     /// "Call Bargin" and the spied-on party's number.
-    async fn barge(&self, channel: &str, exten: &str, spy: Spy) -> Result<Value, Failure> {
+    async fn barge(&self, channel: &str, exten: &str, spy: Spy) -> Result<Value, ActionError> {
         let (chans, i) = self.find(channel).await?;
         let target = &chans[i];
         // ChanSpy takes the name as a prefix before its options.
         if target.name.contains([',', '(', ')', '|']) {
-            return Err(Failure::Unspyable(target.name.clone()));
+            return Err(ActionError::Unspyable(target.name.clone()));
         }
         self.in_dialplan(exten).await?;
         let ctx = &self.dialing.context;
@@ -806,16 +727,23 @@ mod tests {
 
     #[test]
     fn failures_map_to_statuses() {
-        let s = |f: Failure| Refusal::from(f).status().code();
-        assert_eq!(s(Failure::NotConfigured), -7);
-        assert_eq!(s(Failure::Ami(asterisk::Error::NotConnected)), -7);
-        assert_eq!(s(Failure::Ami(asterisk::Error::Timeout("x".into()))), -8);
-        assert_eq!(s(Failure::Ami(asterisk::Error::Protocol("x".into()))), -9);
-        assert_eq!(s(Failure::NoSuchChannel("x".into())), -16);
-        assert_eq!(s(Failure::NotInDialplan("1".into())), -16);
-        assert_eq!(s(Failure::NotInCall("x".into())), -24);
-        assert_eq!(s(Failure::Unspyable("x".into())), -15);
-        let refused = |m: &str| Failure::Refused {
+        let s = |f: ActionError| ActionError::from(f).status().code();
+        assert_eq!(s(ActionError::PbxNotConfigured), -7);
+        assert_eq!(s(ActionError::Pbx(asterisk::Error::NotConnected)), -7);
+        assert_eq!(
+            s(ActionError::Pbx(asterisk::Error::Timeout("x".into()))),
+            -8
+        );
+        assert_eq!(
+            s(ActionError::Pbx(asterisk::Error::Protocol("x".into()))),
+            -9
+        );
+        assert_eq!(s(ActionError::NoSuchChannel("x".into())), -16);
+        assert_eq!(s(ActionError::NotInDialplan("1".into())), -16);
+        assert_eq!(s(ActionError::NotInCall("x".into())), -24);
+        assert_eq!(s(ActionError::Unspyable("x".into())), -15);
+        let refused = |m: &str| ActionError::PbxRefused {
+            changing: true,
             action: "Redirect".into(),
             message: m.into(),
         };

@@ -6,6 +6,7 @@
 
 mod env;
 mod keys;
+pub mod pem;
 mod secret;
 mod validate;
 

@@ -347,12 +347,12 @@ pub fn ws_user(prefix: &str, u: &WsUserConfig, base: &Path) -> Result<WsUser, Co
     username(&format!("{prefix}username"), &u.username)?;
     let mut events: Vec<&'static str> = Vec::with_capacity(u.events.len());
     for (i, name) in u.events.iter().enumerate() {
-        let Some(known) = crate::live::EVENT_NAMES.iter().find(|n| **n == name) else {
+        let Some(known) = ucm::websockify::EVENT_NAMES.iter().find(|n| **n == name) else {
             return Err(ConfigError::invalid(
                 format!("{prefix}events[{i}]"),
                 format!(
                     "\"{name}\" is not an event name of /websockify (one of {})",
-                    crate::live::EVENT_NAMES.join(", ")
+                    ucm::websockify::EVENT_NAMES.join(", ")
                 ),
             ));
         };
@@ -410,7 +410,7 @@ pub fn old_api(
     if old.enable
         && let Some((cert, key)) = &old_tls
     {
-        crate::tls::read_pair(
+        super::pem::read_pair(
             cert,
             key,
             "https_api_old.tls_cert",
@@ -822,7 +822,7 @@ fn pms(p: &PmsConfig, dialing: &DialingConfig, base: &Path) -> Result<PmsSetting
         ));
     }
     let regex = |key: &str, patterns: &[String]| {
-        crate::pms::cos::to_regex(patterns)
+        ucm::pms::cos::to_regex(patterns)
             .map_err(|(i, m)| ConfigError::invalid(format!("{key}[{i}]"), m))
     };
     let wakeup_context = if p.wakeup_context.is_empty() {

@@ -13,9 +13,10 @@ use asterisk::ami::Ami;
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
-use super::contrib::{Failure, ami, clean, events, name_param};
-use crate::auth::{Authenticated, Refusal};
+use super::contrib::{ami, clean, events, name_param};
+use crate::auth::Authenticated;
 use crate::config::DialingSettings;
+use crate::error::ActionError;
 use crate::listing::{Paging, page};
 use crate::server::App;
 
@@ -91,7 +92,7 @@ pub(super) fn callerid_name(cid: &str) -> String {
 
 /// Every PJSIP endpoint, with details and outbound registrations, in the
 /// order Asterisk lists them (by name).
-pub(super) async fn endpoints(ami: &Ami) -> Result<Vec<Endpoint>, Failure> {
+pub(super) async fn endpoints(ami: &Ami) -> Result<Vec<Endpoint>, ActionError> {
     let list = events(ami, "PJSIPShowEndpoints", &[])
         .await?
         .unwrap_or_default();
@@ -119,7 +120,7 @@ pub(super) fn registration_of(regs: &[(String, Registration)], name: &str) -> Op
 
 /// The outbound registrations, each with the endpoint it belongs to (the
 /// `AuthDetail` events of this list, with passwords, are skipped).
-pub(super) async fn registrations(ami: &Ami) -> Result<Vec<(String, Registration)>, Failure> {
+pub(super) async fn registrations(ami: &Ami) -> Result<Vec<(String, Registration)>, ActionError> {
     let mut regs: Vec<(String, Registration)> = Vec::new();
     for e in events(ami, "PJSIPShowRegistrationsOutbound", &[])
         .await?
@@ -147,7 +148,7 @@ pub(super) async fn registrations(ami: &Ami) -> Result<Vec<(String, Registration
 }
 
 /// One endpoint's details; `None` when Asterisk does not know it.
-pub(super) async fn detail(ami: &Ami, name: &str) -> Result<Option<Endpoint>, Failure> {
+pub(super) async fn detail(ami: &Ami, name: &str) -> Result<Option<Endpoint>, ActionError> {
     let Some(evs) = events(ami, "PJSIPShowEndpoint", &[("Endpoint", name)]).await? else {
         return Ok(None);
     };
@@ -211,12 +212,12 @@ fn mailbox(ep: &Endpoint) -> String {
 }
 
 /// (urgent, new, old) messages; zeros when Asterisk has no such mailbox.
-async fn messages(ami: &Ami, ep: &Endpoint) -> Result<(u64, u64, u64), Failure> {
+async fn messages(ami: &Ami, ep: &Endpoint) -> Result<(u64, u64, u64), ActionError> {
     let mb = mailbox(ep);
     let reply = ami
         .action("MailboxCount", &[("Mailbox", &mb)])
         .await
-        .map_err(Failure::Ami)?;
+        .map_err(ActionError::Pbx)?;
     if !reply.is_success() {
         return Ok((0, 0, 0));
     }
@@ -265,7 +266,7 @@ pub async fn dispatch(
     action: &str,
     params: &Params,
     who: &Authenticated,
-) -> Result<Value, Refusal> {
+) -> Result<Value, ActionError> {
     let dialing = &app.settings.dialing;
     match action {
         "listAccount" => {
@@ -292,7 +293,7 @@ pub async fn dispatch(
                 })
                 .filter(|ep| ep.is_account(dialing))
                 .ok_or_else(|| {
-                    Refusal::Explained(Status::NoSuchItem, format!("no such extension: {ext}"))
+                    ActionError::Explained(Status::NoSuchItem, format!("no such extension: {ext}"))
                 })?;
             let msgs = messages(ami, &ep).await?;
             let mut item = account_item(&ep, msgs);
@@ -317,7 +318,7 @@ pub async fn dispatch(
             item.insert("mailbox".into(), json!(mailbox(&ep)));
             Ok(json!({ "extension": item }))
         }
-        _ => Err(Refusal::Status(Status::Unsupported)),
+        _ => Err(ActionError::Status(Status::Unsupported)),
     }
 }
 

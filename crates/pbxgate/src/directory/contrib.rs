@@ -12,8 +12,7 @@
 use asterisk::ami::{Ami, Message, Reply};
 use ucm::Status;
 
-use crate::auth::Refusal;
-use crate::error::Error;
+use crate::error::ActionError;
 use crate::server::App;
 
 /// The directory file, in Asterisk's configuration directory.
@@ -33,19 +32,19 @@ pub fn clean(s: &str) -> String {
 }
 
 /// A name parameter (extension, trunk, queue): -1 absent, -15 not a [`is_name`].
-pub fn name_param(params: &ucm::Params, key: &str) -> Result<String, Refusal> {
+pub fn name_param(params: &ucm::Params, key: &str) -> Result<String, ActionError> {
     match params.str(key) {
         Ok(Some(v)) if !v.is_empty() => {
             if is_name(&v) {
                 Ok(v)
             } else {
-                Err(Refusal::Explained(
+                Err(ActionError::Explained(
                     Status::InvalidValue,
                     format!("{key}: letters, digits and '_-.+*#' only (at most {MAX_NAME})"),
                 ))
             }
         }
-        _ => Err(Refusal::Status(Status::InvalidParameters)),
+        _ => Err(ActionError::Status(Status::InvalidParameters)),
     }
 }
 
@@ -55,7 +54,7 @@ pub async fn events(
     ami: &Ami,
     action: &str,
     headers: &[(&str, &str)],
-) -> Result<Option<Vec<Message>>, Failure> {
+) -> Result<Option<Vec<Message>>, ActionError> {
     let reply = request(ami, action, headers).await?;
     if reply.is_success() {
         return Ok(Some(reply.events));
@@ -66,76 +65,42 @@ pub async fn events(
     if empty.iter().any(|m| lower.contains(m)) {
         return Ok(None);
     }
-    Err(Failure::Refused {
+    Err(ActionError::PbxRefused {
+        changing: false,
         action: action.to_owned(),
         message,
     })
 }
 
-/// Why reading the directory failed; `From<Failure> for Refusal` is the one
-/// place these become statuses (as in `channels`).
-#[derive(Debug)]
-pub enum Failure {
-    /// No `[asterisk]` connection is configured.
-    NotConfigured,
-    /// AMI is down, broke, or did not answer in time.
-    Ami(asterisk::Error),
-    /// Asterisk answered `Response: Error`.
-    Refused { action: String, message: String },
-    /// The item asked for does not exist.
-    NoSuchItem(String),
-}
-
-impl From<Failure> for Refusal {
-    fn from(f: Failure) -> Refusal {
-        let (status, message) = match f {
-            Failure::NotConfigured => (
-                Status::ConnectionClosed,
-                "pbxgate has no connection to Asterisk configured ([asterisk] ami_secret)".into(),
-            ),
-            Failure::Ami(e) => {
-                let e = Error::Asterisk(e);
-                (e.status(), e.to_string())
-            }
-            Failure::Refused { action, message } => (
-                Status::FailedToGetData,
-                format!("Asterisk refused {action}: {}", clean(&message)),
-            ),
-            Failure::NoSuchItem(what) => (Status::NoSuchItem, format!("no such item: {what}")),
-        };
-        if status == Status::NoSuchItem {
-            tracing::debug!(status = status.code(), reason = %message, "directory action refused");
-        } else {
-            tracing::warn!(status = status.code(), reason = %message, "directory action failed");
-        }
-        Refusal::Explained(status, message)
-    }
-}
-
 /// The AMI connection, or why there is none.
-pub fn ami(app: &App) -> Result<&Ami, Failure> {
+pub fn ami(app: &App) -> Result<&Ami, ActionError> {
     app.pbx
         .as_ref()
         .map(|p| &p.ami)
-        .ok_or(Failure::NotConfigured)
+        .ok_or(ActionError::PbxNotConfigured)
 }
 
 /// Sends an action and returns Asterisk's answer, success or not.
-pub async fn request(ami: &Ami, action: &str, headers: &[(&str, &str)]) -> Result<Reply, Failure> {
+pub async fn request(
+    ami: &Ami,
+    action: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, ActionError> {
     // Queued actions would wait out the timeout while AMI reconnects.
     if !ami.state().borrow().is_up() {
-        return Err(Failure::Ami(asterisk::Error::NotConnected));
+        return Err(ActionError::Pbx(asterisk::Error::NotConnected));
     }
-    ami.action(action, headers).await.map_err(Failure::Ami)
+    ami.action(action, headers).await.map_err(ActionError::Pbx)
 }
 
-/// Sends an action; `Response: Error` is a [`Failure::Refused`].
-pub async fn send(ami: &Ami, action: &str, headers: &[(&str, &str)]) -> Result<Reply, Failure> {
+/// Sends an action; `Response: Error` is a [`ActionError::Refused`].
+pub async fn send(ami: &Ami, action: &str, headers: &[(&str, &str)]) -> Result<Reply, ActionError> {
     let reply = request(ami, action, headers).await?;
     if reply.is_success() {
         Ok(reply)
     } else {
-        Err(Failure::Refused {
+        Err(ActionError::PbxRefused {
+            changing: false,
             action: action.to_owned(),
             message: reply.response.get("Message").unwrap_or("").to_owned(),
         })
@@ -217,7 +182,7 @@ pub fn parse_get_config(m: &Message) -> Vec<Section> {
 
 /// The directory file's sections; none when the file does not exist (an
 /// operator who describes nothing gets empty lists, not errors).
-pub async fn directory(ami: &Ami) -> Result<Vec<Section>, Failure> {
+pub async fn directory(ami: &Ami) -> Result<Vec<Section>, ActionError> {
     let reply = request(ami, "GetConfig", &[("Filename", DIRECTORY_FILE)]).await?;
     if !reply.is_success() {
         let message = reply.response.get("Message").unwrap_or("").to_owned();
@@ -225,7 +190,8 @@ pub async fn directory(ami: &Ami) -> Result<Vec<Section>, Failure> {
             tracing::debug!("{DIRECTORY_FILE} not found: nothing described");
             return Ok(Vec::new());
         }
-        return Err(Failure::Refused {
+        return Err(ActionError::PbxRefused {
+            changing: false,
             action: "GetConfig".into(),
             message,
         });

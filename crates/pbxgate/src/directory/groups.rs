@@ -10,8 +10,9 @@ use asterisk::ami::Message;
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
-use super::contrib::{self, Failure, Section};
-use crate::auth::{Authenticated, Refusal};
+use super::contrib::{self, Section};
+use crate::auth::Authenticated;
+use crate::error::ActionError;
 use crate::listing::{Paging, page};
 use crate::server::App;
 
@@ -83,8 +84,8 @@ impl Kind {
     }
 }
 
-fn parse(action: &str, params: &Params) -> Result<Op, Refusal> {
-    let described = |kind| -> Result<Op, Refusal> {
+fn parse(action: &str, params: &Params) -> Result<Op, ActionError> {
+    let described = |kind| -> Result<Op, ActionError> {
         Ok(Op::Described {
             kind,
             paging: Paging::from_params(params)?,
@@ -96,7 +97,7 @@ fn parse(action: &str, params: &Params) -> Result<Op, Refusal> {
         "listRingGroup" => described(Kind::RingGroup),
         "listExtensionGroup" => described(Kind::ExtensionGroup),
         "listDepartment" => described(Kind::Department),
-        _ => Err(Refusal::Status(Status::Unsupported)),
+        _ => Err(ActionError::Status(Status::Unsupported)),
     }
 }
 
@@ -105,12 +106,12 @@ pub async fn dispatch(
     action: &str,
     params: &Params,
     _who: &Authenticated,
-) -> Result<Value, Refusal> {
+) -> Result<Value, ActionError> {
     let op = parse(action, params)?;
-    run(app, op).await.map_err(Refusal::from)
+    run(app, op).await.map_err(ActionError::from)
 }
 
-async fn run(app: &App, op: Op) -> Result<Value, Failure> {
+async fn run(app: &App, op: Op) -> Result<Value, ActionError> {
     let ami = contrib::ami(app)?;
     match op {
         Op::Queues(paging) => {
@@ -124,7 +125,7 @@ async fn run(app: &App, op: Op) -> Result<Value, Failure> {
             queues.retain(|q| q.get("extension").and_then(Value::as_str) == Some(&name));
             match queues.pop() {
                 Some(q) => Ok(json!({ "queue": q })),
-                None => Err(Failure::NoSuchItem(format!("queue {name}"))),
+                None => Err(ActionError::NoSuchItem(format!("queue {name}"))),
             }
         }
         Op::Described { kind, paging } => {
@@ -141,7 +142,7 @@ async fn run(app: &App, op: Op) -> Result<Value, Failure> {
 async fn queues(
     ami: &asterisk::ami::Ami,
     only: Option<&str>,
-) -> Result<Vec<Map<String, Value>>, Failure> {
+) -> Result<Vec<Map<String, Value>>, ActionError> {
     let headers: Vec<(&str, &str)> = only.map(|q| ("Queue", q)).into_iter().collect();
     let reply = contrib::send(ami, "QueueStatus", &headers).await?;
     // Names given in the directory file; a missing or unreadable file only
@@ -351,8 +352,8 @@ mod tests {
                 .unwrap()
                 .params
         };
-        let status = |r: Result<Op, Refusal>| match r {
-            Err(Refusal::Status(s) | Refusal::Explained(s, _)) => s,
+        let status = |r: Result<Op, ActionError>| match r {
+            Err(ActionError::Status(s) | ActionError::Explained(s, _)) => s,
             _ => Status::Success,
         };
         assert_eq!(

@@ -25,80 +25,13 @@ mod trunks;
 use serde_json::Value;
 use ucm::{Params, Status};
 
-use crate::auth::{Authenticated, Refusal};
+use crate::auth::Authenticated;
+use crate::error::ActionError;
 use crate::server::App;
 
-/// The read actions this module answers (case-sensitive, as on a UCM).
-pub const ACTIONS: &[&str] = &[
-    "listAccount",
-    "getSIPAccount",
-    "listVoIPTrunk",
-    "getSIPTrunk",
-    "listAnalogTrunk",
-    "listDigitalTrunk",
-    "listQueue",
-    "getQueue",
-    "listRingGroup",
-    "listExtensionGroup",
-    "listDepartment",
-    "listInboundRoute",
-    "listOutboundRoute",
-];
+pub use ucm::actions::DIRECTORY as ACTIONS;
 
-/// UCM configuration actions pbxgate does not perform: answered -19.
-pub const UNSUPPORTED: &[&str] = &[
-    "applyChanges",
-    "addSIPAccount",
-    "updateSIPAccount",
-    "deleteSIPAccount",
-    "listUser",
-    "getUser",
-    "updateUser",
-    "listPinSets",
-    "addSIPTrunk",
-    "updateSIPTrunk",
-    "deleteSIPTrunk",
-    "getAnalogTrunk",
-    "addAnalogTrunk",
-    "updateAnalogTrunk",
-    "deleteAnalogTrunk",
-    "getDigitalTrunk",
-    "addDigitalTrunk",
-    "updateDigitalTrunk",
-    "deleteDigitalTrunk",
-    "addSLATrunk",
-    "updateSLATrunk",
-    "getInboundRoute",
-    "addInboundRoute",
-    "updateInboundRoute",
-    "deleteInboundRoute",
-    "getOutboundRoute",
-    "addOutboundRoute",
-    "updateOutboundRoute",
-    "deleteOutboundRoute",
-    "listIVR",
-    "getIVR",
-    "addIVR",
-    "updateIVR",
-    "deleteIVR",
-    "addQueue",
-    "updateQueue",
-    "deleteQueue",
-    "loginLogoffQueueAgent",
-    "pauseUnpauseQueueAgent",
-    "listVoicemailGroup",
-    "listConference",
-    "listPaginggroup",
-    "getPaginggroup",
-    "addPaginggroup",
-    "updatePaginggroup",
-    "deletePaginggroup",
-    "MulticastPaging",
-    "MulticastPagingHangup",
-    "playPromptByOrg",
-    "listIPC",
-    "listZeroConfig",
-];
+pub use ucm::actions::UNSUPPORTED;
 
 /// Runs one of [`ACTIONS`].
 pub async fn dispatch(
@@ -106,7 +39,7 @@ pub async fn dispatch(
     action: &str,
     params: &Params,
     who: &Authenticated,
-) -> Result<Value, Refusal> {
+) -> Result<Value, ActionError> {
     match action {
         "listAccount" | "getSIPAccount" => accounts::dispatch(app, action, params, who).await,
         "listVoIPTrunk" | "getSIPTrunk" | "listAnalogTrunk" | "listDigitalTrunk" => {
@@ -123,8 +56,8 @@ pub async fn dispatch(
 }
 
 /// The answer to one of [`UNSUPPORTED`].
-pub fn unsupported(action: &str) -> Refusal {
-    Refusal::Explained(
+pub fn unsupported(action: &str) -> ActionError {
+    ActionError::Explained(
         Status::Unsupported,
         format!(
             "{action} is not supported by pbxgate: the PBX's configuration is kept in Asterisk's files (see docs/compatibility.md)"

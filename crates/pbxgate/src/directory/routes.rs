@@ -10,8 +10,9 @@ use asterisk::ami::{Ami, Message};
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
-use super::contrib::{self, Failure};
-use crate::auth::{Authenticated, Refusal};
+use super::contrib;
+use crate::auth::Authenticated;
+use crate::error::ActionError;
 use crate::listing::{Paging, page};
 use crate::server::App;
 
@@ -48,18 +49,18 @@ pub async fn dispatch(
     action: &str,
     params: &Params,
     _who: &Authenticated,
-) -> Result<Value, Refusal> {
+) -> Result<Value, ActionError> {
     let way = match action {
         "listInboundRoute" => Way::Inbound,
         "listOutboundRoute" => Way::Outbound,
-        _ => return Err(Refusal::Status(Status::Unsupported)),
+        _ => return Err(ActionError::Status(Status::Unsupported)),
     };
     let paging = Paging::from_params(params)?;
-    let items = routes(app, way).await.map_err(Refusal::from)?;
+    let items = routes(app, way).await.map_err(ActionError::from)?;
     Ok(page(items, way.list_key(), &paging))
 }
 
-async fn routes(app: &App, way: Way) -> Result<Vec<Map<String, Value>>, Failure> {
+async fn routes(app: &App, way: Way) -> Result<Vec<Map<String, Value>>, ActionError> {
     let ami = contrib::ami(app)?;
     let sections = contrib::directory(ami).await?;
     let contexts: Vec<String> = sections
@@ -155,7 +156,7 @@ impl Exten {
 
 /// The extensions of `context` itself (not of its includes), in Asterisk's
 /// order. A context Asterisk does not have is an empty one (logged).
-async fn extensions(ami: &Ami, context: &str) -> Result<Vec<Exten>, Failure> {
+async fn extensions(ami: &Ami, context: &str) -> Result<Vec<Exten>, ActionError> {
     let reply = contrib::request(ami, "ShowDialPlan", &[("Context", context)]).await?;
     if !reply.is_success() {
         tracing::warn!(

@@ -10,7 +10,8 @@ use ucm::{Params, Status};
 
 use super::accounts::{Endpoint, detail, endpoints, uri_host};
 use super::contrib::{ami, clean, name_param};
-use crate::auth::{Authenticated, Refusal};
+use crate::auth::Authenticated;
+use crate::error::ActionError;
 use crate::listing::{Paging, page};
 use crate::server::App;
 
@@ -97,7 +98,7 @@ fn trunk_item(index: u64, t: &Endpoint, full: bool) -> Map<String, Value> {
 }
 
 /// Only the paging keys: an empty list.
-fn empty(params: &Params, key: &str) -> Result<Value, Refusal> {
+fn empty(params: &Params, key: &str) -> Result<Value, ActionError> {
     let paging = Paging::from_params(params)?;
     Ok(page(Vec::new(), key, &paging))
 }
@@ -107,7 +108,7 @@ pub async fn dispatch(
     action: &str,
     params: &Params,
     _who: &Authenticated,
-) -> Result<Value, Refusal> {
+) -> Result<Value, ActionError> {
     let dialing = &app.settings.dialing;
     match action {
         "listAnalogTrunk" => empty(params, "analogtrunk"),
@@ -136,7 +137,7 @@ pub async fn dispatch(
                 .into_iter()
                 .find(|(i, t)| t.name == key || i.to_string() == key);
             let Some((i, t)) = found else {
-                return Err(Refusal::Explained(
+                return Err(ActionError::Explained(
                     Status::NoSuchItem,
                     format!("no such trunk: {key}"),
                 ));
@@ -151,7 +152,7 @@ pub async fn dispatch(
             };
             Ok(json!({ "trunk": trunk_item(i, &t, true) }))
         }
-        _ => Err(Refusal::Status(Status::Unsupported)),
+        _ => Err(ActionError::Status(Status::Unsupported)),
     }
 }
 

@@ -281,12 +281,12 @@ async fn store_batch(
                     .fetch_sub(batch.len() as u64, Ordering::Relaxed);
                 stats
                     .last_stored_ms
-                    .store(crate::auth::now_ms(), Ordering::Relaxed);
+                    .store(crate::clock::now_ms(), Ordering::Relaxed);
                 return;
             }
             Err(e) => {
                 if let Ok(mut last) = stats.last_error.lock() {
-                    *last = Some((crate::auth::now_ms(), e.to_string()));
+                    *last = Some((crate::clock::now_ms(), e.to_string()));
                 }
                 tracing::error!(records = batch.len(), error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot store CDRs; retrying");
                 tokio::time::sleep(backoff).await;

@@ -18,10 +18,10 @@ use ucm::cdrapi::{Mode, query_pairs, query_pairs_lenient};
 
 use super::Shared;
 use super::auth::Verdict;
-use crate::api::loggable;
-use crate::auth::Refusal;
 use crate::config::OldApiSettings;
+use crate::error::ActionError;
 use crate::error::Error;
+use crate::net::loggable;
 use crate::recordings::Miss;
 use crate::server::App;
 
@@ -150,7 +150,7 @@ async fn authenticate(
     if !matches!(verdict, Verdict::Challenge(_)) {
         match l.app.auth.restriction(ip).await {
             Ok(()) => {}
-            Err(Refusal::Status(Status::LoginRestriction)) => {
+            Err(ActionError::Status(Status::LoginRestriction)) => {
                 return Err(text(
                     StatusCode::FORBIDDEN,
                     "403 Forbidden: too many failed logins from this address; \

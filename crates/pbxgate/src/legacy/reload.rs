@@ -91,7 +91,7 @@ pub async fn reload(old: &OldApi, app: &App, path: &Path, startup: &Config) {
             );
             if !changed.is_empty() {
                 let event = AuditEvent {
-                    at_ms: crate::auth::now_ms(),
+                    at_ms: crate::clock::now_ms(),
                     event: "settings".into(),
                     username: String::new(),
                     ip: String::new(),

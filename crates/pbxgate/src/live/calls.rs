@@ -440,7 +440,7 @@ fn is_internal(channel: &str) -> bool {
 pub fn channel_endpoint(channel: &str) -> Option<String> {
     let (_, rest) = channel.split_once('/')?;
     rest.rsplit_once('-')?;
-    Some(crate::ingest::derive::channel_ext(channel)).filter(|e| !e.is_empty())
+    Some(asterisk::channel::channel_ext(channel)).filter(|e| !e.is_empty())
 }
 
 /// The event's `Timestamp` header (`manager.conf` `timestampevents = yes`).

@@ -18,25 +18,9 @@ use tokio::sync::{broadcast, watch};
 
 pub use model::Projection;
 
-pub const ACTIVE_CALL_STATUS: &str = "ActiveCallStatus";
-pub const EXTENSION_STATUS: &str = "ExtensionStatus";
+pub use ucm::websockify::{ACTIVE_CALL_STATUS, EVENT_NAMES, EXTENSION_STATUS};
 /// How soon a failed resync is tried again.
 const RESYNC_RETRY: Duration = Duration::from_secs(5);
-
-/// The event names a client may subscribe to (those of a UCM). Only
-/// `ActiveCallStatus` and `ExtensionStatus` are ever sent.
-pub const EVENT_NAMES: &[&str] = &[
-    ACTIVE_CALL_STATUS,
-    EXTENSION_STATUS,
-    "PbxStatus",
-    "TrunkStatus",
-    "PresenceStatus",
-    "VoiceMailStatus",
-    "ResourceUsageStatus",
-    "InterfaceStatus",
-    "EquipmentCapacityStatus",
-    "CallQueueStatus",
-];
 
 /// One `notify` message: an event name (`ActiveCallStatus`,
 /// `ExtensionStatus`, ...) and its `eventbody` (a JSON array of items).

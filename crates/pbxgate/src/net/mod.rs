@@ -618,7 +618,7 @@ impl Svc {
         if timed_out.load(Ordering::Acquire) {
             tracing::warn!(
                 ip = %self.peer.ip().to_canonical(),
-                path = %crate::api::loggable(&path),
+                path = %loggable(&path),
                 "request refused: body not received within web.body_read_timeout_secs (408)"
             );
             resp = body_timeout_response(version);
@@ -647,10 +647,33 @@ fn body_timeout_response(version: Version) -> Response<Body> {
     resp
 }
 
+/// A client-supplied value as it may appear in a log line: plain tokens as
+/// they are (cheap), anything else escaped, so that no client can forge a line.
+pub fn loggable(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(format!("{:?}", s.chars().take(128).collect::<String>()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn log_values_cannot_forge_lines() {
+        assert_eq!(loggable("cdrapi"), "cdrapi");
+        assert_eq!(loggable("getSystemStatus"), "getSystemStatus");
+        assert_eq!(loggable("a\nINFO forged"), "\"a\\nINFO forged\"");
+        assert_eq!(loggable("x y"), "\"x y\"");
+        assert_eq!(loggable(""), "");
+        assert!(loggable(&"z".repeat(1000)).len() < 140);
+    }
 
     #[test]
     fn the_longest_idle_connection_makes_room_and_busy_ones_are_kept() {

@@ -14,7 +14,7 @@
 //! the session authenticates and a `token` is checked only when present; the
 //! old `/pmsapi` needs the token. See `docs/compatibility.md`, `## PMS API`.
 
-pub mod cos;
+pub use ucm::pms::cos;
 pub mod pbx;
 pub mod rooms;
 mod wakeup;
@@ -29,8 +29,9 @@ use store::{PmsStore, Store};
 use ucm::pms::{Format, PmsError, Reply};
 use ucm::{Params, Status};
 
-use crate::auth::{Authenticated, Refusal};
+use crate::auth::Authenticated;
 use crate::config::{PmsSettings, Settings};
+use crate::error::ActionError;
 use crate::server::App;
 
 const XML: &str = "text/xml;charset=UTF-8";
@@ -85,14 +86,18 @@ fn token_error(s: &PmsSettings, token: Option<&str>) -> Option<PmsError> {
 
 /// `action: "pmsapi"` on `/api`: `data` (the `<pms_data_request>` XML),
 /// `format` (xml, json), `token` (optional; checked when present).
-pub async fn api(app: &App, params: &Params, user: &Authenticated) -> Result<Response, Refusal> {
+pub async fn api(
+    app: &App,
+    params: &Params,
+    user: &Authenticated,
+) -> Result<Response, ActionError> {
     let get = |key: &str| {
         params.str(key).map_err(|_| {
-            Refusal::Explained(Status::InvalidParameters, format!("{key} must be a string"))
+            ActionError::Explained(Status::InvalidParameters, format!("{key} must be a string"))
         })
     };
     let format = Format::parse(get("format")?.as_deref())
-        .map_err(|e| Refusal::Explained(e.status, e.message))?;
+        .map_err(|e| ActionError::Explained(e.status, e.message))?;
     let (token, data) = (get("token")?, get("data")?);
     let reply = match token.as_deref() {
         Some(t) => match token_error(&app.settings.pms, Some(t)) {
@@ -167,7 +172,7 @@ async fn execute(app: &App, data: Option<&str>) -> Reply {
             tracing::info!(
                 command = r.command.unwrap_or(""),
                 status = r.error.status.code(),
-                reason = %crate::api::loggable(&r.error.message),
+                reason = %crate::net::loggable(&r.error.message),
                 "pmsapi request refused"
             );
             return Reply::rejected(&r);
@@ -196,7 +201,7 @@ async fn execute(app: &App, data: Option<&str>) -> Reply {
                 command = cmd.name(),
                 address = cmd.address(),
                 status = e.status.code(),
-                reason = %crate::api::loggable(&e.message),
+                reason = %crate::net::loggable(&e.message),
                 "pmsapi command failed"
             );
             Reply::failed(Some(cmd.name()), Some(cmd.address()), &e)

@@ -278,7 +278,7 @@ pub async fn dial_wakeup(
     id: i64,
     attempt: i64,
 ) -> Rang {
-    let epoch = crate::auth::now_ms() / 1000;
+    let epoch = crate::clock::now_ms() / 1000;
     // Channel ids in Asterisk's <epoch>.<suffix> shape: the CDR's linkedid
     // names the call and the wake-up call it belongs to.
     let channel_id = format!("{epoch}.wakeup-{id}-{attempt}");

@@ -258,7 +258,7 @@ fn wakeup_records(calls: &[Wakeup], tz: &TimeZone) -> Vec<Vec<(&'static str, Str
 pub async fn run(ctx: &Ctx<'_>, cmd: &Command) -> Result<Reply, PmsError> {
     let address = cmd.address();
     let name = cmd.name();
-    let now = crate::auth::now_ms();
+    let now = crate::clock::now_ms();
     // Reads first: they need no Asterisk.
     match cmd {
         Command::RoomInfo { .. } => {

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::pbx::{self, Rang};
-use crate::auth::now_ms;
+use crate::clock::now_ms;
 use crate::config::PmsSettings;
 
 /// How often due calls are looked for.

@@ -24,7 +24,7 @@ use ucm::Status;
 use ucm::auth::{format_challenge, login_token, token_matches};
 use ucm::websockify as frame;
 
-use crate::auth::Refusal;
+use crate::error::ActionError;
 use crate::live::{EVENT_NAMES, Notify};
 use crate::server::App;
 
@@ -198,8 +198,8 @@ impl Session {
         let (status, fields) = match self.dispatch(&req).await {
             Ok(fields) => (Status::Success, fields),
             Err(refusal) => {
-                if let Refusal::Internal(e) = &refusal {
-                    tracing::error!(ip = %self.ip, action = %crate::api::loggable(&req.action), error = %e, "websocket request failed");
+                if let ActionError::Internal(e) = &refusal {
+                    tracing::error!(ip = %self.ip, action = %crate::net::loggable(&req.action), error = %e, "websocket request failed");
                 }
                 (refusal.status(), Vec::new())
             }
@@ -215,8 +215,8 @@ impl Session {
     async fn dispatch(
         &mut self,
         req: &frame::Request,
-    ) -> Result<Vec<(&'static str, Value)>, Refusal> {
-        let invalid = || Refusal::Status(Status::InvalidParameters);
+    ) -> Result<Vec<(&'static str, Value)>, ActionError> {
+        let invalid = || ActionError::Status(Status::InvalidParameters);
         match req.action.as_str() {
             "challenge" => {
                 let username = required(req, "username")?;
@@ -254,11 +254,11 @@ impl Session {
                         self.password = password;
                         Ok(Vec::new())
                     }
-                    Err(_) => Err(Refusal::Status(Status::WrongAccountOrPassword)),
+                    Err(_) => Err(ActionError::Status(Status::WrongAccountOrPassword)),
                 }
             }
             "subscribe" | "unsubscribe" | "heartbeat" if self.user.is_none() => {
-                Err(Refusal::Status(Status::NeedAuthentication))
+                Err(ActionError::Status(Status::NeedAuthentication))
             }
             "heartbeat" => Ok(Vec::new()),
             "subscribe" | "unsubscribe" => {
@@ -268,7 +268,7 @@ impl Session {
                     match EVENT_NAMES.iter().find(|n| **n == name) {
                         Some(n) => known.push(*n),
                         // One unknown name refuses the whole request, as on a UCM.
-                        None => return Err(Refusal::Status(Status::AbnormalSystemError)),
+                        None => return Err(ActionError::Status(Status::AbnormalSystemError)),
                     }
                 }
                 // A name the user may not receive refuses the whole
@@ -277,7 +277,7 @@ impl Session {
                     && let Some(n) = known.iter().find(|n| !self.may_receive(n))
                 {
                     tracing::info!(ip = %self.ip, user = self.user.as_deref().unwrap_or(""), eventname = %n, "subscribe refused: event not permitted for this websocket user");
-                    return Err(Refusal::Status(Status::NoPermission));
+                    return Err(ActionError::Status(Status::NoPermission));
                 }
                 for n in known {
                     if req.action == "subscribe" {
@@ -289,7 +289,7 @@ impl Session {
                 Ok(Vec::new())
             }
             // Everything else, /api's actions included, is not served here.
-            _ => Err(Refusal::Status(Status::Unsupported)),
+            _ => Err(ActionError::Status(Status::Unsupported)),
         }
     }
 
@@ -331,9 +331,9 @@ impl Session {
     /// With the API off the socket still serves websocket users; then every
     /// name gets a challenge (which names exist is not told) and an API
     /// user's login fails as any other.
-    async fn allowed(&self) -> Result<(), Refusal> {
+    async fn allowed(&self) -> Result<(), ActionError> {
         if !self.app.api.new_api().enabled && self.app.api.ws_users().users.is_empty() {
-            return Err(Refusal::Status(Status::NoPermission));
+            return Err(ActionError::Status(Status::NoPermission));
         }
         self.app.auth.restriction(self.ip).await
     }
@@ -376,9 +376,9 @@ impl Session {
     }
 }
 
-fn required<'a>(req: &'a frame::Request, key: &str) -> Result<&'a str, Refusal> {
+fn required<'a>(req: &'a frame::Request, key: &str) -> Result<&'a str, ActionError> {
     match req.str(key) {
         Ok(Some(v)) if !v.is_empty() => Ok(v),
-        _ => Err(Refusal::Status(Status::InvalidParameters)),
+        _ => Err(ActionError::Status(Status::InvalidParameters)),
     }
 }

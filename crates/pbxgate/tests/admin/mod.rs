@@ -354,7 +354,7 @@ async fn login_tokens_must_be_issued_by_the_server() {
             *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
         }
         let key = ucm::httpauth::NonceKey::new(bytes);
-        let now = u64::try_from(pbxgate::auth::now_ms()).unwrap();
+        let now = u64::try_from(pbxgate::clock::now_ms()).unwrap();
         let other = ucm::httpauth::NonceKey::new([7; 32]);
         let mut tampered = issued.clone().into_bytes();
         tampered[0] = if tampered[0] == b'0' { b'1' } else { b'0' };
