@@ -2,6 +2,7 @@
 //! line per request. HTTP status is 200 for every API-level answer, as on a UCM.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -12,13 +13,18 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use ucm::{Params, Status};
 
+use crate::auth::Auth;
 use crate::auth::Authenticated;
+use crate::callcontrol::{self, CallControl};
+use crate::cdrapi::{self, Cdrapi};
+use crate::channels::{self, Channels};
+use crate::directory::{self, Directory};
 use crate::error::ActionError;
 use crate::net::loggable;
+use crate::pms::{self, Pms};
 use crate::recordings::Miss;
-use crate::server::App;
-use crate::system;
-use crate::{callcontrol, cdrapi, channels, directory, pms};
+use crate::recordings::Recordings;
+use crate::system::System;
 
 const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
 
@@ -51,8 +57,24 @@ pub async fn invalid() -> Response {
     json_response(ucm::error_response(Status::InvalidParameters), false)
 }
 
+/// What `/api` needs: one handle per feature, built once at start-up (in
+/// `server::prepare`), for the PBX the listener serves.
+pub struct Api {
+    pub auth: Arc<Auth>,
+    /// The API settings in force (users, enable switch), changed live.
+    pub settings: Arc<crate::apiconfig::ApiConfig>,
+    pub max_body_bytes: usize,
+    pub system: System,
+    pub cdrapi: Cdrapi,
+    pub recordings: Arc<Recordings>,
+    pub calls: CallControl,
+    pub channels: Channels,
+    pub directory: Directory,
+    pub pms: Pms,
+}
+
 pub async fn handle(
-    State(app): State<App>,
+    State(app): State<Arc<Api>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     request: Request,
 ) -> Response {
@@ -60,7 +82,7 @@ pub async fn handle(
     let headers = &parts.headers;
     let started = Instant::now();
     let ip = peer.ip().to_canonical();
-    let limit = app.settings.max_body_bytes;
+    let limit = app.max_body_bytes;
 
     // Refuse oversized bodies before reading them.
     let declared = headers
@@ -81,7 +103,7 @@ pub async fn handle(
 
     let mut action = String::new();
     let mut user = String::new();
-    let outcome = if !app.api.new_api().enabled {
+    let outcome = if !app.settings.new_api().enabled {
         Err(ActionError::Status(Status::NoPermission))
     } else {
         match ucm::parse_request(&bytes) {
@@ -142,7 +164,7 @@ fn required(params: &Params, key: &str) -> Result<String, ActionError> {
 }
 
 async fn authenticate(
-    app: &App,
+    app: &Api,
     ip: IpAddr,
     params: &Params,
 ) -> Result<Authenticated, ActionError> {
@@ -155,7 +177,7 @@ async fn authenticate(
 
 /// [`authenticate`], then the user's permission for `action` (`-47`).
 async fn authorize(
-    app: &App,
+    app: &Api,
     ip: IpAddr,
     params: &Params,
     action: &str,
@@ -174,7 +196,7 @@ async fn authorize(
 }
 
 async fn dispatch(
-    app: &App,
+    app: &Api,
     ip: IpAddr,
     action: &str,
     params: &Params,
@@ -203,14 +225,11 @@ async fn dispatch(
         }
         "getSystemStatus" => {
             *user = authenticate(app, ip, params).await?.username;
-            Ok(Answer::Encoded(app.status_cache.get(|| {
-                let response = system::system_status(&app.settings, &app.identity, app.started);
-                Bytes::from(ucm::encode_response(Status::Success, &response))
-            })))
+            Ok(Answer::Encoded(app.system.status()))
         }
         "getSystemGeneralStatus" => {
             *user = authenticate(app, ip, params).await?.username;
-            Ok(Answer::Json(system::general_status(&app.settings)))
+            Ok(Answer::Json(app.system.general()))
         }
         "cdrapi" | "cdrExport" => {
             authorize(app, ip, params, action, user).await?;
@@ -223,7 +242,7 @@ async fn dispatch(
                         .collect()
                 })
                 .map_err(|e| e.to_string());
-            let settings = &app.settings.cdrapi;
+            let settings = &app.cdrapi.settings;
             let format = params.str("format").ok().flatten();
             let query = match cdrapi::parse(pairs, format.as_deref(), ucm::cdrapi::Mode::New) {
                 Ok(q) => q,
@@ -233,17 +252,16 @@ async fn dispatch(
                     return Ok(Answer::Raw(cdrapi::empty_answer(settings, e.format, "cdr")));
                 }
             };
-            let tz = &app.settings.timezone;
             Ok(Answer::Raw(if action == "cdrapi" {
-                cdrapi::page(&app.store, settings, tz, &query).await?
+                app.cdrapi.page(&query).await?
             } else {
-                cdrapi::export(app.store.clone(), *settings, tz.clone(), query)
+                app.cdrapi.export(query)
             }))
         }
         "recapi" => {
             let who = authorize(app, ip, params, action, user).await?;
             let listing = app
-                .api
+                .settings
                 .new_api()
                 .user(&who.username)
                 .and_then(|u| u.recordings_listing);
@@ -268,24 +286,24 @@ async fn dispatch(
         }
         "pmsapi" => {
             let who = authorize(app, ip, params, action, user).await?;
-            pms::api(app, params, &who).await.map(Answer::Raw)
+            pms::api(&app.pms, params, &who).await.map(Answer::Raw)
         }
         "acceptCall" | "refuseCall" => {
             let who = authenticate(app, ip, params).await?;
             *user = who.username.clone();
-            callcontrol::api(app, action, params, &who)
+            callcontrol::api(&app.calls, action, params, &who)
                 .await
                 .map(Answer::Json)
         }
         a if channels::ACTIONS.contains(&a) => {
             let who = authorize(app, ip, params, a, user).await?;
-            channels::dispatch(app, a, params, &who)
+            channels::dispatch(&app.channels, a, params, &who)
                 .await
                 .map(Answer::Json)
         }
         a if directory::ACTIONS.contains(&a) => {
             let who = authorize(app, ip, params, a, user).await?;
-            directory::dispatch(app, a, params, &who)
+            directory::dispatch(&app.directory, a, params, &who)
                 .await
                 .map(Answer::Json)
         }

@@ -482,6 +482,24 @@ impl Auth {
         Ok(())
     }
 
+    /// Ends the sessions of `users` (their password changed or they were
+    /// removed), logging what it did.
+    pub async fn end_sessions_of_users(&self, users: &[String]) {
+        for user in users {
+            match self.end_sessions_of(user).await {
+                Ok(n) if n > 0 => tracing::info!(
+                    user = %user,
+                    sessions = n,
+                    "ended sessions: the user's password changed or the user was removed"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(user = %user, error = %e, "cannot end the user's sessions")
+                }
+            }
+        }
+    }
+
     /// Ends every session of `username` (its password changed or it was
     /// removed): in the store and in this process's cache.
     pub async fn end_sessions_of(&self, username: &str) -> Result<u64, store::Error> {

@@ -138,6 +138,28 @@ fn encode_entries(
     }
 }
 
+/// What `cdrapi` and `cdrExport` need, built once at start-up: the store, the
+/// cdrapi settings and the PBX's time zone (the old listener and the admin
+/// CDR page read through the same handle).
+#[derive(Clone)]
+pub struct Cdrapi {
+    pub store: Store,
+    pub settings: CdrApiSettings,
+    pub tz: jiff::tz::TimeZone,
+}
+
+impl Cdrapi {
+    /// One page ([`page`]).
+    pub async fn page(&self, q: &CdrQuery) -> Result<Response, store::Error> {
+        page(&self.store, &self.settings, &self.tz, q).await
+    }
+
+    /// Every matching entry, streamed ([`export`]).
+    pub fn export(&self, q: CdrQuery) -> Response {
+        export(self.store.clone(), self.settings, self.tz.clone(), q)
+    }
+}
+
 /// `cdrapi`: one page.
 pub async fn page(
     store: &Store,

@@ -8,7 +8,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::server::App;
+/// What `/healthz` needs, built once at start-up.
+pub struct Health {
+    pub store: store::Store,
+    /// The state of AMI and ARI (when configured).
+    pub ami: Option<tokio::sync::watch::Receiver<ConnState>>,
+    pub ari: Option<tokio::sync::watch::Receiver<ConnState>>,
+    pub calls: crate::callcontrol::CallControl,
+}
 
 fn describe(state: Option<ConnState>) -> String {
     match state {
@@ -20,14 +27,10 @@ fn describe(state: Option<ConnState>) -> String {
     }
 }
 
-pub async fn healthz(State(app): State<App>) -> (StatusCode, Json<Value>) {
+pub async fn healthz(State(app): State<std::sync::Arc<Health>>) -> (StatusCode, Json<Value>) {
     let db = app.store.ping().await;
-    let ami = app.pbx.as_ref().map(|p| p.ami.state().borrow().clone());
-    let ari = app
-        .pbx
-        .as_ref()
-        .and_then(|p| p.ari.as_ref())
-        .map(|a| a.state().borrow().clone());
+    let ami = app.ami.as_ref().map(|s| s.borrow().clone());
+    let ari = app.ari.as_ref().map(|s| s.borrow().clone());
     let asterisk_ok =
         ami.as_ref().is_none_or(ConnState::is_up) && ari.as_ref().is_none_or(ConnState::is_up);
     let status = match (&db, asterisk_ok) {
@@ -47,7 +50,7 @@ pub async fn healthz(State(app): State<App>) -> (StatusCode, Json<Value>) {
             "database": match &db { Ok(()) => "up".to_owned(), Err(e) => format!("down: {e}") },
             "ami": describe(ami),
             "ari": describe(ari),
-            "held_calls": app.pbx.as_ref().and_then(|p| p.calls.as_ref()).map(|c| c.held()),
+            "held_calls": app.calls.engine().map(|c| c.held()),
             "version": env!("CARGO_PKG_VERSION"),
         })),
     )

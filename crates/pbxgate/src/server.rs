@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,42 +10,46 @@ use axum::routing::{any, get, post};
 use store::{ConnectOptions, Store};
 
 use crate::auth::Auth;
+use crate::callcontrol::CallControl;
+use crate::cdrapi::Cdrapi;
+use crate::channels::Channels;
 use crate::config::Settings;
+use crate::directory::Directory;
 use crate::error::{Error, Result};
-use crate::system::{Identity, StatusCache};
+use crate::pms::Pms;
+use crate::system::{Identity, StatusCache, System};
 use crate::{admin, api, callcontrol, health, ingest, legacy, settings_audit, tls, websockify};
 
-/// Shared state of the running server.
-#[derive(Clone)]
-pub struct App(Arc<AppInner>);
-
-pub struct AppInner {
+/// Everything the process runs, built once by [`prepare`]: the state of
+/// each listener (its handles into the features) and what shutdown stops.
+/// Nothing below the listeners sees this type.
+pub struct App {
     pub settings: Arc<Settings>,
     pub store: Store,
-    pub auth: Auth,
-    pub identity: Identity,
-    pub started: Instant,
-    pub status_cache: StatusCache,
-    /// The Asterisk connections, when configured.
-    pub pbx: Option<Pbx>,
-    pub recordings: crate::recordings::Recordings,
-    /// Notifications for `/websockify` subscribers.
-    pub live: crate::live::Hub,
+    pub auth: Arc<Auth>,
     /// The API settings in force (file plus admin page), changed live.
     pub api: Arc<crate::apiconfig::ApiConfig>,
+    /// The Asterisk connections, when configured.
+    pub pbx: Option<Pbx>,
+    /// The hotel functions (also what the old listener's `/pmsapi` runs).
+    pub pms: crate::pms::Pms,
+    pub calls: CallControl,
     /// The certificates the listeners use (admin Status page).
-    pub certs: tls::InUse,
+    pub certs: Arc<tls::InUse>,
     /// Turns true when shutdown begins: long-lived answers (the admin Live
     /// calls page's event stream) end instead of holding up the grace time.
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Open connections of both listeners under `web.max_connections`.
     pub conns: Arc<crate::net::Connections>,
-    /// Admin password checks (argon2) running at once, at most `web.password_checks`.
-    pub password_checks: Arc<tokio::sync::Semaphore>,
-    /// Signs the admin login form's tokens (shared by the nodes of one database).
-    pub admin_login_key: ucm::httpauth::NonceKey,
+    /// The listeners' states.
+    pub api_listener: Arc<api::Api>,
+    pub admin: Arc<admin::Console>,
+    pub websockify: Arc<websockify::Websockify>,
+    pub health: Arc<health::Health>,
+    pub old_api: Arc<legacy::Deps>,
 }
 
+/// The connections to one PBX and the tasks that run with them.
 pub struct Pbx {
     pub ami: asterisk::ami::Ami,
     pub ari: Option<asterisk::ari::Ari>,
@@ -64,28 +67,31 @@ pub struct Pbx {
     pub ingest_stats: Arc<ingest::Stats>,
 }
 
-impl Deref for App {
-    type Target = AppInner;
-    fn deref(&self) -> &AppInner {
-        &self.0
-    }
-}
-
-pub fn router(app: App) -> Router {
-    Router::new()
+/// The routes of the new API's listener; each part has its own state.
+pub fn router(app: &App) -> Router {
+    let api = Router::new()
         .route("/api", post(api::handle).fallback(api::invalid))
         // One PHP client posts to /api/v1.
         .route("/api/v1", post(api::handle).fallback(api::invalid))
         // Real UCMs answer -1 to /api/challenge and the like.
         .route("/api/{*rest}", any(api::invalid))
-        .route("/healthz", get(health::healthz))
-        .route("/websockify", any(websockify::handle))
-        .merge(admin::routes())
-        .with_state(app)
+        .with_state(app.api_listener.clone());
+    api.merge(
+        Router::new()
+            .route("/healthz", get(health::healthz))
+            .with_state(app.health.clone()),
+    )
+    .merge(
+        Router::new()
+            .route("/websockify", any(websockify::handle))
+            .with_state(app.websockify.clone()),
+    )
+    .merge(admin::routes().with_state(app.admin.clone()))
 }
 
-/// Opens the database and prepares everything the server needs.
-pub async fn prepare(mut settings: Settings) -> Result<App> {
+/// Opens the database and prepares everything the server needs: the one
+/// place where the features' handles are built.
+pub async fn prepare(settings: Settings) -> Result<App> {
     crate::files::private_dir(&settings.data_dir).map_err(|e| {
         Error::io(
             format!("cannot create web.data_dir {}", settings.data_dir.display()),
@@ -100,16 +106,13 @@ pub async fn prepare(mut settings: Settings) -> Result<App> {
         },
     )
     .await?;
-    // What the admin page saved joins the file's settings from here on.
+    // What the admin page saved joins the file's settings from here on: the
+    // API users, the switch and the old API are read from `api` only.
     let api = Arc::new(crate::apiconfig::ApiConfig::load(&settings, &store).await?);
-    let in_force = api.new_api();
-    settings.api_enabled = in_force.enabled;
-    settings.users = in_force.users.clone();
-    settings.websocket_users = api.ws_users().users.clone();
-    settings.old_api = api.old_api().await;
-    settings_audit::record(&settings, &store).await?;
+    settings_audit::record(&settings, &api, &store).await?;
     let identity = Identity::load(&settings, &store).await?;
-    for u in &settings.users {
+    let in_force = api.new_api();
+    for u in &in_force.users {
         if u.password.is_empty() {
             tracing::warn!(
                 user = u.username,
@@ -117,7 +120,7 @@ pub async fn prepare(mut settings: Settings) -> Result<App> {
             );
         }
     }
-    for u in &settings.websocket_users {
+    for u in &api.ws_users().users {
         if u.password.is_empty() {
             tracing::warn!(
                 user = u.username,
@@ -125,8 +128,11 @@ pub async fn prepare(mut settings: Settings) -> Result<App> {
             );
         }
     }
-    let recordings =
-        crate::recordings::Recordings::new(&settings.recordings, settings.timezone.clone())?;
+    let call_control = in_force.enabled && in_force.users.iter().any(|u| u.call_control);
+    let recordings = Arc::new(crate::recordings::Recordings::new(
+        &settings.recordings,
+        settings.timezone.clone(),
+    )?);
     let describe = recordings.folder("monitor").map(|folder| {
         crate::ingest::recording_desc::Describer::new(recordings.storage(), folder.to_owned())
     });
@@ -134,7 +140,7 @@ pub async fn prepare(mut settings: Settings) -> Result<App> {
     let pbx = settings
         .asterisk
         .as_ref()
-        .map(|a| connect_pbx(a, &store, &settings, &live, describe))
+        .map(|a| connect_pbx(a, &store, &settings, &live, describe, call_control))
         .transpose()?;
     if pbx.is_none() {
         tracing::warn!(
@@ -146,23 +152,116 @@ pub async fn prepare(mut settings: Settings) -> Result<App> {
     let password_checks = Arc::new(tokio::sync::Semaphore::new(settings.net.password_checks));
     let admin_login_key = admin::login_key(&store).await?;
     let settings = Arc::new(settings);
-    Ok(App(Arc::new(AppInner {
-        conns,
+    let auth = Arc::new(Auth::new(settings.clone(), api.current(), store.clone()));
+    let started = Instant::now();
+    let stopping = tokio::sync::watch::Sender::new(false);
+    let certs = Arc::new(tls::InUse::default());
+
+    // The features' handles, for the PBX this process serves.
+    let ami = pbx.as_ref().map(|p| p.ami.clone());
+    let calls = CallControl::new(pbx.as_ref().and_then(|p| p.calls.clone()));
+    let channels = Channels::new(
+        pbx.as_ref().map(|p| crate::channels::Link {
+            ami: p.ami.clone(),
+            ari: p.ari.clone(),
+            board: p.board.clone(),
+        }),
+        settings.dialing.clone(),
+    );
+    let directory = Directory::new(ami.clone(), settings.dialing.clone());
+    let pms = Pms::new(
+        store.clone(),
+        settings.pms.clone(),
+        settings.timezone.clone(),
+        ami.clone(),
+    );
+    let cdrapi = Cdrapi {
+        store: store.clone(),
+        settings: settings.cdrapi,
+        tz: settings.timezone.clone(),
+    };
+
+    // The listeners' states.
+    let api_listener = Arc::new(api::Api {
+        auth: auth.clone(),
+        settings: api.clone(),
+        max_body_bytes: settings.max_body_bytes,
+        system: System {
+            settings: settings.clone(),
+            identity,
+            started,
+            cache: StatusCache::default(),
+        },
+        cdrapi: cdrapi.clone(),
+        recordings: recordings.clone(),
+        calls: calls.clone(),
+        channels: channels.clone(),
+        directory,
+        pms: pms.clone(),
+    });
+    let admin = Arc::new(admin::Console {
+        settings: settings.clone(),
+        store: store.clone(),
+        auth: auth.clone(),
+        api: api.clone(),
+        live: live.clone(),
+        pbx: pbx.as_ref().map(|p| admin::PbxView {
+            ami: p.ami.clone(),
+            ari: p.ari.clone(),
+            ami_log: p.ami_log.clone(),
+            ari_log: p.ari_log.clone(),
+            ingest_stats: p.ingest_stats.clone(),
+        }),
+        channels,
+        recordings: recordings.clone(),
+        calls: calls.clone(),
+        certs: certs.clone(),
+        stopping: stopping.subscribe(),
         password_checks,
         admin_login_key,
-        pbx,
+        started,
+    });
+    let websockify = Arc::new(websockify::Websockify {
+        auth: auth.clone(),
+        api: api.clone(),
+        live,
+        idle: settings.websocket_idle,
+        challenge_ttl: settings.challenge_ttl,
+    });
+    let health = Arc::new(health::Health {
+        store: store.clone(),
+        ami: pbx.as_ref().map(|p| p.ami.state()),
+        ari: pbx.as_ref().and_then(|p| p.ari.as_ref()).map(|a| a.state()),
+        calls: calls.clone(),
+    });
+    let old_api = Arc::new(legacy::Deps {
+        settings: settings.clone(),
+        auth: auth.clone(),
+        cdrapi,
         recordings,
-        auth: Auth::new(settings.clone(), api.current(), store.clone()),
-        api,
+        pms: pms.clone(),
+        store: store.clone(),
+        certs: certs.clone(),
+        conns: conns.clone(),
+        api: api.clone(),
+    });
+    Ok(App {
         settings,
         store,
-        identity,
-        started: Instant::now(),
-        status_cache: StatusCache::default(),
-        live,
-        certs: tls::InUse::default(),
-        stopping: tokio::sync::watch::Sender::new(false),
-    })))
+        auth,
+        api,
+        pbx,
+        pms,
+        calls,
+        certs,
+        stopping,
+        conns,
+        api_listener,
+        admin,
+        websockify,
+        health,
+        old_api,
+    })
 }
 
 fn connect_pbx(
@@ -171,6 +270,7 @@ fn connect_pbx(
     settings: &Settings,
     live: &crate::live::Hub,
     describe: Option<crate::ingest::recording_desc::Describer>,
+    call_control: bool,
 ) -> Result<Pbx> {
     let ami = asterisk::ami::Ami::start(asterisk::ami::AmiConfig::new(
         a.ami_address.clone(),
@@ -206,8 +306,8 @@ fn connect_pbx(
     );
     let calls = ari
         .as_ref()
-        .map(|ari| callcontrol::start(settings, ari, &ami, store));
-    let pms = crate::pms::Service::start(&ami, store, settings);
+        .map(|ari| callcontrol::start(&settings.call_control, ari, &ami, store, call_control));
+    let pms = crate::pms::Service::start(&ami, store, &settings.pms);
     Ok(Pbx {
         ami_log: health::ConnLog::follow(ami.state()),
         ari_log: ari.as_ref().map(|a| health::ConnLog::follow(a.state())),
@@ -257,7 +357,7 @@ pub async fn run_with_reload(
         None => None,
     };
     let tls_config = tls::load(&settings).await?;
-    let app = prepare(settings).await?;
+    let app = Arc::new(prepare(settings).await?);
     let settings = app.settings.clone();
     app.certs.set_web(tls::CertInfo::web(&settings));
 
@@ -278,24 +378,25 @@ pub async fn run_with_reload(
         name: "new API",
         tcp: listener,
         tls: tls_config,
-        router: router(app.clone()),
+        router: router(&app),
         limits: crate::net::Limits::from_settings(&settings),
         conns: app.conns.clone(),
         handle: handle.clone(),
     };
 
     // The old API's listener, when enabled; reloads start and stop it.
-    let old_api = Arc::new(legacy::OldApi::new(app.clone())?);
-    old_api.apply(settings.old_api.clone()).await?;
+    let in_force = app.api.old_api().await;
+    let old_api = Arc::new(legacy::OldApi::new(app.old_api.clone(), in_force.clone())?);
+    old_api.apply(in_force).await?;
     app.api.attach_old_api(old_api.clone());
-    if let Some(engine) = app.pbx.as_ref().and_then(|p| p.calls.clone()) {
-        app.api.attach_call_control(engine);
+    if let Some(engine) = app.calls.engine() {
+        app.api.attach_call_control(engine.clone());
     }
-    let settings_watch = tokio::spawn(crate::apiconfig::watch(app.clone()));
+    let settings_watch = tokio::spawn(settings_watch(app.api.clone(), app.auth.clone()));
     let watcher = hup.map(|(r, signal)| {
         tokio::spawn(legacy::reload::watch(
             old_api.clone(),
-            app.clone(),
+            app.old_api.clone(),
             r.path,
             r.config,
             signal,
@@ -304,7 +405,7 @@ pub async fn run_with_reload(
 
     let grace = settings.shutdown_grace;
     let signal_handle = handle.clone();
-    let calls = app.pbx.as_ref().and_then(|p| p.calls.clone());
+    let calls = app.calls.engine().cloned();
     let old_signal = old_api.clone();
     let stopping_app = app.clone();
     tokio::spawn(async move {
@@ -325,8 +426,8 @@ pub async fn run_with_reload(
     tracing::info!(
         url = %format!("https://{local}/api"),
         database = ?app.store.backend(),
-        users = settings.users.len(),
-        api_enabled = settings.api_enabled,
+        users = app.api.new_api().users.len(),
+        api_enabled = app.api.new_api().enabled,
         "pbxgate listening"
     );
     on_listening(local);
@@ -358,8 +459,22 @@ pub async fn run_with_reload(
     served.map_err(|e| Error::io("HTTPS server failed", e))
 }
 
+/// Polls the saved API settings for changes made on other nodes, and ends
+/// the sessions of the users they removed or gave a new password.
+async fn settings_watch(api: Arc<crate::apiconfig::ApiConfig>, auth: Arc<Auth>) {
+    let mut tick = tokio::time::interval(crate::apiconfig::POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match api.refresh().await {
+            Ok(ended) => auth.end_sessions_of_users(&ended).await,
+            Err(e) => tracing::warn!(error = %e, "cannot read the saved API settings"),
+        }
+    }
+}
+
 /// Periodically drops expired sessions, challenges and lockout records.
-async fn maintenance(app: App) {
+async fn maintenance(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -367,7 +482,7 @@ async fn maintenance(app: App) {
         if let Err(e) = app.auth.prune().await {
             tracing::warn!(error = %e, "session maintenance failed; will retry");
         }
-        if let Err(e) = admin::prune(&app).await {
+        if let Err(e) = admin::prune(&app.admin).await {
             tracing::warn!(error = %e, "admin session maintenance failed; will retry");
         }
     }

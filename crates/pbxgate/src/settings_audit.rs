@@ -31,8 +31,16 @@ fn secret(salt: &str, key: &str, value: &Secret) -> String {
     hex(&d)
 }
 
+/// The API settings in force (the file's with the admin page's over them).
+struct InForce<'a> {
+    enabled: bool,
+    users: &'a [crate::config::ApiUser],
+    ws_users: &'a [crate::config::WsUser],
+    old: &'a crate::config::OldApiSettings,
+}
+
 /// The digest of every setting that matters for security or behaviour.
-fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
+fn digests(s: &Settings, api: &InForce<'_>, salt: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = vec![
         ("web.listen".into(), plain(s.listen)),
         ("web.tls".into(), plain(format!("{:?}", s.tls))),
@@ -41,24 +49,21 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
             secret(salt, "database.url", &s.database_url),
         ),
         ("pbx.timezone".into(), plain(&s.timezone_name)),
-        ("https_api.enable".into(), plain(s.api_enabled)),
-        ("https_api_old.enable".into(), plain(s.old_api.enable)),
-        (
-            "https_api_old.tls_bind_address".into(),
-            plain(s.old_api.bind),
-        ),
+        ("https_api.enable".into(), plain(api.enabled)),
+        ("https_api_old.enable".into(), plain(api.old.enable)),
+        ("https_api_old.tls_bind_address".into(), plain(api.old.bind)),
         (
             "https_api_old.tls".into(),
-            plain(format!("{:?}", s.old_api.tls)),
+            plain(format!("{:?}", api.old.tls)),
         ),
-        ("https_api_old.username".into(), plain(&s.old_api.username)),
+        ("https_api_old.username".into(), plain(&api.old.username)),
         (
             "https_api_old.password".into(),
-            secret(salt, "https_api_old.password", &s.old_api.password),
+            secret(salt, "https_api_old.password", &api.old.password),
         ),
         (
             "https_api_old.permitted_ips".into(),
-            plain(s.old_api.permitted_ips_text.join(";")),
+            plain(api.old.permitted_ips_text.join(";")),
         ),
         (
             "session.idle_timeout_secs".into(),
@@ -80,7 +85,7 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
         "pms.password".into(),
         secret(salt, "pms.password", &s.pms.password),
     ));
-    for u in &s.users {
+    for u in api.users {
         let k = |field: &str| format!("https_api.user.{}.{field}", u.username);
         out.push((k("password"), secret(salt, &k("password"), &u.password)));
         out.push((k("call_control"), plain(u.call_control)));
@@ -90,7 +95,7 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
             out.push((k("recordings_listing"), plain(l.as_str())));
         }
     }
-    for u in &s.websocket_users {
+    for u in api.ws_users {
         let k = |field: &str| format!("websockify.user.{}.{field}", u.username);
         out.push((k("password"), secret(salt, &k("password"), &u.password)));
         out.push((k("permitted_ips"), plain(u.permitted_ips_text.join(";"))));
@@ -122,12 +127,23 @@ fn digests(s: &Settings, salt: &str) -> Vec<(String, String)> {
     out
 }
 
-pub async fn record(settings: &Settings, store: &Store) -> Result<()> {
+pub async fn record(
+    settings: &Settings,
+    api: &crate::apiconfig::ApiConfig,
+    store: &Store,
+) -> Result<()> {
+    let (new, ws, old) = (api.new_api(), api.ws_users(), api.old_api().await);
+    let in_force = InForce {
+        enabled: new.enabled,
+        users: &new.users,
+        ws_users: &ws.users,
+        old: &old,
+    };
     let fresh_salt = random::string(b"0123456789abcdef", 32)?;
     let salt = store.meta_get_or_init("settings_salt", &fresh_salt).await?;
     let first_start = salt == fresh_salt;
     let changed = store
-        .replace_settings_digests(&digests(settings, &salt))
+        .replace_settings_digests(&digests(settings, &in_force, &salt))
         .await?;
     if changed.is_empty() {
         return Ok(());

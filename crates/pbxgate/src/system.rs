@@ -174,6 +174,29 @@ impl StatusCache {
     }
 }
 
+/// What the status actions need, built once at start-up.
+pub struct System {
+    pub settings: std::sync::Arc<Settings>,
+    pub identity: Identity,
+    pub started: Instant,
+    pub cache: StatusCache,
+}
+
+impl System {
+    /// `getSystemStatus`'s whole answer, built at most once a second.
+    pub fn status(&self) -> axum::body::Bytes {
+        self.cache.get(|| {
+            let response = system_status(&self.settings, &self.identity, self.started);
+            axum::body::Bytes::from(ucm::encode_response(ucm::Status::Success, &response))
+        })
+    }
+
+    /// `getSystemGeneralStatus`'s answer.
+    pub fn general(&self) -> Value {
+        general_status(&self.settings)
+    }
+}
+
 pub fn system_status(settings: &Settings, identity: &Identity, started: Instant) -> Value {
     let up = started.elapsed().as_secs();
     json!({

@@ -16,8 +16,8 @@ use serde::Deserialize;
 
 use super::login::tokens_match;
 use super::page::{Admin, Page, escape, forbidden, redirect};
+use crate::admin::App;
 use crate::apiconfig::{FieldErrors, OldOverlay, OverlayUser, OverlayWsUser, TlsChoice};
-use crate::server::App;
 
 /// PEM files above this are refused (as the configuration's TLS files).
 const MAX_PEM_BYTES: usize = 2 * 1024 * 1024;
@@ -797,7 +797,7 @@ async fn save_user(State(app): State<App>, admin: Admin, form: FormResult<UserFo
         .await
     {
         Ok(changes) => {
-            crate::apiconfig::end_sessions(&app.auth, &changes.1).await;
+            app.auth.end_sessions_of_users(&changes.1).await;
             redirect("/admin/api-config?saved=user#new")
         }
         Err(errors) => {
@@ -840,7 +840,7 @@ async fn remove_user(
         .await
     {
         Ok(changes) => {
-            crate::apiconfig::end_sessions(&app.auth, &changes.1).await;
+            app.auth.end_sessions_of_users(&changes.1).await;
             redirect("/admin/api-config?saved=removed#new")
         }
         Err(errors) => {

@@ -33,10 +33,10 @@ use ucm::{Params, Status};
 
 use super::login::current_session;
 use super::page::{Admin, AdminApi, Page, json, json_error, secure_headers};
+use crate::admin::App;
 use crate::auth::Authenticated;
 use crate::clock::now_ms;
 use crate::error::ActionError;
-use crate::server::App;
 
 /// Longest channel name accepted (as the channel actions).
 const MAX_CHANNEL: usize = 256;
@@ -106,7 +106,7 @@ fn acting_user(admin: &AdminApi) -> Authenticated {
 
 /// A channel list's items, or why there are none.
 async fn list(app: &App, action: &str) -> Result<Value, String> {
-    match crate::channels::dispatch(app, action, &Params::default(), &list_user()).await {
+    match crate::channels::dispatch(&app.channels, action, &Params::default(), &list_user()).await {
         Ok(v) => Ok(v.get("channel").cloned().unwrap_or_else(|| json!([]))),
         Err(ActionError::Internal(e)) => {
             tracing::error!(error = %e, "admin live calls: cannot list the channels");
@@ -164,7 +164,7 @@ async fn snapshot(app: &App) -> Value {
             item["bridged_secs"] = json!(at.map(|t| (now - t).max(0) / 1000));
         }
     }
-    let engine = app.pbx.as_ref().and_then(|p| p.calls.as_ref());
+    let engine = app.calls.engine();
     let names: std::collections::HashMap<&str, &str> = unbridged
         .as_array()
         .map(|items| {
@@ -242,18 +242,14 @@ type Events = mpsc::Sender<Result<Event, Infallible>>;
 /// its session ends (an `expired` event) or pbxgate stops.
 async fn feed(app: App, headers: HeaderMap, ip: IpAddr, tx: Events) {
     let mut hub = app.live.subscribe();
-    let mut held = app
-        .pbx
-        .as_ref()
-        .and_then(|p| p.calls.as_ref())
-        .map(|e| e.changes());
+    let mut held = app.calls.engine().map(|e| e.changes());
     let mut ami = app.pbx.as_ref().map(|p| p.ami.state());
     let mut ari = app
         .pbx
         .as_ref()
         .and_then(|p| p.ari.as_ref())
         .map(|a| a.state());
-    let mut stopping = app.stopping.subscribe();
+    let mut stopping = app.stopping.clone();
     let mut check =
         tokio::time::interval_at(tokio::time::Instant::now() + SESSION_CHECK, SESSION_CHECK);
     let mut first = true;
@@ -378,17 +374,18 @@ async fn decide(
         Ok(c) => c,
         Err(why) => return json_error(StatusCode::BAD_REQUEST, why),
     };
-    let Some(pbx) = &app.pbx else {
+    if app.pbx.is_none() {
         return not_configured();
-    };
-    if pbx.calls.is_none() {
+    }
+    if app.calls.engine().is_none() {
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "call control needs the connection to Asterisk's ARI (asterisk.ari_password)",
         );
     }
     let user = acting_user(&admin);
-    let result = crate::callcontrol::api(&app, action, &params(action, &channel), &user).await;
+    let result =
+        crate::callcontrol::api(&app.calls, action, &params(action, &channel), &user).await;
     let verb = if action == "refuseCall" {
         "refuse"
     } else {
@@ -412,7 +409,8 @@ async fn hangup(
     }
     let user = acting_user(&admin);
     let result =
-        crate::channels::dispatch(&app, "Hangup", &params("Hangup", &channel), &user).await;
+        crate::channels::dispatch(&app.channels, "Hangup", &params("Hangup", &channel), &user)
+            .await;
     done(&app, &admin, "hangup", &channel, result).await
 }
 

@@ -15,10 +15,10 @@ use store::{AdminSession, AdminStore, MetaStore};
 use subtle::ConstantTimeEq;
 
 use super::page::{Page, escape, forbidden, internal, redirect};
+use crate::admin::App;
 use crate::clock::now_ms;
 use crate::error::ActionError;
 use crate::error::{Error, Result};
-use crate::server::App;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "pbxgate_admin";

@@ -29,7 +29,42 @@ pub use login::{
 };
 pub use page::CSRF_HEADER;
 
-use crate::server::App;
+use std::sync::Arc;
+
+/// What the admin interface needs, built once at start-up (the admin pages
+/// are a listener: they show and act on every feature).
+pub struct Console {
+    pub settings: Arc<crate::config::Settings>,
+    pub store: store::Store,
+    pub auth: Arc<crate::auth::Auth>,
+    /// The API settings in force, which the API Configuration page changes.
+    pub api: Arc<crate::apiconfig::ApiConfig>,
+    pub live: crate::live::Hub,
+    /// The PBX the pages show (none when `[asterisk]` is not configured).
+    pub pbx: Option<PbxView>,
+    pub channels: crate::channels::Channels,
+    pub recordings: Arc<crate::recordings::Recordings>,
+    pub calls: crate::callcontrol::CallControl,
+    pub certs: Arc<crate::tls::InUse>,
+    /// Turns true when shutdown begins: the Live page's event stream ends.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Admin password checks (argon2) running at once, at most `web.password_checks`.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Signs the login form's tokens (shared by the nodes of one database).
+    pub admin_login_key: ucm::httpauth::NonceKey,
+    pub started: std::time::Instant,
+}
+
+/// What the Status and Live pages show of the PBX's connections.
+pub struct PbxView {
+    pub ami: asterisk::ami::Ami,
+    pub ari: Option<asterisk::ari::Ari>,
+    pub ami_log: crate::health::ConnLog,
+    pub ari_log: Option<crate::health::ConnLog>,
+    pub ingest_stats: Arc<crate::ingest::Stats>,
+}
+
+pub(crate) type App = Arc<Console>;
 use page::{Admin, Page, redirect};
 
 /// The routes under `/admin`.

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use store::AdminSession;
 
 use super::login::{current_session, tokens_match};
-use crate::server::App;
+use crate::admin::App;
 
 /// The header JSON endpoints read the CSRF token from (the page carries it
 /// in `<meta name="csrf">`).

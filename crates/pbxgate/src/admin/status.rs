@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use store::{AuditStore, CdrStore};
 
 use super::page::{Admin, AdminApi, Page, json};
+use crate::admin::App;
 use crate::clock::now_ms;
 use crate::health::{ConnRecord, state_name};
-use crate::server::App;
 use crate::tls::CertInfo;
 
 /// Audit events and API requests shown.
@@ -221,7 +221,7 @@ async fn status(app: &App) -> Value {
             Vec::new()
         }
     };
-    let engine = app.pbx.as_ref().and_then(|p| p.calls.as_ref());
+    let engine = app.calls.engine();
     let secs = now / 1000;
     json!({
         "now_ms": now,

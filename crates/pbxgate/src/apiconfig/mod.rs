@@ -28,7 +28,6 @@ use crate::config::{
     self, ApiUser, ConfigError, FileKeys, HttpsApiOld, OldApiSettings, Secret, Settings,
     UserConfig, WsUser, WsUserConfig,
 };
-use crate::legacy::OldApi;
 
 pub const NEW_SECTION: &str = "https_api";
 pub const OLD_SECTION: &str = "https_api_old";
@@ -177,6 +176,14 @@ struct FileOld {
     keys: FileKeys,
 }
 
+/// The old API's listener as the settings see it: what puts old-API settings
+/// in force (`legacy::OldApi`, attached at start-up, so that settings do not
+/// depend on the listener layer).
+#[async_trait::async_trait]
+pub trait OldApiListener: Send + Sync {
+    async fn apply(&self, settings: OldApiSettings) -> crate::error::Result<()>;
+}
+
 pub struct ApiConfig {
     store: Store,
     /// The file's new API (users and switch) and other settings, as started.
@@ -185,7 +192,7 @@ pub struct ApiConfig {
     saved: tokio::sync::Mutex<Saved>,
     current: Arc<Current>,
     ws: RwLock<Arc<WsUsers>>,
-    old_api: OnceLock<Arc<OldApi>>,
+    old_api: OnceLock<Arc<dyn OldApiListener>>,
     call_control: OnceLock<Arc<crate::callcontrol::Engine>>,
 }
 
@@ -243,7 +250,7 @@ impl ApiConfig {
     }
 
     /// Lets saves restart the old API listener.
-    pub fn attach_old_api(&self, old: Arc<OldApi>) {
+    pub fn attach_old_api(&self, old: Arc<dyn OldApiListener>) {
         let _ = self.old_api.set(old);
     }
 
@@ -511,7 +518,7 @@ impl ApiConfig {
     }
 
     /// Puts `after` in force; returns the users whose sessions must end
-    /// (see [`end_sessions`]).
+    /// (see `Auth::end_sessions_of_users`).
     async fn put_new_in_force(&self, before: &NewApi, after: NewApi) -> Vec<String> {
         let ended = users_to_log_out(before, &after);
         let call_control = after.call_control();
@@ -1242,34 +1249,6 @@ fn diff_old(before: Option<&OldApiSettings>, after: &OldApiSettings) -> Changes 
         b.recordings_listing != after.recordings_listing,
     );
     Changes(out, Vec::new())
-}
-
-/// Ends the sessions of `users` (their password changed or they were removed).
-pub async fn end_sessions(auth: &crate::auth::Auth, users: &[String]) {
-    for user in users {
-        match auth.end_sessions_of(user).await {
-            Ok(n) if n > 0 => tracing::info!(
-                user = %user,
-                sessions = n,
-                "ended sessions: the user's password changed or the user was removed"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::error!(user = %user, error = %e, "cannot end the user's sessions"),
-        }
-    }
-}
-
-/// Polls the saved sections for changes made on other nodes.
-pub async fn watch(app: crate::server::App) {
-    let mut tick = tokio::time::interval(POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match app.api.refresh().await {
-            Ok(ended) => end_sessions(&app.auth, &ended).await,
-            Err(e) => tracing::warn!(error = %e, "cannot read the saved API settings"),
-        }
-    }
 }
 
 #[cfg(test)]

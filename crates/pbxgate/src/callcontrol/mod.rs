@@ -21,24 +21,24 @@ pub use engine::{By, DecideError, Decided, Decision, Engine, HeldCall, Outcome};
 
 use crate::auth::Authenticated;
 use crate::error::ActionError;
-use crate::server::App;
 
 /// How long `acceptCall` waits for a channel that is not held yet: a client
 /// that reacts to the channel's `add` event faster than the call reaches
 /// `Stasis()` gets its decision applied when it does.
 const EARLY_DECISION_WAIT: Duration = Duration::from_millis(500);
 
-/// Starts the engine on the ARI connection.
+/// Starts the engine on the ARI connection; `enabled` when the API is on
+/// and some API user has call control (the API settings in force decide).
 pub fn start(
-    app_settings: &crate::config::Settings,
+    settings: &crate::config::CallControlSettings,
     ari: &asterisk::ari::Ari,
     ami: &asterisk::ami::Ami,
     store: &store::Store,
+    enabled: bool,
 ) -> Arc<Engine> {
-    let enabled = app_settings.api_enabled && app_settings.users.iter().any(|u| u.call_control);
     if enabled {
         tracing::info!(
-            timeout_ms = u64::try_from(app_settings.call_control.timeout.as_millis()).unwrap_or(0),
+            timeout_ms = u64::try_from(settings.timeout.as_millis()).unwrap_or(0),
             "call control on: inbound calls wait for acceptCall/refuseCall"
         );
     }
@@ -46,14 +46,31 @@ pub fn start(
         ari.clone(),
         ami.clone(),
         store.clone(),
-        app_settings.call_control.clone(),
+        settings.clone(),
         enabled,
     )
 }
 
+/// What `acceptCall` / `refuseCall` need: the engine of the PBX they act on
+/// (none without ARI).
+#[derive(Clone, Default)]
+pub struct CallControl {
+    engine: Option<Arc<Engine>>,
+}
+
+impl CallControl {
+    pub fn new(engine: Option<Arc<Engine>>) -> CallControl {
+        CallControl { engine }
+    }
+
+    pub fn engine(&self) -> Option<&Arc<Engine>> {
+        self.engine.as_ref()
+    }
+}
+
 /// `acceptCall` / `refuseCall` {channel}.
 pub async fn api(
-    app: &App,
+    calls: &CallControl,
     action: &str,
     params: &Params,
     user: &Authenticated,
@@ -65,7 +82,7 @@ pub async fn api(
         Ok(Some(c)) if !c.is_empty() && c.len() <= 256 => c,
         _ => return Err(ActionError::Status(Status::InvalidParameters)),
     };
-    let Some(engine) = app.pbx.as_ref().and_then(|p| p.calls.clone()) else {
+    let Some(engine) = calls.engine.clone() else {
         return Err(ActionError::Explained(
             Status::AbnormalSystemError,
             "call control needs the connection to Asterisk's ARI (asterisk.ari_password)".into(),

@@ -12,6 +12,7 @@
 
 mod hold;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use asterisk::ami::{Ami, Message};
@@ -22,7 +23,6 @@ use ucm::{Params, Status};
 use crate::auth::Authenticated;
 use crate::config::DialingSettings;
 use crate::error::ActionError;
-use crate::server::App;
 
 use crate::live::model::{self, Chan};
 
@@ -251,22 +251,46 @@ fn parse(action: &str, params: &Params, dialing: &DialingSettings) -> Result<Op,
 }
 
 pub async fn dispatch(
-    app: &App,
+    channels: &Channels,
     action: &str,
     params: &Params,
     _user: &Authenticated,
 ) -> Result<Value, ActionError> {
-    let op = parse(action, params, &app.settings.dialing)?;
-    let Some(pbx) = &app.pbx else {
-        return Err(ActionError::PbxNotConfigured.into());
+    let op = parse(action, params, &channels.dialing)?;
+    let Some(pbx) = &channels.pbx else {
+        return Err(ActionError::PbxNotConfigured);
     };
     let asterisk = Asterisk {
         ami: &pbx.ami,
         ari: pbx.ari.as_ref(),
         board: &pbx.board,
-        dialing: &app.settings.dialing,
+        dialing: &channels.dialing,
     };
-    asterisk.run(op).await.map_err(ActionError::from)
+    asterisk.run(op).await
+}
+
+/// What the channel actions need, built once at start-up: the PBX they act
+/// on (none when `[asterisk]` is not configured) and the dialing rules.
+#[derive(Clone)]
+pub struct Channels {
+    pbx: Option<Arc<Link>>,
+    dialing: Arc<DialingSettings>,
+}
+
+/// The connections to one PBX and the live state its lists show.
+pub struct Link {
+    pub ami: Ami,
+    pub ari: Option<Ari>,
+    pub board: crate::live::Board,
+}
+
+impl Channels {
+    pub fn new(pbx: Option<Link>, dialing: DialingSettings) -> Channels {
+        Channels {
+            pbx: pbx.map(Arc::new),
+            dialing: Arc::new(dialing),
+        }
+    }
 }
 
 /// The connections and settings an action uses.
@@ -727,7 +751,7 @@ mod tests {
 
     #[test]
     fn failures_map_to_statuses() {
-        let s = |f: ActionError| ActionError::from(f).status().code();
+        let s = |f: ActionError| f.status().code();
         assert_eq!(s(ActionError::PbxNotConfigured), -7);
         assert_eq!(s(ActionError::Pbx(asterisk::Error::NotConnected)), -7);
         assert_eq!(

@@ -13,12 +13,12 @@ use asterisk::ami::Ami;
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
+use super::Directory;
 use super::contrib::{ami, clean, events, name_param};
 use crate::auth::Authenticated;
 use crate::config::DialingSettings;
 use crate::error::ActionError;
 use crate::listing::{Paging, page};
-use crate::server::App;
 
 /// What getSIPAccount shows instead of a secret without the `secrets` permission.
 pub(super) const MASK: &str = "******";
@@ -262,16 +262,16 @@ fn account_item(ep: &Endpoint, msgs: (u64, u64, u64)) -> Map<String, Value> {
 }
 
 pub async fn dispatch(
-    app: &App,
+    dir: &Directory,
     action: &str,
     params: &Params,
     who: &Authenticated,
 ) -> Result<Value, ActionError> {
-    let dialing = &app.settings.dialing;
+    let dialing = &dir.dialing;
     match action {
         "listAccount" => {
             let paging = Paging::from_params(params)?;
-            let ami = ami(app)?;
+            let ami = ami(dir)?;
             let mut items = Vec::new();
             for ep in endpoints(ami).await? {
                 if ep.is_account(dialing) {
@@ -283,7 +283,7 @@ pub async fn dispatch(
         }
         "getSIPAccount" => {
             let ext = name_param(params, "extension")?;
-            let ami = ami(app)?;
+            let ami = ami(dir)?;
             let regs = registrations(ami).await?;
             let ep = detail(ami, &ext)
                 .await?

@@ -12,8 +12,8 @@
 use asterisk::ami::{Ami, Message, Reply};
 use ucm::Status;
 
+use super::Directory;
 use crate::error::ActionError;
-use crate::server::App;
 
 /// The directory file, in Asterisk's configuration directory.
 pub const DIRECTORY_FILE: &str = "pbxgate_directory.conf";
@@ -73,11 +73,8 @@ pub async fn events(
 }
 
 /// The AMI connection, or why there is none.
-pub fn ami(app: &App) -> Result<&Ami, ActionError> {
-    app.pbx
-        .as_ref()
-        .map(|p| &p.ami)
-        .ok_or(ActionError::PbxNotConfigured)
+pub fn ami(dir: &Directory) -> Result<&Ami, ActionError> {
+    dir.ami.as_ref().ok_or(ActionError::PbxNotConfigured)
 }
 
 /// Sends an action and returns Asterisk's answer, success or not.

@@ -10,11 +10,11 @@ use asterisk::ami::Message;
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
+use super::Directory;
 use super::contrib::{self, Section};
 use crate::auth::Authenticated;
 use crate::error::ActionError;
 use crate::listing::{Paging, page};
-use crate::server::App;
 
 /// A checked request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,17 +102,17 @@ fn parse(action: &str, params: &Params) -> Result<Op, ActionError> {
 }
 
 pub async fn dispatch(
-    app: &App,
+    dir: &Directory,
     action: &str,
     params: &Params,
     _who: &Authenticated,
 ) -> Result<Value, ActionError> {
     let op = parse(action, params)?;
-    run(app, op).await.map_err(ActionError::from)
+    run(dir, op).await
 }
 
-async fn run(app: &App, op: Op) -> Result<Value, ActionError> {
-    let ami = contrib::ami(app)?;
+async fn run(dir: &Directory, op: Op) -> Result<Value, ActionError> {
+    let ami = contrib::ami(dir)?;
     match op {
         Op::Queues(paging) => {
             let queues = queues(ami, None).await?;

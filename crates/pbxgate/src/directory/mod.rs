@@ -27,29 +27,46 @@ use ucm::{Params, Status};
 
 use crate::auth::Authenticated;
 use crate::error::ActionError;
-use crate::server::App;
 
 pub use ucm::actions::DIRECTORY as ACTIONS;
 
 pub use ucm::actions::UNSUPPORTED;
 
+/// What the directory actions need, built once at start-up: the AMI
+/// connection of the PBX they read (none when `[asterisk]` is not configured)
+/// and the dialing rules that tell extensions from trunks.
+#[derive(Clone)]
+pub struct Directory {
+    ami: Option<asterisk::ami::Ami>,
+    dialing: std::sync::Arc<crate::config::DialingSettings>,
+}
+
+impl Directory {
+    pub fn new(ami: Option<asterisk::ami::Ami>, dialing: crate::config::DialingSettings) -> Self {
+        Directory {
+            ami,
+            dialing: std::sync::Arc::new(dialing),
+        }
+    }
+}
+
 /// Runs one of [`ACTIONS`].
 pub async fn dispatch(
-    app: &App,
+    dir: &Directory,
     action: &str,
     params: &Params,
     who: &Authenticated,
 ) -> Result<Value, ActionError> {
     match action {
-        "listAccount" | "getSIPAccount" => accounts::dispatch(app, action, params, who).await,
+        "listAccount" | "getSIPAccount" => accounts::dispatch(dir, action, params, who).await,
         "listVoIPTrunk" | "getSIPTrunk" | "listAnalogTrunk" | "listDigitalTrunk" => {
-            trunks::dispatch(app, action, params, who).await
+            trunks::dispatch(dir, action, params, who).await
         }
         "listQueue" | "getQueue" | "listRingGroup" | "listExtensionGroup" | "listDepartment" => {
-            groups::dispatch(app, action, params, who).await
+            groups::dispatch(dir, action, params, who).await
         }
         "listInboundRoute" | "listOutboundRoute" => {
-            routes::dispatch(app, action, params, who).await
+            routes::dispatch(dir, action, params, who).await
         }
         _ => Err(unsupported(action)),
     }

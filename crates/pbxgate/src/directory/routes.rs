@@ -10,11 +10,11 @@ use asterisk::ami::{Ami, Message};
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
+use super::Directory;
 use super::contrib;
 use crate::auth::Authenticated;
 use crate::error::ActionError;
 use crate::listing::{Paging, page};
-use crate::server::App;
 
 /// Applications that only prepare a call: a route's destination is the last
 /// priority that is not one of them.
@@ -45,7 +45,7 @@ impl Way {
 }
 
 pub async fn dispatch(
-    app: &App,
+    dir: &Directory,
     action: &str,
     params: &Params,
     _who: &Authenticated,
@@ -56,12 +56,12 @@ pub async fn dispatch(
         _ => return Err(ActionError::Status(Status::Unsupported)),
     };
     let paging = Paging::from_params(params)?;
-    let items = routes(app, way).await.map_err(ActionError::from)?;
+    let items = routes(dir, way).await?;
     Ok(page(items, way.list_key(), &paging))
 }
 
-async fn routes(app: &App, way: Way) -> Result<Vec<Map<String, Value>>, ActionError> {
-    let ami = contrib::ami(app)?;
+async fn routes(dir: &Directory, way: Way) -> Result<Vec<Map<String, Value>>, ActionError> {
+    let ami = contrib::ami(dir)?;
     let sections = contrib::directory(ami).await?;
     let contexts: Vec<String> = sections
         .iter()

@@ -8,12 +8,12 @@
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
+use super::Directory;
 use super::accounts::{Endpoint, detail, endpoints, uri_host};
 use super::contrib::{ami, clean, name_param};
 use crate::auth::Authenticated;
 use crate::error::ActionError;
 use crate::listing::{Paging, page};
-use crate::server::App;
 
 /// Indices are 1..=INDEX_RANGE.
 const INDEX_RANGE: u64 = 999_983;
@@ -104,18 +104,18 @@ fn empty(params: &Params, key: &str) -> Result<Value, ActionError> {
 }
 
 pub async fn dispatch(
-    app: &App,
+    dir: &Directory,
     action: &str,
     params: &Params,
     _who: &Authenticated,
 ) -> Result<Value, ActionError> {
-    let dialing = &app.settings.dialing;
+    let dialing = &dir.dialing;
     match action {
         "listAnalogTrunk" => empty(params, "analogtrunk"),
         "listDigitalTrunk" => empty(params, "digital_trunks"),
         "listVoIPTrunk" => {
             let paging = Paging::from_params(params)?;
-            let ami = ami(app)?;
+            let ami = ami(dir)?;
             let trunks = endpoints(ami)
                 .await?
                 .into_iter()
@@ -130,7 +130,7 @@ pub async fn dispatch(
         "getSIPTrunk" => {
             // The trunk's index (as listVoIPTrunk gives it) or its name.
             let key = name_param(params, "trunk")?;
-            let ami = ami(app)?;
+            let ami = ami(dir)?;
             let all = endpoints(ami).await?;
             let trunks: Vec<Endpoint> = all.into_iter().filter(|e| e.is_trunk(dialing)).collect();
             let found = indexed(trunks)

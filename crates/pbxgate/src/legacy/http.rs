@@ -16,6 +16,7 @@ use axum::response::Response;
 use ucm::Status;
 use ucm::cdrapi::{Mode, query_pairs, query_pairs_lenient};
 
+use super::App;
 use super::Shared;
 use super::auth::Verdict;
 use crate::config::OldApiSettings;
@@ -23,7 +24,6 @@ use crate::error::ActionError;
 use crate::error::Error;
 use crate::net::loggable;
 use crate::recordings::Miss;
-use crate::server::App;
 
 #[derive(Clone)]
 struct Legacy {
@@ -254,7 +254,7 @@ fn format_hint(raw: &str) -> Option<String> {
 
 /// `GET /cdrapi`: the new API's engine with the strict rules of §4.4.
 async fn cdrapi(app: &App, ip: IpAddr, user: &str, raw: &str) -> Response {
-    let settings = &app.settings.cdrapi;
+    let settings = &app.cdrapi.settings;
     let hint = format_hint(raw);
     let query = match crate::cdrapi::parse(query_pairs(raw), hint.as_deref(), Mode::Old) {
         Ok(q) => q,
@@ -264,7 +264,7 @@ async fn cdrapi(app: &App, ip: IpAddr, user: &str, raw: &str) -> Response {
             return crate::cdrapi::empty_answer(settings, e.format, "cdr");
         }
     };
-    match crate::cdrapi::page(&app.store, settings, &app.settings.timezone, &query).await {
+    match app.cdrapi.page(&query).await {
         Ok(r) => r,
         Err(e) => {
             // Not an empty result: a billing system would book "no calls".
@@ -357,7 +357,7 @@ async fn pmsapi(app: &App, settings: &OldApiSettings, ip: IpAddr, raw: &str) -> 
         );
     }
     match query_pairs_lenient(raw) {
-        Ok(pairs) => crate::pms::old_api(app, &pairs).await,
+        Ok(pairs) => crate::pms::old_api(&app.pms, &pairs).await,
         Err(_) => {
             // The reason would quote the query, which holds the PMS token.
             tracing::warn!(%ip, "old API pmsapi request refused: malformed query string");

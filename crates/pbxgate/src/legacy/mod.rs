@@ -25,7 +25,26 @@ use tokio::task::JoinHandle;
 
 use crate::config::OldApiSettings;
 use crate::error::{Error, Result};
-use crate::server::App;
+
+/// What the old listener needs, built once at start-up.
+pub struct Deps {
+    /// Listener limits, `web.data_dir`, the shutdown grace time, and the
+    /// file's secrets a reload compares.
+    pub settings: Arc<crate::config::Settings>,
+    pub auth: Arc<crate::auth::Auth>,
+    pub cdrapi: crate::cdrapi::Cdrapi,
+    pub recordings: Arc<crate::recordings::Recordings>,
+    pub pms: crate::pms::Pms,
+    /// The audit trail of reloads.
+    pub store: store::Store,
+    pub certs: Arc<crate::tls::InUse>,
+    /// The API settings in force: a reload merges the file's old-API
+    /// section with the admin page's.
+    pub api: Arc<crate::apiconfig::ApiConfig>,
+    pub conns: Arc<crate::net::Connections>,
+}
+
+pub(crate) type App = Arc<Deps>;
 
 /// Largest request head (request line with its query string, and headers)
 /// on HTTP/1.1 and HTTP/2 alike; larger requests get `431`. A cdrapi list of
@@ -88,11 +107,11 @@ pub struct OldApi {
 }
 
 impl OldApi {
-    /// Nothing listens until [`OldApi::apply`].
-    pub fn new(app: App) -> Result<OldApi> {
+    /// Nothing listens until [`OldApi::apply`]; `settings` are those in
+    /// force (the admin page's over the file's).
+    pub fn new(app: App, settings: OldApiSettings) -> Result<OldApi> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| Error::Random(e.to_string()))?;
-        let settings = app.settings.old_api.clone();
         Ok(OldApi {
             app,
             shared: Arc::new(Shared {
@@ -303,4 +322,11 @@ async fn bind_soon(addr: SocketAddr) -> Result<std::net::TcpListener> {
 
 fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+#[async_trait::async_trait]
+impl crate::apiconfig::OldApiListener for OldApi {
+    async fn apply(&self, settings: OldApiSettings) -> Result<()> {
+        OldApi::apply(self, settings).await
+    }
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use store::{AuditEvent, AuditStore};
 
+use super::App;
 use super::OldApi;
 use crate::config::{self, Config, OldApiSettings};
-use crate::server::App;
 
 /// Reloads on every SIGHUP until the stream ends. `startup` is the
 /// configuration the process started with: the other sections are still

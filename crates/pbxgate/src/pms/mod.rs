@@ -30,9 +30,8 @@ use ucm::pms::{Format, PmsError, Reply};
 use ucm::{Params, Status};
 
 use crate::auth::Authenticated;
-use crate::config::{PmsSettings, Settings};
+use crate::config::PmsSettings;
 use crate::error::ActionError;
-use crate::server::App;
 
 const XML: &str = "text/xml;charset=UTF-8";
 const JSON: &str = "application/json;charset=UTF-8";
@@ -84,10 +83,37 @@ fn token_error(s: &PmsSettings, token: Option<&str>) -> Option<PmsError> {
     }
 }
 
+/// What the hotel functions need, built once at start-up: the store, the PMS
+/// settings, the PBX's time zone and its AMI connection (none when
+/// `[asterisk]` is not configured).
+#[derive(Clone)]
+pub struct Pms {
+    store: Store,
+    settings: Arc<PmsSettings>,
+    tz: jiff::tz::TimeZone,
+    ami: Option<Ami>,
+}
+
+impl Pms {
+    pub fn new(
+        store: Store,
+        settings: PmsSettings,
+        tz: jiff::tz::TimeZone,
+        ami: Option<Ami>,
+    ) -> Pms {
+        Pms {
+            store,
+            settings: Arc::new(settings),
+            tz,
+            ami,
+        }
+    }
+}
+
 /// `action: "pmsapi"` on `/api`: `data` (the `<pms_data_request>` XML),
 /// `format` (xml, json), `token` (optional; checked when present).
 pub async fn api(
-    app: &App,
+    pms: &Pms,
     params: &Params,
     user: &Authenticated,
 ) -> Result<Response, ActionError> {
@@ -100,14 +126,14 @@ pub async fn api(
         .map_err(|e| ActionError::Explained(e.status, e.message))?;
     let (token, data) = (get("token")?, get("data")?);
     let reply = match token.as_deref() {
-        Some(t) => match token_error(&app.settings.pms, Some(t)) {
+        Some(t) => match token_error(&pms.settings, Some(t)) {
             Some(e) => {
                 tracing::warn!(user = %user.username, "pmsapi refused: {}", e.message);
                 Reply::failed(None, None, &e)
             }
-            None => execute(app, data.as_deref()).await,
+            None => execute(pms, data.as_deref()).await,
         },
-        None => execute(app, data.as_deref()).await,
+        None => execute(pms, data.as_deref()).await,
     };
     Ok(api_answer(&reply, format))
 }
@@ -115,7 +141,7 @@ pub async fn api(
 /// `GET /pmsapi?token=…&format=…&data=…` on the old listener, once its HTTP
 /// authentication and permitted IPs have passed: the query's pairs in order.
 /// Other parameters are ignored; each of the three may appear once.
-pub async fn old_api(app: &App, query: &[(String, String)]) -> Response {
+pub async fn old_api(pms: &Pms, query: &[(String, String)]) -> Response {
     let mut token = None;
     let mut format = None;
     let mut data = None;
@@ -142,20 +168,20 @@ pub async fn old_api(app: &App, query: &[(String, String)]) -> Response {
             format!("parameter {k} is given twice"),
         )),
         (None, Some(e)) => Some(e),
-        (None, None) => token_error(&app.settings.pms, token),
+        (None, None) => token_error(&pms.settings, token),
     };
     let reply = match error {
         Some(e) => {
             tracing::warn!("old pmsapi request refused: {}", e.message);
             Reply::failed(None, None, &e)
         }
-        None => execute(app, data).await,
+        None => execute(pms, data).await,
     };
     old_answer(&reply, format)
 }
 
 /// Parses and runs one request's `data`.
-async fn execute(app: &App, data: Option<&str>) -> Reply {
+async fn execute(pms: &Pms, data: Option<&str>) -> Reply {
     let Some(data) = data else {
         return Reply::failed(
             None,
@@ -178,7 +204,7 @@ async fn execute(app: &App, data: Option<&str>) -> Reply {
             return Reply::rejected(&r);
         }
     };
-    let Some(pbx) = app.pbx.as_ref() else {
+    let Some(ami) = pms.ami.as_ref() else {
         return Reply::failed(
             Some(cmd.name()),
             Some(cmd.address()),
@@ -189,10 +215,10 @@ async fn execute(app: &App, data: Option<&str>) -> Reply {
         );
     };
     let ctx = rooms::Ctx {
-        store: &app.store,
-        ami: &pbx.ami,
-        settings: &app.settings.pms,
-        tz: &app.settings.timezone,
+        store: &pms.store,
+        ami,
+        settings: &pms.settings,
+        tz: &pms.tz,
     };
     match rooms::run(&ctx, &cmd).await {
         Ok(reply) => reply,
@@ -216,8 +242,8 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn start(ami: &Ami, store: &Store, settings: &Settings) -> Service {
-        let pms = Arc::new(settings.pms.clone());
+    pub fn start(ami: &Ami, store: &Store, settings: &PmsSettings) -> Service {
+        let pms = Arc::new(settings.clone());
         let node = crate::random::string(b"0123456789abcdefghijklmnopqrstuvwxyz", 12)
             .unwrap_or_else(|_| format!("pid{}", std::process::id()));
         let tasks = vec![

@@ -26,7 +26,6 @@ use ucm::websockify as frame;
 
 use crate::error::ActionError;
 use crate::live::{EVENT_NAMES, Notify};
-use crate::server::App;
 
 /// Largest frame or message a client may send.
 pub const MAX_FRAME: usize = 64 * 1024;
@@ -36,6 +35,20 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const VIA: &str = "websockify";
 /// How often a logged-in socket checks that the API settings still let it in.
 const SETTINGS_CHECK: Duration = Duration::from_secs(1);
+
+/// What `/websockify` needs, built once at start-up.
+pub struct Websockify {
+    pub auth: std::sync::Arc<crate::auth::Auth>,
+    /// The API settings in force (API and websocket users), changed live.
+    pub api: std::sync::Arc<crate::apiconfig::ApiConfig>,
+    pub live: crate::live::Hub,
+    /// `websockify.idle_timeout`.
+    pub idle: Duration,
+    /// `session.challenge_ttl`.
+    pub challenge_ttl: Duration,
+}
+
+type App = std::sync::Arc<Websockify>;
 
 pub async fn handle(
     State(app): State<App>,
@@ -82,7 +95,7 @@ struct Session {
 }
 
 async fn run(app: App, ip: IpAddr, mut socket: WebSocket) {
-    let idle = app.settings.websocket_idle;
+    let idle = app.idle;
     let mut notifications = app.live.subscribe();
     let mut s = Session {
         app,
@@ -229,7 +242,7 @@ impl Session {
                 self.challenge = Some(Challenge {
                     username: username.to_owned(),
                     value: value.clone(),
-                    expires: Instant::now() + self.app.settings.challenge_ttl,
+                    expires: Instant::now() + self.app.challenge_ttl,
                 });
                 Ok(vec![("challenge", json!(value))])
             }

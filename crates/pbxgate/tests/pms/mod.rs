@@ -499,7 +499,7 @@ async fn old(app: &pbxgate::server::App, pairs: &[(&str, &str)]) -> (u16, String
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    let resp = pbxgate::pms::old_api(app, &pairs).await;
+    let resp = pbxgate::pms::old_api(&app.pms, &pairs).await;
     let status = resp.status().as_u16();
     let ct = resp
         .headers()

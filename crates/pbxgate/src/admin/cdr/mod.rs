@@ -24,8 +24,8 @@ use store::{CdrStore, Order, PageQuery};
 use ucm::cdrapi::{Mode, query_pairs_lenient};
 
 use super::page::{Admin, AdminApi, Page, escape, internal, json_error, redirect, secure_headers};
+use crate::admin::App;
 use crate::recordings::Miss;
-use crate::server::App;
 use form::Form;
 
 /// The recapi directory the recordings of CDRs are in (`recordfiles`: the
