@@ -139,7 +139,7 @@ pub async fn record(settings: &Settings, store: &Store) -> Result<()> {
     store
         .record_audit(&AuditEvent {
             at_ms: now_ms(),
-            event: "settings".into(),
+            event: store::AuditEventKind::Settings,
             username: String::new(),
             ip: String::new(),
             result: if first_start { "initial" } else { "changed" }.into(),

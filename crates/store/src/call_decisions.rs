@@ -5,6 +5,25 @@ use sqlx::Row;
 
 use crate::connection::{Store, with_pool};
 use crate::error::Error;
+use crate::states::state_enum;
+
+state_enum! {
+    /// How a held call ended (`call_decisions.outcome`).
+    pub enum DecisionOutcome in "call_decisions.outcome" {
+        Accepted = "accepted",
+        Refused = "refused",
+        /// Accepted by the timer: nobody decided in time.
+        Timeout = "timeout",
+        /// The caller hung up while held.
+        Hangup = "hangup",
+        /// Left the hold without pbxgate: Asterisk's own limit while pbxgate
+        /// was away.
+        Backstop = "backstop",
+        /// The decision could not be applied (allowed by the schema since
+        /// migration 0006; pbxgate does not write it today).
+        Failed = "failed",
+    }
+}
 
 /// How one inbound call held by call control ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +36,7 @@ pub struct CallDecision {
     pub channel_id: String,
     pub caller: String,
     pub did: String,
-    /// `accepted`, `refused`, `timeout`, `hangup`, `backstop` or `failed`.
-    pub outcome: String,
+    pub outcome: DecisionOutcome,
     /// The API user, or `timer`, `restart`, `asterisk`, `caller`.
     pub decided_by: String,
     /// Microseconds from the decision to Asterisk's confirmation.
@@ -40,7 +58,7 @@ impl DecisionStore for Store {
             "INSERT INTO call_decisions (held_at_ms, decided_at_ms, channel, channel_id, caller, did, \
              outcome, decided_by, apply_us, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
             .bind(d.held_at_ms).bind(d.decided_at_ms).bind(&d.channel).bind(&d.channel_id)
-            .bind(&d.caller).bind(&d.did).bind(&d.outcome).bind(&d.decided_by)
+            .bind(&d.caller).bind(&d.did).bind(d.outcome.as_str()).bind(&d.decided_by)
             .bind(d.apply_us).bind(&d.detail)
             .execute(pool).await.map(|_| ()))?;
         Ok(())
@@ -52,7 +70,7 @@ impl DecisionStore for Store {
                 "SELECT held_at_ms, decided_at_ms, channel, channel_id, caller, did, outcome, \
                  decided_by, apply_us, detail FROM call_decisions ORDER BY id DESC LIMIT $1")
                 .bind(limit).fetch_all(pool).await?;
-            rows.iter().map(|r| -> Result<_, sqlx::Error> {
+            rows.iter().map(|r| -> Result<_, Error> {
                 Ok(CallDecision {
                     held_at_ms: r.try_get(0)?,
                     decided_at_ms: r.try_get(1)?,
@@ -60,7 +78,7 @@ impl DecisionStore for Store {
                     channel_id: r.try_get(3)?,
                     caller: r.try_get(4)?,
                     did: r.try_get(5)?,
-                    outcome: r.try_get(6)?,
+                    outcome: r.try_get::<&str, _>(6)?.parse()?,
                     decided_by: r.try_get(7)?,
                     apply_us: r.try_get(8)?,
                     detail: r.try_get(9)?,

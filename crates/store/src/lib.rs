@@ -6,6 +6,7 @@
 //! Layout, lowest layer first (a module imports only from the ones above it):
 //!
 //! - `error`: the one error type.
+//! - `states`: the enum macro of columns with a fixed set of words.
 //! - `connection`: the [`Store`] value, its pools and migrations, URL checks.
 //! - one module per concern, each with its trait, its row types and the
 //!   trait's implementation on [`Store`]:
@@ -29,12 +30,13 @@ mod error;
 mod meta;
 mod pms;
 mod settings_digests;
+mod states;
 pub mod traits;
 
 pub use admin::{AdminSession, AdminStore, WebSettings, WebSettingsStore};
-pub use audit::{AuditEvent, AuditStore};
+pub use audit::{AuditEvent, AuditEventKind, AuditStore};
 pub use auth::{ChallengeStore, LoginAttempt, LoginGuardStore, Session, SessionStore};
-pub use call_decisions::{CallDecision, DecisionStore};
+pub use call_decisions::{CallDecision, DecisionOutcome, DecisionStore};
 pub use cdr::{
     CallBucket, CdrFilter, CdrPage, CdrStore, Grouping, NewCdr, Order, PageKey, PageLeg, PageQuery,
     RecordedCdr, RecordedCursor,
@@ -45,7 +47,7 @@ pub use connection::{
 };
 pub use error::Error;
 pub use meta::MetaStore;
-pub use pms::{PmsStore, Room, RoomWrite, Wakeup};
+pub use pms::{PmsStore, Room, RoomWrite, Wakeup, WakeupStatus};
 pub use settings_digests::SettingsStore;
 pub use sqlx::Error as SqlxError;
 

@@ -3,10 +3,10 @@
 //! implementation on [`Store`](crate::Store), in the module of its concern.
 
 pub use crate::admin::{AdminSession, AdminStore, WebSettings, WebSettingsStore};
-pub use crate::audit::{AuditEvent, AuditStore};
+pub use crate::audit::{AuditEvent, AuditEventKind, AuditStore};
 pub use crate::auth::{ChallengeStore, LoginAttempt, LoginGuardStore, Session, SessionStore};
-pub use crate::call_decisions::{CallDecision, DecisionStore};
+pub use crate::call_decisions::{CallDecision, DecisionOutcome, DecisionStore};
 pub use crate::cdr::{CdrStore, NewCdr};
 pub use crate::meta::MetaStore;
-pub use crate::pms::{PmsStore, Room, RoomWrite, Wakeup};
+pub use crate::pms::{PmsStore, Room, RoomWrite, Wakeup, WakeupStatus};
 pub use crate::settings_digests::SettingsStore;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::connection::Store;
 use crate::error::Error;
 pub use rooms::{Room, RoomWrite};
-pub use wakeups::Wakeup;
+pub use wakeups::{Wakeup, WakeupStatus};
 
 #[async_trait]
 pub trait PmsStore: Send + Sync {
@@ -64,7 +64,7 @@ pub trait PmsStore: Send + Sync {
         id: i64,
         node: &str,
         attempt: i64,
-        status: &str,
+        status: WakeupStatus,
         outcome: &str,
         next_attempt_ms: i64,
         now_ms: i64,
@@ -145,7 +145,7 @@ impl PmsStore for Store {
         id: i64,
         node: &str,
         attempt: i64,
-        status: &str,
+        status: WakeupStatus,
         outcome: &str,
         next_attempt_ms: i64,
         now_ms: i64,

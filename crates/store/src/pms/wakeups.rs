@@ -5,15 +5,39 @@ use sqlx::Row;
 
 use crate::connection::{Store, with_pool};
 use crate::error::Error;
+use crate::states::state_enum;
 
-/// A wake-up call. `status`: `pending`, `dialing`, `answered`, `failed`,
-/// `cancelled` or `missed`.
+state_enum! {
+    /// Where a wake-up call stands (`pms_wakeups.status`).
+    pub enum WakeupStatus in "pms_wakeups.status" {
+        /// Waiting for its next attempt.
+        Pending = "pending",
+        /// Claimed by one pbxgate process, which is ringing the room.
+        Dialing = "dialing",
+        Answered = "answered",
+        /// Every attempt was made, none answered.
+        Failed = "failed",
+        /// Cancelled by the PMS.
+        Cancelled = "cancelled",
+        /// Too late to place (pbxgate was away when it was due).
+        Missed = "missed",
+    }
+}
+
+impl WakeupStatus {
+    /// Pending or dialing: not ended yet.
+    pub fn is_open(self) -> bool {
+        matches!(self, WakeupStatus::Pending | WakeupStatus::Dialing)
+    }
+}
+
+/// A wake-up call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wakeup {
     pub id: i64,
     pub address: String,
     pub due_ms: i64,
-    pub status: String,
+    pub status: WakeupStatus,
     /// Calls placed so far.
     pub attempts: i64,
     /// How the last attempt ended: `answered`, `no answer`, `busy`, `failed`, ...
@@ -33,7 +57,7 @@ macro_rules! wakeup_columns {
     };
 }
 
-fn wakeup_of<R: Row>(r: &R) -> Result<Wakeup, sqlx::Error>
+fn wakeup_of<R: Row>(r: &R) -> Result<Wakeup, Error>
 where
     usize: sqlx::ColumnIndex<R>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -43,7 +67,7 @@ where
         id: r.try_get(0)?,
         address: r.try_get(1)?,
         due_ms: r.try_get(2)?,
-        status: r.try_get(3)?,
+        status: r.try_get::<String, _>(3)?.parse()?,
         attempts: r.try_get(4)?,
         outcome: r.try_get(5)?,
         next_attempt_ms: r.try_get(6)?,
@@ -159,7 +183,7 @@ pub(super) async fn finish_wakeup(
     id: i64,
     node: &str,
     attempt: i64,
-    status: &str,
+    status: WakeupStatus,
     outcome: &str,
     next_attempt_ms: i64,
     now_ms: i64,
@@ -169,7 +193,7 @@ pub(super) async fn finish_wakeup(
             "UPDATE pms_wakeups SET status = $4, outcome = $5, next_attempt_ms = $6, claimed_by = '', \
              claim_until_ms = 0, updated_ms = $7 \
              WHERE id = $1 AND status = 'dialing' AND claimed_by = $2 AND attempts = $3")
-            .bind(id).bind(node).bind(attempt).bind(status).bind(outcome)
+            .bind(id).bind(node).bind(attempt).bind(status.as_str()).bind(outcome)
             .bind(next_attempt_ms).bind(now_ms)
             .execute(pool).await?.rows_affected()
     });
