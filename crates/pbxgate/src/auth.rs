@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use store::{
-    AuditEvent, AuditStore, ChallengeStore, LoginGuardStore, Session, SessionStore, Store,
+    AuditEvent, AuditEventKind, AuditStore, ChallengeStore, LoginGuardStore, Session, SessionStore,
+    Store,
 };
 use ucm::Status;
 use ucm::auth::{format_challenge, format_cookie, is_cookie_syntax, login_token, token_matches};
@@ -260,7 +261,8 @@ impl Auth {
                 if self.settings.lockout.max_failures > 0 {
                     self.store.clear_login_failures(&ip_text).await?;
                 }
-                self.audit("login", user, &ip_text, "ok", "").await;
+                self.audit(AuditEventKind::Login, user, &ip_text, "ok", "")
+                    .await;
                 tracing::info!(user = %shown_username(user), %ip, "login");
                 Ok(cookie)
             }
@@ -270,7 +272,8 @@ impl Auth {
                 for c in &candidates {
                     self.store.consume_challenge(c).await?;
                 }
-                self.audit("login", user, &ip_text, reason, "").await;
+                self.audit(AuditEventKind::Login, user, &ip_text, reason, "")
+                    .await;
                 tracing::warn!(user = %shown_username(user), %ip, reason, "login failed");
                 Err(ActionError::Status(Status::WrongAccountOrPassword))
             }
@@ -301,7 +304,7 @@ impl Auth {
             store::LoginAttempt::Last => {
                 tracing::warn!(%ip, failures = lock.max_failures, ban_secs = lock.ban.as_secs(), "login restriction: address refused after repeated failed logins (unless this last attempt succeeds)");
                 self.audit(
-                    "login-restriction",
+                    AuditEventKind::LoginRestriction,
                     "",
                     &ip.to_string(),
                     "banned",
@@ -333,11 +336,13 @@ impl Auth {
                 if self.settings.lockout.max_failures > 0 {
                     self.store.clear_login_failures(&ip_text).await?;
                 }
-                self.audit("login", user, &ip_text, "ok", detail).await;
+                self.audit(AuditEventKind::Login, user, &ip_text, "ok", detail)
+                    .await;
                 tracing::info!(user = %shown_username(user), %ip, via = detail, "login");
             }
             Err(reason) => {
-                self.audit("login", user, &ip_text, reason, detail).await;
+                self.audit(AuditEventKind::Login, user, &ip_text, reason, detail)
+                    .await;
                 tracing::warn!(user = %shown_username(user), %ip, reason, via = detail, "login failed");
             }
         }
@@ -386,7 +391,7 @@ impl Auth {
         if banned.is_some() {
             tracing::warn!(%ip, failures = lock.max_failures, ban_secs = lock.ban.as_secs(), "login restriction: address refused after repeated failed logins");
             self.audit(
-                "login-restriction",
+                AuditEventKind::LoginRestriction,
                 "",
                 &ip.to_string(),
                 "banned",
@@ -512,8 +517,14 @@ impl Auth {
     pub async fn logout(&self, cookie: &str, ip: IpAddr) -> Result<(), ActionError> {
         let who = self.session(cookie, ip).await?;
         self.end(cookie).await?;
-        self.audit("logout", &who.username, &ip.to_string(), "ok", "")
-            .await;
+        self.audit(
+            AuditEventKind::Logout,
+            &who.username,
+            &ip.to_string(),
+            "ok",
+            "",
+        )
+        .await;
         Ok(())
     }
 
@@ -533,10 +544,10 @@ impl Auth {
         Ok(())
     }
 
-    async fn audit(&self, event: &str, user: &str, ip: &str, result: &str, detail: &str) {
+    async fn audit(&self, event: AuditEventKind, user: &str, ip: &str, result: &str, detail: &str) {
         let e = AuditEvent {
             at_ms: now_ms(),
-            event: event.into(),
+            event,
             // Failed logins are audited with whatever name was sent.
             username: shown_username(user).into_owned(),
             ip: ip.into(),
@@ -545,7 +556,7 @@ impl Auth {
         };
         // The audit trail must not turn a login into an error; say so loudly instead.
         if let Err(err) = self.store.record_audit(&e).await {
-            tracing::error!(event, user = %e.username, ip, error = %err, "cannot write the audit trail");
+            tracing::error!(event = event.as_str(), user = %e.username, ip, error = %err, "cannot write the audit trail");
         }
     }
 }

@@ -591,7 +591,7 @@ async fn set_admin_password(settings: Settings, username: String) -> ExitCode {
         store
             .record_audit(&store::AuditEvent {
                 at_ms: now,
-                event: "admin-password".into(),
+                event: store::AuditEventKind::AdminPassword,
                 username: username.clone(),
                 ip: String::new(),
                 result: if created { "created" } else { "changed" }.into(),

@@ -155,7 +155,7 @@ pub async fn record(
     store
         .record_audit(&AuditEvent {
             at_ms: now_ms(),
-            event: "settings".into(),
+            event: store::AuditEventKind::Settings,
             username: String::new(),
             ip: String::new(),
             result: if first_start { "initial" } else { "changed" }.into(),

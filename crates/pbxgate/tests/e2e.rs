@@ -681,7 +681,10 @@ async fn audit(srv: &Server) -> Vec<(String, String)> {
         .unwrap();
     let events = store.recent_audit(1000).await.unwrap();
     store.close().await;
-    events.into_iter().map(|e| (e.event, e.result)).collect()
+    events
+        .into_iter()
+        .map(|e| (e.event.to_string(), e.result))
+        .collect()
 }
 
 #[tokio::test]

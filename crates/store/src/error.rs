@@ -15,6 +15,10 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("the database returned a malformed CDR page ({0})")]
     Corrupt(&'static str),
+    /// A column of a fixed set of words (see the `states` module) holds
+    /// one this program does not know.
+    #[error("the database holds an unknown value in {column}: {value:?}")]
+    UnknownValue { column: &'static str, value: String },
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }

@@ -2,27 +2,54 @@
 //! default) or PostgreSQL, chosen by the database URL; the rest of the program
 //! sees only the traits in [`traits`]. Both backends run the same SQL text
 //! (`$N` placeholders work on both through sqlx) with migrations per backend.
+//!
+//! Layout, lowest layer first (a module imports only from the ones above it):
+//!
+//! - `error`: the one error type.
+//! - `states`: the enum macro of columns with a fixed set of words.
+//! - `connection`: the [`Store`] value, its pools and migrations, URL checks.
+//! - one module per concern, each with its trait, its row types and the
+//!   trait's implementation on [`Store`]:
+//!   - `auth`: sessions, login challenges and the login guard of the HTTPS API;
+//!   - `admin`: accounts, sessions and saved settings of the admin web interface;
+//!   - `audit`: the audit trail;
+//!   - `call_decisions`: how calls held by call control ended;
+//!   - `settings_digests`: what changed in the settings between starts;
+//!   - `meta`: identity of the installation;
+//!   - `pms`: hotel rooms and wake-up calls;
+//!   - `cdr`: call detail records, their queries, export and recordings.
+//! - [`traits`]: every trait in one place.
 
-mod cdr_export;
-mod cdr_query;
-mod db;
+mod admin;
+mod audit;
+mod auth;
+mod call_decisions;
+mod cdr;
+mod connection;
 mod error;
-mod recordings;
+mod meta;
+mod pms;
+mod settings_digests;
+mod states;
 pub mod traits;
 
-pub use cdr_query::{CallBucket, CdrFilter, CdrPage, Grouping, Order, PageKey, PageLeg, PageQuery};
-pub use db::{
+pub use admin::{AdminSession, AdminStore, WebSettings, WebSettingsStore};
+pub use audit::{AuditEvent, AuditEventKind, AuditStore};
+pub use auth::{ChallengeStore, LoginAttempt, LoginGuardStore, Session, SessionStore};
+pub use call_decisions::{CallDecision, DecisionOutcome, DecisionStore};
+pub use cdr::{
+    CallBucket, CdrFilter, CdrPage, CdrStore, Grouping, NewCdr, Order, PageKey, PageLeg, PageQuery,
+    RecordedCdr, RecordedCursor,
+};
+pub use connection::{
     Backend, ConnectOptions, Store, backend_of, check_url, scrub_url_secrets, sqlite_file,
     url_secrets,
 };
 pub use error::Error;
-pub use recordings::{RecordedCdr, RecordedCursor};
+pub use meta::MetaStore;
+pub use pms::{PmsStore, Room, RoomWrite, Wakeup, WakeupStatus};
+pub use settings_digests::SettingsStore;
 pub use sqlx::Error as SqlxError;
-pub use traits::{
-    AdminSession, AdminStore, AuditEvent, AuditStore, CallDecision, CdrStore, ChallengeStore,
-    DecisionStore, LoginAttempt, LoginGuardStore, MetaStore, NewCdr, PmsStore, Room, RoomWrite,
-    Session, SessionStore, SettingsStore, Wakeup, WebSettings, WebSettingsStore,
-};
 
 #[cfg(feature = "testing")]
 pub mod testing;

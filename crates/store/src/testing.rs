@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use sqlx::{Connection, SqlSafeStr};
 
-use crate::{Backend, Error};
+use crate::connection::Backend;
+use crate::error::Error;
 
 pub const POSTGRES_ENV: &str = "PBXGATE_TEST_POSTGRES_URL";
 

@@ -193,7 +193,7 @@ async fn wakeups_are_added_listed_and_cancelled() {
                 id: first,
                 address: "1100".into(),
                 due_ms: 7_000,
-                status: "pending".into(),
+                status: WakeupStatus::Pending,
                 attempts: 0,
                 outcome: String::new(),
                 next_attempt_ms: 7_000,
@@ -251,18 +251,18 @@ async fn a_wakeup_is_claimed_retried_answered_missed_or_released() {
 
         // Only the holder of this attempt may finish it.
         assert!(
-            !s.finish_wakeup(id, "b", 1, "answered", "answered", 0, 2_000)
+            !s.finish_wakeup(id, "b", 1, WakeupStatus::Answered, "answered", 0, 2_000)
                 .await
                 .unwrap()
         );
         assert!(
-            !s.finish_wakeup(id, "a", 2, "answered", "answered", 0, 2_000)
+            !s.finish_wakeup(id, "a", 2, WakeupStatus::Answered, "answered", 0, 2_000)
                 .await
                 .unwrap()
         );
         // No answer: retried later.
         assert!(
-            s.finish_wakeup(id, "a", 1, "pending", "no answer", 3_000, 2_000)
+            s.finish_wakeup(id, "a", 1, WakeupStatus::Pending, "no answer", 3_000, 2_000)
                 .await
                 .unwrap()
         );
@@ -272,7 +272,7 @@ async fn a_wakeup_is_claimed_retried_answered_missed_or_released() {
             Some(2)
         );
         assert!(
-            s.finish_wakeup(id, "b", 2, "answered", "answered", 0, 3_500)
+            s.finish_wakeup(id, "b", 2, WakeupStatus::Answered, "answered", 0, 3_500)
                 .await
                 .unwrap()
         );
@@ -287,7 +287,7 @@ async fn a_wakeup_is_claimed_retried_answered_missed_or_released() {
         assert_eq!(s.claim_wakeup(c, "a", 4_000, 9_000).await.unwrap(), Some(1));
         assert_eq!(s.cancel_wakeups("1100", None, 4_100).await.unwrap(), 1);
         assert!(
-            !s.finish_wakeup(c, "a", 1, "answered", "answered", 0, 4_200)
+            !s.finish_wakeup(c, "a", 1, WakeupStatus::Answered, "answered", 0, 4_200)
                 .await
                 .unwrap()
         );
@@ -318,7 +318,7 @@ async fn a_wakeup_is_claimed_retried_answered_missed_or_released() {
             s.claim_wakeup(y, "gone", 6_000, 10_000).await.unwrap(),
             Some(1)
         );
-        s.finish_wakeup(y, "gone", 1, "pending", "busy", 6_500, 6_400)
+        s.finish_wakeup(y, "gone", 1, WakeupStatus::Pending, "busy", 6_500, 6_400)
             .await
             .unwrap();
         assert_eq!(

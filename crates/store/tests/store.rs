@@ -289,7 +289,7 @@ async fn audit_events_are_kept_newest_first() {
         for (i, result) in ["wrong-password", "ok"].iter().enumerate() {
             s.record_audit(&AuditEvent {
                 at_ms: i as i64,
-                event: "login".into(),
+                event: AuditEventKind::Login,
                 username: "cdrapi".into(),
                 ip: "127.0.0.1".into(),
                 result: (*result).into(),
@@ -316,13 +316,13 @@ async fn call_decisions_are_kept_newest_first_with_every_field() {
             channel_id: "1795736002.4".into(),
             caller: "+15551234567".into(),
             did: "5550100".into(),
-            outcome: "timeout".into(),
+            outcome: DecisionOutcome::Timeout,
             decided_by: "timer".into(),
             apply_us: 1234,
             detail: String::new(),
         };
         let second = CallDecision {
-            outcome: "refused".into(),
+            outcome: DecisionOutcome::Refused,
             decided_by: "crm".into(),
             channel: "PJSIP/trunk-00000003".into(),
             detail: "reason busy; it's \"quoted\"".into(),

@@ -446,7 +446,7 @@ async fn done(
     use store::AuditStore;
     let e = store::AuditEvent {
         at_ms: now_ms(),
-        event: "admin-call".into(),
+        event: store::AuditEventKind::AdminCall,
         username: admin.session.username.clone(),
         ip: admin.ip.to_string(),
         result: outcome.chars().take(200).collect(),

@@ -457,7 +457,7 @@ async fn audit_logout(app: &App, user: &str, ip: IpAddr) {
     use store::AuditStore;
     let e = store::AuditEvent {
         at_ms: now_ms(),
-        event: "logout".into(),
+        event: store::AuditEventKind::Logout,
         username: user.into(),
         ip: ip.to_string(),
         result: "ok".into(),

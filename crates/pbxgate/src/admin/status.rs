@@ -211,7 +211,7 @@ async fn status(app: &App) -> Value {
             .into_iter()
             .map(|e| {
                 json!({
-                    "at_ms": e.at_ms, "event": e.event, "username": e.username,
+                    "at_ms": e.at_ms, "event": e.event.as_str(), "username": e.username,
                     "ip": e.ip, "result": e.result, "detail": e.detail,
                 })
             })

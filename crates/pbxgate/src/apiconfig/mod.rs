@@ -980,7 +980,7 @@ impl ApiConfig {
         tracing::info!(admin = %by, %ip, changed = %detail, "API settings saved on the admin page");
         let e = AuditEvent {
             at_ms: now_ms(),
-            event: "settings".into(),
+            event: store::AuditEventKind::Settings,
             username: by.to_owned(),
             ip: ip.to_owned(),
             result: "changed".into(),

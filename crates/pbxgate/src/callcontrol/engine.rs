@@ -81,6 +81,17 @@ impl Outcome {
         }
     }
 
+    /// The outcome as the store records it.
+    pub fn stored(self) -> store::DecisionOutcome {
+        match self {
+            Outcome::Accepted => store::DecisionOutcome::Accepted,
+            Outcome::Refused => store::DecisionOutcome::Refused,
+            Outcome::Timeout => store::DecisionOutcome::Timeout,
+            Outcome::Hangup => store::DecisionOutcome::Hangup,
+            Outcome::Backstop => store::DecisionOutcome::Backstop,
+        }
+    }
+
     /// Words for an error message: "the call was already …".
     pub fn describe(self) -> &'static str {
         match self {
@@ -401,7 +412,7 @@ impl Engine {
             channel_id: h.id.clone(),
             caller: h.caller.clone(),
             did: h.did.clone(),
-            outcome: outcome.as_str().to_owned(),
+            outcome: outcome.stored(),
             decided_by: by.to_owned(),
             apply_us: i64::try_from(apply.as_micros()).unwrap_or(i64::MAX),
             detail: detail.to_owned(),
@@ -411,7 +422,7 @@ impl Engine {
         recording.send_modify(|n| *n += 1);
         tokio::spawn(async move {
             if let Err(e) = store.record_decision(&row).await {
-                tracing::error!(channel = row.channel, outcome = row.outcome, error = %e, "cannot record a call control decision");
+                tracing::error!(channel = row.channel, outcome = row.outcome.as_str(), error = %e, "cannot record a call control decision");
             }
             recording.send_modify(|n| *n = n.saturating_sub(1));
         });

@@ -92,7 +92,7 @@ pub async fn reload(old: &OldApi, app: &App, path: &Path, startup: &Config) {
             if !changed.is_empty() {
                 let event = AuditEvent {
                     at_ms: crate::clock::now_ms(),
-                    event: "settings".into(),
+                    event: store::AuditEventKind::Settings,
                     username: String::new(),
                     ip: String::new(),
                     result: "reloaded".into(),

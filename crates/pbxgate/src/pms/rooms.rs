@@ -246,7 +246,7 @@ fn wakeup_records(calls: &[Wakeup], tz: &TimeZone) -> Vec<Vec<(&'static str, Str
         .map(|w| {
             vec![
                 ("time", local(w.due_ms, tz)),
-                ("state", w.status.clone()),
+                ("state", w.status.to_string()),
                 ("attempts", w.attempts.to_string()),
                 ("outcome", w.outcome.clone()),
             ]

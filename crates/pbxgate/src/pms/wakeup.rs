@@ -116,11 +116,14 @@ async fn place(store: &Store, ami: &Ami, s: &PmsSettings, node: &str, w: &Wakeup
     let rang = pbx::dial_wakeup(ami, s, &extension, w.id, attempt).await;
     let now = now_ms();
     let (status, next) = if rang == Rang::Answered {
-        ("answered", now)
+        (store::WakeupStatus::Answered, now)
     } else if attempt < i64::from(s.wakeup_attempts) {
-        ("pending", now.saturating_add(ms(s.wakeup_retry)))
+        (
+            store::WakeupStatus::Pending,
+            now.saturating_add(ms(s.wakeup_retry)),
+        )
     } else {
-        ("failed", now)
+        (store::WakeupStatus::Failed, now)
     };
     match store
         .finish_wakeup(w.id, node, attempt, status, rang.as_str(), next, now)
@@ -131,7 +134,7 @@ async fn place(store: &Store, ami: &Ami, s: &PmsSettings, node: &str, w: &Wakeup
             address = %w.address,
             attempt,
             outcome = rang.as_str(),
-            status,
+            status = status.as_str(),
             "wake-up call attempt ended"
         ),
         Ok(false) => tracing::info!(

@@ -738,7 +738,7 @@ async fn wakeups_due_while_pbxgate_was_down_are_placed_if_not_too_late() {
     for _ in 0..100 {
         let a = h.store.wakeups_of("1001", 0, 10).await.unwrap();
         let b = h.store.wakeups_of("1000", 0, 10).await.unwrap();
-        states = (a[0].status.clone(), b[0].status.clone());
+        states = (a[0].status.to_string(), b[0].status.to_string());
         if states.0 == "answered" {
             break;
         }

@@ -11,8 +11,9 @@
 use ucm::cdr::FIELDS;
 use ucm::cdrapi::{Pattern, TimeField};
 
-use crate::Error;
-use crate::db::Backend;
+use super::record::NewCdr;
+use crate::connection::Backend;
+use crate::error::Error;
 
 /// A `cdrapi` filter with its times resolved to UTC milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -193,7 +194,7 @@ impl PageKey {
 const ROW_SEP: char = '\u{1e}';
 const VALUE_SEP: char = '\u{1f}';
 
-pub(crate) fn needs_cleaning(c: &crate::NewCdr) -> bool {
+pub(crate) fn needs_cleaning(c: &NewCdr) -> bool {
     c.record
         .values()
         .iter()
@@ -201,8 +202,8 @@ pub(crate) fn needs_cleaning(c: &crate::NewCdr) -> bool {
 }
 
 /// `c` with every value [`clean`].
-pub(crate) fn cleaned(c: &crate::NewCdr) -> crate::NewCdr {
-    crate::NewCdr {
+pub(crate) fn cleaned(c: &NewCdr) -> NewCdr {
+    NewCdr {
         record: ucm::cdr::CdrRecord::from_values(
             c.record.values().iter().map(|v| clean(v).into_owned()),
         ),

@@ -4,8 +4,10 @@
 //! `cdrExport` (so no SQL of its own: nothing new to plan or index), keeping
 //! only the legs whose `recordfiles` is set.
 
-use crate::cdr_query::{CdrFilter, PageKey};
-use crate::{Error, Store};
+use super::query::{CdrFilter, PageKey};
+use super::read::next_legs;
+use crate::connection::Store;
+use crate::error::Error;
 
 /// Position of `recordfiles` and `start` among the UCM values.
 const RECORDFILES: usize = 23;
@@ -53,8 +55,7 @@ impl Store {
         let filter = CdrFilter::default();
         let mut out = Vec::new();
         while out.is_empty() && !cursor.done {
-            let (page, last) =
-                crate::cdr_export::next_legs(self, &filter, &mut cursor.after, legs).await?;
+            let (page, last) = next_legs(self, &filter, &mut cursor.after, legs).await?;
             cursor.done = last;
             for leg in &page.legs()? {
                 if leg.values[RECORDFILES].is_empty() {

@@ -9,8 +9,10 @@ use std::future::poll_fn;
 use sqlx::postgres::PgPool;
 use tokio::sync::mpsc;
 
-use crate::cdr_query::{CopyPacker, export_copy_sql};
-use crate::{CdrFilter, CdrPage, CdrStore, Error, Grouping, PageKey, PageQuery, Store};
+use super::query::{CdrFilter, CdrPage, CopyPacker, PageKey, export_copy_sql};
+use super::read::next_legs;
+use crate::connection::Store;
+use crate::error::Error;
 
 pub(crate) type Pages = mpsc::Receiver<Result<CdrPage, Error>>;
 
@@ -32,31 +34,6 @@ pub(crate) fn start(store: &Store, filter: CdrFilter, after: Option<PageKey>, pa
         }
     });
     rx
-}
-
-/// One keyset page of legs after `after` (moved to the page's last leg);
-/// true when it is the last page.
-pub(crate) async fn next_legs(
-    store: &Store,
-    filter: &CdrFilter,
-    after: &mut Option<PageKey>,
-    limit: u32,
-) -> Result<(CdrPage, bool), Error> {
-    let limit = limit.max(1);
-    let page = store
-        .cdr_page(&PageQuery {
-            filter,
-            grouping: Grouping::Legs,
-            after: after.as_ref(),
-            offset: 0,
-            limit,
-        })
-        .await?;
-    let n = page.leg_count();
-    if let Some(key) = page.last_key()? {
-        *after = Some(key);
-    }
-    Ok((page, n < limit as usize))
 }
 
 async fn keyset_pages(
