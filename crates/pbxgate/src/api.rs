@@ -13,8 +13,6 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use ucm::{Params, Status};
 
-use crate::auth::Auth;
-use crate::auth::Authenticated;
 use crate::callcontrol::{self, CallControl};
 use crate::cdrapi::{self, Cdrapi};
 use crate::channels::{self, Channels};
@@ -24,6 +22,8 @@ use crate::net::loggable;
 use crate::pms::{self, Pms};
 use crate::recordings::Miss;
 use crate::recordings::Recordings;
+use crate::sessions::Auth;
+use crate::sessions::Authenticated;
 use crate::system::System;
 
 const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";

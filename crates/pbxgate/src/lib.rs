@@ -3,7 +3,7 @@
 //!
 //! Layout: `admin` (the admin web interface under `/admin/`), `apiconfig` (the API
 //! settings in force: file plus admin page, live), `config` (file, env overrides, validation), `acl` (permitted IPs),
-//! `auth` (challenge, login, sessions, login restriction), `api` (the `/api`
+//! `sessions` (API, admin and old-API Digest sessions), `api` (the `/api`
 //! envelope and dispatcher), `system` (status actions), `cdrapi`, `recordings`
 //! (recapi), `callcontrol` (Stasis hold, acceptCall/refuseCall),
 //! `live` + `websockify` (call events), `channels` (channel actions), `tls`,
@@ -13,7 +13,6 @@ pub mod acl;
 pub mod admin;
 pub mod api;
 pub mod apiconfig;
-pub mod auth;
 pub mod callcontrol;
 pub mod cdrapi;
 pub mod channels;
@@ -24,6 +23,8 @@ pub mod error;
 pub mod files;
 pub mod health;
 pub mod ingest;
+#[cfg(test)]
+mod layers;
 pub mod legacy;
 pub mod listing;
 pub mod live;
@@ -35,6 +36,7 @@ mod random;
 pub mod recent;
 pub mod recordings;
 pub mod server;
+pub mod sessions;
 mod settings_audit;
 pub mod system;
 pub mod tls;

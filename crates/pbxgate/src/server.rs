@@ -9,7 +9,6 @@ use axum::Router;
 use axum::routing::{any, get, post};
 use store::{ConnectOptions, Store};
 
-use crate::auth::Auth;
 use crate::callcontrol::CallControl;
 use crate::cdrapi::Cdrapi;
 use crate::channels::Channels;
@@ -17,6 +16,7 @@ use crate::config::Settings;
 use crate::directory::Directory;
 use crate::error::{Error, Result};
 use crate::pms::Pms;
+use crate::sessions::Auth;
 use crate::system::{Identity, StatusCache, System};
 use crate::{admin, api, callcontrol, health, ingest, legacy, settings_audit, tls, websockify};
 
@@ -203,6 +203,7 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         settings: settings.clone(),
         store: store.clone(),
         auth: auth.clone(),
+        sessions: crate::sessions::admin::AdminSessions::new(store.clone(), settings.idle_timeout),
         api: api.clone(),
         live: live.clone(),
         pbx: pbx.as_ref().map(|p| admin::PbxView {

@@ -34,9 +34,9 @@ use ucm::{Params, Status};
 use super::login::current_session;
 use super::page::{Admin, AdminApi, Page, json, json_error, secure_headers};
 use crate::admin::App;
-use crate::auth::Authenticated;
 use crate::clock::now_ms;
 use crate::error::ActionError;
+use crate::sessions::Authenticated;
 
 /// Longest channel name accepted (as the channel actions).
 const MAX_CHANNEL: usize = 256;

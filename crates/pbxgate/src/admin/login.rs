@@ -209,33 +209,12 @@ pub(crate) async fn current_session(
     let Some(id) = cookie(headers, SESSION_COOKIE).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    let Some(mut s) = app.store.admin_session(id).await? else {
-        return Ok(None);
-    };
-    let now = now_ms();
-    let timeout = i64::try_from(app.settings.idle_timeout.as_millis()).unwrap_or(i64::MAX);
-    if now.saturating_sub(s.last_seen_ms) > timeout {
-        app.store.delete_admin_session(id).await?;
-        return Ok(None);
-    }
-    if s.ip.parse::<IpAddr>().ok() != Some(ip) {
-        tracing::warn!(user = %s.username, issued_to = %s.ip, used_from = %ip, "admin cookie refused: used from another address than it was issued to");
-        return Ok(None);
-    }
-    if now - s.last_seen_ms >= 1_000 {
-        app.store.touch_admin_session(id, now).await?;
-        s.last_seen_ms = now;
-    }
-    Ok(Some(s))
+    Ok(app.sessions.current(id, ip).await?)
 }
 
 /// Drops admin sessions idle for longer than `session.idle_timeout_secs`.
 pub async fn prune(app: &App) -> std::result::Result<(), store::Error> {
-    let timeout = i64::try_from(app.settings.idle_timeout.as_millis()).unwrap_or(i64::MAX);
-    app.store
-        .delete_idle_admin_sessions(now_ms().saturating_sub(timeout))
-        .await?;
-    Ok(())
+    app.sessions.prune().await
 }
 
 /// The key login tokens are signed with, created on first start: in the
@@ -402,7 +381,7 @@ async fn login(
         created_ms: now,
         last_seen_ms: now,
     };
-    if let Err(e) = app.store.create_admin_session(&session).await {
+    if let Err(e) = app.sessions.create(&session).await {
         return internal(&e);
     }
     let mut resp = redirect("/admin/");
@@ -441,7 +420,7 @@ async fn logout(
         tracing::warn!(%ip, user = %s.username, "admin logout refused: missing or wrong CSRF token");
         return forbidden();
     }
-    if let Err(e) = app.store.delete_admin_session(&s.id).await {
+    if let Err(e) = app.sessions.end(&s.id).await {
         return internal(&e);
     }
     audit_logout(&app, &s.username, ip).await;

@@ -36,7 +36,8 @@ use std::sync::Arc;
 pub struct Console {
     pub settings: Arc<crate::config::Settings>,
     pub store: store::Store,
-    pub auth: Arc<crate::auth::Auth>,
+    pub auth: Arc<crate::sessions::Auth>,
+    pub sessions: crate::sessions::admin::AdminSessions,
     /// The API settings in force, which the API Configuration page changes.
     pub api: Arc<crate::apiconfig::ApiConfig>,
     pub live: crate::live::Hub,

@@ -176,6 +176,13 @@ struct FileOld {
     keys: FileKeys,
 }
 
+/// Call control as the settings see it: on while the API is on and some
+/// user has call control (`callcontrol::Engine`, attached at start-up).
+pub trait CallControlSwitch: Send + Sync {
+    fn enabled(&self) -> bool;
+    fn set_enabled(&self, enabled: bool);
+}
+
 /// The old API's listener as the settings see it: what puts old-API settings
 /// in force (`legacy::OldApi`, attached at start-up, so that settings do not
 /// depend on the listener layer).
@@ -193,7 +200,7 @@ pub struct ApiConfig {
     current: Arc<Current>,
     ws: RwLock<Arc<WsUsers>>,
     old_api: OnceLock<Arc<dyn OldApiListener>>,
-    call_control: OnceLock<Arc<crate::callcontrol::Engine>>,
+    call_control: OnceLock<Arc<dyn CallControlSwitch>>,
 }
 
 /// What a save changed, for the audit trail and the page (names, never
@@ -255,7 +262,7 @@ impl ApiConfig {
     }
 
     /// Lets saves switch call control on and off.
-    pub fn attach_call_control(&self, engine: Arc<crate::callcontrol::Engine>) {
+    pub fn attach_call_control(&self, engine: Arc<dyn CallControlSwitch>) {
         engine.set_enabled(self.new_api().call_control());
         let _ = self.call_control.set(engine);
     }

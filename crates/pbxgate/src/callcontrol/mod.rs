@@ -19,8 +19,8 @@ use ucm::{Params, Status};
 
 pub use engine::{By, DecideError, Decided, Decision, Engine, HeldCall, Outcome};
 
-use crate::auth::Authenticated;
 use crate::error::ActionError;
+use crate::sessions::Authenticated;
 
 /// How long `acceptCall` waits for a channel that is not held yet: a client
 /// that reacts to the channel's `add` event faster than the call reaches
@@ -49,6 +49,16 @@ pub fn start(
         settings.clone(),
         enabled,
     )
+}
+
+impl crate::apiconfig::CallControlSwitch for Engine {
+    fn enabled(&self) -> bool {
+        Engine::enabled(self)
+    }
+
+    fn set_enabled(&self, enabled: bool) {
+        Engine::set_enabled(self, enabled);
+    }
 }
 
 /// What `acceptCall` / `refuseCall` need: the engine of the PBX they act on

@@ -20,9 +20,9 @@ use asterisk::ari::Ari;
 use serde_json::{Value, json};
 use ucm::{Params, Status};
 
-use crate::auth::Authenticated;
 use crate::config::DialingSettings;
 use crate::error::ActionError;
+use crate::sessions::Authenticated;
 
 use crate::live::model::{self, Chan};
 

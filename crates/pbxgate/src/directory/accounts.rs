@@ -15,10 +15,10 @@ use ucm::{Params, Status};
 
 use super::Directory;
 use super::contrib::{ami, clean, events, name_param};
-use crate::auth::Authenticated;
 use crate::config::DialingSettings;
 use crate::error::ActionError;
 use crate::listing::{Paging, page};
+use crate::sessions::Authenticated;
 
 /// What getSIPAccount shows instead of a secret without the `secrets` permission.
 pub(super) const MASK: &str = "******";

@@ -12,9 +12,9 @@ use ucm::{Params, Status};
 
 use super::Directory;
 use super::contrib::{self, Section};
-use crate::auth::Authenticated;
 use crate::error::ActionError;
 use crate::listing::{Paging, page};
+use crate::sessions::Authenticated;
 
 /// A checked request.
 #[derive(Debug, Clone, PartialEq, Eq)]

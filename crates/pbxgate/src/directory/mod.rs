@@ -25,8 +25,8 @@ mod trunks;
 use serde_json::Value;
 use ucm::{Params, Status};
 
-use crate::auth::Authenticated;
 use crate::error::ActionError;
+use crate::sessions::Authenticated;
 
 pub use ucm::actions::DIRECTORY as ACTIONS;
 

@@ -12,9 +12,9 @@ use ucm::{Params, Status};
 
 use super::Directory;
 use super::contrib;
-use crate::auth::Authenticated;
 use crate::error::ActionError;
 use crate::listing::{Paging, page};
+use crate::sessions::Authenticated;
 
 /// Applications that only prepare a call: a route's destination is the last
 /// priority that is not one of them.

@@ -11,9 +11,9 @@ use ucm::{Params, Status};
 use super::Directory;
 use super::accounts::{Endpoint, detail, endpoints, uri_host};
 use super::contrib::{ami, clean, name_param};
-use crate::auth::Authenticated;
 use crate::error::ActionError;
 use crate::listing::{Paging, page};
+use crate::sessions::Authenticated;
 
 /// Indices are 1..=INDEX_RANGE.
 const INDEX_RANGE: u64 = 999_983;

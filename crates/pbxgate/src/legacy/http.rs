@@ -18,12 +18,12 @@ use ucm::cdrapi::{Mode, query_pairs, query_pairs_lenient};
 
 use super::App;
 use super::Shared;
-use super::auth::Verdict;
 use crate::config::OldApiSettings;
 use crate::error::ActionError;
 use crate::error::Error;
 use crate::net::loggable;
 use crate::recordings::Miss;
+use crate::sessions::digest::Verdict;
 
 #[derive(Clone)]
 struct Legacy {

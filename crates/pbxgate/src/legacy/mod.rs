@@ -11,7 +11,6 @@
 //! - `auth`: Digest/Basic checking, nonces and replay protection.
 //! - `http`: the routes, the 401/403/404 answers and the access log.
 
-mod auth;
 mod http;
 pub mod reload;
 
@@ -31,7 +30,7 @@ pub struct Deps {
     /// Listener limits, `web.data_dir`, the shutdown grace time, and the
     /// file's secrets a reload compares.
     pub settings: Arc<crate::config::Settings>,
-    pub auth: Arc<crate::auth::Auth>,
+    pub auth: Arc<crate::sessions::Auth>,
     pub cdrapi: crate::cdrapi::Cdrapi,
     pub recordings: Arc<crate::recordings::Recordings>,
     pub pms: crate::pms::Pms,
@@ -55,7 +54,7 @@ const MAX_REQUEST_HEAD: u32 = 128 * 1024;
 /// State the request handlers share with the manager.
 pub(crate) struct Shared {
     settings: RwLock<Arc<OldApiSettings>>,
-    auth: auth::Authenticator,
+    auth: crate::sessions::digest::Authenticator,
 }
 
 impl Shared {
@@ -116,7 +115,7 @@ impl OldApi {
             app,
             shared: Arc::new(Shared {
                 settings: RwLock::new(Arc::new(settings)),
-                auth: auth::Authenticator::new(key),
+                auth: crate::sessions::digest::Authenticator::new(key),
             }),
             running: tokio::sync::Mutex::new(None),
             stopping: std::sync::Mutex::new(Vec::new()),

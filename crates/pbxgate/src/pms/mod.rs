@@ -29,9 +29,9 @@ use store::{PmsStore, Store};
 use ucm::pms::{Format, PmsError, Reply};
 use ucm::{Params, Status};
 
-use crate::auth::Authenticated;
 use crate::config::PmsSettings;
 use crate::error::ActionError;
+use crate::sessions::Authenticated;
 
 const XML: &str = "text/xml;charset=UTF-8";
 const JSON: &str = "application/json;charset=UTF-8";

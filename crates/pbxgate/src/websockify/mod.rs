@@ -38,7 +38,7 @@ const SETTINGS_CHECK: Duration = Duration::from_secs(1);
 
 /// What `/websockify` needs, built once at start-up.
 pub struct Websockify {
-    pub auth: std::sync::Arc<crate::auth::Auth>,
+    pub auth: std::sync::Arc<crate::sessions::Auth>,
     /// The API settings in force (API and websocket users), changed live.
     pub api: std::sync::Arc<crate::apiconfig::ApiConfig>,
     pub live: crate::live::Hub,
@@ -234,7 +234,7 @@ impl Session {
             "challenge" => {
                 let username = required(req, "username")?;
                 // The rule of /api: a name no user can have is refused.
-                if !crate::auth::plausible_username(username) {
+                if !crate::sessions::plausible_username(username) {
                     return Err(invalid());
                 }
                 self.allowed().await?;
