@@ -152,7 +152,7 @@ pub async fn prepare(settings: Settings) -> Result<App> {
     let password_checks = Arc::new(tokio::sync::Semaphore::new(settings.net.password_checks));
     let admin_login_key = admin::login_key(&store).await?;
     let settings = Arc::new(settings);
-    let auth = Arc::new(Auth::new(settings.clone(), api.current(), store.clone()));
+    let auth = Arc::new(Auth::new(&settings, api.current(), store.clone()));
     let started = Instant::now();
     let stopping = tokio::sync::watch::Sender::new(false);
     let certs = Arc::new(tls::InUse::default());

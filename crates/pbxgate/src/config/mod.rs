@@ -19,8 +19,8 @@ pub use keys::known_keys;
 pub use secret::Secret;
 pub use validate::{
     ApiUser, AriSettings, AsteriskSettings, CallControlSettings, CdrApiSettings, DialingSettings,
-    NetSettings, OldApiSettings, PmsSettings, RecordingStore, RecordingsSettings, S3Settings,
-    Settings, WsUser, api_user, old_api, overlaps, parse_bind_address, ws_user,
+    LockoutSettings, NetSettings, OldApiSettings, PmsSettings, RecordingStore, RecordingsSettings,
+    S3Settings, Settings, WsUser, api_user, old_api, overlaps, parse_bind_address, ws_user,
 };
 
 /// A problem with the configuration, naming the key it is about.

@@ -28,9 +28,13 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub timezone_name: String,
     pub timezone: jiff::tz::TimeZone,
+    /// The file's `[https_api]` switch and users, `[[websockify.users]]`
+    /// and `[https_api_old]`: what `apiconfig` starts from. They are not what
+    /// is in force (the admin page's settings go over them, live): read the
+    /// API settings from `apiconfig::ApiConfig`, never from here.
     pub api_enabled: bool,
     pub users: Vec<ApiUser>,
-    /// `[[websockify.users]]`: users of `/websockify` only.
+    /// `[[websockify.users]]`: users of `/websockify` only (see above).
     pub websocket_users: Vec<WsUser>,
     pub old_api: OldApiSettings,
     pub idle_timeout: Duration,

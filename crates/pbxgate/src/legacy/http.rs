@@ -73,29 +73,133 @@ async fn handle(
 }
 
 async fn serve(l: &Legacy, ip: IpAddr, request: Request, user: &mut String) -> Response {
-    let settings = l.shared.settings();
-    if !settings.enable {
-        // A connection kept open across a reload that disabled the API.
-        return text(
+    match route(l, ip, request, user).await {
+        Ok(response) => response,
+        Err(refused) => answer(l, refused),
+    }
+}
+
+/// Why the old listener did not serve a request. [`answer`] is the one place
+/// these become HTTP statuses and texts.
+enum Refused {
+    /// A connection kept open across a reload that disabled the API.
+    Disabled,
+    NotPermitted(IpAddr),
+    NoSuchRoute,
+    Method,
+    /// The login restriction holds the address.
+    Restricted,
+    /// No or wrong credentials: 401 with fresh challenges.
+    Unauthorized {
+        stale: bool,
+    },
+    DigestUriMismatch,
+    /// A query string the route cannot read (the reason, safe to show).
+    BadQuery(String),
+    /// `/pmsapi`'s query is malformed (its text may hold the PMS token).
+    BadPmsQuery,
+    PmsapiOff,
+    /// An action failed (the database, the login restriction's store).
+    Action(ActionError),
+    /// recapi found nothing to send, or failed.
+    Recording(Miss),
+}
+
+/// The one mapping of the old listener's refusals to HTTP.
+fn answer(l: &Legacy, refused: Refused) -> Response {
+    match refused {
+        Refused::Disabled => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "503 Service Unavailable: the old API is disabled (https_api_old.enable = false)\n",
-        );
+        ),
+        Refused::NotPermitted(ip) => text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "403 Forbidden: the address {ip} is not permitted to use this API \
+                 (Permitted IP(s) of the HTTPS API (Old), https_api_old.permitted_ips)\n"
+            ),
+        ),
+        Refused::NoSuchRoute => text(
+            StatusCode::NOT_FOUND,
+            "404 Not Found: the old API serves /cdrapi, /recapi and /pmsapi\n",
+        ),
+        Refused::Method => {
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 Method Not Allowed: use GET (or HEAD)\n",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        }
+        Refused::Restricted => text(
+            StatusCode::FORBIDDEN,
+            "403 Forbidden: too many failed logins from this address; \
+             try again later (login restriction)\n",
+        ),
+        Refused::Unauthorized { stale } => unauthorized(l, stale),
+        Refused::DigestUriMismatch => text(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: the Digest uri does not match the request\n",
+        ),
+        Refused::BadQuery(reason) => text(
+            StatusCode::BAD_REQUEST,
+            format!("400 Bad Request: {reason}\n"),
+        ),
+        Refused::BadPmsQuery => text(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: malformed query string (percent-encoding or UTF-8)\n",
+        ),
+        Refused::PmsapiOff => text(
+            StatusCode::FORBIDDEN,
+            "403 Forbidden: pmsapi is not enabled (\"Enable PMSAPI\", https_api_old.enable_pmsapi)\n",
+        ),
+        Refused::Action(e) => match e.status() {
+            Status::LoginRestriction => answer(l, Refused::Restricted),
+            // A busy database is worth a retry.
+            Status::SystemTimeout => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: the database is busy; retry\n",
+            ),
+            _ => internal(),
+        },
+        Refused::Recording(miss) => {
+            let status = miss.http_status();
+            let detail = match &miss {
+                Miss::Failed(_) => String::new(),
+                other => format!(": {other}"),
+            };
+            text(
+                status,
+                format!(
+                    "{} {}{detail}\n",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                ),
+            )
+        }
+    }
+}
+
+async fn route(
+    l: &Legacy,
+    ip: IpAddr,
+    request: Request,
+    user: &mut String,
+) -> Result<Response, Refused> {
+    let settings = l.shared.settings();
+    if !settings.enable {
+        return Err(Refused::Disabled);
     }
     if !settings.permitted_ips.contains(ip) {
         tracing::warn!(
             %ip,
             "old API: request refused: the address is not in https_api_old.permitted_ips"
         );
-        return text(
-            StatusCode::FORBIDDEN,
-            format!(
-                "403 Forbidden: the address {ip} is not permitted to use this API \
-                 (Permitted IP(s) of the HTTPS API (Old), https_api_old.permitted_ips)\n"
-            ),
-        );
+        return Err(Refused::NotPermitted(ip));
     }
     let (parts, _body) = request.into_parts();
-    if let Err(response) = authenticate(
+    authenticate(
         l,
         &settings,
         ip,
@@ -104,26 +208,14 @@ async fn serve(l: &Legacy, ip: IpAddr, request: Request, user: &mut String) -> R
         &parts.headers,
         user,
     )
-    .await
-    {
-        return response;
-    }
+    .await?;
 
     let route = parts.uri.path();
     if !matches!(route, "/cdrapi" | "/recapi" | "/pmsapi") {
-        return text(
-            StatusCode::NOT_FOUND,
-            "404 Not Found: the old API serves /cdrapi, /recapi and /pmsapi\n",
-        );
+        return Err(Refused::NoSuchRoute);
     }
     if parts.method != Method::GET && parts.method != Method::HEAD {
-        let mut r = text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405 Method Not Allowed: use GET (or HEAD)\n",
-        );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+        return Err(Refused::Method);
     }
     let raw = parts.uri.query().unwrap_or("");
     match route {
@@ -142,7 +234,7 @@ async fn authenticate(
     uri: &axum::http::Uri,
     headers: &HeaderMap,
     user: &mut String,
-) -> Result<(), Response> {
+) -> Result<(), Refused> {
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let verdict = l.shared.auth.check(settings, method, target, headers);
     // The login restriction: attempts with credentials from a restricted
@@ -150,16 +242,12 @@ async fn authenticate(
     if !matches!(verdict, Verdict::Challenge(_)) {
         match l.app.auth.restriction(ip).await {
             Ok(()) => {}
-            Err(ActionError::Status(Status::LoginRestriction)) => {
-                return Err(text(
-                    StatusCode::FORBIDDEN,
-                    "403 Forbidden: too many failed logins from this address; \
-                     try again later (login restriction)\n",
-                ));
+            Err(e @ ActionError::Status(Status::LoginRestriction)) => {
+                return Err(Refused::Action(e));
             }
             Err(e) => {
                 tracing::error!(%ip, error = ?e, "old API: cannot check the login restriction");
-                return Err(internal());
+                return Err(Refused::Action(e));
             }
         }
     }
@@ -175,17 +263,17 @@ async fn authenticate(
         }
         Verdict::Challenge(reason) => {
             tracing::debug!(%ip, reason, "old API: authentication required");
-            Err(unauthorized(l, false))
+            Err(Refused::Unauthorized { stale: false })
         }
         Verdict::Stale(name) => {
             *user = name;
             tracing::debug!(%ip, "old API: stale Digest nonce");
-            Err(unauthorized(l, true))
+            Err(Refused::Unauthorized { stale: true })
         }
         Verdict::NoPassword(name) => {
             *user = name;
             tracing::debug!(%ip, "old API: refused: https_api_old.password is empty");
-            Err(unauthorized(l, false))
+            Err(Refused::Unauthorized { stale: false })
         }
         Verdict::Wrong(name, reason) => {
             *user = name;
@@ -198,14 +286,11 @@ async fn authenticate(
             {
                 tracing::warn!(%ip, error = ?e, "old API: cannot record the failed login");
             }
-            Err(unauthorized(l, false))
+            Err(Refused::Unauthorized { stale: false })
         }
         Verdict::UriMismatch(name) => {
             *user = name;
-            Err(text(
-                StatusCode::BAD_REQUEST,
-                "400 Bad Request: the Digest uri does not match the request\n",
-            ))
+            Err(Refused::DigestUriMismatch)
         }
     }
 }
@@ -253,7 +338,7 @@ fn format_hint(raw: &str) -> Option<String> {
 }
 
 /// `GET /cdrapi`: the new API's engine with the strict rules of §4.4.
-async fn cdrapi(app: &App, ip: IpAddr, user: &str, raw: &str) -> Response {
+async fn cdrapi(app: &App, ip: IpAddr, user: &str, raw: &str) -> Result<Response, Refused> {
     let settings = &app.cdrapi.settings;
     let hint = format_hint(raw);
     let query = match crate::cdrapi::parse(query_pairs(raw), hint.as_deref(), Mode::Old) {
@@ -261,25 +346,15 @@ async fn cdrapi(app: &App, ip: IpAddr, user: &str, raw: &str) -> Response {
         Err(e) => {
             // As on a UCM: the empty container, the reason in the log.
             tracing::warn!(%ip, user = %loggable(user), reason = %e, "old API cdrapi request refused; answering an empty result");
-            return crate::cdrapi::empty_answer(settings, e.format, "cdr");
+            return Ok(crate::cdrapi::empty_answer(settings, e.format, "cdr"));
         }
     };
-    match app.cdrapi.page(&query).await {
-        Ok(r) => r,
-        Err(e) => {
-            // Not an empty result: a billing system would book "no calls".
-            let e = Error::Store(e);
-            tracing::error!(%ip, error = %e, "old API cdrapi failed");
-            if e.status() == Status::SystemTimeout {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "503 Service Unavailable: the database is busy; retry\n",
-                )
-            } else {
-                internal()
-            }
-        }
-    }
+    // A failure is not an empty result: a billing system would book "no calls".
+    app.cdrapi.page(&query).await.map_err(|e| {
+        let e = Error::Store(e);
+        tracing::error!(%ip, error = %e, "old API cdrapi failed");
+        Refused::Action(ActionError::Internal(e))
+    })
 }
 
 /// `GET /recapi?filedir=…&filename=…` (spec §5.1): the recordings engine's
@@ -290,14 +365,11 @@ async fn recapi(
     ip: IpAddr,
     raw: &str,
     headers: &HeaderMap,
-) -> Response {
-    let pairs = match query_pairs_lenient(raw) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(%ip, reason = %e, "old API recapi request refused");
-            return text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}\n"));
-        }
-    };
+) -> Result<Response, Refused> {
+    let pairs = query_pairs_lenient(raw).map_err(|e| {
+        tracing::warn!(%ip, reason = %e, "old API recapi request refused");
+        Refused::BadQuery(e.to_string())
+    })?;
     let (mut filedir, mut filename) = (None, None);
     for (name, value) in pairs {
         let slot = if name.eq_ignore_ascii_case("filedir") {
@@ -309,17 +381,13 @@ async fn recapi(
             continue;
         };
         if slot.replace(value).is_some() {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "400 Bad Request: {} given twice\n",
-                    name.to_ascii_lowercase()
-                ),
-            );
+            return Err(Refused::BadQuery(format!(
+                "{} given twice",
+                name.to_ascii_lowercase()
+            )));
         }
     }
-    match app
-        .recordings
+    app.recordings
         .answer(
             filedir.as_deref(),
             filename.as_deref(),
@@ -327,44 +395,26 @@ async fn recapi(
             settings.recordings_listing,
         )
         .await
-    {
-        Ok(response) => response,
-        Err(miss) => {
-            let status = miss.http_status();
-            let detail = match &miss {
-                Miss::Failed(_) => String::new(),
-                other => format!(": {other}"),
-            };
-            text(
-                status,
-                format!(
-                    "{} {}{detail}\n",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                ),
-            )
-        }
-    }
+        .map_err(Refused::Recording)
 }
 
 /// `GET /pmsapi` (spec §7): only with `enable_pmsapi`.
-async fn pmsapi(app: &App, settings: &OldApiSettings, ip: IpAddr, raw: &str) -> Response {
+async fn pmsapi(
+    app: &App,
+    settings: &OldApiSettings,
+    ip: IpAddr,
+    raw: &str,
+) -> Result<Response, Refused> {
     if !settings.enable_pmsapi {
         tracing::warn!(%ip, "old API: pmsapi refused: https_api_old.enable_pmsapi is off");
-        return text(
-            StatusCode::FORBIDDEN,
-            "403 Forbidden: pmsapi is not enabled (\"Enable PMSAPI\", https_api_old.enable_pmsapi)\n",
-        );
+        return Err(Refused::PmsapiOff);
     }
     match query_pairs_lenient(raw) {
-        Ok(pairs) => crate::pms::old_api(&app.pms, &pairs).await,
+        Ok(pairs) => Ok(crate::pms::old_api(&app.pms, &pairs).await),
         Err(_) => {
             // The reason would quote the query, which holds the PMS token.
             tracing::warn!(%ip, "old API pmsapi request refused: malformed query string");
-            text(
-                StatusCode::BAD_REQUEST,
-                "400 Bad Request: malformed query string (percent-encoding or UTF-8)\n",
-            )
+            Err(Refused::BadPmsQuery)
         }
     }
 }

@@ -75,11 +75,20 @@ pub struct Authenticated {
     pub permissions: crate::permissions::Permissions,
 }
 
+/// What the sessions need of the settings (`[session]`, `[login_restriction]`).
+struct SessionSettings {
+    idle_timeout: Duration,
+    challenge_ttl: Duration,
+    session_cache: Duration,
+    max_challenges_per_address: u32,
+    lockout: crate::config::LockoutSettings,
+}
+
 pub struct Auth {
     /// Challenges issued, to checkpoint the SQLite WAL every
     /// [`CHALLENGES_PER_CHECKPOINT`] of them.
     challenges: std::sync::atomic::AtomicU64,
-    settings: Arc<Settings>,
+    settings: SessionSettings,
     /// The new API's users and switch in force (changed live by the admin page).
     api: Arc<crate::apiconfig::Current>,
     store: Store,
@@ -156,10 +165,16 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Auth {
-    pub fn new(settings: Arc<Settings>, api: Arc<crate::apiconfig::Current>, store: Store) -> Self {
+    pub fn new(settings: &Settings, api: Arc<crate::apiconfig::Current>, store: Store) -> Self {
         Auth {
             challenges: std::sync::atomic::AtomicU64::new(0),
-            settings,
+            settings: SessionSettings {
+                idle_timeout: settings.idle_timeout,
+                challenge_ttl: settings.challenge_ttl,
+                session_cache: settings.session_cache,
+                max_challenges_per_address: settings.max_challenges_per_address,
+                lockout: settings.lockout.clone(),
+            },
             api,
             store,
             cache: SessionCache::default(),
