@@ -1078,6 +1078,17 @@ impl DecisionStore for Store {
 
 #[async_trait]
 impl SettingsStore for Store {
+    async fn settings_digests(&self) -> Result<Vec<(String, String)>, Error> {
+        let digests = with_pool!(self, read pool => {
+            sqlx::query("SELECT key, digest FROM settings_digests WHERE key <> '' ORDER BY key")
+                .fetch_all(pool).await?
+                .iter()
+                .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+                .collect::<Result<Vec<_>, Error>>()?
+        });
+        Ok(digests)
+    }
+
     async fn replace_settings_digests(
         &self,
         digests: &[(String, String)],

@@ -171,6 +171,9 @@ pub trait DecisionStore: Send + Sync {
 
 #[async_trait]
 pub trait SettingsStore: Send + Sync {
+    /// The stored settings digests, by key.
+    async fn settings_digests(&self) -> Result<Vec<(String, String)>, Error>;
+
     /// Replaces the stored settings digests with `digests` and returns the keys
     /// whose digest changed, appeared or disappeared, sorted.
     async fn replace_settings_digests(
