@@ -155,10 +155,7 @@ fn client() -> reqwest::Client {
 }
 
 fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    ucm::auth::hex(&Md5::digest(s.as_bytes()))
 }
 
 /// A normal client: new connection, challenge, login, getSystemStatus.

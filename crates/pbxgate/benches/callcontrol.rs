@@ -56,10 +56,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 fn md5_hex(s: &str) -> String {
     use md5::{Digest, Md5};
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    ucm::auth::hex(&Md5::digest(s.as_bytes()))
 }
 
 type WsStream =

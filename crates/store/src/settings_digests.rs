@@ -8,6 +8,9 @@ use crate::error::Error;
 
 #[async_trait]
 pub trait SettingsStore: Send + Sync {
+    /// The stored settings digests, by key.
+    async fn settings_digests(&self) -> Result<Vec<(String, String)>, Error>;
+
     /// Replaces the stored settings digests with `digests` and returns the keys
     /// whose digest changed, appeared or disappeared, sorted.
     async fn replace_settings_digests(
@@ -18,6 +21,17 @@ pub trait SettingsStore: Send + Sync {
 
 #[async_trait]
 impl SettingsStore for Store {
+    async fn settings_digests(&self) -> Result<Vec<(String, String)>, Error> {
+        let digests = with_pool!(self, read pool => {
+            sqlx::query("SELECT key, digest FROM settings_digests WHERE key <> '' ORDER BY key")
+                .fetch_all(pool).await?
+                .iter()
+                .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+                .collect::<Result<Vec<_>, Error>>()?
+        });
+        Ok(digests)
+    }
+
     async fn replace_settings_digests(
         &self,
         digests: &[(String, String)],

@@ -31,7 +31,7 @@ fn random_suffix() -> String {
             .unwrap_or(0);
         b = (nanos as u64).to_le_bytes();
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    ucm::auth::hex(&b)
 }
 
 /// The PostgreSQL admin URL, if tests should use PostgreSQL.

@@ -362,6 +362,11 @@ async fn settings_digests_report_what_changed() {
             .await
             .unwrap();
         assert_eq!(changed, vec!["a", "b", "c"], "{b:?}");
+        assert_eq!(
+            s.settings_digests().await.unwrap(),
+            v(&[("a", "9"), ("c", "3")]),
+            "{b:?}"
+        );
     });
 }
 

@@ -7,6 +7,9 @@
 //! Everything secret (passwords, HA1 values, the nonce key) is compared in
 //! constant time and never shown by `Debug`.
 
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use md5::{Digest as _, Md5};
 use subtle::ConstantTimeEq;
 
@@ -368,9 +371,9 @@ pub fn basic_challenge(realm: &str) -> String {
     format!("Basic realm={}", quote(realm))
 }
 
-/// The key nonces are authenticated with.
+/// The key nonces are authenticated with: HMAC-MD5 under 32 secret bytes.
 #[derive(Clone)]
-pub struct NonceKey([u8; 32]);
+pub struct NonceKey(Hmac<Md5>);
 
 impl std::fmt::Debug for NonceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -382,11 +385,13 @@ const NONCE_LEN: usize = 64;
 
 impl NonceKey {
     pub fn new(bytes: [u8; 32]) -> NonceKey {
-        NonceKey(bytes)
+        NonceKey(hmac_md5_key(&bytes))
     }
 
     fn mac(&self, msg: &[u8]) -> [u8; 16] {
-        hmac_md5(&self.0, msg)
+        let mut mac = self.0.clone();
+        mac.update(msg);
+        mac.finalize().into_bytes().into()
     }
 
     /// A nonce: 16 hex digits of `issued` (any clock the caller keeps), 16
@@ -416,46 +421,28 @@ impl NonceKey {
     }
 }
 
-/// HMAC (RFC 2104) over MD5.
-fn hmac_md5(key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
+/// HMAC (RFC 2104) over MD5 keyed with `key`. A key shorter than MD5's
+/// 64-byte block is zero-padded to it by HMAC itself, so passing the padded
+/// block is the same key, and takes the infallible constructor.
+fn hmac_md5_key(key: &[u8; 32]) -> Hmac<Md5> {
     let mut block = [0u8; 64];
     block[..32].copy_from_slice(key);
-    let pad = |x: u8| block.map(|b| b ^ x);
-    let mut inner = Md5::new();
-    inner.update(pad(0x36));
-    inner.update(msg);
-    let mut outer = Md5::new();
-    outer.update(pad(0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    Hmac::<Md5>::new(&block.into())
 }
 
-/// Standard base64 (RFC 4648 §4), padding optional.
+/// Standard alphabet, no padding (it is stripped first), and non-zero bits
+/// after the last byte ignored: as lenient as the decoder this replaced.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Standard base64 (RFC 4648 §4), padding optional: any run of trailing `=`
+/// is dropped before decoding.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    if s.len() % 4 == 1 {
-        return None;
-    }
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.as_bytes().chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= val(c)? << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
+    BASE64.decode(s.trim_end_matches('=')).ok()
 }
 
 #[cfg(test)]
@@ -631,7 +618,7 @@ mod tests {
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(b"Jefe");
         assert_eq!(
-            hex(&hmac_md5(&key, b"what do ya want for nothing?")),
+            hex(&NonceKey::new(key).mac(b"what do ya want for nothing?")),
             "750c783e6ab0b503eaa86e310a5db738"
         );
     }
@@ -709,5 +696,13 @@ mod tests {
         }
         assert!(base64_decode("Z").is_none());
         assert!(base64_decode("Zm9v!").is_none());
+        // Lenient where clients differ: surplus padding, unused low bits.
+        assert_eq!(base64_decode("Zm9v==").unwrap(), b"foo");
+        assert_eq!(base64_decode("Zg=").unwrap(), b"f");
+        assert_eq!(base64_decode("Zh==").unwrap(), b"f");
+        // Strict elsewhere: padding inside, whitespace, URL-safe alphabet.
+        assert!(base64_decode("Zg==Zg==").is_none());
+        assert!(base64_decode("Zm9v YmFy").is_none());
+        assert!(base64_decode("-_8=").is_none());
     }
 }

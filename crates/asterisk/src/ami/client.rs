@@ -180,10 +180,7 @@ async fn run(
 }
 
 fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Md5::digest(s.as_bytes()))
 }
 
 /// One connection: connect, log in, then serve until it breaks.

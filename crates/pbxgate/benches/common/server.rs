@@ -216,10 +216,7 @@ pub async fn login(c: &reqwest::Client, url: &str) -> Result<String, String> {
     let challenge = r["response"]["challenge"]
         .as_str()
         .ok_or_else(|| format!("challenge refused: {r}"))?;
-    let token: String = Md5::digest(format!("{challenge}{PASSWORD}").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let token = ucm::auth::hex(&Md5::digest(format!("{challenge}{PASSWORD}").as_bytes()));
     let r = api(
         c,
         url,

@@ -40,7 +40,7 @@ async fn ami(rig: &Rig) -> Ami {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    ucm::auth::hex(b)
 }
 
 fn md5(s: &str) -> String {

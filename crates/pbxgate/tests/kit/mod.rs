@@ -32,10 +32,7 @@ pub fn last_db(dbs: Vec<TestDb>) -> TestDb {
 }
 
 pub fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    ucm::auth::hex(&Md5::digest(s.as_bytes()))
 }
 
 /// An HTTPS client that trusts the self-signed certificate, optionally bound
