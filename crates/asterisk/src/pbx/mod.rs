@@ -15,6 +15,9 @@
 //! The real implementations delegate to the clients; the real-Asterisk tests
 //! are the proof that they behave as the fakes do.
 
+#[cfg(feature = "fake")]
+pub mod fake;
+
 use std::sync::Arc;
 use std::time::Duration;
 
