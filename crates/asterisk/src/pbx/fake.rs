@@ -444,6 +444,8 @@ struct StasisInner {
     /// Asterisk answers REST calls.
     reachable: bool,
     channels: HashMap<String, FakeChannel>,
+    /// Name -> id of the channels not destroyed.
+    names: HashMap<String, String>,
     seq: u64,
     calls: Vec<StasisCall>,
     faults: Faults,
@@ -538,6 +540,7 @@ impl FakeStasis {
                 connected: true,
                 reachable: true,
                 channels: HashMap::new(),
+                names: HashMap::new(),
                 seq: 0,
                 calls: Vec::new(),
                 faults: Faults::default(),
@@ -580,10 +583,21 @@ impl FakeStasis {
 
     /// A channel `<tech>-<seq>` reaching `Stasis(<app>,<args>)`.
     pub fn enter(&self, tech: &str, caller: &str, exten: &str, args: &[&str]) -> String {
+        self.enter_as(None, tech, caller, exten, args)
+    }
+
+    fn enter_as(
+        &self,
+        id: Option<&str>,
+        tech: &str,
+        caller: &str,
+        exten: &str,
+        args: &[&str],
+    ) -> String {
         let mut i = self.inner();
         i.seq += 1;
         let seq = i.seq;
-        let id = format!("1795736000.{seq}");
+        let id = id.map_or_else(|| format!("1795736000.{seq}"), str::to_owned);
         let mut app_data = self.app.clone();
         for a in args {
             app_data.push(',');
@@ -609,6 +623,7 @@ impl FakeStasis {
             account_code: String::new(),
         };
         let held = i.connected;
+        i.names.insert(channel.name.clone(), id.clone());
         let mut c = FakeChannel {
             channel,
             seq,
@@ -692,10 +707,12 @@ impl FakeStasis {
         if was_in_app {
             c.fate = Fate::CallerHungUp;
         }
+        let name = c.channel.name.clone();
         if let Some(l) = c.limit.take() {
             l.abort();
         }
         let channel = FakeStasis::view(c);
+        i.names.remove(&name);
         if was_in_app {
             FakeStasis::emit(
                 &i,
@@ -821,11 +838,7 @@ impl FakeStasis {
 
     /// The id of the live channel named `name`.
     pub fn id_of(&self, name: &str) -> Option<String> {
-        self.inner()
-            .channels
-            .values()
-            .find(|c| !c.destroyed && c.channel.name == name)
-            .map(|c| c.channel.id.clone())
+        self.inner().names.get(name).cloned()
     }
 
     /// The ids of the channels in the application, oldest first.
@@ -944,6 +957,7 @@ impl Stasis for FakeStasis {
             l.abort();
         }
         let channel = FakeStasis::view(c);
+        i.names.remove(&channel.name);
         FakeStasis::log(&mut i, "hangup", channel_id, reason, true);
         if was_in_app {
             FakeStasis::emit(
@@ -1033,15 +1047,9 @@ impl Stasis for FakeStasis {
         } else {
             app_args.split(',').collect()
         };
-        let id = self.enter(&format!("Snoop/{channel_id}"), "", "", &args);
         // The snoop channel's id is the one asked for.
-        let mut i = self.inner();
-        if !snoop_id.is_empty()
-            && let Some(mut c) = i.channels.remove(&id)
-        {
-            c.channel.id = snoop_id.to_owned();
-            i.channels.insert(snoop_id.to_owned(), c);
-        }
+        let id = Some(snoop_id).filter(|s| !s.is_empty());
+        self.enter_as(id, &format!("Snoop/{channel_id}"), "", "", &args);
         Ok(())
     }
 

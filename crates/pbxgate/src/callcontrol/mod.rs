@@ -42,9 +42,9 @@ pub fn start(
         );
     }
     Engine::start(
-        ari.clone(),
-        ami.clone(),
-        store.clone(),
+        Arc::new(ari.clone()),
+        Arc::new(ami.clone()),
+        Arc::new(store.clone()),
         app_settings.call_control.clone(),
         enabled,
     )
