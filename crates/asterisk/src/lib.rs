@@ -1,10 +1,12 @@
 //! Asterisk clients for pbxgate: AMI (the manager protocol: actions and
 //! events, including `Cdr`) and ARI (REST plus the events websocket, for call
-//! control). Nothing here knows about the UCM.
+//! control), and the seam over both that features and their tests use
+//! (`pbx`). Nothing here knows about the UCM.
 
 pub mod ami;
 pub mod ari;
 pub mod channel;
+pub mod pbx;
 mod reconnect;
 
 #[cfg(feature = "testing")]

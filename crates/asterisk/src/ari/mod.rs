@@ -25,7 +25,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage, client::IntoClientRequest};
 
-pub use events::{Channel, Event};
+pub use events::{Channel, Dialplan, Event, Party};
 
 use crate::ami::Ami;
 use crate::reconnect::Reconnect;

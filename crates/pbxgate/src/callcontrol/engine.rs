@@ -5,17 +5,24 @@
 //! decision (API, timer, restart) marks it `deciding` before the ARI request,
 //! so a second decision, the timer or a late event cannot act on it twice.
 //! Whatever removes a call from the table records its outcome, once.
+//!
+//! Asterisk is reached through the PBX seam (`asterisk::pbx::{Stasis,
+//! Manager}`) and decisions go to a `DecisionStore`, so that the engine runs
+//! on the in-memory fakes in its unit tests (engine_tests.rs); time is
+//! tokio's, which those tests pause.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asterisk::ConnState;
-use asterisk::ami::Ami;
-use asterisk::ari::{Ari, Channel, Event};
-use store::{CallDecision, DecisionStore, Store};
+use asterisk::ari::{Channel, Event};
+use asterisk::pbx::{Manager, Stasis};
+use store::{CallDecision, DecisionStore};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
+// tokio's clock, which tests can pause; the same as std's otherwise.
+use tokio::time::Instant;
 
 use crate::clock::now_ms;
 use crate::config::CallControlSettings;
@@ -162,10 +169,10 @@ impl Table {
 const RECORD_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Engine {
-    ari: Ari,
+    ari: Arc<dyn Stasis>,
     /// Moves the hold limit of held calls (see `hold`).
-    ami: Ami,
-    store: Store,
+    ami: Arc<dyn Manager>,
+    store: Arc<dyn DecisionStore>,
     settings: CallControlSettings,
     /// Call control is on for at least one API user (switched live by the
     /// API settings; calls already held stay held until decided).
@@ -203,9 +210,9 @@ pub struct Decided {
 
 impl Engine {
     pub fn start(
-        ari: Ari,
-        ami: Ami,
-        store: Store,
+        ari: Arc<dyn Stasis>,
+        ami: Arc<dyn Manager>,
+        store: Arc<dyn DecisionStore>,
         settings: CallControlSettings,
         enabled: bool,
     ) -> Arc<Engine> {
@@ -483,12 +490,7 @@ impl Engine {
             tokio::spawn(async move {
                 let limit = remaining + engine.settings.backstop_grace;
                 let limit = format!("{:.3}", limit.as_secs_f64());
-                let headers = [
-                    ("Channel", name.as_str()),
-                    ("Variable", "TIMEOUT(absolute)"),
-                    ("Value", limit.as_str()),
-                ];
-                let setvar = engine.ami.action("Setvar", &headers);
+                let setvar = engine.ami.set_var(&name, "TIMEOUT(absolute)", &limit);
                 let (ring, backstop) = tokio::join!(engine.ari.ring(&id), setvar);
                 if let Err(e) = ring {
                     tracing::debug!(channel = name, error = %e, "cannot ring a held call");
@@ -699,6 +701,10 @@ async fn run_adoption(engine: Arc<Engine>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod engine_tests;
 
 #[cfg(test)]
 mod tests {

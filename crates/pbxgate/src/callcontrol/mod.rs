@@ -43,9 +43,9 @@ pub fn start(
         );
     }
     Engine::start(
-        ari.clone(),
-        ami.clone(),
-        store.clone(),
+        Arc::new(ari.clone()),
+        Arc::new(ami.clone()),
+        Arc::new(store.clone()),
         settings.clone(),
         enabled,
     )
