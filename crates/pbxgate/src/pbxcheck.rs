@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use asterisk::ami::{Ami, Message};
+use asterisk::ami::Message;
+use asterisk::pbx::Manager;
 use tokio::sync::broadcast::error::RecvError;
 
 /// The `UserEvent` name of `pbxgate-db` in `extensions_pbxgate.conf`.
@@ -18,12 +19,12 @@ pub const REFUSED_EVENT: &str = "PbxgateRefused";
 const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// Starts the checks; they end with the AMI client.
-pub fn start(ami: &Ami, cdr_csv: Option<PathBuf>) {
+pub fn start(ami: &Arc<dyn Manager>, cdr_csv: Option<PathBuf>) {
     tokio::spawn(check_on_connect(ami.clone(), cdr_csv));
     tokio::spawn(watch_reports(ami.subscribe(), ami.state()));
 }
 
-async fn check_on_connect(ami: Ami, cdr_csv: Option<PathBuf>) {
+async fn check_on_connect(ami: Arc<dyn Manager>, cdr_csv: Option<PathBuf>) {
     let mut state = ami.state();
     let mut was_up = false;
     loop {
@@ -39,7 +40,7 @@ async fn check_on_connect(ami: Ami, cdr_csv: Option<PathBuf>) {
 }
 
 /// One pass of the connection checks; every finding is logged.
-pub async fn check(ami: &Ami, cdr_csv: Option<&Path>) {
+pub async fn check(ami: &Arc<dyn Manager>, cdr_csv: Option<&Path>) {
     let mut findings = 0u32;
     if loaded(ami, "func_db").await == Some(false) {
         findings += 1;
@@ -72,7 +73,7 @@ pub async fn check(ami: &Ami, cdr_csv: Option<&Path>) {
 /// Why Asterisk does not write the CSV that `cdr_csv` names, as far as AMI
 /// can tell (the module that writes it is not loaded); `None` when nothing
 /// is known to be wrong.
-pub async fn csv_writer_problem(ami: &Ami, path: &Path) -> Option<String> {
+pub async fn csv_writer_problem(ami: &Arc<dyn Manager>, path: &Path) -> Option<String> {
     let module = if is_master_csv(path) {
         "cdr_csv"
     } else {
@@ -105,7 +106,7 @@ fn is_master_csv(path: &Path) -> bool {
 /// down, not permitted). Asked with the CLI's `module show like` over AMI
 /// `Command`: AMI `ModuleCheck` answers Success for a module that declined
 /// to load (it only looks the name up), which is the case that matters.
-async fn loaded(ami: &Ami, module: &str) -> Option<bool> {
+async fn loaded(ami: &Arc<dyn Manager>, module: &str) -> Option<bool> {
     let command = format!("module show like {module}");
     let r = ami
         .action("Command", &[("Command", command.as_str())])
@@ -128,7 +129,7 @@ fn running_in<'a>(lines: impl Iterator<Item = &'a str>, module: &str) -> bool {
 
 /// cdr.conf's `[csv] usegmtime`, read over AMI `GetConfig` (the AMI user's
 /// `config` read class); false when it cannot be read.
-async fn master_csv_in_utc(ami: &Ami) -> bool {
+async fn master_csv_in_utc(ami: &Arc<dyn Manager>) -> bool {
     let Ok(r) = ami
         .action(
             "GetConfig",

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use asterisk::pbx::{Manager, Stasis};
 use axum::Router;
 use axum::routing::{any, get, post};
 use store::{ConnectOptions, Store};
@@ -53,6 +54,9 @@ pub struct App {
 pub struct Pbx {
     pub ami: asterisk::ami::Ami,
     pub ari: Option<asterisk::ari::Ari>,
+    /// The same connections as the features hold them: through the PBX seam.
+    pub manager: Arc<dyn Manager>,
+    pub stasis: Option<Arc<dyn Stasis>>,
     /// Inbound call control (needs ARI).
     pub calls: Option<std::sync::Arc<callcontrol::Engine>>,
     /// What the channel lists show (the state behind `ActiveCallStatus`).
@@ -158,14 +162,17 @@ pub async fn prepare(settings: Settings) -> Result<App> {
     let certs = Arc::new(tls::InUse::default());
 
     // The features' handles, for the PBX this process serves.
-    let ami = pbx.as_ref().map(|p| p.ami.clone());
+    let ami = pbx.as_ref().map(|p| p.manager.clone());
+    let ari = pbx.as_ref().and_then(|p| p.stasis.clone());
     let calls = CallControl::new(pbx.as_ref().and_then(|p| p.calls.clone()));
     let channels = Channels::new(
-        pbx.as_ref().map(|p| crate::channels::Link {
-            ami: p.ami.clone(),
-            ari: p.ari.clone(),
-            board: p.board.clone(),
-        }),
+        pbx.as_ref()
+            .zip(ami.clone())
+            .map(|(p, ami)| crate::channels::Link {
+                ami,
+                ari: ari.clone(),
+                board: p.board.clone(),
+            }),
         settings.dialing.clone(),
     );
     let directory = Directory::new(ami.clone(), settings.dialing.clone());
@@ -278,9 +285,11 @@ fn connect_pbx(
         a.ami_username.clone(),
         a.ami_secret.expose(),
     ));
-    crate::pbxcheck::start(&ami, a.cdr_csv.clone());
+    // The features hold the PBX through the seam's traits.
+    let manager: Arc<dyn Manager> = Arc::new(ami.clone());
+    crate::pbxcheck::start(&manager, a.cdr_csv.clone());
     let ingest = ingest::Ingest::start(
-        &ami,
+        &manager,
         store.clone(),
         settings.timezone.clone(),
         a.cdr_csv.clone(),
@@ -298,23 +307,26 @@ fn connect_pbx(
         )?),
         None => None,
     };
+    let stasis: Option<Arc<dyn Stasis>> = ari.clone().map(|a| Arc::new(a) as Arc<dyn Stasis>);
     let board = crate::live::start(
         live.clone(),
-        &ami,
-        ari.as_ref(),
+        &manager,
+        stasis.as_ref(),
         settings.timezone.clone(),
         settings.dialing.trunk_contexts.clone(),
     );
-    let calls = ari
+    let calls = stasis
         .as_ref()
-        .map(|ari| callcontrol::start(&settings.call_control, ari, &ami, store, call_control));
-    let pms = crate::pms::Service::start(&ami, store, &settings.pms);
+        .map(|ari| callcontrol::start(&settings.call_control, ari, &manager, store, call_control));
+    let pms = crate::pms::Service::start(&manager, store, &settings.pms);
     Ok(Pbx {
         ami_log: health::ConnLog::follow(ami.state()),
         ari_log: ari.as_ref().map(|a| health::ConnLog::follow(a.state())),
         ingest_stats: ingest.stats(),
         ami,
         ari,
+        manager,
+        stasis,
         calls,
         board,
         pms,

@@ -31,8 +31,8 @@ const EARLY_DECISION_WAIT: Duration = Duration::from_millis(500);
 /// and some API user has call control (the API settings in force decide).
 pub fn start(
     settings: &crate::config::CallControlSettings,
-    ari: &asterisk::ari::Ari,
-    ami: &asterisk::ami::Ami,
+    ari: &Arc<dyn asterisk::pbx::Stasis>,
+    ami: &Arc<dyn asterisk::pbx::Manager>,
     store: &store::Store,
     enabled: bool,
 ) -> Arc<Engine> {
@@ -43,8 +43,8 @@ pub fn start(
         );
     }
     Engine::start(
-        Arc::new(ari.clone()),
-        Arc::new(ami.clone()),
+        ari.clone(),
+        ami.clone(),
         Arc::new(store.clone()),
         settings.clone(),
         enabled,

@@ -17,6 +17,8 @@
 //! the silent part only. The Snoop channel ends with the other party; should
 //! the held channel hang up first, a watcher ends it at once.
 
+use asterisk::pbx::{Manager, Stasis};
+use std::sync::Arc;
 use std::time::Duration;
 
 use asterisk::ari::Event;
@@ -99,7 +101,7 @@ pub(super) async fn hold(pbx: &Asterisk<'_>, chans: &[Chan], i: usize) -> Result
     match pbx.ari_up() {
         Some(ari) => {
             let id = snoop_id(held);
-            if let Err(e) = music(ari, &chans[other].uniqueid, &id).await {
+            if let Err(e) = music(ari.as_ref(), &chans[other].uniqueid, &id).await {
                 let _ = ari.hangup(&id, "normal").await;
                 let muted = pbx.flag(&held.name, MUTED).await.unwrap_or(false);
                 let _ = pbx.mute_audio(&held.name, "out", false).await;
@@ -120,7 +122,7 @@ pub(super) async fn hold(pbx: &Asterisk<'_>, chans: &[Chan], i: usize) -> Result
 
 /// Plays music on hold to the channel `other_id` through a Snoop channel
 /// named `id`.
-async fn music(ari: &asterisk::ari::Ari, other_id: &str, id: &str) -> Result<(), asterisk::Error> {
+async fn music(ari: &dyn Stasis, other_id: &str, id: &str) -> Result<(), asterisk::Error> {
     let mut events = ari.subscribe();
     ari.snoop(other_id, "none", "out", id, SNOOP_ARGS).await?;
     // The Snoop channel enters Stasis on its own thread; music needs it there.
@@ -147,7 +149,7 @@ async fn music(ari: &asterisk::ari::Ari, other_id: &str, id: &str) -> Result<(),
 }
 
 /// Ends the music when the held channel hangs up (or the music channel ends).
-fn watch(ami: asterisk::ami::Ami, ari: asterisk::ari::Ari, held: String, snoop: String) {
+fn watch(ami: Arc<dyn Manager>, ari: Arc<dyn Stasis>, held: String, snoop: String) {
     tokio::spawn(async move {
         let mut events = ami.subscribe();
         loop {

@@ -12,11 +12,11 @@
 
 mod hold;
 
+use asterisk::pbx::{Manager, Stasis};
 use std::sync::Arc;
 use std::time::Duration;
 
-use asterisk::ami::{Ami, Message};
-use asterisk::ari::Ari;
+use asterisk::ami::Message;
 use serde_json::{Value, json};
 use ucm::{Params, Status};
 
@@ -279,8 +279,8 @@ pub struct Channels {
 
 /// The connections to one PBX and the live state its lists show.
 pub struct Link {
-    pub ami: Ami,
-    pub ari: Option<Ari>,
+    pub ami: Arc<dyn Manager>,
+    pub ari: Option<Arc<dyn Stasis>>,
     pub board: crate::live::Board,
 }
 
@@ -295,8 +295,8 @@ impl Channels {
 
 /// The connections and settings an action uses.
 struct Asterisk<'a> {
-    ami: &'a Ami,
-    ari: Option<&'a Ari>,
+    ami: &'a Arc<dyn Manager>,
+    ari: Option<&'a Arc<dyn Stasis>>,
     /// The live state the lists show (the same as `ActiveCallStatus`).
     board: &'a crate::live::Board,
     dialing: &'a DialingSettings,
@@ -348,7 +348,7 @@ impl Asterisk<'_> {
     }
 
     /// The ARI connection, when configured and up.
-    fn ari_up(&self) -> Option<&Ari> {
+    fn ari_up(&self) -> Option<&Arc<dyn Stasis>> {
         self.ari.filter(|a| a.state().borrow().is_up())
     }
 

@@ -9,7 +9,7 @@
 //! `[dialing] context` is an extension; any other (a simulator, a fax
 //! gateway in its own context, …) is in neither list.
 
-use asterisk::ami::Ami;
+use asterisk::pbx::Manager;
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
@@ -92,7 +92,7 @@ pub(super) fn callerid_name(cid: &str) -> String {
 
 /// Every PJSIP endpoint, with details and outbound registrations, in the
 /// order Asterisk lists them (by name).
-pub(super) async fn endpoints(ami: &Ami) -> Result<Vec<Endpoint>, ActionError> {
+pub(super) async fn endpoints(ami: &dyn Manager) -> Result<Vec<Endpoint>, ActionError> {
     let list = events(ami, "PJSIPShowEndpoints", &[])
         .await?
         .unwrap_or_default();
@@ -120,7 +120,9 @@ pub(super) fn registration_of(regs: &[(String, Registration)], name: &str) -> Op
 
 /// The outbound registrations, each with the endpoint it belongs to (the
 /// `AuthDetail` events of this list, with passwords, are skipped).
-pub(super) async fn registrations(ami: &Ami) -> Result<Vec<(String, Registration)>, ActionError> {
+pub(super) async fn registrations(
+    ami: &dyn Manager,
+) -> Result<Vec<(String, Registration)>, ActionError> {
     let mut regs: Vec<(String, Registration)> = Vec::new();
     for e in events(ami, "PJSIPShowRegistrationsOutbound", &[])
         .await?
@@ -148,7 +150,7 @@ pub(super) async fn registrations(ami: &Ami) -> Result<Vec<(String, Registration
 }
 
 /// One endpoint's details; `None` when Asterisk does not know it.
-pub(super) async fn detail(ami: &Ami, name: &str) -> Result<Option<Endpoint>, ActionError> {
+pub(super) async fn detail(ami: &dyn Manager, name: &str) -> Result<Option<Endpoint>, ActionError> {
     let Some(evs) = events(ami, "PJSIPShowEndpoint", &[("Endpoint", name)]).await? else {
         return Ok(None);
     };
@@ -212,7 +214,7 @@ fn mailbox(ep: &Endpoint) -> String {
 }
 
 /// (urgent, new, old) messages; zeros when Asterisk has no such mailbox.
-async fn messages(ami: &Ami, ep: &Endpoint) -> Result<(u64, u64, u64), ActionError> {
+async fn messages(ami: &dyn Manager, ep: &Endpoint) -> Result<(u64, u64, u64), ActionError> {
     let mb = mailbox(ep);
     let reply = ami
         .action("MailboxCount", &[("Mailbox", &mb)])

@@ -9,7 +9,8 @@
 //! Everything read is untrusted text: it is only ever put into JSON values,
 //! never sent back to Asterisk.
 
-use asterisk::ami::{Ami, Message, Reply};
+use asterisk::ami::{Message, Reply};
+use asterisk::pbx::Manager;
 use ucm::Status;
 
 use super::Directory;
@@ -51,7 +52,7 @@ pub fn name_param(params: &ucm::Params, key: &str) -> Result<String, ActionError
 /// Sends a list action: its events. `Response: Error` with a "not found"
 /// message is an empty list (`PJSIPShowContacts` and friends answer so).
 pub async fn events(
-    ami: &Ami,
+    ami: &dyn Manager,
     action: &str,
     headers: &[(&str, &str)],
 ) -> Result<Option<Vec<Message>>, ActionError> {
@@ -73,13 +74,13 @@ pub async fn events(
 }
 
 /// The AMI connection, or why there is none.
-pub fn ami(dir: &Directory) -> Result<&Ami, ActionError> {
-    dir.ami.as_ref().ok_or(ActionError::PbxNotConfigured)
+pub fn ami(dir: &Directory) -> Result<&dyn Manager, ActionError> {
+    dir.ami.as_deref().ok_or(ActionError::PbxNotConfigured)
 }
 
 /// Sends an action and returns Asterisk's answer, success or not.
 pub async fn request(
-    ami: &Ami,
+    ami: &dyn Manager,
     action: &str,
     headers: &[(&str, &str)],
 ) -> Result<Reply, ActionError> {
@@ -91,7 +92,11 @@ pub async fn request(
 }
 
 /// Sends an action; `Response: Error` is a [`ActionError::Refused`].
-pub async fn send(ami: &Ami, action: &str, headers: &[(&str, &str)]) -> Result<Reply, ActionError> {
+pub async fn send(
+    ami: &dyn Manager,
+    action: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, ActionError> {
     let reply = request(ami, action, headers).await?;
     if reply.is_success() {
         Ok(reply)
@@ -179,7 +184,7 @@ pub fn parse_get_config(m: &Message) -> Vec<Section> {
 
 /// The directory file's sections; none when the file does not exist (an
 /// operator who describes nothing gets empty lists, not errors).
-pub async fn directory(ami: &Ami) -> Result<Vec<Section>, ActionError> {
+pub async fn directory(ami: &dyn Manager) -> Result<Vec<Section>, ActionError> {
     let reply = request(ami, "GetConfig", &[("Filename", DIRECTORY_FILE)]).await?;
     if !reply.is_success() {
         let message = reply.response.get("Message").unwrap_or("").to_owned();

@@ -7,6 +7,7 @@
 //! `department`; a `type = queue` section only names a queue.
 
 use asterisk::ami::Message;
+use asterisk::pbx::Manager;
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
@@ -140,7 +141,7 @@ async fn run(dir: &Directory, op: Op) -> Result<Value, ActionError> {
 
 /// The queues (or the one named), with their members, as UCM items.
 async fn queues(
-    ami: &asterisk::ami::Ami,
+    ami: &dyn Manager,
     only: Option<&str>,
 ) -> Result<Vec<Map<String, Value>>, ActionError> {
     let headers: Vec<(&str, &str)> = only.map(|q| ("Queue", q)).into_iter().collect();

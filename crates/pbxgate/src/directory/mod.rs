@@ -22,7 +22,9 @@ mod groups;
 mod routes;
 mod trunks;
 
+use asterisk::pbx::Manager;
 use serde_json::Value;
+use std::sync::Arc;
 use ucm::{Params, Status};
 
 use crate::error::ActionError;
@@ -37,12 +39,12 @@ pub use ucm::actions::UNSUPPORTED;
 /// and the dialing rules that tell extensions from trunks.
 #[derive(Clone)]
 pub struct Directory {
-    ami: Option<asterisk::ami::Ami>,
+    ami: Option<Arc<dyn Manager>>,
     dialing: std::sync::Arc<crate::config::DialingSettings>,
 }
 
 impl Directory {
-    pub fn new(ami: Option<asterisk::ami::Ami>, dialing: crate::config::DialingSettings) -> Self {
+    pub fn new(ami: Option<Arc<dyn Manager>>, dialing: crate::config::DialingSettings) -> Self {
         Directory {
             ami,
             dialing: std::sync::Arc::new(dialing),

@@ -6,7 +6,8 @@
 //! (`inbound_context`, `outbound_context`, each may repeat); pbxgate lists
 //! their extensions as the running Asterisk has them (AMI `ShowDialPlan`).
 
-use asterisk::ami::{Ami, Message};
+use asterisk::ami::Message;
+use asterisk::pbx::Manager;
 use serde_json::{Map, Value, json};
 use ucm::{Params, Status};
 
@@ -156,7 +157,7 @@ impl Exten {
 
 /// The extensions of `context` itself (not of its includes), in Asterisk's
 /// order. A context Asterisk does not have is an empty one (logged).
-async fn extensions(ami: &Ami, context: &str) -> Result<Vec<Exten>, ActionError> {
+async fn extensions(ami: &dyn Manager, context: &str) -> Result<Vec<Exten>, ActionError> {
     let reply = contrib::request(ami, "ShowDialPlan", &[("Context", context)]).await?;
     if !reply.is_success() {
         tracing::warn!(

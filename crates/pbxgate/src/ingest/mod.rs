@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use asterisk::ami::{Ami, Message};
+use asterisk::ami::Message;
+use asterisk::pbx::Manager;
 use store::{CdrStore, NewCdr, Store};
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 
@@ -60,7 +61,7 @@ impl Ingest {
     /// `describe`: where the recordings named by the CDRs are, to fill
     /// `recordfiles_desc` (`None`: left empty).
     pub fn start(
-        ami: &Ami,
+        ami: &Arc<dyn Manager>,
         store: Store,
         tz: jiff::tz::TimeZone,
         cdr_csv: Option<PathBuf>,
@@ -334,7 +335,7 @@ pub async fn describe_recordings(d: &recording_desc::Describer, records: &mut [N
 /// are stored, so nothing produced while pbxgate was not listening is lost.
 /// Live events arriving meanwhile are deduplicated against them.
 async fn recover_on_connect(
-    ami: Ami,
+    ami: Arc<dyn Manager>,
     missed: Arc<Notify>,
     store: Store,
     tz: jiff::tz::TimeZone,
@@ -366,7 +367,7 @@ async fn recover_on_connect(
 /// Catches up with the CSV from the stored checkpoint (`<inode>:<offset>`);
 /// a replaced or truncated file is read from the start.
 pub async fn recover(
-    ami: &Ami,
+    ami: &Arc<dyn Manager>,
     store: &Store,
     tz: &jiff::tz::TimeZone,
     path: &std::path::Path,

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use asterisk::ami::Ami;
-use asterisk::ari::{Ari, Event};
+use asterisk::ari::Event;
+use asterisk::pbx::{Manager, Stasis};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
@@ -119,15 +119,15 @@ impl Publisher {
 /// were missed, the channels are resynced from `CoreShowChannels`.
 pub fn start(
     hub: Hub,
-    ami: &Ami,
-    ari: Option<&Ari>,
+    ami: &Arc<dyn Manager>,
+    ari: Option<&Arc<dyn Stasis>>,
     tz: jiff::tz::TimeZone,
     trunk_contexts: Vec<String>,
 ) -> Board {
     let ami = ami.clone();
     let ari = ari.cloned();
     let mut ami_events = ami.subscribe();
-    let mut ari_events = ari.as_ref().map(Ari::subscribe);
+    let mut ari_events = ari.as_ref().map(|a| a.subscribe());
     let mut ami_state = ami.state();
     let (board, shown) = watch::channel(Shown::default());
     let out = Publisher { hub, board };
@@ -175,7 +175,7 @@ pub fn start(
                     }
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "live calls: AMI events missed; resyncing");
-                        synced = resync(&ami, ari.as_ref(), &mut tracker, &out).await;
+                        synced = resync(ami.as_ref(), ari.as_deref(), &mut tracker, &out).await;
                     }
                     Err(RecvError::Closed) => return,
                 },
@@ -185,7 +185,7 @@ pub fn start(
                     }
                     let up = ami_state.borrow_and_update().is_up();
                     if up {
-                        synced = resync(&ami, ari.as_ref(), &mut tracker, &out).await;
+                        synced = resync(ami.as_ref(), ari.as_deref(), &mut tracker, &out).await;
                     } else if synced {
                         synced = false;
                         out.calls(&tracker, Vec::new(), synced);
@@ -193,7 +193,7 @@ pub fn start(
                 }
                 _ = retry.tick() => {
                     if !synced && ami_state.borrow().is_up() {
-                        synced = resync(&ami, ari.as_ref(), &mut tracker, &out).await;
+                        synced = resync(ami.as_ref(), ari.as_deref(), &mut tracker, &out).await;
                     }
                 }
             }
@@ -205,8 +205,8 @@ pub fn start(
 /// Resyncs the tracker from `CoreShowChannels`; whether it worked (else
 /// the lists stay unavailable until the next reconnect or missed events).
 async fn resync(
-    ami: &Ami,
-    ari: Option<&Ari>,
+    ami: &dyn Manager,
+    ari: Option<&dyn Stasis>,
     tracker: &mut calls::Tracker,
     out: &Publisher,
 ) -> bool {

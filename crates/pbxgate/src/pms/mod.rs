@@ -19,9 +19,9 @@ pub mod pbx;
 pub mod rooms;
 mod wakeup;
 
+use asterisk::pbx::Manager;
 use std::sync::Arc;
 
-use asterisk::ami::Ami;
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
@@ -91,7 +91,7 @@ pub struct Pms {
     store: Store,
     settings: Arc<PmsSettings>,
     tz: jiff::tz::TimeZone,
-    ami: Option<Ami>,
+    ami: Option<Arc<dyn Manager>>,
 }
 
 impl Pms {
@@ -99,7 +99,7 @@ impl Pms {
         store: Store,
         settings: PmsSettings,
         tz: jiff::tz::TimeZone,
-        ami: Option<Ami>,
+        ami: Option<Arc<dyn Manager>>,
     ) -> Pms {
         Pms {
             store,
@@ -216,7 +216,7 @@ async fn execute(pms: &Pms, data: Option<&str>) -> Reply {
     };
     let ctx = rooms::Ctx {
         store: &pms.store,
-        ami,
+        ami: ami.as_ref(),
         settings: &pms.settings,
         tz: &pms.tz,
     };
@@ -242,7 +242,7 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn start(ami: &Ami, store: &Store, settings: &PmsSettings) -> Service {
+    pub fn start(ami: &Arc<dyn Manager>, store: &Store, settings: &PmsSettings) -> Service {
         let pms = Arc::new(settings.clone());
         let node = crate::random::string(b"0123456789abcdefghijklmnopqrstuvwxyz", 12)
             .unwrap_or_else(|_| format!("pid{}", std::process::id()));
@@ -268,13 +268,13 @@ impl Drop for Service {
 
 /// Whenever AMI comes up: the number classes and every room into AstDB, and
 /// the lamps that are on (Asterisk forgets them when it restarts).
-async fn resync_on_connect(ami: Ami, store: Store, s: Arc<PmsSettings>) {
+async fn resync_on_connect(ami: Arc<dyn Manager>, store: Store, s: Arc<PmsSettings>) {
     let mut state = ami.state();
     let mut was_up = false;
     loop {
         let up = state.borrow_and_update().is_up();
         if up && !was_up {
-            match resync(&ami, &store, &s).await {
+            match resync(ami.as_ref(), &store, &s).await {
                 Ok(rooms) => tracing::info!(rooms, "pmsapi: hotel rooms written to Asterisk"),
                 Err(e) => {
                     tracing::warn!(error = %e, "pmsapi: could not write the hotel rooms to Asterisk; retrying at the next connection")
@@ -288,7 +288,7 @@ async fn resync_on_connect(ami: Ami, store: Store, s: Arc<PmsSettings>) {
     }
 }
 
-async fn resync(ami: &Ami, store: &Store, s: &PmsSettings) -> Result<usize, String> {
+async fn resync(ami: &dyn Manager, store: &Store, s: &PmsSettings) -> Result<usize, String> {
     pbx::write_cos(ami, s).await?;
     let rooms = store.rooms().await.map_err(|e| e.to_string())?;
     for room in &rooms {

@@ -4,9 +4,10 @@
 //! mailbox emptied at check-out (app_voicemail's VoicemailBoxSummary /
 //! VoicemailRemove), and wake-up calls (Originate into `pbxgate-wakeup`).
 
+use asterisk::pbx::Manager;
 use std::time::Duration;
 
-use asterisk::ami::{Ami, Message, Reply};
+use asterisk::ami::{Message, Reply};
 use store::Room;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -20,7 +21,7 @@ pub const ROOM_KEYS: [&str; 7] = ["state", "cos", "dnd", "name", "lang", "vip", 
 /// How long the lamp's MessageWaiting event may take to show.
 const MWI_CONFIRM: Duration = Duration::from_secs(5);
 
-async fn action(ami: &Ami, name: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+async fn action(ami: &dyn Manager, name: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
     ami.action(name, headers)
         .await
         .map_err(|e| format!("{name}: {e}"))
@@ -33,7 +34,7 @@ fn refusal(name: &str, reply: &Reply) -> String {
     )
 }
 
-async fn db_put(ami: &Ami, family: &str, key: &str, value: &str) -> Result<(), String> {
+async fn db_put(ami: &dyn Manager, family: &str, key: &str, value: &str) -> Result<(), String> {
     let reply = action(
         ami,
         "DBPut",
@@ -50,7 +51,7 @@ async fn db_put(ami: &Ami, family: &str, key: &str, value: &str) -> Result<(), S
 /// Deletes a key; a key that is not there is fine. (Asterisk answers
 /// "Database entry could not be deleted" for a missing key and for a failed
 /// delete alike; the latter does not happen short of a broken astdb file.)
-async fn db_del(ami: &Ami, family: &str, key: &str) -> Result<(), String> {
+async fn db_del(ami: &dyn Manager, family: &str, key: &str) -> Result<(), String> {
     let reply = action(ami, "DBDel", &[("Family", family), ("Key", key)]).await?;
     let missing = reply.response.get("Message").is_some_and(|m| {
         let m = m.to_ascii_lowercase();
@@ -63,7 +64,12 @@ async fn db_del(ami: &Ami, family: &str, key: &str) -> Result<(), String> {
     }
 }
 
-async fn db_set(ami: &Ami, family: &str, key: &str, value: Option<&str>) -> Result<(), String> {
+async fn db_set(
+    ami: &dyn Manager,
+    family: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), String> {
     match value {
         Some(v) if !v.is_empty() => db_put(ami, family, key, v).await,
         _ => db_del(ami, family, key).await,
@@ -86,7 +92,11 @@ pub fn display_name(name: &str) -> String {
 /// keys there. The state key is written last when the room is checked in
 /// (its class of service is in place before calls may go out) and first
 /// when it is vacant (no call goes out while the rest is cleared).
-pub async fn write_room(ami: &Ami, room: &Room, old_extension: Option<&str>) -> Result<(), String> {
+pub async fn write_room(
+    ami: &dyn Manager,
+    room: &Room,
+    old_extension: Option<&str>,
+) -> Result<(), String> {
     if let Some(old) = old_extension.filter(|o| *o != room.extension) {
         for k in ROOM_KEYS {
             db_del(ami, ROOM_FAMILY, &format!("{old}/{k}")).await?;
@@ -114,7 +124,7 @@ pub async fn write_room(ami: &Ami, room: &Room, old_extension: Option<&str>) -> 
 }
 
 /// The number classes of the class of service.
-pub async fn write_cos(ami: &Ami, s: &PmsSettings) -> Result<(), String> {
+pub async fn write_cos(ami: &dyn Manager, s: &PmsSettings) -> Result<(), String> {
     db_set(ami, COS_FAMILY, "local", Some(&s.local_regex)).await?;
     db_set(ami, COS_FAMILY, "national", Some(&s.national_regex)).await?;
     db_set(ami, COS_FAMILY, "always", Some(&s.always_regex)).await
@@ -127,7 +137,12 @@ pub fn mwi_mailbox(s: &PmsSettings, extension: &str) -> String {
 
 /// Lights (one new message) or clears the room's message-waiting lamp, and
 /// waits until Asterisk reports the mailbox's new state.
-pub async fn set_mwi(ami: &Ami, s: &PmsSettings, extension: &str, on: bool) -> Result<(), String> {
+pub async fn set_mwi(
+    ami: &dyn Manager,
+    s: &PmsSettings,
+    extension: &str,
+    on: bool,
+) -> Result<(), String> {
     let mailbox = mwi_mailbox(s, extension);
     let new = if on { "1" } else { "0" };
     let mut events = ami.subscribe();
@@ -183,7 +198,11 @@ async fn wait_for(
 
 /// Removes every message (all folders) of the room's mailbox. Returns how
 /// many; 0 when the mailbox does not exist or app_voicemail is not loaded.
-pub async fn clear_voicemail(ami: &Ami, s: &PmsSettings, extension: &str) -> Result<usize, String> {
+pub async fn clear_voicemail(
+    ami: &dyn Manager,
+    s: &PmsSettings,
+    extension: &str,
+) -> Result<usize, String> {
     let ctx = s.voicemail_context.as_str();
     let reply = action(
         ami,
@@ -272,7 +291,7 @@ impl Rang {
 /// dialplan context `pbxgate-wakeup` plays the prompt and the time. Waits
 /// for the call's OriginateResponse.
 pub async fn dial_wakeup(
-    ami: &Ami,
+    ami: &dyn Manager,
     s: &PmsSettings,
     extension: &str,
     id: i64,

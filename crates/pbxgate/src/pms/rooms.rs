@@ -7,7 +7,7 @@
 //! Asterisk then fails, the answer says so and pbxgate writes the room again
 //! when its AMI connection is next up.
 
-use asterisk::ami::Ami;
+use asterisk::pbx::Manager;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use store::{PmsStore, Room, RoomWrite, Store, Wakeup};
@@ -26,7 +26,7 @@ const WRITE_TRIES: usize = 5;
 
 pub struct Ctx<'a> {
     pub store: &'a Store,
-    pub ami: &'a Ami,
+    pub ami: &'a dyn Manager,
     pub settings: &'a PmsSettings,
     pub tz: &'a TimeZone,
 }

@@ -7,10 +7,10 @@
 //! process that stopped while dialling by `ring + CLAIM_MARGIN` at most,
 //! then the call goes back to pending.
 
+use asterisk::pbx::Manager;
 use std::sync::Arc;
 use std::time::Duration;
 
-use asterisk::ami::Ami;
 use store::{PmsStore, Store, Wakeup};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -30,7 +30,7 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub async fn run(store: Store, ami: Ami, settings: Arc<PmsSettings>, node: String) {
+pub async fn run(store: Store, ami: Arc<dyn Manager>, settings: Arc<PmsSettings>, node: String) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let calls = Arc::new(Semaphore::new(settings.wakeup_concurrency));
@@ -95,7 +95,7 @@ pub async fn run(store: Store, ami: Ami, settings: Arc<PmsSettings>, node: Strin
             let (store, ami, settings, node) =
                 (store.clone(), ami.clone(), settings.clone(), node.clone());
             ringing.spawn(async move {
-                place(&store, &ami, &settings, &node, &w, attempt).await;
+                place(&store, ami.as_ref(), &settings, &node, &w, attempt).await;
                 drop(permit);
             });
         }
@@ -103,7 +103,14 @@ pub async fn run(store: Store, ami: Ami, settings: Arc<PmsSettings>, node: Strin
 }
 
 /// One attempt at a claimed call, and its outcome in the store.
-async fn place(store: &Store, ami: &Ami, s: &PmsSettings, node: &str, w: &Wakeup, attempt: i64) {
+async fn place(
+    store: &Store,
+    ami: &dyn Manager,
+    s: &PmsSettings,
+    node: &str,
+    w: &Wakeup,
+    attempt: i64,
+) {
     let extension = match store.room(&w.address).await {
         Ok(Some(room)) => room.extension,
         Ok(None) => w.address.clone(),
