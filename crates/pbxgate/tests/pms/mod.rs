@@ -1252,18 +1252,7 @@ fn asterisk_log_len(rig: &Rig) -> u64 {
 
 /// The first line of pbxgate's log containing `needle`, waited for.
 pub(crate) async fn wait_log_line(srv: &Server, needle: &str) -> String {
-    let until = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(l) = srv.log_text().lines().find(|l| l.contains(needle)) {
-            return l.to_owned();
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "no log line with {needle:?}:\n{}",
-            srv.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    srv.wait_log(needle, Duration::from_secs(20)).await
 }
 
 /// The inbound channel of `caller` entering pbxgate's Stasis application.
