@@ -186,15 +186,19 @@ async fn ami_and_ari_reconnect_after_an_asterisk_restart() {
     assert!(wait_up(ami.state(), 60).await.is_up(), "AMI reconnects");
     assert!(wait_up(ari.state(), 60).await.is_up(), "ARI reconnects");
     // Give Asterisk a moment to finish loading modules after the banner.
-    let mut ok = false;
-    for _ in 0..50 {
-        if ami.action("Ping", &[]).await.is_ok_and(|r| r.is_success()) {
-            ok = true;
+    // (A poll until a deadline, failing with the last answer seen.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ping = ami.action("Ping", &[]).await;
+        if ping.as_ref().is_ok_and(|r| r.is_success()) {
             break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "actions work again after the reconnect: last Ping answer {ping:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(ok, "actions work again after the reconnect");
     ami.shutdown();
     ari.shutdown();
 }

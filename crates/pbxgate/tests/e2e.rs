@@ -288,7 +288,9 @@ async fn sessions_and_challenges_expire() {
         .await;
         let c = client(None);
         let cookie = srv.login(&c, "cdrapi", "pw").await.unwrap();
-        // Each use slides the idle timeout.
+        // Each use slides the idle timeout. These sleeps are the behaviour
+        // under test (real time passing between uses, 3 x 1.2 s > the 2 s
+        // timeout): nothing to wait for instead.
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis(1200)).await;
             let r = srv
@@ -296,6 +298,8 @@ async fn sessions_and_challenges_expire() {
                 .await;
             assert_eq!(r["status"], 0, "session should still be alive: {r}");
         }
+        // Idle past the 2 s timeout. A sleep on purpose: polling the session
+        // would use it, and each use slides its idle timeout.
         tokio::time::sleep(Duration::from_millis(2600)).await;
         let r = srv
             .api(&c, json!({"action":"getSystemStatus","cookie":cookie}))
@@ -304,6 +308,8 @@ async fn sessions_and_challenges_expire() {
 
         // An expired challenge cannot be used.
         let ch = srv.challenge(&c, "cdrapi").await;
+        // Past the 1 s challenge TTL. A sleep on purpose: trying the challenge
+        // earlier would log in with it (and use it up).
         tokio::time::sleep(Duration::from_millis(1300)).await;
         let r = srv
             .api(
@@ -386,12 +392,18 @@ async fn repeated_failures_lock_an_address_out_until_the_ban_ends() {
         }
         assert!(srv.login(&trusted, "cdrapi", "pw").await.is_ok());
 
-        // The ban ends by itself.
-        tokio::time::sleep(Duration::from_millis(2300)).await;
-        assert!(
-            srv.login(&bad, "cdrapi", "pw").await.is_ok(),
-            "ban should have expired"
-        );
+        // The ban (2 s) ends by itself: attempts refused during a ban are not
+        // counted, so trying again until it works does not prolong it.
+        let login = wait_until(
+            "the 2 s ban on 127.0.0.1 to end",
+            Duration::from_secs(20),
+            async || match srv.login(&bad, "cdrapi", "pw").await {
+                Err(-68) => Err(-68),
+                other => Ok(other),
+            },
+        )
+        .await;
+        assert!(login.is_ok(), "ban should have expired: {login:?}");
         let events = audit(&srv).await;
         assert!(
             events
@@ -584,13 +596,24 @@ async fn two_processes_on_one_database_share_sessions() {
             b.api(&c, json!({"action":"logout","cookie":cookie})).await["status"],
             0
         );
-        // The other process trusts its session cache for session.cache_ms (1 s).
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert_eq!(
-            a.api(&c, json!({"action":"getSystemStatus","cookie":cookie}))
-                .await["status"],
-            -6
-        );
+        // The other process trusts its session cache for session.cache_ms
+        // (1 s): it sees the logout once that has run out.
+        let status = wait_until(
+            "the other process to see the logout",
+            Duration::from_secs(20),
+            async || {
+                let r = a
+                    .api(&c, json!({"action":"getSystemStatus","cookie":cookie}))
+                    .await;
+                if r["status"] == 0 {
+                    Err(Text(r.to_string()))
+                } else {
+                    Ok(r["status"].clone())
+                }
+            },
+        )
+        .await;
+        assert_eq!(status, -6);
         a.stop().await;
         b.stop().await;
     }
@@ -695,17 +718,37 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     let body = br#"{"request":{"action":"challenge","user":"cdrapi","version":"1.0"}}"#;
     let mut tls = raw_tls(srv.port).await;
     let head = format!(
-        "POST /api HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /api HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
         body.len()
     );
     tls.write_all(head.as_bytes()).await.unwrap();
     tls.write_all(&body[..20]).await.unwrap();
     tls.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // In flight: the server answers `100 Continue` once its handler starts
+    // reading the body (the head was read, the request is being served).
+    let mut interim = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !interim.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(tls.read(&mut byte).await.unwrap(), 1, "connection closed");
+            interim.push(byte[0]);
+        }
+    })
+    .await
+    .expect("no 100 Continue: the request never started");
+    let interim = String::from_utf8_lossy(&interim);
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
 
-    // SIGTERM while the request is half sent.
+    // SIGTERM while the request is half sent; the rest of the body is sent
+    // once the server says it is shutting down.
+    let log = srv.log_path().to_owned();
     let stopping = tokio::spawn(srv.stop());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_log_file(
+        &log,
+        "shutting down: finishing in-flight requests",
+        Duration::from_secs(20),
+    )
+    .await;
     tls.write_all(&body[20..]).await.unwrap();
     tls.flush().await.unwrap();
     let mut answer = Vec::new();

@@ -15,7 +15,7 @@ use super::{
     PASSWORD, browser, csrf_field, get, location, log_in, open_store, set_cookie, set_password,
 };
 use crate::kit::*;
-use crate::legacy::{Old, cert_pair, hup, peer_cert, refused, rustls_pki_der};
+use crate::legacy::{Old, cert_pair, hup, peer_cert, refused, rustls_pki_der, wait_refused};
 
 /// Fields, files, the field whose error is expected, the expected message.
 type OldCase = (
@@ -807,8 +807,7 @@ async fn old_api_settings_are_validated_and_applied_live() {
             )
             .await;
         assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(refused(port));
+        wait_refused(port).await;
 
         // Audited (names only).
         let store = open_store(&srv).await;
@@ -916,17 +915,15 @@ async fn saved_settings_survive_a_restart_and_reach_a_second_node() {
         )
         .await;
     assert_eq!(a.0, StatusCode::SEE_OTHER, "{}", a.1);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        if other.login(&c, "crm", "long enough 1").await.is_err() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second node kept the old permitted IPs"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(
+        "the second node to apply the new permitted IPs",
+        Duration::from_secs(5),
+        async || match other.login(&c, "crm", "long enough 1").await {
+            Err(status) => Ok(status),
+            Ok(_) => Err("the second node kept the old permitted IPs: login works"),
+        },
+    )
+    .await;
     other.stop().await;
     // Restarted: still in force.
     let dir = srv.dir.clone();
@@ -1033,8 +1030,7 @@ async fn a_reload_keeps_the_pages_old_api_values_for_keys_the_file_leaves_out() 
         &format!("# legacy\n[https_api_old]\ntls_bind_address = \"127.0.0.1:{p2}\"\n"),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(refused(p1));
+    wait_refused(p1).await;
     let old2 = Old::new(p2, None);
     assert_eq!(
         old2.basic("/cdrapi?format=json", "billing", "Sekr1t-old")

@@ -375,53 +375,58 @@ fn cc_config(rig: &Rig, timeout_secs: u32) -> String {
 /// Ends every call on the rig and waits until no channel is left.
 pub(super) async fn hang_up_everything(ami: &Ami) {
     let _ = ami.action("Hangup", &[("Channel", "/.*/")]).await;
-    for _ in 0..100 {
-        let r = ami.action("CoreShowChannels", &[]).await.unwrap();
-        if !r
-            .events
-            .iter()
-            .any(|e| e.event() == Some("CoreShowChannel"))
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("channels left on the rig");
+    wait_until(
+        "no channel left on the rig",
+        Duration::from_secs(10),
+        async || {
+            let r = ami.action("CoreShowChannels", &[]).await.unwrap();
+            let left: Vec<&str> = r
+                .events
+                .iter()
+                .filter(|e| e.event() == Some("CoreShowChannel"))
+                .map(|e| e.get("Channel").unwrap_or(""))
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 /// The decision recorded for the call on `channel`, or from caller
 /// `channel` (recording is asynchronous).
 pub(super) async fn decision(store: &Store, channel: &str) -> CallDecision {
-    for _ in 0..100 {
-        let found = store
-            .recent_decisions(1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|d| d.channel == channel || d.caller == channel);
-        if let Some(d) = found {
-            return d;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no decision recorded for {channel}");
+    wait_until(
+        format!("a decision recorded for {channel}"),
+        Duration::from_secs(10),
+        async || {
+            let all = store.recent_decisions(1000).await.unwrap();
+            let n = all.len();
+            all.into_iter()
+                .find(|d| d.channel == channel || d.caller == channel)
+                .ok_or(format!("{n} decisions of other calls"))
+        },
+    )
+    .await
 }
 
 /// The CDR of the call from `src`, once stored.
 pub(super) async fn cdr_of(store: &Store, src: &str) -> CdrRecord {
-    for _ in 0..300 {
-        let found = store
-            .recent_cdrs(1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|r| r.get("src") == src);
-        if let Some(r) = found {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no CDR from {src}");
+    wait_until(
+        format!("a CDR from {src}"),
+        Duration::from_secs(30),
+        async || {
+            let all = store.recent_cdrs(1000).await.unwrap();
+            let n = all.len();
+            all.into_iter()
+                .find(|r| r.get("src") == src)
+                .ok_or(format!("{n} CDRs from others"))
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -657,19 +662,25 @@ async fn the_live_calls_page_works_in_a_real_browser() {
     call(&ami, "phone-1001", "1000", "\"Live\" <1001>", 120).await;
     inbound(&ami, "5550100", accept, 60_000, 2).await;
     run.step("hung-up", Duration::from_secs(40)).await;
-    let mut up = true;
-    for _ in 0..50 {
-        let left = ami.action("CoreShowChannels", &[]).await.unwrap();
-        up = left.events.iter().any(|e| {
-            e.get("Channel")
-                .is_some_and(|c| c.starts_with("PJSIP/1000-") || c.starts_with("PJSIP/1001-"))
-        });
-        if !up {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!up, "the bridged call is still up");
+    wait_until(
+        "the bridged call to end",
+        Duration::from_secs(5),
+        async || {
+            let left = ami.action("CoreShowChannels", &[]).await.unwrap();
+            let up: Vec<&str> = left
+                .events
+                .iter()
+                .filter_map(|e| e.get("Channel"))
+                .filter(|c| c.starts_with("PJSIP/1000-") || c.starts_with("PJSIP/1001-"))
+                .collect();
+            if up.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("the bridged call is still up: {up:?}"))
+            }
+        },
+    )
+    .await;
     run.step("accepted", Duration::from_secs(30)).await;
     let cdr = cdr_of(&store, accept).await;
     assert_eq!(

@@ -91,14 +91,19 @@ async fn the_status_endpoint_tells_what_is_true() {
         assert!(!html.contains("<script>") && !html.contains(" style="));
 
         // AMI: configured, not up, and its failure known once it has tried.
-        let mut st = Value::Null;
-        for _ in 0..100 {
-            st = admin.get_json(&srv, "/admin/api/status").await;
-            if !st["asterisk"]["ami"]["last_error"].is_null() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let st = wait_until(
+            "the status page to show AMI's last error",
+            Duration::from_secs(10),
+            async || {
+                let st = admin.get_json(&srv, "/admin/api/status").await;
+                if st["asterisk"]["ami"]["last_error"].is_null() {
+                    Err(Text(st.to_string()))
+                } else {
+                    Ok(st)
+                }
+            },
+        )
+        .await;
         let ami = &st["asterisk"]["ami"];
         assert_eq!(st["asterisk"]["configured"], true);
         assert_eq!(

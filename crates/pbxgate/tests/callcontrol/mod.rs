@@ -42,21 +42,15 @@ impl Recorder {
         limit: Duration,
         pred: impl Fn(&Message) -> bool,
     ) -> (Instant, Arc<Message>) {
-        let until = Instant::now() + limit;
-        loop {
-            if let Some(hit) = self
-                .seen
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(_, m)| pred(m))
-                .cloned()
-            {
-                return hit;
+        // The time of each event is the time it was received, not found here.
+        wait_until(format!("the AMI event: {what}"), limit, async || {
+            let seen = self.seen.lock().unwrap();
+            match seen.iter().find(|(_, m)| pred(m)) {
+                Some(hit) => Ok(hit.clone()),
+                None => Err(format!("{} other events", seen.len())),
             }
-            assert!(Instant::now() < until, "no AMI event: {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        })
+        .await
     }
 
     /// The inbound channel of `caller` entering Stasis: (when, channel name).
@@ -142,33 +136,65 @@ async fn decide(
 
 /// The decision recorded for `channel` (recording is asynchronous).
 async fn decision(store: &Store, channel: &str) -> CallDecision {
-    for _ in 0..100 {
-        let all = store.recent_decisions(1000).await.unwrap();
-        let mine: Vec<_> = all.into_iter().filter(|d| d.channel == channel).collect();
-        if let Some(d) = mine.first() {
-            assert_eq!(mine.len(), 1, "one decision per call: {mine:?}");
-            return d.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no decision recorded for {channel}");
+    wait_until(
+        format!("a decision recorded for {channel}"),
+        Duration::from_secs(10),
+        async || {
+            let all = store.recent_decisions(1000).await.unwrap();
+            let n = all.len();
+            let mine: Vec<_> = all.into_iter().filter(|d| d.channel == channel).collect();
+            match mine.first() {
+                Some(d) => {
+                    assert_eq!(mine.len(), 1, "one decision per call: {mine:?}");
+                    Ok(d.clone())
+                }
+                None => Err(format!("{n} decisions of other calls")),
+            }
+        },
+    )
+    .await
 }
 
 /// The caller's inbound CDR, once stored.
 async fn cdr_of(store: &Store, src: &str) -> CdrRecord {
-    for _ in 0..300 {
-        let found = store
-            .recent_cdrs(1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|r| r.get("src") == src);
-        if let Some(r) = found {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no CDR from {src}");
+    wait_until(
+        format!("a CDR from {src}"),
+        Duration::from_secs(30),
+        async || {
+            let all = store.recent_cdrs(1000).await.unwrap();
+            let n = all.len();
+            all.into_iter()
+                .find(|r| r.get("src") == src)
+                .ok_or(format!("{n} CDRs from others"))
+        },
+    )
+    .await
+}
+
+/// Waits until pbxgate has moved Asterisk's own hold limit of the held
+/// `channel` (its backstop, set over AMI once the call is held) down to
+/// `secs` or less: from then on the call goes on by itself even if pbxgate
+/// goes away. Before, the dialplan's limit (12 s) is in force.
+async fn wait_backstop(ami: &Ami, channel: &str, secs: f64) {
+    wait_until(
+        format!("pbxgate to set the hold limit of {channel} to {secs} s"),
+        Duration::from_secs(10),
+        async || {
+            let r = ami
+                .action(
+                    "Getvar",
+                    &[("Channel", channel), ("Variable", "TIMEOUT(absolute)")],
+                )
+                .await
+                .unwrap();
+            let value = r.response.get("Value").unwrap_or("").to_owned();
+            match value.parse::<f64>() {
+                Ok(left) if left > 0.0 && left <= secs + 0.001 => Ok(()),
+                _ => Err(format!("TIMEOUT(absolute) = {value:?}: {:?}", r.response)),
+            }
+        },
+    )
+    .await;
 }
 
 async fn open(srv: &Server) -> Store {
@@ -223,6 +249,8 @@ async fn accept_refuse_and_timeout_decide_real_inbound_calls() {
         inbound(&ami, "5550100", "+15557000001", 20_000, 2).await;
         let (_, ch) = rec.held("+15557000001").await;
         assert!(ch.starts_with("PJSIP/trunk-"), "{ch}");
+        // A sleep on purpose: that nothing happens (the call is not routed)
+        // can only be seen by letting some time pass.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(
             !rec.was_dialled(&ch),
@@ -464,7 +492,9 @@ async fn killed_pbxgate_never_strands_held_calls() {
     inbound(&ami, "5550100", "+15557000022", 20_000, 1).await;
     let (t1, ch1) = rec.held("+15557000021").await;
     let (t2, ch2) = rec.held("+15557000022").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Killed once pbxgate has set Asterisk's own limit (4 + 1 s) on both.
+    wait_backstop(&ami, &ch1, 5.0).await;
+    wait_backstop(&ami, &ch2, 5.0).await;
     srv.kill().await;
     // A call arriving while pbxgate is away is not held at all.
     let t3 = Instant::now();
@@ -545,24 +575,10 @@ async fn stopping_pbxgate_lets_held_calls_go_on_at_once() {
     let (_, ch1) = rec.held("+15557000031").await;
     let (_, ch2) = rec.held("+15557000032").await;
     // Both held, as /healthz shows.
-    let c = client(None);
-    let mut held = 0;
-    for _ in 0..50 {
-        let h: Value = c
-            .get(srv.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        held = h["held_calls"].as_u64().unwrap();
-        if held == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(held, 2);
+    health_until(&srv, "2 held calls", Duration::from_secs(3), |h| {
+        h["held_calls"] == 2
+    })
+    .await;
     let stopped = Instant::now();
     let log = srv.stop().await;
     for ch in [&ch1, &ch2] {
@@ -654,7 +670,8 @@ async fn a_lost_ari_websocket_never_strands_held_calls() {
     // Cut off for 6 s while a call is held: Asterisk's limit (3 + 1 s) lets it go on.
     inbound(&ami, "5550100", "+15557000041", 20_000, 20).await;
     let (t, ch) = rec.held("+15557000041").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Cut once pbxgate holds the call and has set Asterisk's limit (3 + 1 s).
+    wait_backstop(&ami, &ch, 4.0).await;
     relay.cut();
     let went_on = rec.dialled(&ch, Duration::from_secs(8)).await;
     let waited = went_on - t;
@@ -662,6 +679,8 @@ async fn a_lost_ari_websocket_never_strands_held_calls() {
         waited >= Duration::from_millis(3500) && waited <= Duration::from_millis(5500),
         "went on after {waited:?}, expected Asterisk's limit of 4 s"
     );
+    // The outage goes on a while after the call went on (the stimulus: a
+    // sleep on purpose; pbxgate learns how the call ended only once back).
     tokio::time::sleep(Duration::from_secs(2)).await;
     relay.restore();
     wait_connected(&srv).await;
@@ -678,7 +697,11 @@ async fn a_lost_ari_websocket_never_strands_held_calls() {
     inbound(&ami, "5550100", "+15557000042", 20_000, 1).await;
     let (_, ch) = rec.held("+15557000042").await;
     relay.cut();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Restored once pbxgate has noticed the outage.
+    health_until(&srv, "ARI not up", Duration::from_secs(10), |h| {
+        h["ari"] != "up"
+    })
+    .await;
     relay.restore();
     wait_connected(&srv).await;
     assert!(!rec.was_dialled(&ch));
@@ -696,8 +719,7 @@ async fn health_until(
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
     let c = client(None);
-    let until = Instant::now() + limit;
-    loop {
+    wait_until(format!("/healthz to show {what}"), limit, async || {
         let h: Value = c
             .get(srv.url("/healthz"))
             .send()
@@ -707,15 +729,12 @@ async fn health_until(
             .await
             .unwrap();
         if pred(&h) {
-            return h;
+            Ok(h)
+        } else {
+            Err(Text(format!("{h}\n{}", srv.log_text())))
         }
-        assert!(
-            Instant::now() < until,
-            "/healthz never showed {what} within {limit:?}: {h}\n{}",
-            srv.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// Another ARI client subscribing to pbxgate's application name (as the

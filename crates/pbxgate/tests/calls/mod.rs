@@ -33,35 +33,40 @@ pub fn pbx_config(rig: &Rig, cdr_csv: &str) -> String {
 /// The test's own AMI connection to the rig, once it is up.
 pub async fn connected_ami(rig: &Rig) -> Ami {
     let ami = Ami::start(rig.ami_config());
-    let mut state = ami.state();
-    for _ in 0..100 {
-        if state.borrow_and_update().is_up() {
-            return ami;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the test's AMI connection did not come up");
+    wait_watch(
+        "the test's AMI connection to come up",
+        Duration::from_secs(5),
+        &mut ami.state(),
+        |s| s.is_up(),
+    )
+    .await;
+    ami
 }
 
 /// Waits until /healthz reports AMI and ARI up.
 pub async fn wait_connected(srv: &Server) {
     let c = client(None);
-    for _ in 0..200 {
-        let h: serde_json::Value = c
-            .get(srv.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if h["ami"] == "up" && h["ari"] == "up" {
-            assert_eq!(h["status"], "ok");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("pbxgate did not connect to Asterisk:\n{}", srv.log_text());
+    wait_until(
+        "pbxgate to connect to Asterisk",
+        Duration::from_secs(20),
+        async || {
+            let h: serde_json::Value = c
+                .get(srv.url("/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if h["ami"] == "up" && h["ari"] == "up" {
+                assert_eq!(h["status"], "ok");
+                Ok(())
+            } else {
+                Err(Text(format!("{h}\n{}", srv.log_text())))
+            }
+        },
+    )
+    .await;
 }
 
 /// Places a call from a simulated endpoint (`phone-1001`, `carrier`) to
@@ -85,13 +90,15 @@ pub async fn call(ami: &Ami, from: &str, number: &str, caller: &str, secs: u32) 
 }
 
 /// Waits until `store` holds at least `n` CDRs (at most `limit`), then a
-/// little longer, so that a stray duplicate would show up before counting.
+/// little longer, so that a stray duplicate would show up before counting
+/// (a quiet window: a sleep on purpose).
 pub async fn wait_for_cdrs(store: &Store, n: i64, limit: Duration) {
-    let until = tokio::time::Instant::now() + limit;
-    while store.cdr_count().await.unwrap() < n && tokio::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_until(format!("{n} CDRs stored"), limit, async || {
+        let have = store.cdr_count().await.unwrap();
+        if have >= n { Ok(()) } else { Err(have) }
+    })
+    .await;
+    quiet_window(tokio::time::Instant::now(), Duration::from_millis(1500)).await;
 }
 
 /// The records of calls from `src` to `dst`. Each backend's database is new
@@ -337,39 +344,53 @@ async fn cdrs_made_while_pbxgate_is_stopped_are_recovered_once() {
                 )
                 .await;
             }
+            // Pacing of the stimulus (waves of 10 calls, not 50 at once on
+            // the rig): a sleep on purpose.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let mut written = 0;
-        for _ in 0..300 {
-            written = std::fs::read_to_string(&csv)
-                .map(|t| t.lines().count())
-                .unwrap_or(0)
-                - lines_before;
-            if written >= 50 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let written = wait_until(
+            "Asterisk to write the 50 calls to its CSV",
+            Duration::from_secs(30),
+            async || {
+                let written = std::fs::read_to_string(&csv)
+                    .map(|t| t.lines().count())
+                    .unwrap_or(0)
+                    - lines_before;
+                if written >= 50 {
+                    Ok(written)
+                } else {
+                    Err(written)
+                }
+            },
+        )
+        .await;
         assert_eq!(written, 50, "Asterisk wrote one CSV line per call");
         ami.shutdown();
 
         let srv = Server::start_in(&db, &config, dir, port).await;
         wait_connected(&srv).await;
-        let mut new: Vec<CdrRecord> = Vec::new();
-        for _ in 0..100 {
-            new = store
+        let recovered = async || -> Vec<CdrRecord> {
+            store
                 .recent_cdrs(1_000_000)
                 .await
                 .unwrap()
                 .into_iter()
                 .filter(|r| !known.contains(r.get("uniqueid")))
-                .collect();
-            if new.len() >= 50 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+                .collect()
+        };
+        wait_until(
+            "the 50 calls recovered",
+            Duration::from_secs(20),
+            async || {
+                let n = recovered().await.len();
+                if n >= 50 { Ok(()) } else { Err(n) }
+            },
+        )
+        .await;
+        // A quiet window (a sleep on purpose): a stray duplicate would show
+        // up, and is counted below.
+        quiet_window(tokio::time::Instant::now(), Duration::from_millis(500)).await;
+        let new = recovered().await;
         let mut ids: Vec<&str> = new.iter().map(|r| r.get("uniqueid")).collect();
         ids.sort();
         ids.dedup();
@@ -421,25 +442,53 @@ async fn no_cdr_is_lost_or_doubled_when_asterisk_restarts_mid_run() {
             )
             .await;
         }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        // Calls are up; restart Asterisk under them: every AMI connection drops.
+        // Restart Asterisk under the calls once they are up: every AMI
+        // connection drops.
+        wait_until(
+            "the calls to be up (answered channels)",
+            Duration::from_secs(20),
+            async || {
+                let r = ami.action("CoreShowChannels", &[]).await.unwrap();
+                let up = r
+                    .events
+                    .iter()
+                    .filter(|e| {
+                        e.event() == Some("CoreShowChannel")
+                            && e.get("ChannelStateDesc") == Some("Up")
+                    })
+                    .count();
+                if up >= 25 { Ok(()) } else { Err(up) }
+            },
+        )
+        .await;
+        let mut state = ami.state();
+        state.borrow_and_update();
         let _ = ami
             .action("Command", &[("Command", "core restart now")])
             .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The restart has begun once the test's own AMI connection drops.
+        tokio::time::timeout(Duration::from_secs(20), state.changed())
+            .await
+            .expect("the test's AMI connection never dropped after `core restart now`")
+            .unwrap();
+        wait_until(
+            "Asterisk back up (the test's AMI answers Ping)",
+            Duration::from_secs(30),
+            async || {
+                let up = ami.state().borrow().is_up();
+                let ping = ami.action("Ping", &[]).await;
+                match ping {
+                    Ok(r) if up && r.is_success() => Ok(()),
+                    other => Err(format!("up: {up}, Ping: {other:?}")),
+                }
+            },
+        )
+        .await;
         wait_connected(&srv).await;
         let mut placed = 0;
-        for _ in 0..100 {
-            if ami.state().borrow().is_up()
-                && ami.action("Ping", &[]).await.is_ok_and(|r| r.is_success())
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
         for i in 0..25 {
             // Right after a restart PJSIP may still be loading: retry a refused originate.
-            for _ in 0..20 {
+            let accepted = async || {
                 let r = ami
                     .action(
                         "Originate",
@@ -452,31 +501,40 @@ async fn no_cdr_is_lost_or_doubled_when_asterisk_restarts_mid_run() {
                         ],
                     )
                     .await;
-                if r.is_ok_and(|r| r.is_success()) {
-                    placed += 1;
-                    break;
+                match r {
+                    Ok(r) if r.is_success() => Ok(()),
+                    other => Err(format!("{other:?}")),
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            };
+            wait_until(
+                format!("Asterisk to accept call {i} after the restart"),
+                Duration::from_secs(10),
+                accepted,
+            )
+            .await;
+            placed += 1;
         }
         assert_eq!(placed, 25, "calls after the restart were placed");
 
-        // Wait until Asterisk has logged every call (the CSV stops growing).
-        let mut last = 0;
-        let mut stable = 0;
-        for _ in 0..200 {
-            let n = csv_uniqueids(&csv, lines_before).len();
-            if n == last && n >= 25 {
-                stable += 1;
-                if stable >= 20 {
-                    break;
+        // Wait until Asterisk has logged every call: the CSV stops growing
+        // (the same count for 2 s: a quiet window on purpose).
+        let (mut last, mut since) = (0, tokio::time::Instant::now());
+        wait_until(
+            "the CSV to stop growing",
+            Duration::from_secs(20),
+            async || {
+                let n = csv_uniqueids(&csv, lines_before).len();
+                if n != last {
+                    (last, since) = (n, tokio::time::Instant::now());
                 }
-            } else {
-                stable = 0;
-                last = n;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                if n >= 25 && since.elapsed() >= Duration::from_secs(2) {
+                    Ok(())
+                } else {
+                    Err(n)
+                }
+            },
+        )
+        .await;
         let expected: std::collections::BTreeSet<String> =
             csv_uniqueids(&csv, lines_before).into_iter().collect();
         assert!(
@@ -488,21 +546,32 @@ async fn no_cdr_is_lost_or_doubled_when_asterisk_restarts_mid_run() {
         let store = Store::connect(&srv.db_url, &ConnectOptions::default())
             .await
             .unwrap();
-        let mut stored: Vec<String> = Vec::new();
-        for _ in 0..100 {
-            stored = store
-                .recent_cdrs(1_000_000)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get("uniqueid").to_owned())
-                .filter(|u| expected.contains(u))
-                .collect();
-            if stored.len() >= expected.len() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let stored: Vec<String> = wait_until(
+            format!("the {} CDRs Asterisk logged to be stored", expected.len()),
+            Duration::from_secs(20),
+            async || {
+                let stored: Vec<String> = store
+                    .recent_cdrs(1_000_000)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get("uniqueid").to_owned())
+                    .filter(|u| expected.contains(u))
+                    .collect();
+                if stored.len() >= expected.len() {
+                    Ok(stored)
+                } else {
+                    let have: std::collections::BTreeSet<&String> = stored.iter().collect();
+                    let missing: Vec<&String> =
+                        expected.iter().filter(|u| !have.contains(u)).collect();
+                    Err(Text(format!(
+                        "missing {missing:?}; log:\n{}",
+                        srv.log_text()
+                    )))
+                }
+            },
+        )
+        .await;
         let unique: std::collections::BTreeSet<String> = stored.iter().cloned().collect();
         assert_eq!(
             unique,
@@ -634,24 +703,20 @@ async fn caller_names_with_quotes_are_stored_as_asterisk_holds_them() {
             }
         };
         assert_eq!(shown, name);
-        let until = tokio::time::Instant::now() + Duration::from_secs(30);
-        let cdr = loop {
-            let found = store
-                .recent_cdrs(100)
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|r| r.get("src") == "+15551239999");
-            if let Some(r) = found {
-                break r;
-            }
-            assert!(
-                tokio::time::Instant::now() < until,
-                "no CDR from +15551239999:\n{}",
-                srv.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let cdr = wait_until(
+            "a CDR from +15551239999",
+            Duration::from_secs(30),
+            async || {
+                let found = store
+                    .recent_cdrs(100)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|r| r.get("src") == "+15551239999");
+                found.ok_or_else(|| Text(format!("none; log:\n{}", srv.log_text())))
+            },
+        )
+        .await;
         assert_eq!(cdr.get("caller_name"), name, "{cdr:?}");
         assert_eq!(
             cdr.get("clid"),

@@ -60,13 +60,15 @@ async fn bench_with(rig: &Rig, extra: &str) -> Bench {
 /// minutes) and waits until no channel is left.
 pub(crate) async fn hang_up_everything(ami: &Ami) {
     let _ = ami.action("Hangup", &[("Channel", "/.*/")]).await;
-    for _ in 0..100 {
-        if ami_channels(ami).await.is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("channels left on the rig: {:?}", ami_channels(ami).await);
+    wait_until(
+        "no channel left on the rig",
+        Duration::from_secs(10),
+        async || {
+            let left = ami_channels(ami).await;
+            if left.is_empty() { Ok(()) } else { Err(left) }
+        },
+    )
+    .await;
 }
 
 async fn ami_channels(ami: &Ami) -> Vec<Message> {
@@ -111,18 +113,21 @@ impl Bench {
 
     /// Polls `listBridgedChannels` until an item satisfies `pred`.
     async fn wait_bridged(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Vec::new();
-        for _ in 0..150 {
-            last = self.list("listBridgedChannels").await;
-            if let Some(item) = last.iter().find(|i| pred(i)) {
-                return item.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "{what}: not in listBridgedChannels: {last:#?}\nchannels: {:#?}",
-            ami_channels(&self.ami).await
-        );
+        wait_until(
+            format!("{what} in listBridgedChannels"),
+            Duration::from_secs(15),
+            async || {
+                let last = self.list("listBridgedChannels").await;
+                match last.iter().find(|i| pred(i)) {
+                    Some(item) => Ok(item.clone()),
+                    None => Err(Text(format!(
+                        "{last:#?}\nchannels: {:#?}",
+                        ami_channels(&self.ami).await
+                    ))),
+                }
+            },
+        )
+        .await
     }
 
     /// Waits until an AMI event (received since the bench started, or since
@@ -211,19 +216,19 @@ async fn channel_lists_show_calls_as_a_ucm_does() {
     assert_recent(&text(&pair, "bridge_time"));
     // 1099 never answers: both legs are unbridged while it rings.
     call(&b.ami, "phone-1001", "1099", "\"Lists\" <1001>", 60).await;
-    let mut ringing = None;
-    for _ in 0..100 {
-        let items = b.list("listUnBridgedChannels").await;
-        ringing = items
-            .iter()
-            .find(|i| is(i, "channel", "PJSIP/1099-") && i["state"] == "Ringing")
-            .cloned();
-        if ringing.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let ringing = ringing.expect("1099 ringing in listUnBridgedChannels");
+    let ringing = wait_until(
+        "1099 ringing in listUnBridgedChannels",
+        Duration::from_secs(10),
+        async || {
+            let items = b.list("listUnBridgedChannels").await;
+            items
+                .iter()
+                .find(|i| is(i, "channel", "PJSIP/1099-") && i["state"] == "Ringing")
+                .cloned()
+                .ok_or_else(|| Text(format!("{items:#?}")))
+        },
+    )
+    .await;
     assert_eq!(ringing["callernum"], "1099", "{ringing}");
     assert_eq!(ringing["connectednum"], "1001", "{ringing}");
     assert_eq!(ringing["service"], "normal", "{ringing}");

@@ -29,13 +29,13 @@ fn config(rig: &Rig) -> String {
 
 async fn ami(rig: &Rig) -> Ami {
     let ami = Ami::start(rig.ami_config());
-    let state = ami.state();
-    for _ in 0..100 {
-        if state.borrow().is_up() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_watch(
+        "the test's AMI connection to come up",
+        Duration::from_secs(5),
+        &mut ami.state(),
+        |s| s.is_up(),
+    )
+    .await;
     ami
 }
 
@@ -206,21 +206,24 @@ impl Bench {
 
     /// Polls listAccount until `ext`'s item satisfies `pred`.
     async fn wait_account(&self, ext: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Value::Null;
-        for _ in 0..100 {
-            last = self.account(ext).await;
-            if pred(&last) {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{ext}: never {what}; last {last}");
+        wait_until(
+            format!("{ext}: {what}"),
+            Duration::from_secs(10),
+            async || {
+                let last = self.account(ext).await;
+                if pred(&last) {
+                    Ok(last)
+                } else {
+                    Err(Text(last.to_string()))
+                }
+            },
+        )
+        .await
     }
 }
 
 async fn hang_up_everything(ami: &Ami) {
-    let _ = ami.action("Hangup", &[("Channel", "/.*/")]).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    crate::channels::hang_up_everything(ami).await;
 }
 
 #[tokio::test]
@@ -462,14 +465,19 @@ async fn trunks_come_from_the_pjsip_trunk_endpoints() {
     // Registration states as Asterisk reports them (the rig's registrations
     // settle within seconds of its start).
     for (name, want) in [("regtrunk", "Registered"), ("badtrunk", "Rejected")] {
-        let mut last = Value::Null;
-        for _ in 0..100 {
-            last = b.ok("getSIPTrunk", json!({"trunk": name})).await;
-            if last["trunk"]["status"] == want {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let last = wait_until(
+            format!("{name}'s registration {want}"),
+            Duration::from_secs(10),
+            async || {
+                let last = b.ok("getSIPTrunk", json!({"trunk": name})).await;
+                if last["trunk"]["status"] == want {
+                    Ok(last)
+                } else {
+                    Err(Text(last.to_string()))
+                }
+            },
+        )
+        .await;
         assert_eq!(last["trunk"]["status"], want, "{last}");
         assert_eq!(last["trunk"]["trunk_type"], "register", "{last}");
     }

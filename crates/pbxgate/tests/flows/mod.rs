@@ -214,27 +214,28 @@ impl Bench {
     /// Waits until an entry matches `pred`, and no new leg arrives for a
     /// moment (a call's legs are stored together; this catches a stray one).
     async fn entry(&self, what: &str, pred: impl Fn(&Entry) -> bool) -> Entry {
-        let until = tokio::time::Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(e) = self.entries().await.into_iter().find(&pred) {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                let again = self.entries().await.into_iter().find(&pred);
-                let again = again.unwrap_or_else(|| panic!("{what}: entry vanished"));
-                assert_eq!(again.legs.len(), e.legs.len(), "{what}: a leg came late");
-                return again;
-            }
-            assert!(
-                tokio::time::Instant::now() < until,
-                "{what}: no such entry in {:#?}\n{}",
-                self.entries()
-                    .await
-                    .iter()
-                    .map(Entry::describe)
-                    .collect::<Vec<_>>(),
-                self.srv.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        let e = wait_until(
+            format!("the entry of the {what}"),
+            Duration::from_secs(40),
+            async || {
+                let all = self.entries().await;
+                match all.iter().find(|e| pred(e)) {
+                    Some(e) => Ok(e.clone()),
+                    None => Err(Text(format!(
+                        "{:#?}\n{}",
+                        all.iter().map(Entry::describe).collect::<Vec<_>>(),
+                        self.srv.log_text()
+                    ))),
+                }
+            },
+        )
+        .await;
+        // A quiet window (a sleep on purpose): a stray leg would show up.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let again = self.entries().await.into_iter().find(&pred);
+        let again = again.unwrap_or_else(|| panic!("{what}: entry vanished"));
+        assert_eq!(again.legs.len(), e.legs.len(), "{what}: a leg came late");
+        again
     }
 }
 
@@ -560,6 +561,7 @@ async fn click_to_call_and_api_transfers_are_one_entry_each() {
 /// every call on the rig.
 async fn talk_then_hang_up(ami: &Ami, prefix: &str, secs: u64) {
     wait_bridged(ami, prefix).await;
+    // The talk time is the stimulus (billed, checked): a sleep on purpose.
     tokio::time::sleep(Duration::from_secs(secs)).await;
     hang_up_everything(ami).await;
 }
@@ -577,6 +579,8 @@ impl Bench {
         secs: u64,
     ) {
         let channel = wait_bridged(ami, prefix).await;
+        // Talk times before and after the action are the stimulus (billed,
+        // checked): sleeps on purpose.
         tokio::time::sleep(Duration::from_secs(2)).await;
         params["channel"] = json!(channel);
         let r = self.api(action, params).await;
@@ -603,18 +607,35 @@ impl Bench {
 /// Waits until a channel whose name starts with `prefix` is in a bridge;
 /// its name.
 async fn wait_bridged(ami: &Ami, prefix: &str) -> String {
-    for _ in 0..150 {
-        let r = ami.action("CoreShowChannels", &[]).await.unwrap();
-        if let Some(c) = r.events.iter().find(|e| {
-            e.event() == Some("CoreShowChannel")
-                && e.get("Channel").is_some_and(|c| c.starts_with(prefix))
-                && e.get("BridgeId").is_some_and(|b| !b.is_empty())
-        }) {
-            return c.get("Channel").unwrap_or("").to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no bridged channel {prefix}*");
+    wait_until(
+        format!("a bridged channel {prefix}*"),
+        Duration::from_secs(15),
+        async || {
+            let r = ami.action("CoreShowChannels", &[]).await.unwrap();
+            let channels: Vec<&asterisk::ami::Message> = r
+                .events
+                .iter()
+                .filter(|e| e.event() == Some("CoreShowChannel"))
+                .collect();
+            match channels.iter().find(|e| {
+                e.get("Channel").is_some_and(|c| c.starts_with(prefix))
+                    && e.get("BridgeId").is_some_and(|b| !b.is_empty())
+            }) {
+                Some(c) => Ok(c.get("Channel").unwrap_or("").to_owned()),
+                None => Err(channels
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} bridge {:?}",
+                            c.get("Channel").unwrap_or(""),
+                            c.get("BridgeId").unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()),
+            }
+        },
+    )
+    .await
 }
 
 /// A simulated caller (phone-1001) that dials `number` and, once answered,
@@ -649,10 +670,19 @@ async fn event(
     rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<asterisk::ami::Message>>,
     name: &str,
 ) {
+    event_where(rx, name, |_| true).await;
+}
+
+/// Waits for the AMI event `name` that `pred` accepts (within 30 s).
+async fn event_where(
+    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<asterisk::ami::Message>>,
+    name: &str,
+    pred: impl Fn(&asterisk::ami::Message) -> bool,
+) {
     let until = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         match tokio::time::timeout_at(until, rx.recv()).await {
-            Ok(Ok(m)) if m.event() == Some(name) => return,
+            Ok(Ok(m)) if m.event() == Some(name) && pred(&m) => return,
             Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
             Ok(Err(e)) => panic!("AMI events ended: {e}"),
             Err(_) => panic!("no {name} event within 30 s"),
@@ -684,6 +714,7 @@ async fn transfers_by_feature_code_and_parked_calls_are_one_entry_each() {
         // 1000 and that phone talk on until the test ends the call (~3 s).
         call_with_feature(&ami, "1000", "*2", "1001", 3, 6).await;
         event(&mut rx, "AttendedTransfer").await;
+        // Talk time after the transfer (the stimulus): a sleep on purpose.
         tokio::time::sleep(Duration::from_secs(3)).await;
         hang_up_everything(&ami).await;
         let (at, what) = b
@@ -708,6 +739,7 @@ async fn transfers_by_feature_code_and_parked_calls_are_one_entry_each() {
         // features.conf atxfer code): 1001's phone hangs up after consulting.
         call(&ami, "phone-1001", "1000", "1001", 8).await;
         let caller = wait_bridged(&ami, "PJSIP/1001-").await;
+        // Talk time before the transfer (the stimulus): a sleep on purpose.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let r = ami
             .action(
@@ -722,6 +754,7 @@ async fn transfers_by_feature_code_and_parked_calls_are_one_entry_each() {
             .unwrap();
         assert!(r.is_success(), "Atxfer: {:?}", r.response);
         event(&mut rx, "AttendedTransfer").await;
+        // Talk time after the transfer (the stimulus): a sleep on purpose.
         tokio::time::sleep(Duration::from_secs(3)).await;
         hang_up_everything(&ami).await;
         let (ax, what) = b
@@ -736,6 +769,7 @@ async fn transfers_by_feature_code_and_parked_calls_are_one_entry_each() {
         // Blind transfer by the caller (#1 1001): the transferee's call.
         call_with_feature(&ami, "1000", "#1", "1001", 3, 6).await;
         event(&mut rx, "BlindTransfer").await;
+        // Talk time after the transfer (the stimulus): a sleep on purpose.
         tokio::time::sleep(Duration::from_secs(4)).await;
         hang_up_everything(&ami).await;
         let bt = b
@@ -749,6 +783,8 @@ async fn transfers_by_feature_code_and_parked_calls_are_one_entry_each() {
         // 1001 parks 1000 (#72); phone 1000 retrieves it from space 701.
         call_with_feature(&ami, "1000", "#72", "", 3, 2).await;
         event(&mut rx, "ParkedCall").await;
+        // Time parked, then talk time after the retrieval (the stimulus):
+        // sleeps on purpose.
         tokio::time::sleep(Duration::from_secs(2)).await;
         call(&ami, "phone-1000", "701", "1000", 3).await;
         event(&mut rx, "UnParkedCall").await;
@@ -778,8 +814,13 @@ async fn pickup_conference_followme_and_forwarded_calls_are_one_entry_each() {
 
         // 1001 calls 1099 (never answers); phone 1000 picks it up.
         call(&ami, "phone-1001", "1099", "1001", 8).await;
-        event(&mut rx, "DialBegin").await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Picked up once 1099 rings.
+        event_where(&mut rx, "Newstate", |m| {
+            m.get("ChannelStateDesc") == Some("Ringing")
+                && m.get("Channel")
+                    .is_some_and(|c| c.starts_with("PJSIP/1099-"))
+        })
+        .await;
         call(&ami, "phone-1000", "*8", "1000", 12).await;
         let (pu, what) = b.checked(&rig, "pickup", |e| has_type(e, "PICKUP")).await;
         assert_eq!(pu.legs.len(), 2, "{what}");
@@ -792,6 +833,7 @@ async fn pickup_conference_followme_and_forwarded_calls_are_one_entry_each() {
         hang_up_everything(&ami).await;
 
         // Three callers in room 800 for 9, 6 and 3 s: each billed its stay.
+        // Joins 1 s apart (the stimulus: pacing on purpose).
         call(&ami, "phone-1001", "800", "1001", 9).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         call(&ami, "phone-1000", "800", "1000", 6).await;
@@ -803,20 +845,24 @@ async fn pickup_conference_followme_and_forwarded_calls_are_one_entry_each() {
         call(&ami, "phone-1001", "*621099", "1001", 4).await;
         call(&ami, "phone-1001", "*631099", "1001", 4).await;
 
-        let mut stays = Vec::new();
-        for _ in 0..60 {
-            let conf: Vec<Entry> = b
-                .entries()
-                .await
-                .into_iter()
-                .filter(|e| has_type(e, "CONFERENCE[800]"))
-                .collect();
-            if conf.len() == 3 {
-                stays = conf;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let stays = wait_until(
+            "three conference calls",
+            Duration::from_secs(30),
+            async || {
+                let conf: Vec<Entry> = b
+                    .entries()
+                    .await
+                    .into_iter()
+                    .filter(|e| has_type(e, "CONFERENCE[800]"))
+                    .collect();
+                if conf.len() == 3 {
+                    Ok(conf)
+                } else {
+                    Err(conf.iter().map(Entry::describe).collect::<Vec<_>>())
+                }
+            },
+        )
+        .await;
         assert_eq!(stays.len(), 3, "three conference calls");
         let mut secs: Vec<i64> = stays
             .iter()
@@ -892,22 +938,28 @@ async fn simultaneous_calls_of_one_pair_get_their_own_recordings() {
     for _ in 0..3 {
         call(&ami, "phone-1001", "1000", "1001", 3).await;
     }
-    let mut files = Vec::new();
-    for _ in 0..60 {
-        let es: Vec<Entry> = b
-            .entries()
-            .await
-            .into_iter()
-            .filter(|e| e.legs[0]["dst"] == "1000" && e.legs[0]["disposition"] == "ANSWERED")
-            .collect();
-        if es.len() == 3 {
-            for e in &es {
-                check_billing(e, &rig);
-                files.push(text(&e.legs[0], "recordfiles").to_owned());
+    let es = wait_until(
+        "three answered calls",
+        Duration::from_secs(30),
+        async || {
+            let es: Vec<Entry> = b
+                .entries()
+                .await
+                .into_iter()
+                .filter(|e| e.legs[0]["dst"] == "1000" && e.legs[0]["disposition"] == "ANSWERED")
+                .collect();
+            if es.len() == 3 {
+                Ok(es)
+            } else {
+                Err(es.iter().map(Entry::describe).collect::<Vec<_>>())
             }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        },
+    )
+    .await;
+    let mut files = Vec::new();
+    for e in &es {
+        check_billing(e, &rig);
+        files.push(text(&e.legs[0], "recordfiles").to_owned());
     }
     assert_eq!(files.len(), 3, "three answered calls");
     files.sort();
@@ -1012,20 +1064,25 @@ async fn trunk_calls_through_flows_and_the_carriers_time() {
                 .iter()
                 .any(|l| l["dst_trunk_name"] == "trunk" && l["dst"] == "5550123")
         };
-        let mut legs_billed = 0;
-        for _ in 0..80 {
-            let outs: Vec<Entry> = b.entries().await.into_iter().filter(out).collect();
-            if outs.len() == 2 {
-                legs_billed = outs
-                    .iter()
-                    .flat_map(|e| e.legs.iter())
-                    .filter(|l| l["dst_trunk_name"] == "trunk")
-                    .map(|l| int(l, "billsec"))
-                    .sum();
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let outs = wait_until(
+            "both outbound calls stored",
+            Duration::from_secs(40),
+            async || {
+                let outs: Vec<Entry> = b.entries().await.into_iter().filter(out).collect();
+                if outs.len() == 2 {
+                    Ok(outs)
+                } else {
+                    Err(outs.iter().map(Entry::describe).collect::<Vec<_>>())
+                }
+            },
+        )
+        .await;
+        let legs_billed: i64 = outs
+            .iter()
+            .flat_map(|e| e.legs.iter())
+            .filter(|l| l["dst_trunk_name"] == "trunk")
+            .map(|l| int(l, "billsec"))
+            .sum();
         assert!(!watcher.is_finished(), "the event watcher stopped");
         watcher.abort();
         let carrier_secs = carrier

@@ -1,8 +1,9 @@
 //! Test kit: starts the real binary with a temporary configuration and talks
 //! to it over HTTPS.
 
+use std::fmt::{Debug, Display};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,69 @@ use store::testing::{TestDb, databases};
 use tokio::process::{Child, Command};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pbxgate");
+
+/// How often [`wait_until`] looks again.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Waits for something to happen instead of sleeping for a guessed time:
+/// calls `probe` every [`POLL`] until it returns `Ok` (its value is returned),
+/// for at most `limit`. At the deadline the test fails, naming `what` it waited
+/// for and the last value `probe` observed (its `Err`). Deadlines are generous
+/// (a loaded CI machine): they only matter when the test fails anyway.
+pub async fn wait_until<T, L: Debug>(
+    what: impl Display,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, L>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        let last = match probe().await {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
+        if start.elapsed() >= limit {
+            panic!("waited {limit:?} for {what}; never happened; last observed: {last:?}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A last observed value for [`wait_until`] shown as it is (a server log, a
+/// JSON document), not quoted and escaped as `Debug` would.
+pub struct Text(pub String);
+
+impl Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Waits until the value a watch channel holds satisfies `pred` (an actual
+/// notification, no polling), for at most `limit`; fails naming `what` and
+/// the last value seen.
+pub async fn wait_watch<T: Debug>(
+    what: impl Display,
+    limit: Duration,
+    rx: &mut tokio::sync::watch::Receiver<T>,
+    pred: impl FnMut(&T) -> bool,
+) {
+    if tokio::time::timeout(limit, rx.wait_for(pred))
+        .await
+        .is_err()
+    {
+        panic!(
+            "waited {limit:?} for {what}; never happened; last observed: {:?}",
+            *rx.borrow()
+        );
+    }
+}
+
+/// A quiet period: nothing asserted to happen may happen within `window`
+/// (counted from `since`). This one is a sleep on purpose: the absence of an
+/// event can only be observed by letting time pass.
+pub async fn quiet_window(since: impl Into<tokio::time::Instant>, window: Duration) {
+    tokio::time::sleep_until(since.into() + window).await;
+}
 
 /// One fresh database per backend (PostgreSQL when configured; always under CI).
 pub async fn dbs() -> Vec<TestDb> {
@@ -58,7 +122,18 @@ pub struct Server {
     log: PathBuf,
 }
 
-/// A TCP port nothing listens on right now.
+/// Waits until the log file at `path` has a line containing `needle`; the line.
+pub async fn wait_log_file(path: &Path, needle: &str, limit: Duration) -> String {
+    wait_until(format!("a log line with {needle:?}"), limit, async || {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        match log.lines().find(|l| l.contains(needle)) {
+            Some(line) => Ok(line.to_owned()),
+            None => Err(Text(format!("the log:\n{log}"))),
+        }
+    })
+    .await
+}
+
 /// A port nothing listens on now, never one handed out before in this
 /// process: the kernel may give a port just released again, and a test
 /// that asks twice (pbxgate's port and its old API's) would get a clash.
@@ -158,25 +233,43 @@ impl Server {
 
     async fn wait_ready(&mut self) {
         let c = client(None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("pbxgate exited with {status}:\n{}", self.log_text());
-            }
-            if c.post(self.url("/api")).body("{}").send().await.is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pbxgate did not come up:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = self.url("/api");
+        let log = self.log.clone();
+        let child = &mut self.child;
+        wait_until(
+            "pbxgate to answer on /api",
+            Duration::from_secs(30),
+            async || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "pbxgate exited with {status}:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                match c.post(&url).body("{}").send().await {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(Text(format!(
+                        "{e}; log:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    ))),
+                }
+            },
+        )
+        .await;
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The server's log file (read it while [`Server::stop`] owns the server).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Waits until the server's log has a line containing `needle`; the line.
+    pub async fn wait_log(&self, needle: &str, limit: Duration) -> String {
+        wait_log_file(&self.log, needle, limit).await
     }
 
     pub fn url(&self, path: &str) -> String {

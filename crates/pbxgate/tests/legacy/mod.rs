@@ -7,7 +7,7 @@
 
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
@@ -208,6 +208,22 @@ pub(crate) fn refused(port: u16) -> bool {
     )
 }
 
+/// Waits until nothing listens on `port` any more (a listener let go).
+pub(crate) async fn wait_refused(port: u16) {
+    wait_until(
+        format!("port {port} to be let go"),
+        Duration::from_secs(10),
+        async || {
+            if refused(port) {
+                Ok(())
+            } else {
+                Err("still open")
+            }
+        },
+    )
+    .await;
+}
+
 /// Writes a new body (after the `# legacy` marker) into the server's
 /// configuration, sends SIGHUP and waits until the reload is done; the log.
 pub(crate) async fn hup(srv: &Server, body: &str) -> String {
@@ -226,15 +242,19 @@ pub(crate) async fn hup(srv: &Server, body: &str) -> String {
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let log = srv.log_text();
-        if done(&log) > before {
-            return log;
-        }
-        assert!(Instant::now() < deadline, "no reload:\n{log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the reload after SIGHUP",
+        Duration::from_secs(20),
+        async || {
+            let log = srv.log_text();
+            if done(&log) > before {
+                Ok(log)
+            } else {
+                Err(Text(format!("the log:\n{log}")))
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -1014,11 +1034,7 @@ async fn legacy_sighup_applies_the_section_live() {
     let text = resp.text().await.unwrap();
     assert!(!text.contains("pmsapi is not enabled"), "{text}");
     // The old port is let go.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !refused(p1) {
-        assert!(Instant::now() < deadline, "{} still open", p1);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_refused(p1).await;
     new_api_works().await;
 
     // Disable.
@@ -1027,11 +1043,7 @@ async fn legacy_sighup_applies_the_section_live() {
         &body(p2, &["127.0.0.2"], "pw-two", "").replace("enable = true", "enable = false"),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !refused(p2) {
-        assert!(Instant::now() < deadline, "{} still open", p2);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_refused(p2).await;
     new_api_works().await;
 
     let log = srv.stop().await;

@@ -170,28 +170,19 @@ impl Hotel {
         what: &str,
         pick: impl Fn(&CdrRecord) -> bool,
     ) -> CdrRecord {
-        for _ in 0..300 {
-            if let Some(r) = self
-                .store
-                .recent_cdrs(1000)
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|r| acct_id(r) > mark && pick(r))
-            {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let all: Vec<String> = self
-            .store
-            .recent_cdrs(50)
-            .await
-            .unwrap()
-            .iter()
-            .map(describe)
-            .collect();
-        panic!("no CDR for {what}; have:\n{all:#?}");
+        wait_until(
+            format!("a CDR for {what}"),
+            Duration::from_secs(30),
+            async || {
+                let all = self.store.recent_cdrs(1000).await.unwrap();
+                if let Some(r) = all.iter().find(|r| acct_id(r) > mark && pick(r)) {
+                    return Ok(r.clone());
+                }
+                let have: Vec<String> = all.iter().take(50).map(describe).collect();
+                Err(Text(format!("have:\n{have:#?}")))
+            },
+        )
+        .await
     }
 
     async fn close(self) {
@@ -476,13 +467,13 @@ async fn node(rig: &Rig, db: &TestDb, extra: &str) -> (pbxgate::server::App, tem
     let settings = pbxgate::config::load_str(&text, "node.toml", dir.path(), Vec::new()).unwrap();
     let app = pbxgate::server::prepare(settings).await.unwrap();
     let ami = &app.pbx.as_ref().unwrap().ami;
-    let mut state = ami.state();
-    for _ in 0..100 {
-        if state.borrow_and_update().is_up() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_watch(
+        "the second node's AMI connection to come up",
+        Duration::from_secs(5),
+        &mut ami.state(),
+        |s| s.is_up(),
+    )
+    .await;
     (app, dir)
 }
 
@@ -616,16 +607,19 @@ async fn a_wakeup_call_rings_the_room_once_across_two_nodes_and_its_outcome_is_r
         describe(&r)
     );
     assert!(r.get("clid").contains("Wake-up call"), "{}", describe(&r));
-    let mut answered = None;
-    for _ in 0..100 {
-        let calls = h.store.wakeups_of("1001", 0, 10).await.unwrap();
-        if calls.iter().any(|w| w.status == "answered") {
-            answered = Some(calls);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let calls = answered.expect("the wake-up call is recorded as answered");
+    let calls = wait_until(
+        "the wake-up call recorded as answered",
+        Duration::from_secs(10),
+        async || {
+            let calls = h.store.wakeups_of("1001", 0, 10).await.unwrap();
+            if calls.iter().any(|w| w.status == "answered") {
+                Ok(calls)
+            } else {
+                Err(calls)
+            }
+        },
+    )
+    .await;
     assert_eq!(calls.len(), 1);
     assert_eq!(
         (calls[0].attempts, calls[0].outcome.as_str()),
@@ -633,26 +627,39 @@ async fn a_wakeup_call_rings_the_room_once_across_two_nodes_and_its_outcome_is_r
     );
 
     // The busy room: two attempts, each a CDR, then failed.
-    let mut failed = None;
-    for _ in 0..400 {
+    let calls = wait_until("1098 to fail", Duration::from_secs(40), async || {
         let calls = h.store.wakeups_of("1098", 0, 10).await.unwrap();
         if calls.iter().any(|w| w.status == "failed") {
-            failed = Some(calls);
-            break;
+            Ok(calls)
+        } else {
+            Err(Text(format!("{calls:?}\n{}", h.srv.log_text())))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let calls = failed.unwrap_or_else(|| panic!("1098 never failed:\n{}", h.srv.log_text()));
+    })
+    .await;
     assert_eq!((calls[0].attempts, calls[0].outcome.as_str()), (2, "busy"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let busy: Vec<CdrRecord> = h
-        .store
-        .recent_cdrs(1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.get("dst") == "1098" && r.get("uniqueid").contains("wakeup"))
-        .collect();
+    let failed_at = tokio::time::Instant::now();
+    let busy_cdrs = async || -> Vec<CdrRecord> {
+        h.store
+            .recent_cdrs(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.get("dst") == "1098" && r.get("uniqueid").contains("wakeup"))
+            .collect()
+    };
+    wait_until(
+        "a CDR for each of the 2 attempts",
+        Duration::from_secs(20),
+        async || {
+            let n = busy_cdrs().await.len();
+            if n >= 2 { Ok(()) } else { Err(n) }
+        },
+    )
+    .await;
+    // A quiet window after the failure (a sleep on purpose): a call from
+    // the other node too would show up, and is counted below.
+    quiet_window(failed_at, Duration::from_millis(1500)).await;
+    let busy = busy_cdrs().await;
     assert_eq!(
         busy.len(),
         2,
@@ -734,17 +741,24 @@ async fn wakeups_due_while_pbxgate_was_down_are_placed_if_not_too_late() {
         })
         .await;
     assert_eq!(r.get("disposition"), "ANSWERED");
-    let mut states = (String::new(), String::new());
-    for _ in 0..100 {
-        let a = h.store.wakeups_of("1001", 0, 10).await.unwrap();
-        let b = h.store.wakeups_of("1000", 0, 10).await.unwrap();
-        states = (a[0].status.to_string(), b[0].status.to_string());
-        if states.0 == "answered" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let states = wait_until(
+        "the late wake-up call recorded as answered",
+        Duration::from_secs(10),
+        async || {
+            let a = h.store.wakeups_of("1001", 0, 10).await.unwrap();
+            let b = h.store.wakeups_of("1000", 0, 10).await.unwrap();
+            let states = (a[0].status.to_string(), b[0].status.to_string());
+            if states.0 == "answered" {
+                Ok(states)
+            } else {
+                Err(states)
+            }
+        },
+    )
+    .await;
     assert_eq!(states, ("answered".into(), "missed".into()));
+    // A quiet window (a sleep on purpose): the missed call, if placed
+    // after all, would show up as a CDR.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(
         !h.store
@@ -1035,29 +1049,34 @@ async fn rooms_survive_a_restart_and_asterisk_gets_them_back() {
     let srv = Server::start_in(&db, &config, dir, port).await;
     wait_connected(&srv).await;
     let ami = crate::calls::connected_ami(&rig).await;
-    let mut back = Vec::new();
-    for _ in 0..50 {
-        let r = ami
-            .action("DBGetTree", &[("Family", "pbxgate-room")])
-            .await
-            .unwrap();
-        back = r
-            .events
-            .iter()
-            .filter(|e| e.event() == Some("DBGetTreeResponse"))
-            .map(|e| {
-                (
-                    e.get("Key").unwrap_or("").to_owned(),
-                    e.get("Val").unwrap_or("").to_owned(),
-                )
-            })
-            .collect::<Vec<(String, String)>>();
-        back.sort();
-        if back.len() == keys.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let back = wait_until(
+        "the room keys rewritten in AstDB",
+        Duration::from_secs(5),
+        async || {
+            let r = ami
+                .action("DBGetTree", &[("Family", "pbxgate-room")])
+                .await
+                .unwrap();
+            let mut back = r
+                .events
+                .iter()
+                .filter(|e| e.event() == Some("DBGetTreeResponse"))
+                .map(|e| {
+                    (
+                        e.get("Key").unwrap_or("").to_owned(),
+                        e.get("Val").unwrap_or("").to_owned(),
+                    )
+                })
+                .collect::<Vec<(String, String)>>();
+            back.sort();
+            if back.len() == keys.len() {
+                Ok(back)
+            } else {
+                Err(back)
+            }
+        },
+    )
+    .await;
     assert_eq!(back, keys, "rewritten from the database on connect");
     let c = client(None);
     let cookie = srv.login(&c, "cdrapi", "pw").await.unwrap();
@@ -1252,18 +1271,7 @@ fn asterisk_log_len(rig: &Rig) -> u64 {
 
 /// The first line of pbxgate's log containing `needle`, waited for.
 pub(crate) async fn wait_log_line(srv: &Server, needle: &str) -> String {
-    let until = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(l) = srv.log_text().lines().find(|l| l.contains(needle)) {
-            return l.to_owned();
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "no log line with {needle:?}:\n{}",
-            srv.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    srv.wait_log(needle, Duration::from_secs(20)).await
 }
 
 /// The inbound channel of `caller` entering pbxgate's Stasis application.

@@ -937,15 +937,24 @@ async fn a_real_recorded_call_is_downloaded_by_its_cdr_recordfiles() {
         // MixMonitor completes the header when it closes the file, which
         // may be a moment after the CDR.
         let on_disk = monitor.join(&relative);
-        for _ in 0..50 {
-            let bytes = std::fs::read(&on_disk).unwrap_or_default();
-            if bytes.len() > 44
-                && u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize + 8 == bytes.len()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until(
+            format!(
+                "MixMonitor to complete the WAV header of {}",
+                on_disk.display()
+            ),
+            Duration::from_secs(5),
+            async || {
+                let bytes = std::fs::read(&on_disk).unwrap_or_default();
+                let riff = (bytes.len() > 44)
+                    .then(|| u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize + 8);
+                if riff == Some(bytes.len()) {
+                    Ok(())
+                } else {
+                    Err(format!("{} bytes, RIFF size + 8 = {riff:?}", bytes.len()))
+                }
+            },
+        )
+        .await;
         // The way each client sends it: the recordfiles value as it is, the
         // path without @, the bare name (erxes) with and without filedir.
         let mut bodies = Vec::new();

@@ -387,7 +387,8 @@ async fn a_ucm_client_follows_a_held_call_answered_transferred_and_hung_up() {
         lists_agree(&srv, &cookie, &mut view, &mut c, "answered").await;
 
         // ---- 1000 transfers the caller to 1001 (a blind transfer), after a
-        // second, so that the new bridge's time is a later one.
+        // second, so that the new bridge's time is a later one (times have
+        // whole seconds: real time must pass, a sleep on purpose).
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let callee = text(&first_bridge, "channel2");
         let r = srv

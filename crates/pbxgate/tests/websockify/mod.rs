@@ -330,6 +330,7 @@ async fn websockify_closes_idle_sockets_and_applies_the_login_restriction_and_ap
         let started = tokio::time::Instant::now();
         // Heartbeats keep one socket open; the other is closed after 5 s.
         for _ in 0..4 {
+            // The client's pacing (the stimulus): a sleep on purpose.
             tokio::time::sleep(Duration::from_secs(2)).await;
             let r = busy.request("heartbeat", json!({})).await;
             assert_eq!(r["status"], 0, "{r}");
@@ -571,8 +572,9 @@ async fn websockify_announces_held_inbound_calls_at_once() {
         let ami = Ami::start(rig.ami_config());
         let mut c = Client::connect(&srv).await;
         assert_eq!(c.login("cdrapi", "pw").await, 0);
+        // Subscribed once answered: the server adds the subscription
+        // before it answers.
         assert_eq!(c.subscribe(&["ActiveCallStatus"]).await, 0);
-        tokio::time::sleep(Duration::from_millis(300)).await;
 
         // When Asterisk says each channel entered Stasis().
         let mut events = ami.subscribe();
@@ -611,12 +613,13 @@ async fn websockify_announces_held_inbound_calls_at_once() {
             }
             (announced, c)
         });
-        for _ in 0..200 {
-            if ami.state().borrow().is_up() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_watch(
+            "the test's AMI connection to come up",
+            Duration::from_secs(10),
+            &mut ami.state(),
+            |s| s.is_up(),
+        )
+        .await;
         for wave in 0..4 {
             for i in 0..CALLS_PLACED / 4 {
                 call(
@@ -628,8 +631,34 @@ async fn websockify_announces_held_inbound_calls_at_once() {
                 )
                 .await;
             }
-            // Let the wave's calls end before the next.
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            // Let the wave's calls end before the next: all entered
+            // Stasis, and no channel is left.
+            let placed = (wave + 1) * (CALLS_PLACED / 4);
+            wait_until(
+                format!("the {placed} calls of waves 0..={wave} to end"),
+                Duration::from_secs(30),
+                async || {
+                    let entered = stasis.lock().unwrap().len();
+                    let r = ami.action("CoreShowChannels", &[]).await.unwrap();
+                    let ours = |v: Option<&str>| v.is_some_and(|n| n.starts_with("+1555000"));
+                    let left = r
+                        .events
+                        .iter()
+                        .filter(|e| {
+                            e.event() == Some("CoreShowChannel")
+                                && (ours(e.get("CallerIDNum")) || ours(e.get("ConnectedLineNum")))
+                        })
+                        .count();
+                    if entered >= placed && left == 0 {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{entered} entered Stasis, {left} of their channels left"
+                        ))
+                    }
+                },
+            )
+            .await;
         }
         let (announced, _client) = tokio::time::timeout(Duration::from_secs(30), reader)
             .await
