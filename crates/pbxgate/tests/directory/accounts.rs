@@ -27,18 +27,6 @@ fn config(rig: &Rig) -> String {
     )
 }
 
-async fn ami(rig: &Rig) -> Ami {
-    let ami = Ami::start(rig.ami_config());
-    wait_watch(
-        "the test's AMI connection to come up",
-        Duration::from_secs(5),
-        &mut ami.state(),
-        |s| s.is_up(),
-    )
-    .await;
-    ami
-}
-
 fn hex(b: &[u8]) -> String {
     ucm::auth::hex(b)
 }
@@ -232,7 +220,7 @@ async fn registered_and_unregistered_endpoints_show_status_and_address() {
     let _one_at_a_time = CALLS.lock().await;
     let db = last_db(dbs().await);
     let b = Bench::start(&db, &rig).await;
-    let ami = ami(&rig).await;
+    let ami = crate::calls::connected_ami(&rig).await;
     hang_up_everything(&ami).await;
     let mut phone = Phone::new(&rig, "1002").await;
     phone.unregister_all().await;
