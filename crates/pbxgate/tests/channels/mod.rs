@@ -299,12 +299,21 @@ async fn hangup_ends_the_channel_and_nothing_else() {
         m.event() == Some("Hangup") && m.get("Channel") == Some(caller.as_str())
     })
     .await;
-    assert!(
-        !b.list("listBridgedChannels")
-            .await
-            .iter()
-            .any(|i| i["channel2"] == callee.as_str())
-    );
+    // pbxgate reads the hang-up on its own AMI connection: the list follows
+    // within moments of the event this test saw, not necessarily before it.
+    wait_until(
+        "the callee gone from listBridgedChannels",
+        Duration::from_secs(5),
+        async || {
+            let items = b.list("listBridgedChannels").await;
+            if items.iter().any(|i| i["channel2"] == callee.as_str()) {
+                Err(Text(format!("{items:#?}")))
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
     assert_eq!(b.status("Hangup", json!({"channel": callee})).await, -16);
     b.done().await;
 }
