@@ -28,6 +28,7 @@ mod cdr;
 mod connection;
 mod error;
 mod meta;
+mod outbox;
 mod pms;
 mod settings_digests;
 mod states;
@@ -47,6 +48,7 @@ pub use connection::{
 };
 pub use error::Error;
 pub use meta::MetaStore;
+pub use outbox::{Backlog, OutboxItem, OutboxStore};
 pub use pms::{PmsStore, Room, RoomWrite, Wakeup, WakeupStatus};
 pub use settings_digests::SettingsStore;
 pub use sqlx::Error as SqlxError;

@@ -1,7 +1,7 @@
 //! Storing batches of CDRs: multi-row inserts on SQLite, one UNNEST
 //! statement per chunk on PostgreSQL, and the session index beside them.
 
-use sqlx::SqlSafeStr;
+use sqlx::{Row, SqlSafeStr};
 
 use super::query::{self, SESSION, needs_cleaning};
 use super::record::NewCdr;
@@ -80,12 +80,16 @@ fn session_pairs(batch: &[NewCdr]) -> Vec<(i64, &str)> {
 /// Entries per `cdr_session` insert on SQLite (two parameters each).
 const CDR_SESSION_ROWS_PER_STATEMENT: usize = 2000;
 
+/// Outbox rows per insert on SQLite (three parameters each).
+const OUTBOX_ROWS_PER_STATEMENT: usize = 2000;
+
 /// Rows per UNNEST statement on PostgreSQL: a batch is cut in a few
 /// statements so that encoding one overlaps the execution of the previous.
 const CDR_ROWS_PER_UNNEST: usize = 500;
 
 fn unnest_query(
     chunk: &[NewCdr],
+    returning: &str,
 ) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
     let mut columns: Vec<Vec<&str>> = (1..ucm::cdr::FIELDS.len())
         .map(|_| Vec::with_capacity(chunk.len()))
@@ -99,7 +103,8 @@ fn unnest_query(
     let starts: Vec<i64> = chunk.iter().map(|c| c.start_ms).collect();
     let calls: Vec<i64> = chunk.iter().map(|c| c.call_ms).collect();
     let ends: Vec<i64> = chunk.iter().map(|c| c.end_ms).collect();
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(cdr_insert_sql_postgres()).into_sql_str())
+    let sql = format!("{}{returning}", cdr_insert_sql_postgres());
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql).into_sql_str())
         .bind(keys)
         .bind(starts)
         .bind(calls)
@@ -110,10 +115,22 @@ fn unnest_query(
     q
 }
 
-pub(super) async fn insert_cdrs(store: &Store, batch: &[NewCdr]) -> Result<u64, Error> {
+/// Receivers whose outbox gets the newly stored rows, and the time they are
+/// queued at.
+pub(super) struct Queue<'a> {
+    pub receivers: &'a [String],
+    pub now_ms: i64,
+}
+
+pub(super) async fn insert_cdrs(
+    store: &Store,
+    batch: &[NewCdr],
+    queue: Option<Queue<'_>>,
+) -> Result<u64, Error> {
     if batch.is_empty() {
         return Ok(0);
     }
+    let queue = queue.filter(|q| !q.receivers.is_empty());
     // Page separators are replaced (see cdr_query); copying only the
     // rare batch that holds one keeps the common path copy-free.
     let cleaned: Vec<NewCdr>;
@@ -142,15 +159,55 @@ pub(super) async fn insert_cdrs(store: &Store, batch: &[NewCdr]) -> Result<u64, 
             };
             let mut tx = write.begin().await?;
             let mut n = 0;
-            let mut chunks = batch.chunks(CDR_ROWS_PER_STATEMENT);
-            let mut next = chunks.next().map(build);
-            // Binding copies every value; that is done for the next
-            // statement while SQLite's worker thread runs this one.
-            while let Some(q) = next.take() {
-                let (done, following) =
-                    tokio::join!(q.execute(&mut *tx), async { chunks.next().map(build) });
-                n += done?.rows_affected();
-                next = following;
+            if let Some(queue) = &queue {
+                // The ids of the rows this batch stored (not those skipped
+                // as already stored) go to the outbox in this transaction.
+                let mut ids = Vec::with_capacity(batch.len());
+                for chunk in batch.chunks(CDR_ROWS_PER_STATEMENT) {
+                    let sql = format!("{} RETURNING acctid", cdr_insert_sql_sqlite(chunk.len()));
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql).into_sql_str());
+                    for c in chunk {
+                        q = q
+                            .bind(c.dedupe_key.as_str())
+                            .bind(c.start_ms)
+                            .bind(c.call_ms)
+                            .bind(c.end_ms);
+                        for v in &c.record.values()[1..] {
+                            q = q.bind(v.as_str());
+                        }
+                    }
+                    for row in q.fetch_all(&mut *tx).await? {
+                        ids.push(row.try_get::<i64, _>(0)?);
+                    }
+                }
+                n = ids.len() as u64;
+                ids.sort_unstable();
+                for receiver in queue.receivers {
+                    for chunk in ids.chunks(OUTBOX_ROWS_PER_STATEMENT) {
+                        let mut sql = String::from(
+                            "INSERT INTO cdr_outbox (receiver, acctid, queued_ms) VALUES (?, ?, ?)",
+                        );
+                        for _ in 1..chunk.len() {
+                            sql.push_str(", (?, ?, ?)");
+                        }
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql).into_sql_str());
+                        for id in chunk {
+                            q = q.bind(receiver.as_str()).bind(*id).bind(queue.now_ms);
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                }
+            } else {
+                let mut chunks = batch.chunks(CDR_ROWS_PER_STATEMENT);
+                let mut next = chunks.next().map(build);
+                // Binding copies every value; that is done for the next
+                // statement while SQLite's worker thread runs this one.
+                while let Some(q) = next.take() {
+                    let (done, following) =
+                        tokio::join!(q.execute(&mut *tx), async { chunks.next().map(build) });
+                    n += done?.rows_affected();
+                    next = following;
+                }
             }
             let pairs = session_pairs(batch);
             for chunk in pairs.chunks(CDR_SESSION_ROWS_PER_STATEMENT) {
@@ -172,16 +229,42 @@ pub(super) async fn insert_cdrs(store: &Store, batch: &[NewCdr]) -> Result<u64, 
         Inner::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             let mut n = 0;
-            let mut chunks = batch.chunks(CDR_ROWS_PER_UNNEST);
-            let mut next = chunks.next().map(unnest_query);
-            // Encoding the arrays of the next statement overlaps the
-            // server's work on this one.
-            while let Some(q) = next.take() {
-                let (done, following) = tokio::join!(q.execute(&mut *tx), async {
-                    chunks.next().map(unnest_query)
-                });
-                n += done?.rows_affected();
-                next = following;
+            if let Some(queue) = &queue {
+                // As on SQLite: the stored rows' ids, queued in this transaction.
+                let mut ids = Vec::with_capacity(batch.len());
+                for chunk in batch.chunks(CDR_ROWS_PER_UNNEST) {
+                    for row in unnest_query(chunk, " RETURNING acctid")
+                        .fetch_all(&mut *tx)
+                        .await?
+                    {
+                        ids.push(row.try_get::<i64, _>(0)?);
+                    }
+                }
+                n = ids.len() as u64;
+                ids.sort_unstable();
+                for receiver in queue.receivers {
+                    sqlx::query(
+                        "INSERT INTO cdr_outbox (receiver, acctid, queued_ms) \
+                         SELECT $1, unnest($2::bigint[]), $3",
+                    )
+                    .bind(receiver.as_str())
+                    .bind(&ids)
+                    .bind(queue.now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            } else {
+                let mut chunks = batch.chunks(CDR_ROWS_PER_UNNEST);
+                let mut next = chunks.next().map(|c| unnest_query(c, ""));
+                // Encoding the arrays of the next statement overlaps the
+                // server's work on this one.
+                while let Some(q) = next.take() {
+                    let (done, following) = tokio::join!(q.execute(&mut *tx), async {
+                        chunks.next().map(|c| unnest_query(c, ""))
+                    });
+                    n += done?.rows_affected();
+                    next = following;
+                }
             }
             let (calls, sessions): (Vec<i64>, Vec<&str>) = session_pairs(batch).into_iter().unzip();
             sqlx::query(

@@ -27,6 +27,14 @@ pub trait CdrStore: Send + Sync {
     /// Stores a batch in one transaction; records whose key is already stored
     /// are skipped. Returns how many were new.
     async fn insert_cdrs(&self, batch: &[NewCdr]) -> Result<u64, Error>;
+    /// As [`CdrStore::insert_cdrs`], and queues the newly stored records in
+    /// each receiver's outbox in the same transaction (see `OutboxStore`).
+    async fn insert_cdrs_queued(
+        &self,
+        batch: &[NewCdr],
+        receivers: &[String],
+        now_ms: i64,
+    ) -> Result<u64, Error>;
     /// One page of `cdrapi` entries, legs in entry order.
     async fn cdr_page(&self, q: &PageQuery<'_>) -> Result<CdrPage, Error>;
     /// The database's plan for that page query, one line per step (tests and
@@ -69,7 +77,16 @@ pub trait CdrStore: Send + Sync {
 #[async_trait]
 impl CdrStore for Store {
     async fn insert_cdrs(&self, batch: &[NewCdr]) -> Result<u64, Error> {
-        insert::insert_cdrs(self, batch).await
+        insert::insert_cdrs(self, batch, None).await
+    }
+
+    async fn insert_cdrs_queued(
+        &self,
+        batch: &[NewCdr],
+        receivers: &[String],
+        now_ms: i64,
+    ) -> Result<u64, Error> {
+        insert::insert_cdrs(self, batch, Some(insert::Queue { receivers, now_ms })).await
     }
 
     async fn cdr_page(&self, q: &PageQuery<'_>) -> Result<CdrPage, Error> {

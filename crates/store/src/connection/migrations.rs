@@ -60,6 +60,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "state checks",
         include_str!("../../migrations/sqlite/0011_state_checks.sql"),
     ),
+    (
+        12,
+        "cdr_outbox",
+        include_str!("../../migrations/sqlite/0012_cdr_outbox.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -116,6 +121,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "state checks",
         include_str!("../../migrations/postgres/0011_state_checks.sql"),
+    ),
+    (
+        12,
+        "cdr_outbox",
+        include_str!("../../migrations/postgres/0012_cdr_outbox.sql"),
     ),
 ];
 

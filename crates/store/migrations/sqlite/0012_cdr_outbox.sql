@@ -1,0 +1,21 @@
+-- CDR Real-Time Output (issue 19): per receiver, the stored CDRs still to
+-- push, queued in the transaction that stores them; a row goes when its
+-- receiver confirmed it (or the quota drops it).
+CREATE TABLE cdr_outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    receiver   TEXT    NOT NULL,
+    acctid     INTEGER NOT NULL,
+    queued_ms  INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    -- not retried before this time (backoff after a failed attempt)
+    next_ms    INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX cdr_outbox_receiver ON cdr_outbox (receiver, id);
+
+-- Which process delivers to a receiver, until when (taken over when it lapses).
+CREATE TABLE cdr_outbox_leases (
+    receiver   TEXT    PRIMARY KEY,
+    holder     TEXT    NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
