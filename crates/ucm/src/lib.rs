@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod auth;
 pub mod cdr;
+pub mod cdr_output;
 pub mod cdrapi;
 pub mod envelope;
 pub mod httpauth;
