@@ -77,6 +77,17 @@ pub trait OutboxStore: Send + Sync {
         error: &str,
     ) -> Result<(), Error>;
 
+    /// As [`OutboxStore::outbox_due`], with each item's stored CDR: its 43
+    /// UCM values in `ucm::cdr::FIELDS` order (`AcctId` first), what the
+    /// framing (`ucm::cdr_output`) sends. An item whose CDR is gone (deleted
+    /// by hand) comes without values.
+    async fn outbox_records(
+        &self,
+        receiver: &str,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(OutboxItem, Option<Vec<String>>)>, Error>;
+
     async fn outbox_backlog(&self, receiver: &str) -> Result<Backlog, Error>;
 
     /// Drops the oldest items beyond the newest `max_items`, and those queued
@@ -228,6 +239,51 @@ impl OutboxStore for Store {
             });
         }
         Ok(())
+    }
+
+    async fn outbox_records(
+        &self,
+        receiver: &str,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(OutboxItem, Option<Vec<String>>)>, Error> {
+        let items = self.outbox_due(receiver, now_ms, limit).await?;
+        let Some(first) = items.first() else {
+            return Ok(Vec::new());
+        };
+        let last = items.last().map_or(first.id, |i| i.id);
+        let mut sql = String::from("SELECT o.id, CAST(c.acctid AS TEXT)");
+        for f in &ucm::cdr::FIELDS[1..] {
+            sql.push_str(&format!(", c.\"{f}\""));
+        }
+        sql.push_str(
+            " FROM cdr_outbox o JOIN cdr c ON c.acctid = o.acctid \
+             WHERE o.receiver = $1 AND o.id BETWEEN $2 AND $3",
+        );
+        let mut values: std::collections::HashMap<i64, Vec<String>> = with_pool!(self, read pool => {
+            sqlx::query(sqlx::AssertSqlSafe(sql).into_sql_str())
+                .bind(receiver)
+                .bind(first.id)
+                .bind(last)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    let id: i64 = r.try_get(0)?;
+                    let v = (1..=ucm::cdr::FIELDS.len())
+                        .map(|i| r.try_get::<String, _>(i))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((id, v))
+                })
+                .collect::<Result<_, Error>>()?
+        });
+        Ok(items
+            .into_iter()
+            .map(|i| {
+                let v = values.remove(&i.id);
+                (i, v)
+            })
+            .collect())
     }
 
     async fn outbox_backlog(&self, receiver: &str) -> Result<Backlog, Error> {

@@ -225,3 +225,42 @@ async fn the_quota_drops_the_oldest_and_counts_them() {
         );
     });
 }
+
+#[tokio::test]
+async fn items_come_with_their_stored_cdr() {
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        s.insert_cdrs_queued(&batch(0, 3), &receivers(&["billing"]), 1)
+            .await
+            .unwrap();
+        let records = s.outbox_records("billing", 0, 2).await.unwrap();
+        assert_eq!(records.len(), 2, "{b:?}");
+        for (item, values) in &records {
+            let v = values.as_ref().unwrap();
+            assert_eq!(v.len(), ucm::cdr::FIELDS.len(), "{b:?}");
+            assert_eq!(v[0], item.acctid.to_string(), "{b:?}");
+            let src = ucm::cdr::FIELDS.iter().position(|f| *f == "src").unwrap();
+            assert_eq!(v[src], "1001", "{b:?}");
+        }
+        let session = ucm::cdr::FIELDS
+            .iter()
+            .position(|f| *f == "session")
+            .unwrap();
+        let sessions: Vec<&str> = records
+            .iter()
+            .map(|(_, v)| v.as_ref().unwrap()[session].as_str())
+            .collect();
+        assert_eq!(sessions, ["k0", "k1"], "{b:?}");
+        // Waiting out a backoff: nothing.
+        s.outbox_failed("billing", &[records[0].0.id], 500, "down")
+            .await
+            .unwrap();
+        assert!(
+            s.outbox_records("billing", 100, 2)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b:?}"
+        );
+    });
+}
