@@ -17,6 +17,7 @@ const FEATURES: &[&str] = &[
     "directory",
     "ingest",
     "live",
+    "outbox",
     "pbxcheck",
     "pms",
     "recordings",

@@ -29,6 +29,7 @@ pub mod legacy;
 pub mod listing;
 pub mod live;
 pub mod net;
+pub mod outbox;
 pub mod pbxcheck;
 pub mod permissions;
 pub mod pms;

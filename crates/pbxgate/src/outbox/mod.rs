@@ -1,0 +1,172 @@
+//! CDR Real-Time Output (issue 19, in progress): the delivery of each
+//! receiver's outbox. One step ([`Delivery::step`]) takes the receiver's
+//! lease, reads the oldest queued records, frames them
+//! (`ucm::cdr_output`), hands them to the receiver's [`Transport`], and marks
+//! them delivered, or failed with a backoff that nothing behind them
+//! overtakes. Not started by the server yet: the settings, the TCP and
+//! HTTP(S) transports and the Status page come next (docs/cdr-output.md).
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use store::{OutboxStore, Store};
+use ucm::cdr::FIELDS;
+use ucm::cdrapi::Format;
+use ucm::cdrapi::encode::{Leg, Options};
+
+/// How one receiver takes its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One entry per line on a kept-open TCP connection.
+    Lines,
+    /// A batch as one `cdrapi` answer (an HTTP(S) `POST` body).
+    Batch,
+}
+
+/// A receiver as the delivery sees it.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    pub name: String,
+    pub format: Format,
+    pub options: Options,
+    pub framing: Framing,
+    /// Records per step (per HTTP body).
+    pub batch: u32,
+}
+
+/// One payload for a transport: the bytes, and a key that names them (the
+/// first and last `AcctId`), the same when the same records are sent again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub body: Vec<u8>,
+    pub idempotency_key: String,
+    pub records: usize,
+}
+
+/// What sends a payload to a receiver (TCP connection, HTTP client, or a
+/// test's recorder). `Err` is the reason, for the Status page and the log.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync {
+    async fn send(&self, payload: &Payload) -> Result<(), String>;
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Another process holds the receiver's lease.
+    NotHolder,
+    /// Nothing due (empty, or the oldest waits out its backoff).
+    Idle,
+    Delivered(usize),
+    /// The transport refused; retried after the backoff.
+    Failed {
+        records: usize,
+        error: String,
+        retry_in: Duration,
+    },
+}
+
+/// The delivery of one receiver's outbox by one process (`holder`).
+pub struct Delivery<T> {
+    pub store: Store,
+    pub receiver: Receiver,
+    pub holder: String,
+    pub transport: T,
+    /// How long the lease lasts without renewal (a dead holder's is taken
+    /// over after this).
+    pub lease: Duration,
+}
+
+/// Backoff after `attempts` failed attempts: 1 s, doubling, at most 5 min.
+pub fn backoff(attempts: i64) -> Duration {
+    let exp = u32::try_from(attempts.clamp(0, 9)).unwrap_or(9);
+    Duration::from_secs(2u64.pow(exp)).min(Duration::from_secs(300))
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl<T: Transport> Delivery<T> {
+    /// One step at `now_ms`.
+    pub async fn step(&self, now_ms: i64) -> Result<Step, store::Error> {
+        let name = &self.receiver.name;
+        if !self
+            .store
+            .outbox_lease(name, &self.holder, now_ms, ms(self.lease))
+            .await?
+        {
+            return Ok(Step::NotHolder);
+        }
+        let records = self
+            .store
+            .outbox_records(name, now_ms, self.receiver.batch.max(1))
+            .await?;
+        let Some((first, _)) = records.first() else {
+            return Ok(Step::Idle);
+        };
+        let attempts = first.attempts;
+        let ids: Vec<i64> = records.iter().map(|(i, _)| i.id).collect();
+        // A record deleted from the CDR table by hand cannot be sent: it
+        // leaves the outbox as if delivered (the log says so).
+        let gone = records.iter().filter(|(_, v)| v.is_none()).count();
+        if gone > 0 {
+            tracing::warn!(receiver = %name, records = gone, "CDR output: queued CDRs no longer stored; skipped");
+        }
+        let legs: Vec<Leg<'_>> = records
+            .iter()
+            .filter_map(|(_, v)| v.as_ref())
+            .map(|v| {
+                let mut leg: Leg<'_> = [""; FIELDS.len()];
+                for (slot, value) in leg.iter_mut().zip(v) {
+                    *slot = value.as_str();
+                }
+                leg
+            })
+            .collect();
+        if !legs.is_empty() {
+            let payload = self.payload(&legs);
+            if let Err(error) = self.transport.send(&payload).await {
+                let retry_in = backoff(attempts);
+                self.store
+                    .outbox_failed(name, &ids, now_ms.saturating_add(ms(retry_in)), &error)
+                    .await?;
+                return Ok(Step::Failed {
+                    records: ids.len(),
+                    error,
+                    retry_in,
+                });
+            }
+        }
+        let done = self
+            .store
+            .outbox_delivered(name, &self.holder, now_ms, &ids)
+            .await?;
+        Ok(Step::Delivered(usize::try_from(done).unwrap_or(0)))
+    }
+
+    fn payload(&self, legs: &[Leg<'_>]) -> Payload {
+        let r = &self.receiver;
+        let body = match r.framing {
+            Framing::Lines => legs
+                .iter()
+                .flat_map(|leg| {
+                    ucm::cdr_output::line(r.format, r.options, std::slice::from_ref(leg))
+                })
+                .collect(),
+            Framing::Batch => {
+                let entries: Vec<&[Leg<'_>]> = legs.iter().map(std::slice::from_ref).collect();
+                ucm::cdr_output::body(r.format, r.options, &entries)
+            }
+        };
+        let first = legs.first().map_or("", |l| l[0]);
+        let last = legs.last().map_or("", |l| l[0]);
+        Payload {
+            body,
+            idempotency_key: format!("{}-{first}-{last}", r.name),
+            records: legs.len(),
+        }
+    }
+}
