@@ -142,8 +142,9 @@ pub(super) async fn insert_cdrs(
     };
     let inserted = match &store.inner {
         Inner::Sqlite { write, .. } => {
-            let build = |chunk: &[NewCdr]| {
-                let sql = cdr_insert_sql_sqlite(chunk.len());
+            // `returning`: "" or " RETURNING acctid" (the stored rows' ids).
+            let build = |chunk: &[NewCdr], returning: &str| {
+                let sql = format!("{}{returning}", cdr_insert_sql_sqlite(chunk.len()));
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql).into_sql_str());
                 for c in chunk {
                     q = q
@@ -164,19 +165,10 @@ pub(super) async fn insert_cdrs(
                 // as already stored) go to the outbox in this transaction.
                 let mut ids = Vec::with_capacity(batch.len());
                 for chunk in batch.chunks(CDR_ROWS_PER_STATEMENT) {
-                    let sql = format!("{} RETURNING acctid", cdr_insert_sql_sqlite(chunk.len()));
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql).into_sql_str());
-                    for c in chunk {
-                        q = q
-                            .bind(c.dedupe_key.as_str())
-                            .bind(c.start_ms)
-                            .bind(c.call_ms)
-                            .bind(c.end_ms);
-                        for v in &c.record.values()[1..] {
-                            q = q.bind(v.as_str());
-                        }
-                    }
-                    for row in q.fetch_all(&mut *tx).await? {
+                    for row in build(chunk, " RETURNING acctid")
+                        .fetch_all(&mut *tx)
+                        .await?
+                    {
                         ids.push(row.try_get::<i64, _>(0)?);
                     }
                 }
@@ -199,12 +191,13 @@ pub(super) async fn insert_cdrs(
                 }
             } else {
                 let mut chunks = batch.chunks(CDR_ROWS_PER_STATEMENT);
-                let mut next = chunks.next().map(build);
+                let mut next = chunks.next().map(|c| build(c, ""));
                 // Binding copies every value; that is done for the next
                 // statement while SQLite's worker thread runs this one.
                 while let Some(q) = next.take() {
-                    let (done, following) =
-                        tokio::join!(q.execute(&mut *tx), async { chunks.next().map(build) });
+                    let (done, following) = tokio::join!(q.execute(&mut *tx), async {
+                        chunks.next().map(|c| build(c, ""))
+                    });
                     n += done?.rows_affected();
                     next = following;
                 }
