@@ -21,16 +21,9 @@ pub const DIRECTORY_FILE: &str = "pbxgate_directory.conf";
 
 /// Longest name (queue, extension, trunk) taken from a request.
 const MAX_NAME: usize = 80;
-/// Asterisk values are untrusted: one longer than this is cut.
-const MAX_VALUE: usize = 256;
 
 /// An Asterisk value made safe to show: no control characters, bounded.
-pub fn clean(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_VALUE)
-        .collect()
-}
+pub use crate::error::printable as clean;
 
 /// A name parameter (extension, trunk, queue): -1 absent, -15 not a [`is_name`].
 pub fn name_param(params: &ucm::Params, key: &str) -> Result<String, ActionError> {

@@ -10,11 +10,11 @@ use asterisk::testing::{Rig, rig};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE};
 use serde_json::{Value, json};
-use store::{AuditStore, CallDecision, CdrStore, DecisionStore, Store};
-use ucm::cdr::CdrRecord;
+use store::{AuditStore, CallDecision, DecisionStore, Store};
 
 use super::admin_browser;
 use super::{PASSWORD, log_in, open_store, set_cookie, set_password};
+pub(super) use crate::callcontrol::cdr_of;
 pub(super) use crate::callcontrol::inbound;
 pub(super) use crate::calls::connected_ami;
 use crate::calls::{CALLS, call, pbx_config, wait_connected};
@@ -408,22 +408,6 @@ pub(super) async fn decision(store: &Store, channel: &str) -> CallDecision {
             all.into_iter()
                 .find(|d| d.channel == channel || d.caller == channel)
                 .ok_or(format!("{n} decisions of other calls"))
-        },
-    )
-    .await
-}
-
-/// The CDR of the call from `src`, once stored.
-pub(super) async fn cdr_of(store: &Store, src: &str) -> CdrRecord {
-    wait_until(
-        format!("a CDR from {src}"),
-        Duration::from_secs(30),
-        async || {
-            let all = store.recent_cdrs(1000).await.unwrap();
-            let n = all.len();
-            all.into_iter()
-                .find(|r| r.get("src") == src)
-                .ok_or(format!("{n} CDRs from others"))
         },
     )
     .await

@@ -156,7 +156,7 @@ async fn decision(store: &Store, channel: &str) -> CallDecision {
 }
 
 /// The caller's inbound CDR, once stored.
-async fn cdr_of(store: &Store, src: &str) -> CdrRecord {
+pub(crate) async fn cdr_of(store: &Store, src: &str) -> CdrRecord {
     wait_until(
         format!("a CDR from {src}"),
         Duration::from_secs(30),
