@@ -15,6 +15,7 @@ pub struct Health {
     pub ami: Option<tokio::sync::watch::Receiver<ConnState>>,
     pub ari: Option<tokio::sync::watch::Receiver<ConnState>>,
     pub calls: crate::callcontrol::CallControl,
+    pub outbox: std::sync::Arc<crate::outbox::Outbox>,
 }
 
 fn describe(state: Option<ConnState>) -> String {
@@ -51,6 +52,7 @@ pub async fn healthz(State(app): State<std::sync::Arc<Health>>) -> (StatusCode, 
             "ami": describe(ami),
             "ari": describe(ari),
             "held_calls": app.calls.engine().map(|c| c.held()),
+            "cdr_output": app.outbox.status().iter().map(|r| r.json()).collect::<Vec<_>>(),
             "version": env!("CARGO_PKG_VERSION"),
         })),
     )

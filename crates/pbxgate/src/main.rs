@@ -62,6 +62,27 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// CDR Real-Time Output: each receiver's backlog (with --receiver, its
+    /// oldest queued records); with --from/--to, queue a time range again
+    /// for a receiver (a billing system that lost its data asks for it again).
+    Outbox {
+        /// Configuration file (TOML): the database and [cdr_output].
+        #[arg(short, long, env = "PBXGATE_CONFIG", default_value = "pbxgate.toml")]
+        config: PathBuf,
+        /// One receiver (a name of [[cdr_output.receivers]]).
+        #[arg(long)]
+        receiver: Option<String>,
+        /// Replay: calls started at or after this time ("YYYY-MM-DD", "YYYY-MM-DD HH:MM:SS"
+        /// in pbx.timezone, or RFC 3339 with an offset). Needs --receiver and --to.
+        #[arg(long, requires_all = ["receiver", "to"])]
+        from: Option<String>,
+        /// Replay: calls started before this time (same forms as --from).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Records listed with --receiver.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Validate a configuration file and print a summary (secrets are never printed).
     CheckConfig {
         /// Configuration file (TOML).
@@ -171,6 +192,15 @@ fn main() -> ExitCode {
         Command::Admin {
             command: AdminCommand::SetPassword { config, username },
         } => run_with(&config, |settings| set_admin_password(settings, username)),
+        Command::Outbox {
+            config,
+            receiver,
+            from,
+            to,
+            limit,
+        } => run_with(&config, |settings| {
+            outbox(settings, receiver, from.zip(to), limit)
+        }),
         Command::ImportCsv { config, file } => {
             run_with(&config, |settings| import_csv(settings, file))
         }
@@ -504,6 +534,8 @@ async fn import_csv(settings: Settings, file: PathBuf) -> ExitCode {
         &store,
         &settings.timezone,
         describe.as_ref(),
+        // Imported history is not pushed: `pbxgate outbox --replay` does that.
+        &pbxgate::outbox::Queue::default(),
         progress,
     )
     .await;
@@ -615,4 +647,199 @@ async fn set_admin_password(settings: Settings, username: String) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A time as `pbxgate outbox --from/--to` takes it, in Unix ms.
+fn parse_time(text: &str, tz: &jiff::tz::TimeZone) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t.as_millisecond());
+    }
+    let civil = text
+        .parse::<jiff::civil::DateTime>()
+        .or_else(|_| {
+            text.parse::<jiff::civil::Date>()
+                .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+        })
+        .map_err(|_| {
+            format!("{text:?} is not a time: use YYYY-MM-DD, \"YYYY-MM-DD HH:MM:SS\" or RFC 3339")
+        })?;
+    tz.to_ambiguous_zoned_datetime(civil)
+        .compatible()
+        .map(|z| z.timestamp().as_millisecond())
+        .map_err(|e| format!("{text:?}: {e}"))
+}
+
+async fn outbox(
+    settings: Settings,
+    receiver: Option<String>,
+    replay: Option<(String, String)>,
+    limit: u32,
+) -> ExitCode {
+    let configured = &settings.cdr_output.receivers;
+    if let Some(name) = &receiver
+        && !configured.iter().any(|r| &r.name == name)
+    {
+        let names: Vec<&str> = configured.iter().map(|r| r.name.as_str()).collect();
+        eprintln!(
+            "pbxgate: no receiver named {name:?} in [cdr_output] (configured: {})",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+        return ExitCode::from(2);
+    }
+    let range = match &replay {
+        Some((from, to)) => {
+            let parsed = parse_time(from, &settings.timezone)
+                .and_then(|f| parse_time(to, &settings.timezone).map(|t| (f, t)));
+            match parsed {
+                Ok((f, t)) if f < t => Some((f, t)),
+                Ok(_) => {
+                    eprintln!("pbxgate: --from must be before --to");
+                    return ExitCode::from(2);
+                }
+                Err(e) => {
+                    eprintln!("pbxgate: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => None,
+    };
+    let store = match open_store_or_exit(&settings).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let result = outbox_report(&settings, &store, receiver.as_deref(), range, limit).await;
+    store.close().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pbxgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn outbox_report(
+    settings: &Settings,
+    store: &store::Store,
+    receiver: Option<&str>,
+    range: Option<(i64, i64)>,
+    limit: u32,
+) -> Result<(), store::Error> {
+    use store::{AuditStore, OutboxStore};
+    let time = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| {
+                settings
+                    .timezone
+                    .to_datetime(t)
+                    .strftime("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| ms.to_string())
+    };
+    let now = pbxgate::clock::now_ms();
+    if let (Some(name), Some((from, to))) = (receiver, range) {
+        let queued = store.outbox_replay(name, from, to, now).await?;
+        store
+            .record_audit(&store::AuditEvent {
+                at_ms: now,
+                event: store::AuditEventKind::CdrOutput,
+                username: String::new(),
+                ip: String::new(),
+                result: "replay".into(),
+                detail: format!(
+                    "receiver {name}: {queued} CDRs of calls started {} to {} queued again",
+                    time(from),
+                    time(to)
+                ),
+            })
+            .await?;
+        println!(
+            "queued {queued} CDR(s) of calls started from {} to {} (pbx time) for {name}; \
+             a running pbxgate delivers them behind its backlog",
+            time(from),
+            time(to)
+        );
+        return Ok(());
+    }
+    let backlogs = store.outbox_receivers().await?;
+    let backlog_of = |name: &str| {
+        backlogs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| *b)
+            .unwrap_or_default()
+    };
+    println!(
+        "CDR output {}",
+        if settings.cdr_output.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    );
+    println!(
+        "{:<20} {:<44} {:>10}  oldest queued (pbx time)",
+        "receiver", "target", "backlog"
+    );
+    for r in &settings.cdr_output.receivers {
+        if receiver.is_some_and(|n| n != r.name) {
+            continue;
+        }
+        let b = backlog_of(&r.name);
+        println!(
+            "{:<20} {:<44} {:>10}  {}",
+            r.name,
+            r.target(),
+            b.items,
+            b.oldest_ms.map(time).unwrap_or_else(|| "-".into())
+        );
+    }
+    if receiver.is_none() {
+        for (name, b) in &backlogs {
+            if !settings
+                .cdr_output
+                .receivers
+                .iter()
+                .any(|r| &r.name == name)
+            {
+                println!(
+                    "{:<20} {:<44} {:>10}  {}",
+                    name,
+                    "(no longer configured)",
+                    b.items,
+                    b.oldest_ms.map(time).unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+    }
+    if let Some(name) = receiver {
+        let items = store.outbox_due(name, i64::MAX, limit).await?;
+        println!();
+        println!(
+            "{:>12} {:>12} {:<20} {:>8}  next attempt",
+            "queue id", "AcctId", "queued", "attempts"
+        );
+        for i in items {
+            println!(
+                "{:>12} {:>12} {:<20} {:>8}  {}",
+                i.id,
+                i.acctid,
+                time(i.queued_ms),
+                i.attempts,
+                if i.next_ms > now {
+                    time(i.next_ms)
+                } else {
+                    "now".into()
+                }
+            );
+        }
+    }
+    Ok(())
 }

@@ -48,6 +48,8 @@ pub struct App {
     pub websockify: Arc<websockify::Websockify>,
     pub health: Arc<health::Health>,
     pub old_api: Arc<legacy::Deps>,
+    /// CDR Real-Time Output: one worker per receiver.
+    pub outbox: Arc<crate::outbox::Outbox>,
 }
 
 /// The connections to one PBX and the tasks that run with them.
@@ -141,10 +143,26 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         crate::ingest::recording_desc::Describer::new(recordings.storage(), folder.to_owned())
     });
     let live = crate::live::Hub::new();
+    let outbox = Arc::new(crate::outbox::Outbox::start(
+        &store,
+        &settings.cdr_output,
+        settings.cdrapi.output,
+        &crate::outbox::holder_name(),
+    ));
     let pbx = settings
         .asterisk
         .as_ref()
-        .map(|a| connect_pbx(a, &store, &settings, &live, describe, call_control))
+        .map(|a| {
+            connect_pbx(
+                a,
+                &store,
+                &settings,
+                &live,
+                describe,
+                call_control,
+                outbox.queue(),
+            )
+        })
         .transpose()?;
     if pbx.is_none() {
         tracing::warn!(
@@ -228,6 +246,7 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         password_checks,
         admin_login_key,
         started,
+        outbox: outbox.clone(),
     });
     let websockify = Arc::new(websockify::Websockify {
         auth: auth.clone(),
@@ -241,6 +260,7 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         ami: pbx.as_ref().map(|p| p.ami.state()),
         ari: pbx.as_ref().and_then(|p| p.ari.as_ref()).map(|a| a.state()),
         calls: calls.clone(),
+        outbox: outbox.clone(),
     });
     let old_api = Arc::new(legacy::Deps {
         settings: settings.clone(),
@@ -269,6 +289,7 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         websockify,
         health,
         old_api,
+        outbox,
     })
 }
 
@@ -279,6 +300,7 @@ fn connect_pbx(
     live: &crate::live::Hub,
     describe: Option<crate::ingest::recording_desc::Describer>,
     call_control: bool,
+    queue: crate::outbox::Queue,
 ) -> Result<Pbx> {
     let ami = asterisk::ami::Ami::start(asterisk::ami::AmiConfig::new(
         a.ami_address.clone(),
@@ -294,6 +316,7 @@ fn connect_pbx(
         settings.timezone.clone(),
         a.cdr_csv.clone(),
         describe,
+        queue,
     );
     let ari = match &a.ari {
         Some(c) => Some(asterisk::ari::Ari::start(
@@ -467,6 +490,9 @@ pub async fn run_with_reload(
             ari.shutdown();
         }
     }
+    // After the ingest: what it stored last stays queued for the next start
+    // (or another node) when the workers end before delivering it.
+    app.outbox.stop(grace).await;
     app.store.close().await;
     tracing::info!("pbxgate stopped");
     served.map_err(|e| Error::io("HTTPS server failed", e))

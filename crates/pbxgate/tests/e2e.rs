@@ -6,6 +6,7 @@ mod admin;
 mod callcontrol;
 mod calls;
 mod cdrapi;
+mod cdroutput;
 mod channels;
 mod config;
 mod directory;

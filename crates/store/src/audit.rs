@@ -21,6 +21,8 @@ state_enum! {
         AdminPassword = "admin-password",
         /// A call action taken from the admin web interface.
         AdminCall = "admin-call",
+        /// CDR Real-Time Output: queued CDRs dropped by the quota, a replay.
+        CdrOutput = "cdr-output",
     }
 }
 

@@ -90,6 +90,21 @@ pub trait OutboxStore: Send + Sync {
 
     async fn outbox_backlog(&self, receiver: &str) -> Result<Backlog, Error>;
 
+    /// Every receiver with queued items, and its backlog (by name).
+    async fn outbox_receivers(&self) -> Result<Vec<(String, Backlog)>, Error>;
+
+    /// Queues again for `receiver` every stored CDR whose call started in
+    /// `[from_ms, to_ms)` (UTC ms), in stored order, behind what is queued
+    /// (a billing system that lost a day asks for it again). Returns how
+    /// many were queued.
+    async fn outbox_replay(
+        &self,
+        receiver: &str,
+        from_ms: i64,
+        to_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, Error>;
+
     /// Drops the oldest items beyond the newest `max_items`, and those queued
     /// before `before_ms`. Returns how many were dropped (the caller audits
     /// and logs them: never silently).
@@ -300,6 +315,54 @@ impl OutboxStore for Store {
             items: u64::try_from(items).unwrap_or(0),
             oldest_ms,
         })
+    }
+
+    async fn outbox_receivers(&self) -> Result<Vec<(String, Backlog)>, Error> {
+        let rows = with_pool!(self, read pool => {
+            sqlx::query(
+                "SELECT receiver, COUNT(*), MIN(queued_ms) FROM cdr_outbox \
+                 GROUP BY receiver ORDER BY receiver",
+            )
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let items: i64 = r.try_get(1)?;
+                Ok((
+                    r.try_get::<String, _>(0)?,
+                    Backlog {
+                        items: u64::try_from(items).unwrap_or(0),
+                        oldest_ms: r.try_get::<Option<i64>, _>(2)?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, Error>>()?
+        });
+        Ok(rows)
+    }
+
+    async fn outbox_replay(
+        &self,
+        receiver: &str,
+        from_ms: i64,
+        to_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, Error> {
+        let queued = with_pool!(self, write pool => {
+            sqlx::query(
+                "INSERT INTO cdr_outbox (receiver, acctid, queued_ms) \
+                 SELECT $1, acctid, $4 FROM cdr WHERE start_ms >= $2 AND start_ms < $3 \
+                 ORDER BY acctid",
+            )
+            .bind(receiver)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(now_ms)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(queued)
     }
 
     async fn outbox_trim(

@@ -264,3 +264,77 @@ async fn items_come_with_their_stored_cdr() {
         );
     });
 }
+
+#[tokio::test]
+async fn a_time_range_is_replayed_behind_the_backlog() {
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        let mut early = batch(0, 3);
+        for (i, c) in early.iter_mut().enumerate() {
+            c.start_ms = 1_000 + i as i64;
+        }
+        let mut late = batch(3, 2);
+        for c in &mut late {
+            c.start_ms = 5_000;
+        }
+        s.insert_cdrs(&early).await.unwrap();
+        s.insert_cdrs_queued(&late, &receivers(&["billing"]), 10)
+            .await
+            .unwrap();
+        // [1001, 5000): the last two of the early calls, not the late ones.
+        assert_eq!(
+            s.outbox_replay("billing", 1_001, 5_000, 20).await.unwrap(),
+            2,
+            "{b:?}"
+        );
+        assert_eq!(s.outbox_replay("crm", 0, 10_000, 30).await.unwrap(), 5);
+        let due = s.outbox_records("billing", 0, 10).await.unwrap();
+        let sessions: Vec<&str> = due
+            .iter()
+            .map(|(_, v)| {
+                let v = v.as_ref().unwrap();
+                v[ucm::cdr::FIELDS
+                    .iter()
+                    .position(|f| *f == "session")
+                    .unwrap()]
+                .as_str()
+            })
+            .collect();
+        assert_eq!(sessions, ["k3", "k4", "k1", "k2"], "{b:?}");
+        assert_eq!(
+            s.outbox_receivers().await.unwrap(),
+            vec![
+                (
+                    "billing".to_owned(),
+                    Backlog {
+                        items: 4,
+                        oldest_ms: Some(10)
+                    }
+                ),
+                (
+                    "crm".to_owned(),
+                    Backlog {
+                        items: 5,
+                        oldest_ms: Some(30)
+                    }
+                ),
+            ],
+            "{b:?}"
+        );
+        // The audit trail takes the CDR output's events (migration 0013).
+        s.record_audit(&AuditEvent {
+            at_ms: 1,
+            event: AuditEventKind::CdrOutput,
+            username: String::new(),
+            ip: String::new(),
+            result: "dropped".into(),
+            detail: "billing: 3".into(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            s.recent_audit(1).await.unwrap()[0].event,
+            AuditEventKind::CdrOutput
+        );
+    });
+}

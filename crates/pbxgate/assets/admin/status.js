@@ -67,6 +67,17 @@
         row("State", !cc.available ? "unavailable (needs ARI)" : cc.enabled ? "on" : "off (no API user has it)"),
         row("Held now", cc.held === null ? "—" : String(cc.held)),
       ]),
+      ...s.cdr_output.receivers.map((r) => card(`card-out-${r.receiver}`, `CDR output: ${r.receiver}`,
+        r.state === "failing" ? "bad" : "ok", [
+          row("State", pill(r.state, r.state === "failing" ? "down" : "up"),
+            r.state === "standby" ? " (another pbxgate node delivers)" : ""),
+          row("Receiver", r.target),
+          row("Backlog", `${r.backlog} record(s) waiting`,
+            r.oldest_queued_ms ? el("span", { class: "muted" }, ` (oldest queued ${ago(r.oldest_queued_ms, now)})`) : ""),
+          row("Delivered", `${r.delivered} since start`, r.dropped ? `, ${r.dropped} dropped by the quota` : ""),
+          row("Last success", time(r.last_success_ms)),
+          row("Last error", r.last_error ? `${r.last_error.message} (${time(r.last_error.at_ms)})` : "none"),
+        ])),
       card("card-pbxgate", "pbxgate", "ok", [
         row("Version", s.version),
         row("Up for", duration(s.uptime_secs)),

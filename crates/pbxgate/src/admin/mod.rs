@@ -54,6 +54,8 @@ pub struct Console {
     /// Signs the login form's tokens (shared by the nodes of one database).
     pub admin_login_key: ucm::httpauth::NonceKey,
     pub started: std::time::Instant,
+    /// CDR Real-Time Output's receivers (Status page).
+    pub outbox: Arc<crate::outbox::Outbox>,
 }
 
 /// What the Status and Live pages show of the PBX's connections.

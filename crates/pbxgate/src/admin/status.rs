@@ -242,6 +242,10 @@ async fn status(app: &App) -> Value {
                 None => certificate("old API", String::new(), None, secs),
             },
         ],
+        "cdr_output": {
+            "enabled": app.settings.cdr_output.enabled,
+            "receivers": app.outbox.status().iter().map(|r| r.json()).collect::<Vec<_>>(),
+        },
         "requests": crate::recent::latest(LATEST),
         "audit": audit,
     })

@@ -4,6 +4,7 @@
 //! Every key is documented in `docs/configuration.md`. Unknown keys are errors,
 //! so a typo never silently leaves a default in force.
 
+pub mod cdr_output;
 mod env;
 mod keys;
 pub mod pem;
@@ -98,6 +99,7 @@ pub struct Config {
     pub dialing: DialingConfig,
     pub pms: PmsConfig,
     pub websockify: WebsockifyConfig,
+    pub cdr_output: cdr_output::CdrOutputConfig,
     /// Which keys of the API sections the file (or the environment) sets.
     #[serde(skip)]
     pub file_keys: FileKeys,
@@ -796,6 +798,17 @@ pub fn changed_secrets(a: &Settings, b: &Settings) -> Vec<String> {
     };
     if s3(a) != s3(b) {
         out.push("recordings.s3.secret_access_key".to_owned());
+    }
+    for (i, r) in b.cdr_output.receivers.iter().enumerate() {
+        let before = a.cdr_output.receivers.iter().find(|o| o.name == r.name);
+        if before.is_none_or(|o| o.password != r.password) && !r.password.is_empty() {
+            out.push(format!("cdr_output.receivers[{i}].password"));
+        }
+        if before.is_none_or(|o| o.signing_secret != r.signing_secret)
+            && !r.signing_secret.is_empty()
+        {
+            out.push(format!("cdr_output.receivers[{i}].signing_secret"));
+        }
     }
     out
 }

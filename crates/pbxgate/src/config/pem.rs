@@ -31,6 +31,33 @@ fn read_limited(path: &Path, name: &str) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))
 }
 
+/// The certificates of a PEM file (a CA bundle): at most 2 MB, at least one.
+pub fn read_certificates(
+    path: &Path,
+    name: &str,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let bytes = read_limited(path, name)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            ConfigError::invalid(
+                name,
+                format!(
+                    "{} is not a valid PEM file: {}",
+                    path.display(),
+                    pem_error(&e)
+                ),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(ConfigError::invalid(
+            name,
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(certs)
+}
+
 /// Reads a PEM certificate (chain) and private key and checks them: each
 /// file at most 2 MB, PEM, the key matching the first certificate, which is
 /// valid now. Errors name the configuration key at fault (`cert_name`,

@@ -59,6 +59,8 @@ pub struct Settings {
     pub pms: PmsSettings,
     /// The API keys the file sets (fixed on the admin interface).
     pub file_keys: super::FileKeys,
+    /// `[cdr_output]`: CDR Real-Time Output.
+    pub cdr_output: super::cdr_output::CdrOutputSettings,
 }
 
 /// `[web]` limits that keep the listeners alive under hostile clients.
@@ -235,7 +237,7 @@ pub struct LockoutSettings {
     pub whitelist: Acl,
 }
 
-fn resolve(base: &Path, p: &str) -> PathBuf {
+pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
     let path = PathBuf::from(p);
     if path.is_absolute() {
         path
@@ -675,6 +677,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
     let recordings = recordings(&c.recordings, &recordings_dir, base)?;
 
     let cdrapi = cdrapi(&c.cdrapi)?;
+    let cdr_output = super::cdr_output::validate(&c.cdr_output, base)?;
     let call_control = call_control(&c.call_control)?;
     let dialing = dialing(&c.dialing)?;
 
@@ -711,6 +714,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         system: c.system,
         log: c.log,
         file_keys: c.file_keys,
+        cdr_output,
     })
 }
 
@@ -1021,7 +1025,7 @@ fn asterisk(a: &AsteriskConfig, base: &Path) -> Result<Option<AsteriskSettings>,
 }
 
 /// A secret from its key or its `_file` sibling (never both).
-fn secret_or_file(
+pub(super) fn secret_or_file(
     base: &Path,
     key: &str,
     inline: &Secret,

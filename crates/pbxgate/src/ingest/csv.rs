@@ -7,7 +7,7 @@
 use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use store::{CdrStore, NewCdr, Store};
+use store::{NewCdr, Store};
 
 use super::derive::AsteriskCdr;
 use crate::error::{Error, Result};
@@ -95,6 +95,7 @@ pub async fn import(
     store: &Store,
     tz: &jiff::tz::TimeZone,
     describe: Option<&super::recording_desc::Describer>,
+    queue: &crate::outbox::Queue,
     mut progress: impl FnMut(u64),
 ) -> Result<Summary> {
     let file = std::fs::File::open(path)
@@ -133,11 +134,19 @@ pub async fn import(
         }
         if calls.held >= BATCH {
             let done = calls.take(|last| last + CALL_SPAN_LINES < line_no);
-            flush(store, done, tz, describe, &mut summary).await?;
+            flush(store, done, tz, describe, queue, &mut summary).await?;
             progress(summary.end_offset);
         }
     }
-    flush(store, calls.take(|_| true), tz, describe, &mut summary).await?;
+    flush(
+        store,
+        calls.take(|_| true),
+        tz,
+        describe,
+        queue,
+        &mut summary,
+    )
+    .await?;
     progress(summary.end_offset);
     Ok(summary)
 }
@@ -187,6 +196,7 @@ async fn flush(
     calls: Vec<Vec<AsteriskCdr>>,
     tz: &jiff::tz::TimeZone,
     describe: Option<&super::recording_desc::Describer>,
+    queue: &crate::outbox::Queue,
     summary: &mut Summary,
 ) -> Result<()> {
     let mut batch: Vec<NewCdr> = Vec::new();
@@ -201,7 +211,7 @@ async fn flush(
     if let Some(d) = describe {
         super::describe_recordings(d, &mut batch).await;
     }
-    let inserted = store.insert_cdrs(&batch).await?;
+    let inserted = super::insert(store, &batch, queue).await?;
     summary.imported += inserted;
     summary.duplicates += batch.len() as u64 - inserted;
     Ok(())

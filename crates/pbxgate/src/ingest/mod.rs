@@ -17,6 +17,8 @@ use std::time::Duration;
 use asterisk::ami::Message;
 use asterisk::pbx::Manager;
 use store::{CdrStore, NewCdr, Store};
+
+use crate::outbox::Queue;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 /// Most records written in one transaction.
@@ -66,19 +68,24 @@ impl Ingest {
         tz: jiff::tz::TimeZone,
         cdr_csv: Option<PathBuf>,
         describe: Option<recording_desc::Describer>,
+        queue: Queue,
     ) -> Ingest {
         let (tx, rx) = mpsc::channel::<Vec<NewCdr>>(BATCH_MAX);
         let (stop, stop_rx) = watch::channel(false);
         let missed = Arc::new(Notify::new());
         let stats = Arc::new(Stats::default());
         if let Some(path) = cdr_csv {
-            tokio::spawn(recover_on_connect(
-                ami.clone(),
-                missed.clone(),
-                store.clone(),
-                tz.clone(),
+            let recovery = Recovery {
+                ami: ami.clone(),
+                store: store.clone(),
+                tz: tz.clone(),
                 path,
-                describe.clone(),
+                describe: describe.clone(),
+                queue: queue.clone(),
+            };
+            tokio::spawn(recover_on_connect(
+                recovery,
+                missed.clone(),
                 stop_rx.clone(),
             ));
         }
@@ -91,7 +98,7 @@ impl Ingest {
             stop_rx,
             stats.clone(),
         ));
-        let writer = tokio::spawn(write_batches(rx, store, stats.clone(), describe));
+        let writer = tokio::spawn(write_batches(rx, store, stats.clone(), describe, queue));
         Ingest {
             stop,
             writer,
@@ -218,6 +225,7 @@ async fn write_batches(
     store: Store,
     stats: Arc<Stats>,
     describe: Option<recording_desc::Describer>,
+    queue: Queue,
 ) {
     // PostgreSQL takes two batches at once (one is encoded while the server
     // writes the other), SQLite has a single writer connection anyway.
@@ -254,6 +262,7 @@ async fn write_batches(
             full,
             stats.clone(),
             describe.clone(),
+            queue.clone(),
         )));
     }
     // Shutdown: everything read is stored before the writer ends.
@@ -262,19 +271,35 @@ async fn write_batches(
     }
 }
 
+/// Stores `batch`, queued for the CDR output's receivers in the same
+/// transaction, and wakes their workers.
+pub async fn insert(store: &Store, batch: &[NewCdr], queue: &Queue) -> Result<u64, store::Error> {
+    if queue.receivers().is_empty() {
+        return store.insert_cdrs(batch).await;
+    }
+    let stored = store
+        .insert_cdrs_queued(batch, queue.receivers(), crate::clock::now_ms())
+        .await?;
+    if stored > 0 {
+        queue.stored();
+    }
+    Ok(stored)
+}
+
 /// A batch is never dropped: on a database error it is retried until it lands.
 async fn store_batch(
     store: Store,
     mut batch: Vec<NewCdr>,
     stats: Arc<Stats>,
     describe: Option<recording_desc::Describer>,
+    queue: Queue,
 ) {
     if let Some(d) = &describe {
         describe_recordings(d, &mut batch).await;
     }
     let mut backoff = Duration::from_millis(200);
     loop {
-        match store.insert_cdrs(&batch).await {
+        match insert(&store, &batch, &queue).await {
             Ok(inserted) => {
                 tracing::debug!(records = batch.len(), inserted, "CDR batch stored");
                 stats
@@ -334,19 +359,29 @@ pub async fn describe_recordings(d: &recording_desc::Describer, records: &mut [N
 /// network cut — the CDRs written to Asterisk's CSV since the last checkpoint
 /// are stored, so nothing produced while pbxgate was not listening is lost.
 /// Live events arriving meanwhile are deduplicated against them.
-async fn recover_on_connect(
+/// What the recovery on each connection needs.
+struct Recovery {
     ami: Arc<dyn Manager>,
-    missed: Arc<Notify>,
     store: Store,
     tz: jiff::tz::TimeZone,
     path: PathBuf,
     describe: Option<recording_desc::Describer>,
-    mut stop: watch::Receiver<bool>,
-) {
+    queue: Queue,
+}
+
+async fn recover_on_connect(r: Recovery, missed: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let Recovery {
+        ami,
+        store,
+        tz,
+        path,
+        describe,
+        queue,
+    } = r;
     let mut state = ami.state();
     loop {
         if state.borrow_and_update().is_up()
-            && let Err(e) = recover(&ami, &store, &tz, &path, describe.as_ref()).await
+            && let Err(e) = recover(&ami, &store, &tz, &path, describe.as_ref(), &queue).await
         {
             tracing::error!(path = %path.display(), error = %e, "CDR recovery from CSV failed; will retry at the next connection");
         }
@@ -372,6 +407,7 @@ pub async fn recover(
     tz: &jiff::tz::TimeZone,
     path: &std::path::Path,
     describe: Option<&recording_desc::Describer>,
+    queue: &Queue,
 ) -> crate::error::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let meta = match std::fs::metadata(path) {
@@ -404,7 +440,7 @@ pub async fn recover(
         },
         None => 0,
     };
-    let summary = csv::import(path, offset, store, tz, describe, |_| {}).await?;
+    let summary = csv::import(path, offset, store, tz, describe, queue, |_| {}).await?;
     store
         .set_checkpoint(&key, &format!("{}:{}", meta.ino(), summary.end_offset))
         .await?;

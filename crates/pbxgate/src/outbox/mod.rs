@@ -1,13 +1,17 @@
-//! CDR Real-Time Output (issue 19, in progress): the delivery of each
-//! receiver's outbox. One step ([`Delivery::step`]) takes the receiver's
+//! CDR Real-Time Output: the delivery of each receiver's outbox
+//! (docs/cdr-output.md). One step ([`Delivery::step`]) takes the receiver's
 //! lease, reads the oldest queued records, frames them
 //! (`ucm::cdr_output`), hands them to the receiver's [`Transport`], and marks
 //! them delivered, or failed with a backoff that nothing behind them
-//! overtakes. Not started by the server yet: the settings, the TCP and
-//! HTTP(S) transports and the Status page come next (docs/cdr-output.md).
+//! overtakes. [`Outbox`] runs one worker per receiver (`run.rs`);
+//! `transport.rs` holds the TCP and HTTP(S) transports.
 
+mod run;
 #[cfg(test)]
 mod tests;
+pub mod transport;
+
+pub use run::{Outbox, Queue, ReceiverStatus, State, holder_name};
 
 use std::time::Duration;
 
@@ -34,6 +38,34 @@ pub struct Receiver {
     pub framing: Framing,
     /// Records per step (per HTTP body).
     pub batch: u32,
+    pub filter: Filter,
+}
+
+/// Which records a receiver takes; the others leave its outbox unsent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only `disposition` ANSWERED.
+    pub only_answered: bool,
+    /// Only these `userfield` values (lower case); empty: all.
+    pub directions: Vec<String>,
+}
+
+impl Filter {
+    fn wants(&self, values: &[String]) -> bool {
+        let field = |name: &str| {
+            FIELDS
+                .iter()
+                .position(|f| *f == name)
+                .and_then(|i| values.get(i))
+                .map_or("", String::as_str)
+        };
+        (!self.only_answered || field("disposition").eq_ignore_ascii_case("ANSWERED"))
+            && (self.directions.is_empty()
+                || self
+                    .directions
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(field("userfield"))))
+    }
 }
 
 /// One payload for a transport: the bytes, and a key that names them (the
@@ -50,6 +82,13 @@ pub struct Payload {
 #[async_trait::async_trait]
 pub trait Transport: Send + Sync {
     async fn send(&self, payload: &Payload) -> Result<(), String>;
+}
+
+#[async_trait::async_trait]
+impl Transport for Box<dyn Transport> {
+    async fn send(&self, payload: &Payload) -> Result<(), String> {
+        (**self).send(payload).await
+    }
 }
 
 /// What one step did.
@@ -118,6 +157,7 @@ impl<T: Transport> Delivery<T> {
         let legs: Vec<Leg<'_>> = records
             .iter()
             .filter_map(|(_, v)| v.as_ref())
+            .filter(|v| self.receiver.filter.wants(v))
             .map(|v| {
                 let mut leg: Leg<'_> = [""; FIELDS.len()];
                 for (slot, value) in leg.iter_mut().zip(v) {

@@ -59,6 +59,7 @@ fn receiver(framing: Framing, batch: u32) -> Receiver {
         },
         framing,
         batch,
+        filter: Filter::default(),
     }
 }
 

@@ -65,6 +65,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "cdr_outbox",
         include_str!("../../migrations/sqlite/0012_cdr_outbox.sql"),
     ),
+    (
+        13,
+        "cdr output audit",
+        include_str!("../../migrations/sqlite/0013_cdr_output_audit.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -126,6 +131,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "cdr_outbox",
         include_str!("../../migrations/postgres/0012_cdr_outbox.sql"),
+    ),
+    (
+        13,
+        "cdr output audit",
+        include_str!("../../migrations/postgres/0013_cdr_output_audit.sql"),
     ),
 ];
 

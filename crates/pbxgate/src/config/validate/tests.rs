@@ -688,6 +688,8 @@ fn known_keys_come_from_the_parser() {
 fn with_key(section: &str, key: &str, value: &str) -> String {
     if section == "https_api.users" || section == "websockify.users" {
         format!("[[{section}]]\nusername = \"b\"\n{key} = {value}\n")
+    } else if section == "cdr_output.receivers" {
+        format!("[[{section}]]\nname = \"b\"\n{key} = {value}\n")
     } else {
         format!("[{section}]\n{key} = {value}\n")
     }
@@ -737,6 +739,8 @@ fn every_secret_field_is_a_secret_key() {
         "asterisk.ari_password",
         "pms.password",
         "recordings.s3.secret_access_key",
+        "cdr_output.receivers.password",
+        "cdr_output.receivers.signing_secret",
     ] {
         assert!(
             found.iter().any(|f| f == path),
@@ -1087,4 +1091,115 @@ fn websocket_users_are_read_and_checked() {
     .unwrap();
     assert_eq!(s.websocket_users[0].username, "envuser");
     assert_eq!(s.websocket_users[0].events, vec!["ExtensionStatus"]);
+}
+
+#[test]
+fn cdr_output_receivers_are_validated_beside_the_key() {
+    let ok = load(
+        "[cdr_output]\nenable = true\n[[cdr_output.receivers]]\nname = \"billing\"\n\
+         delivery = \"https\"\naddress = \"billing.example.net\"\nport = 8443\npath = \"/cdr?pbx=1\"\n\
+         format = \"xml\"\nusername = \"pbx\"\npassword = \"s3cret-pass\"\n\
+         signing_secret = \"0123456789abcdefXYZ\"\nonly_answered = true\ndirections = [\"Inbound\"]\n\
+         max_age_days = 0\n[[cdr_output.receivers]]\nname = \"rating\"\naddress = \"10.0.0.7\"\nport = 9000\n",
+    )
+    .unwrap();
+    let out = &ok.cdr_output;
+    assert!(out.enabled);
+    assert_eq!(out.queue_to(), ["billing", "rating"]);
+    let b = &out.receivers[0];
+    assert_eq!(b.target(), "https://billing.example.net:8443/cdr?pbx=1");
+    assert_eq!(b.format, ucm::cdrapi::Format::Xml);
+    assert_eq!(b.directions, ["inbound"]);
+    assert!(b.max_age.is_none());
+    assert_eq!(out.receivers[1].target(), "tcp://10.0.0.7:9000");
+    assert_eq!(
+        out.receivers[1].max_age,
+        Some(std::time::Duration::from_secs(30 * 86_400))
+    );
+    // Disabled: nothing is queued.
+    let off = load("[[cdr_output.receivers]]\nname = \"b\"\naddress = \"h\"\nport = 1\n").unwrap();
+    assert!(off.cdr_output.queue_to().is_empty());
+
+    let base = "[[cdr_output.receivers]]\nname = \"b\"\naddress = \"h.example\"\nport = 9000\n";
+    for (extra, key, message) in [
+        (
+            "delivery = \"udp\"",
+            "receivers[0].delivery",
+            "must be \"tcp\"",
+        ),
+        (
+            "format = \"yaml\"",
+            "receivers[0].format",
+            "must be \"json\"",
+        ),
+        ("batch = 0", "receivers[0].batch", "between 1 and 10000"),
+        (
+            "directions = [\"up\"]",
+            "receivers[0].directions",
+            "inbound",
+        ),
+        ("max_backlog = 0", "receivers[0].max_backlog", "between 1"),
+        (
+            "timeout_secs = 0",
+            "receivers[0].timeout_secs",
+            "between 1 and 300",
+        ),
+        (
+            "password = \"x-secret-1\"",
+            "receivers[0].username",
+            "needed",
+        ),
+        (
+            "delivery = \"https\"\nsigning_secret = \"short-one\"",
+            "receivers[0].signing_secret",
+            "16 characters",
+        ),
+        (
+            "signing_secret = \"0123456789abcdefXYZ\"",
+            "receivers[0].signing_secret",
+            "HTTP deliveries only",
+        ),
+        (
+            "delivery = \"https\"\nca_file = \"/nonexistent/ca.pem\"",
+            "receivers[0].ca_file",
+            "cannot read",
+        ),
+        ("ca_file = \"ca.pem\"", "receivers[0].ca_file", "https"),
+        (
+            "delivery = \"http\"\npath = \"cdr\"",
+            "receivers[0].path",
+            "start with '/'",
+        ),
+    ] {
+        let e = err(&format!("{base}{extra}\n"));
+        assert!(
+            e.contains(&format!("cdr_output.{key}`")) && e.contains(message),
+            "{extra}: {e}"
+        );
+        assert!(!e.contains("x-secret-1") && !e.contains("short-one"), "{e}");
+    }
+    for (text, key) in [
+        (
+            "[[cdr_output.receivers]]\nname = \"b\"\naddress = \"https://h\"\nport = 1\n",
+            "receivers[0].address",
+        ),
+        (
+            "[[cdr_output.receivers]]\nname = \"b\"\naddress = \"h\"\nport = 0\n",
+            "receivers[0].port",
+        ),
+        (
+            "[[cdr_output.receivers]]\nname = \"b c\"\naddress = \"h\"\nport = 1\n",
+            "receivers[0].name",
+        ),
+        (
+            "[[cdr_output.receivers]]\nname = \"b\"\naddress = \"h\"\nport = 1\n\
+             [[cdr_output.receivers]]\nname = \"b\"\naddress = \"h\"\nport = 2\n",
+            "receivers[1].name",
+        ),
+        ("[cdr_output]\nenable = true\n", "enable"),
+        ("[cdr_output]\nlease_secs = 0\n", "lease_secs"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(&format!("cdr_output.{key}`")), "{text}: {e}");
+    }
 }

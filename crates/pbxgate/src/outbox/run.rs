@@ -1,0 +1,366 @@
+//! One worker per receiver: steps its delivery while there is work, waits
+//! for the ingest's word that CDRs were stored (or a short poll: another
+//! node may have stored them), applies the quota, and keeps what the Status
+//! page and `/healthz` show.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use store::{AuditEvent, AuditEventKind, AuditStore, Backlog, OutboxStore, Store};
+use tokio::sync::{Notify, watch};
+use ucm::cdrapi::encode::Options;
+
+use super::{Delivery, Filter, Framing, Receiver, Step, Transport};
+use crate::clock::now_ms;
+use crate::config::cdr_output::{CdrOutputSettings, Delivery as Kind, ReceiverSettings};
+
+/// How often an idle worker looks for records stored by another process.
+const POLL: Duration = Duration::from_millis(250);
+/// How often the backlog is counted and the quota applied.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+
+/// What the ingest needs: the receivers to queue new CDRs for, and a way
+/// to wake their workers once stored.
+#[derive(Clone, Default)]
+pub struct Queue {
+    receivers: Vec<String>,
+    wake: Vec<Arc<Notify>>,
+}
+
+impl Queue {
+    pub fn receivers(&self) -> &[String] {
+        &self.receivers
+    }
+
+    /// CDRs were stored (and queued): the workers look at once.
+    pub fn stored(&self) {
+        for w in &self.wake {
+            w.notify_one();
+        }
+    }
+}
+
+/// A receiver's state as shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Starting,
+    /// Delivered its last records (or had none to deliver).
+    Up,
+    /// The last attempt failed; retried after a backoff.
+    Failing,
+    /// Another pbxgate process on the same database delivers to it.
+    Standby,
+    Stopped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Up => "up",
+            State::Failing => "failing",
+            State::Standby => "standby",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+/// What the Status page and `/healthz` show of one receiver.
+#[derive(Debug, Clone)]
+pub struct ReceiverStatus {
+    pub name: String,
+    /// Where it goes (no credentials).
+    pub target: String,
+    pub state: State,
+    /// As last counted (every few seconds).
+    pub backlog: Backlog,
+    pub delivered: u64,
+    /// Dropped by the quota since start.
+    pub dropped: u64,
+    pub last_success_ms: Option<i64>,
+    /// When (Unix ms) and why the last attempt failed.
+    pub last_error: Option<(i64, String)>,
+}
+
+impl ReceiverStatus {
+    /// As the Status page and `/healthz` show it.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "receiver": self.name,
+            "target": self.target,
+            "state": self.state.as_str(),
+            "backlog": self.backlog.items,
+            "oldest_queued_ms": self.backlog.oldest_ms,
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+            "last_success_ms": self.last_success_ms,
+            "last_error": self.last_error.as_ref().map(|(at, e)| serde_json::json!({"at_ms": at, "message": e})),
+        })
+    }
+}
+
+/// The running CDR Real-Time Output of this process.
+pub struct Outbox {
+    queue: Queue,
+    status: Vec<Arc<Mutex<ReceiverStatus>>>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Outbox {
+    /// Starts a worker per receiver (none while disabled). `holder` names
+    /// this process in the leases.
+    pub fn start(
+        store: &Store,
+        settings: &CdrOutputSettings,
+        options: Options,
+        holder: &str,
+    ) -> Outbox {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut queue = Queue::default();
+        let mut status = Vec::new();
+        let mut tasks = Vec::new();
+        if settings.enabled {
+            for r in &settings.receivers {
+                let wake = Arc::new(Notify::new());
+                let s = Arc::new(Mutex::new(ReceiverStatus {
+                    name: r.name.clone(),
+                    target: r.target(),
+                    state: State::Starting,
+                    backlog: Backlog::default(),
+                    delivered: 0,
+                    dropped: 0,
+                    last_success_ms: None,
+                    last_error: None,
+                }));
+                queue.receivers.push(r.name.clone());
+                queue.wake.push(wake.clone());
+                status.push(s.clone());
+                let worker = Worker {
+                    store: store.clone(),
+                    settings: r.clone(),
+                    status: s,
+                    wake,
+                };
+                tasks.push(tokio::spawn(worker.run(
+                    options,
+                    holder.to_owned(),
+                    settings.lease,
+                    stop_rx.clone(),
+                )));
+            }
+        }
+        Outbox {
+            queue,
+            status,
+            stop,
+            tasks: Mutex::new(tasks),
+        }
+    }
+
+    pub fn queue(&self) -> Queue {
+        self.queue.clone()
+    }
+
+    pub fn status(&self) -> Vec<ReceiverStatus> {
+        self.status
+            .iter()
+            .filter_map(|s| s.lock().ok().map(|s| s.clone()))
+            .collect()
+    }
+
+    /// Lets each worker finish its step and give its lease up.
+    pub async fn stop(&self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for t in tasks {
+            if tokio::time::timeout(grace, t).await.is_err() {
+                tracing::warn!("CDR output: a delivery did not end within the shutdown grace time");
+            }
+        }
+    }
+}
+
+/// A unique name for this process in the leases: host, pid, random.
+pub fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let tag = crate::random::u64().unwrap_or_default();
+    format!("{host}:{}:{tag:016x}", std::process::id())
+}
+
+struct Worker {
+    store: Store,
+    settings: ReceiverSettings,
+    status: Arc<Mutex<ReceiverStatus>>,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    fn update(&self, f: impl FnOnce(&mut ReceiverStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    async fn run(
+        self,
+        options: Options,
+        holder: String,
+        lease: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let r = &self.settings;
+        let transport: Box<dyn Transport> = match super::transport::build(r) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(receiver = %r.name, error = %e, "CDR output: receiver cannot start");
+                self.update(|s| {
+                    s.state = State::Failing;
+                    s.last_error = Some((now_ms(), e));
+                });
+                return;
+            }
+        };
+        let delivery = Delivery {
+            store: self.store.clone(),
+            receiver: Receiver {
+                name: r.name.clone(),
+                format: r.format,
+                options,
+                framing: match r.delivery {
+                    Kind::Tcp => Framing::Lines,
+                    Kind::Http | Kind::Https => Framing::Batch,
+                },
+                batch: r.batch,
+                filter: Filter {
+                    only_answered: r.only_answered,
+                    directions: r.directions.clone(),
+                },
+            },
+            holder: holder.clone(),
+            transport,
+            lease,
+        };
+        tracing::info!(receiver = %r.name, target = %r.target(), "CDR output: receiver started");
+        let mut housekeeping = Instant::now();
+        let mut last_logged: Option<String> = None;
+        while !*stop.borrow() {
+            if housekeeping <= Instant::now() {
+                self.housekeeping().await;
+                housekeeping = Instant::now() + HOUSEKEEPING;
+            }
+            let wait = match delivery.step(now_ms()).await {
+                Ok(Step::Delivered(n)) => {
+                    self.update(|s| {
+                        s.state = State::Up;
+                        s.delivered += n as u64;
+                        s.backlog.items = s.backlog.items.saturating_sub(n as u64);
+                        s.last_success_ms = Some(now_ms());
+                    });
+                    if last_logged.take().is_some() {
+                        tracing::info!(receiver = %r.name, "CDR output: receiver takes deliveries again");
+                    }
+                    Duration::ZERO
+                }
+                Ok(Step::Idle) => {
+                    self.update(|s| {
+                        if s.state != State::Failing {
+                            s.state = State::Up;
+                        }
+                    });
+                    POLL
+                }
+                Ok(Step::NotHolder) => {
+                    self.update(|s| s.state = State::Standby);
+                    lease / 3
+                }
+                Ok(Step::Failed {
+                    records,
+                    error,
+                    retry_in,
+                }) => {
+                    // Logged when the reason changes, not at every retry.
+                    if last_logged.as_deref() != Some(error.as_str()) {
+                        tracing::warn!(receiver = %r.name, target = %r.target(), records, error = %error, retry_in_secs = retry_in.as_secs(), "CDR output: delivery failed; will retry");
+                        last_logged = Some(error.clone());
+                    }
+                    self.update(|s| {
+                        s.state = State::Failing;
+                        s.last_error = Some((now_ms(), error));
+                    });
+                    // The lease is renewed while waiting (an idle step).
+                    retry_in.min(lease / 3)
+                }
+                Err(e) => {
+                    tracing::error!(receiver = %r.name, error = %e, "CDR output: cannot read or update the outbox");
+                    self.update(|s| s.last_error = Some((now_ms(), format!("database: {e}"))));
+                    Duration::from_secs(1)
+                }
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+                _ = stop.changed() => {}
+            }
+        }
+        if let Err(e) = self.store.outbox_release(&r.name, &holder).await {
+            tracing::warn!(receiver = %r.name, error = %e, "CDR output: cannot give the lease up");
+        }
+        self.update(|s| s.state = State::Stopped);
+    }
+
+    /// The quota (by the lease holder only, so one node audits a drop) and
+    /// the backlog count.
+    async fn housekeeping(&self) {
+        let r = &self.settings;
+        let standby = self
+            .status
+            .lock()
+            .map(|s| s.state == State::Standby)
+            .unwrap_or(false);
+        if !standby {
+            let before = r.max_age.map_or(i64::MIN, |age| {
+                now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+            });
+            match self.store.outbox_trim(&r.name, r.max_backlog, before).await {
+                Ok(0) => {}
+                Ok(dropped) => {
+                    tracing::warn!(receiver = %r.name, dropped, max_backlog = r.max_backlog, max_age_days = r.max_age.map_or(0, |a| a.as_secs() / 86_400), "CDR output: quota reached; the oldest undelivered CDRs were dropped");
+                    self.update(|s| s.dropped += dropped);
+                    let event = AuditEvent {
+                        at_ms: now_ms(),
+                        event: AuditEventKind::CdrOutput,
+                        username: String::new(),
+                        ip: String::new(),
+                        result: "dropped".into(),
+                        detail: format!(
+                            "receiver {}: {dropped} undelivered CDRs dropped by the quota",
+                            r.name
+                        ),
+                    };
+                    if let Err(e) = self.store.record_audit(&event).await {
+                        tracing::error!(error = %e, "cannot record the audit event of a quota drop");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(receiver = %r.name, error = %e, "CDR output: cannot apply the quota");
+                }
+            }
+        }
+        match self.store.outbox_backlog(&r.name).await {
+            Ok(b) => self.update(|s| s.backlog = b),
+            Err(e) => {
+                tracing::warn!(receiver = %r.name, error = %e, "CDR output: cannot count the backlog")
+            }
+        }
+    }
+}
