@@ -433,6 +433,7 @@ pub async fn run_with_reload(
         tokio::spawn(legacy::reload::watch(
             old_api.clone(),
             app.old_api.clone(),
+            app.outbox.clone(),
             r.path,
             r.config,
             signal,

@@ -205,6 +205,25 @@ fn values<'a>(s: &'a Settings, api: &InForce<'a>) -> Vec<(String, Value<'a>)> {
             out.push((key.into(), secret(&b.secret_access_key)));
         }
     }
+    // Where CDRs are pushed (billing data leaves the PBX there).
+    out.push(("cdr_output.enable".into(), plain(s.cdr_output.enabled)));
+    for r in &s.cdr_output.receivers {
+        let k = |field: &str| format!("cdr_output.receiver.{}.{field}", r.name);
+        out.push((
+            k("target"),
+            plain(format!(
+                "{} {} {:?} tls_verify={} ca={:?} user={}",
+                r.target(),
+                r.format.content_type(),
+                (r.only_answered, &r.directions),
+                r.tls_verify,
+                r.ca_file,
+                r.username
+            )),
+        ));
+        out.push((k("password"), secret(&r.password)));
+        out.push((k("signing_secret"), secret(&r.signing_secret)));
+    }
     out
 }
 

@@ -124,6 +124,15 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// The lowest and highest of `ids`: bounds that let both databases read the
+/// `(receiver, id)` index as a range instead of matching every row against
+/// the list (PostgreSQL chose a scan of the whole outbox per delivery).
+fn id_range(ids: &[i64]) -> (i64, i64) {
+    let lo = ids.iter().min().copied().unwrap_or(0);
+    let hi = ids.iter().max().copied().unwrap_or(0);
+    (lo, hi)
+}
+
 /// Ids per statement that lists them (well under SQLite's parameter limit).
 const IDS_PER_STATEMENT: usize = 1000;
 
@@ -210,16 +219,19 @@ impl OutboxStore for Store {
         let mut removed = 0;
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "DELETE FROM cdr_outbox WHERE receiver = $1 AND id IN ({}) \
-                 AND EXISTS (SELECT 1 FROM cdr_outbox_leases l WHERE l.receiver = $1 \
-                 AND l.holder = $2 AND l.expires_ms > $3)",
-                placeholders(4, chunk.len())
+                "DELETE FROM cdr_outbox WHERE receiver = $1 AND id BETWEEN $4 AND $5 \
+                 AND id IN ({}) AND EXISTS (SELECT 1 FROM cdr_outbox_leases l \
+                 WHERE l.receiver = $1 AND l.holder = $2 AND l.expires_ms > $3)",
+                placeholders(6, chunk.len())
             );
+            let (lo, hi) = id_range(chunk);
             removed += with_pool!(self, write pool => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()).into_sql_str())
                     .bind(receiver)
                     .bind(holder)
-                    .bind(now_ms);
+                    .bind(now_ms)
+                    .bind(lo)
+                    .bind(hi);
                 for id in chunk {
                     q = q.bind(*id);
                 }
@@ -239,14 +251,17 @@ impl OutboxStore for Store {
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE cdr_outbox SET attempts = attempts + 1, next_ms = $2, last_error = $3 \
-                 WHERE receiver = $1 AND id IN ({})",
-                placeholders(4, chunk.len())
+                 WHERE receiver = $1 AND id BETWEEN $4 AND $5 AND id IN ({})",
+                placeholders(6, chunk.len())
             );
+            let (lo, hi) = id_range(chunk);
             with_pool!(self, write pool => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()).into_sql_str())
                     .bind(receiver)
                     .bind(next_ms)
-                    .bind(error);
+                    .bind(error)
+                    .bind(lo)
+                    .bind(hi);
                 for id in chunk {
                     q = q.bind(*id);
                 }
@@ -262,43 +277,54 @@ impl OutboxStore for Store {
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<(OutboxItem, Option<Vec<String>>)>, Error> {
-        let items = self.outbox_due(receiver, now_ms, limit).await?;
-        let Some(first) = items.first() else {
-            return Ok(Vec::new());
-        };
-        let last = items.last().map_or(first.id, |i| i.id);
-        let mut sql = String::from("SELECT o.id, CAST(c.acctid AS TEXT)");
+        // One query: the oldest items with their CDRs (none when the CDR was
+        // deleted), in queue order.
+        let mut sql = String::from(
+            "SELECT o.id, o.acctid, o.queued_ms, o.attempts, o.next_ms, CAST(c.acctid AS TEXT)",
+        );
         for f in &ucm::cdr::FIELDS[1..] {
             sql.push_str(&format!(", c.\"{f}\""));
         }
         sql.push_str(
-            " FROM cdr_outbox o JOIN cdr c ON c.acctid = o.acctid \
-             WHERE o.receiver = $1 AND o.id BETWEEN $2 AND $3",
+            " FROM (SELECT id, acctid, queued_ms, attempts, next_ms FROM cdr_outbox \
+             WHERE receiver = $1 ORDER BY id LIMIT $2) o \
+             LEFT JOIN cdr c ON c.acctid = o.acctid ORDER BY o.id",
         );
-        let mut values: std::collections::HashMap<i64, Vec<String>> = with_pool!(self, read pool => {
+        let rows = with_pool!(self, read pool => {
             sqlx::query(sqlx::AssertSqlSafe(sql).into_sql_str())
                 .bind(receiver)
-                .bind(first.id)
-                .bind(last)
+                .bind(i64::from(limit))
                 .fetch_all(pool)
                 .await?
                 .iter()
                 .map(|r| {
-                    let id: i64 = r.try_get(0)?;
-                    let v = (1..=ucm::cdr::FIELDS.len())
-                        .map(|i| r.try_get::<String, _>(i))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Ok((id, v))
+                    let item = OutboxItem {
+                        id: r.try_get(0)?,
+                        acctid: r.try_get(1)?,
+                        queued_ms: r.try_get(2)?,
+                        attempts: r.try_get::<i64, _>(3)?,
+                        next_ms: r.try_get(4)?,
+                    };
+                    let values = match r.try_get::<Option<String>, _>(5)? {
+                        None => None,
+                        Some(acctid) => {
+                            let mut v = Vec::with_capacity(ucm::cdr::FIELDS.len());
+                            v.push(acctid);
+                            for i in 6..5 + ucm::cdr::FIELDS.len() {
+                                v.push(r.try_get::<String, _>(i)?);
+                            }
+                            Some(v)
+                        }
+                    };
+                    Ok((item, values))
                 })
-                .collect::<Result<_, Error>>()?
+                .collect::<Result<Vec<_>, Error>>()?
         });
-        Ok(items
-            .into_iter()
-            .map(|i| {
-                let v = values.remove(&i.id);
-                (i, v)
-            })
-            .collect())
+        // Nothing overtakes an oldest item that waits out its backoff.
+        if rows.first().is_some_and(|(i, _)| i.next_ms > now_ms) {
+            return Ok(Vec::new());
+        }
+        Ok(rows)
     }
 
     async fn outbox_backlog(&self, receiver: &str) -> Result<Backlog, Error> {

@@ -3,6 +3,8 @@
 // Each benchmark uses a part of this module.
 #![allow(dead_code)]
 
+pub mod ami_stream;
+pub mod db;
 pub mod server;
 
 use std::path::Path;

@@ -23,8 +23,6 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 /// Most records written in one transaction.
 const BATCH_MAX: usize = 5000;
-/// Longest a record waits for its batch to fill.
-const BATCH_WAIT: Duration = Duration::from_millis(50);
 
 /// The running ingest. [`Ingest::stop`] stops reading events and waits until
 /// every record already read is stored.
@@ -237,23 +235,39 @@ async fn write_batches(
     let mut writing: std::collections::VecDeque<tokio::task::JoinHandle<()>> =
         std::collections::VecDeque::new();
     let mut batch: Vec<NewCdr> = Vec::with_capacity(BATCH_MAX);
+    let mut open = true;
     loop {
         if batch.is_empty() {
+            if !open {
+                break;
+            }
             match rx.recv().await {
                 Some(c) => batch.extend(c),
                 None => break,
             }
         }
-        let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+        // Group commit: what is already waiting joins the batch, and so does
+        // what arrives while the previous batches are being written; a call
+        // that finds the writer idle is written at once (no fixed wait, so
+        // the CDR output pushes it within milliseconds).
         while batch.len() < BATCH_MAX {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(c)) => batch.extend(c),
-                Ok(None) | Err(_) => break,
+            match rx.try_recv() {
+                Ok(c) => batch.extend(c),
+                Err(_) => break,
             }
         }
         while writing.len() >= in_flight {
-            if let Some(oldest) = writing.pop_front() {
-                let _ = oldest.await;
+            let Some(oldest) = writing.front_mut() else {
+                break;
+            };
+            tokio::select! {
+                _ = oldest => {
+                    writing.pop_front();
+                }
+                c = rx.recv(), if open && batch.len() < BATCH_MAX => match c {
+                    Some(c) => batch.extend(c),
+                    None => open = false,
+                },
             }
         }
         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
@@ -274,11 +288,12 @@ async fn write_batches(
 /// Stores `batch`, queued for the CDR output's receivers in the same
 /// transaction, and wakes their workers.
 pub async fn insert(store: &Store, batch: &[NewCdr], queue: &Queue) -> Result<u64, store::Error> {
-    if queue.receivers().is_empty() {
+    let receivers = queue.receivers();
+    if receivers.is_empty() {
         return store.insert_cdrs(batch).await;
     }
     let stored = store
-        .insert_cdrs_queued(batch, queue.receivers(), crate::clock::now_ms())
+        .insert_cdrs_queued(batch, &receivers, crate::clock::now_ms())
         .await?;
     if stored > 0 {
         queue.stored();

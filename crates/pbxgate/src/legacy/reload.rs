@@ -1,7 +1,8 @@
 //! SIGHUP: re-read the configuration file (same path, same environment
-//! overrides), validate it, and put `[https_api_old]` in force without
-//! touching the new API. An invalid file changes nothing. Changes to other
-//! sections are logged by key name (never value) as needing a restart.
+//! overrides), validate it, and put `[https_api_old]` and `[cdr_output]` in
+//! force without touching the new API. An invalid file changes nothing.
+//! Changes to other sections are logged by key name (never value) as needing
+//! a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,17 +19,24 @@ use crate::config::{self, Config, OldApiSettings};
 pub async fn watch(
     old: Arc<OldApi>,
     app: App,
+    outbox: Arc<crate::outbox::Outbox>,
     path: PathBuf,
     startup: Config,
     mut hup: tokio::signal::unix::Signal,
 ) {
     while hup.recv().await.is_some() {
-        reload(&old, &app, &path, &startup).await;
+        reload(&old, &app, &outbox, &path, &startup).await;
     }
 }
 
 /// One reload.
-pub async fn reload(old: &OldApi, app: &App, path: &Path, startup: &Config) {
+pub async fn reload(
+    old: &OldApi,
+    app: &App,
+    outbox: &crate::outbox::Outbox,
+    path: &Path,
+    startup: &Config,
+) {
     tracing::info!(config = %path.display(), "SIGHUP: re-reading the configuration");
     let file = path.to_path_buf();
     let loaded = match tokio::task::spawn_blocking(move || config::load_full(&file)).await {
@@ -50,9 +58,13 @@ pub async fn reload(old: &OldApi, app: &App, path: &Path, startup: &Config) {
     };
     let mut pending: Vec<String> = config::changed_keys(startup, &config)
         .into_iter()
-        .filter(|k| !k.starts_with("https_api_old."))
+        .filter(|k| !k.starts_with("https_api_old.") && !k.starts_with("cdr_output."))
         .collect();
-    pending.extend(config::changed_secrets(&app.settings, &settings));
+    pending.extend(
+        config::changed_secrets(&app.settings, &settings)
+            .into_iter()
+            .filter(|k| !k.starts_with("cdr_output.")),
+    );
     pending.sort();
     pending.dedup();
     if !pending.is_empty() {
@@ -60,6 +72,21 @@ pub async fn reload(old: &OldApi, app: &App, path: &Path, startup: &Config) {
             keys = %pending.join(", "),
             "configuration reload: these changes need a restart of pbxgate to take effect"
         );
+    }
+
+    let changed = outbox.apply(&settings.cdr_output).await;
+    if !changed.is_empty() {
+        let event = AuditEvent {
+            at_ms: crate::clock::now_ms(),
+            event: store::AuditEventKind::Settings,
+            username: String::new(),
+            ip: String::new(),
+            result: "reloaded".into(),
+            detail: format!("cdr_output: {}", changed.join(", ")),
+        };
+        if let Err(e) = app.store.record_audit(&event).await {
+            tracing::error!(error = %e, "cannot write the audit trail");
+        }
     }
 
     // The file's section with what the admin page saved over the keys the

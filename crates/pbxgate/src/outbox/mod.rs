@@ -82,12 +82,23 @@ pub struct Payload {
 #[async_trait::async_trait]
 pub trait Transport: Send + Sync {
     async fn send(&self, payload: &Payload) -> Result<(), String>;
+
+    /// Checks, between deliveries, that the receiver can be reached (TCP:
+    /// the kept-open connection is there, or can be opened), so that a
+    /// wrong address shows before the first record does.
+    async fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
 impl Transport for Box<dyn Transport> {
     async fn send(&self, payload: &Payload) -> Result<(), String> {
         (**self).send(payload).await
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        (**self).ready().await
     }
 }
 
@@ -116,6 +127,10 @@ pub struct Delivery<T> {
     /// How long the lease lasts without renewal (a dead holder's is taken
     /// over after this).
     pub lease: Duration,
+    /// Until when (Unix ms) this process is known to hold the lease: while
+    /// more than two thirds of it are left, a step does not renew it (one
+    /// write less per step).
+    pub held_until: std::sync::atomic::AtomicI64,
 }
 
 /// Backoff after `attempts` failed attempts: 1 s, doubling, at most 5 min.
@@ -132,12 +147,22 @@ impl<T: Transport> Delivery<T> {
     /// One step at `now_ms`.
     pub async fn step(&self, now_ms: i64) -> Result<Step, store::Error> {
         let name = &self.receiver.name;
-        if !self
-            .store
-            .outbox_lease(name, &self.holder, now_ms, ms(self.lease))
-            .await?
-        {
-            return Ok(Step::NotHolder);
+        let ttl = ms(self.lease);
+        let held = self.held_until.load(std::sync::atomic::Ordering::Relaxed);
+        if held.saturating_sub(now_ms) <= ttl / 3 * 2 {
+            if !self
+                .store
+                .outbox_lease(name, &self.holder, now_ms, ttl)
+                .await?
+            {
+                self.held_until
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
+                return Ok(Step::NotHolder);
+            }
+            self.held_until.store(
+                now_ms.saturating_add(ttl),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         let records = self
             .store

@@ -20,22 +20,37 @@ const POLL: Duration = Duration::from_millis(250);
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
 /// What the ingest needs: the receivers to queue new CDRs for, and a way
-/// to wake their workers once stored.
+/// to wake their workers once stored. It follows the settings in force.
 #[derive(Clone, Default)]
-pub struct Queue {
+pub struct Queue(Arc<std::sync::RwLock<Targets>>);
+
+#[derive(Default)]
+struct Targets {
     receivers: Vec<String>,
     wake: Vec<Arc<Notify>>,
 }
 
 impl Queue {
-    pub fn receivers(&self) -> &[String] {
-        &self.receivers
+    /// The receivers in force (none while the output is disabled).
+    pub fn receivers(&self) -> Vec<String> {
+        self.0
+            .read()
+            .map(|t| t.receivers.clone())
+            .unwrap_or_default()
     }
 
     /// CDRs were stored (and queued): the workers look at once.
     pub fn stored(&self) {
-        for w in &self.wake {
-            w.notify_one();
+        if let Ok(t) = self.0.read() {
+            for w in &t.wake {
+                w.notify_one();
+            }
+        }
+    }
+
+    fn set(&self, targets: Targets) {
+        if let Ok(mut t) = self.0.write() {
+            *t = targets;
         }
     }
 }
@@ -99,13 +114,25 @@ impl ReceiverStatus {
     }
 }
 
-/// The running CDR Real-Time Output of this process.
+/// The running CDR Real-Time Output of this process. [`Outbox::apply`]
+/// puts new settings in force without a restart (SIGHUP).
 pub struct Outbox {
+    store: Store,
+    options: Options,
+    holder: String,
     queue: Queue,
-    status: Vec<Arc<Mutex<ReceiverStatus>>>,
-    stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    status: std::sync::RwLock<Vec<Arc<Mutex<ReceiverStatus>>>>,
+    running: tokio::sync::Mutex<Running>,
 }
+
+struct Running {
+    settings: CdrOutputSettings,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// How long a replaced worker may take to finish its delivery.
+const REPLACE_GRACE: Duration = Duration::from_secs(5);
 
 impl Outbox {
     /// Starts a worker per receiver (none while disabled). `holder` names
@@ -116,8 +143,26 @@ impl Outbox {
         options: Options,
         holder: &str,
     ) -> Outbox {
+        let mut outbox = Outbox {
+            store: store.clone(),
+            options,
+            holder: holder.to_owned(),
+            queue: Queue::default(),
+            status: std::sync::RwLock::new(Vec::new()),
+            running: tokio::sync::Mutex::new(Running {
+                settings: CdrOutputSettings::default(),
+                stop: watch::channel(false).0,
+                tasks: Vec::new(),
+            }),
+        };
+        let running = outbox.spawn(settings);
+        *outbox.running.get_mut() = running;
+        outbox
+    }
+
+    fn spawn(&self, settings: &CdrOutputSettings) -> Running {
         let (stop, stop_rx) = watch::channel(false);
-        let mut queue = Queue::default();
+        let mut targets = Targets::default();
         let mut status = Vec::new();
         let mut tasks = Vec::new();
         if settings.enabled {
@@ -133,29 +178,47 @@ impl Outbox {
                     last_success_ms: None,
                     last_error: None,
                 }));
-                queue.receivers.push(r.name.clone());
-                queue.wake.push(wake.clone());
+                targets.receivers.push(r.name.clone());
+                targets.wake.push(wake.clone());
                 status.push(s.clone());
                 let worker = Worker {
-                    store: store.clone(),
+                    store: self.store.clone(),
                     settings: r.clone(),
                     status: s,
                     wake,
                 };
                 tasks.push(tokio::spawn(worker.run(
-                    options,
-                    holder.to_owned(),
+                    self.options,
+                    self.holder.clone(),
                     settings.lease,
                     stop_rx.clone(),
                 )));
             }
         }
-        Outbox {
-            queue,
-            status,
-            stop,
-            tasks: Mutex::new(tasks),
+        self.queue.set(targets);
+        if let Ok(mut st) = self.status.write() {
+            *st = status;
         }
+        Running {
+            settings: settings.clone(),
+            stop,
+            tasks,
+        }
+    }
+
+    /// Puts `settings` in force: the workers end (each finishes its step
+    /// and gives its lease up) and new ones start. Returns what changed, by
+    /// name (`enable`, `receiver NAME`); nothing changes when they are equal.
+    pub async fn apply(&self, settings: &CdrOutputSettings) -> Vec<String> {
+        let mut running = self.running.lock().await;
+        let changes = changes(&running.settings, settings);
+        if changes.is_empty() {
+            return changes;
+        }
+        finish(&mut running, REPLACE_GRACE).await;
+        *running = self.spawn(settings);
+        tracing::info!(changed = %changes.join(", "), receivers = settings.receivers.len(), enabled = settings.enabled, "CDR output: settings in force");
+        changes
     }
 
     pub fn queue(&self) -> Queue {
@@ -164,25 +227,57 @@ impl Outbox {
 
     pub fn status(&self) -> Vec<ReceiverStatus> {
         self.status
-            .iter()
-            .filter_map(|s| s.lock().ok().map(|s| s.clone()))
-            .collect()
+            .read()
+            .map(|all| {
+                all.iter()
+                    .filter_map(|s| s.lock().ok().map(|s| s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Lets each worker finish its step and give its lease up.
     pub async fn stop(&self, grace: Duration) {
-        let _ = self.stop.send(true);
-        let tasks = self
-            .tasks
-            .lock()
-            .map(|mut t| std::mem::take(&mut *t))
-            .unwrap_or_default();
-        for t in tasks {
-            if tokio::time::timeout(grace, t).await.is_err() {
-                tracing::warn!("CDR output: a delivery did not end within the shutdown grace time");
-            }
+        let mut running = self.running.lock().await;
+        finish(&mut running, grace).await;
+    }
+}
+
+/// Ends the workers of `running`: told to stop, then awaited up to `grace`
+/// each (a worker still sending after that is aborted: its records stay
+/// queued and are sent again).
+async fn finish(running: &mut Running, grace: Duration) {
+    let _ = running.stop.send(true);
+    for mut t in std::mem::take(&mut running.tasks) {
+        if tokio::time::timeout(grace, &mut t).await.is_err() {
+            t.abort();
+            tracing::warn!(
+                "CDR output: a delivery did not end within the grace time; it is sent again later"
+            );
         }
     }
+}
+
+/// What differs between two settings, by name.
+fn changes(before: &CdrOutputSettings, after: &CdrOutputSettings) -> Vec<String> {
+    let mut out = Vec::new();
+    if before.enabled != after.enabled {
+        out.push("enable".to_owned());
+    }
+    if before.lease != after.lease {
+        out.push("lease_secs".to_owned());
+    }
+    for r in &after.receivers {
+        if before.receivers.iter().find(|b| b.name == r.name) != Some(r) {
+            out.push(format!("receiver {}", r.name));
+        }
+    }
+    for b in &before.receivers {
+        if !after.receivers.iter().any(|r| r.name == b.name) {
+            out.push(format!("receiver {} (removed)", b.name));
+        }
+    }
+    out
 }
 
 /// A unique name for this process in the leases: host, pid, random.
@@ -246,13 +341,19 @@ impl Worker {
             holder: holder.clone(),
             transport,
             lease,
+            held_until: Default::default(),
         };
         tracing::info!(receiver = %r.name, target = %r.target(), "CDR output: receiver started");
         let mut housekeeping = Instant::now();
         let mut last_logged: Option<String> = None;
+        // Whether the state says "failing" because of the probe (not of a
+        // delivery, which only a delivery clears).
+        let mut probe_failed = false;
         while !*stop.borrow() {
             if housekeeping <= Instant::now() {
                 self.housekeeping().await;
+                self.probe(&delivery.transport, &mut last_logged, &mut probe_failed)
+                    .await;
                 housekeeping = Instant::now() + HOUSEKEEPING;
             }
             let wait = match delivery.step(now_ms()).await {
@@ -316,6 +417,43 @@ impl Worker {
             tracing::warn!(receiver = %r.name, error = %e, "CDR output: cannot give the lease up");
         }
         self.update(|s| s.state = State::Stopped);
+    }
+
+    /// Between deliveries (the holder only): can the receiver be reached?
+    async fn probe(
+        &self,
+        transport: &dyn Transport,
+        last_logged: &mut Option<String>,
+        probe_failed: &mut bool,
+    ) {
+        let state = self
+            .status
+            .lock()
+            .map(|s| s.state)
+            .unwrap_or(State::Starting);
+        if state == State::Standby {
+            return;
+        }
+        let r = &self.settings;
+        match transport.ready().await {
+            Ok(()) => {
+                if state == State::Starting || (state == State::Failing && *probe_failed) {
+                    self.update(|s| s.state = State::Up);
+                }
+                *probe_failed = false;
+            }
+            Err(error) => {
+                if last_logged.as_deref() != Some(error.as_str()) {
+                    tracing::warn!(receiver = %r.name, target = %r.target(), error = %error, "CDR output: receiver cannot be reached");
+                    *last_logged = Some(error.clone());
+                }
+                self.update(|s| {
+                    s.state = State::Failing;
+                    s.last_error = Some((now_ms(), error));
+                });
+                *probe_failed = true;
+            }
+        }
     }
 
     /// The quota (by the lease holder only, so one node audits a drop) and

@@ -70,6 +70,7 @@ fn delivery<'a>(s: &Store, r: Receiver, holder: &str, t: &'a Recorder) -> Delive
         holder: holder.into(),
         transport: t,
         lease: Duration::from_secs(10),
+        held_until: Default::default(),
     }
 }
 

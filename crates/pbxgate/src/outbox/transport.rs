@@ -106,6 +106,17 @@ impl Transport for Tcp {
         *conn = Some(stream);
         Ok(())
     }
+
+    async fn ready(&self) -> Result<(), String> {
+        let mut conn = self.conn.lock().await;
+        if conn.as_ref().is_some_and(closed_by_peer) {
+            *conn = None;
+        }
+        if conn.is_none() {
+            *conn = Some(self.connect().await?);
+        }
+        Ok(())
+    }
 }
 
 /// `POST` of each batch; any 2xx is delivered.
@@ -206,7 +217,12 @@ impl Transport for Http {
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("receiver answered HTTP {status}"))
+            let hint = if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+                " (the batch is larger than the receiver takes: lower its `batch`)"
+            } else {
+                ""
+            };
+            Err(format!("receiver answered HTTP {status}{hint}"))
         }
     }
 }

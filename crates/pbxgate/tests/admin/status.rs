@@ -44,7 +44,9 @@ fn config(dir: &Path, old_port: u16) -> String {
          [https_api]\npassword = \"pw\"\n\
          [https_api_old]\nenable = true\ntls_bind_address = \"127.0.0.1:{old_port}\"\n\
          username = \"cdrapi\"\npassword = \"old-secret\"\npermitted_ips = [\"127.0.0.1\"]\n\
-         [asterisk]\nami_address = \"127.0.0.1:9\"\nami_secret = \"x\"\n",
+         [asterisk]\nami_address = \"127.0.0.1:9\"\nami_secret = \"x\"\n\
+         [cdr_output]\nenable = true\n[[cdr_output.receivers]]\nname = \"billing\"\n\
+         address = \"127.0.0.1\"\nport = 9\n",
         cert_path.display(),
         key_path.display()
     )

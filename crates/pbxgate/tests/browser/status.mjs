@@ -28,6 +28,13 @@ await run(async ({ page }) => {
   assert.match(await page.locator("#card-db").innerText(), /Query latency\s*[\d.]+ ms/);
   assert.match(await page.locator("#card-ingest").innerText(), /Newest CDR\s*none stored/);
 
+  // A CDR output receiver nobody answers: failing, with the reason.
+  await page.waitForFunction(() => /failing/.test(document.querySelector("#card-out-billing")?.innerText ?? ""), null, WAIT);
+  const out = await page.locator("#card-out-billing").innerText();
+  assert.match(out, /tcp:\/\/127\.0\.0\.1:9/);
+  assert.match(out, /Backlog\s*0 record\(s\) waiting/);
+  assert.match(out, /Last error\s*connect: .*refused/i);
+
   // Certificates: the web one is flagged, the old API's generated one is not.
   const web = page.locator('#certs tr[data-listener="web"]');
   assert.match(await web.locator("td.source").textContent(), /configured/);

@@ -621,3 +621,96 @@ async fn bad_cdr_output_settings_are_refused_naming_the_key() {
         }
     }
 }
+
+/// SIGHUP puts a changed `[cdr_output]` in force without a restart (and
+/// audits it); an invalid file changes nothing.
+#[tokio::test]
+async fn sighup_puts_cdr_output_changes_in_force() {
+    for db in dbs().await {
+        let mut first = TcpReceiver::new(free_port());
+        first.start().await;
+        let mut second = TcpReceiver::new(free_port());
+        second.start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let off = output_config(Some(first.port), None, dir.path(), "")
+            .replace("enable = true", "enable = false");
+        let srv = Server::start(&db, &format!("# legacy\n{off}")).await;
+        assert!(
+            receivers_health(&srv).await.is_empty(),
+            "disabled: no worker"
+        );
+        seed(&srv, &history(0, 5, 0)).await;
+
+        // Enabled: the first receiver gets a replayed day.
+        let on = output_config(Some(first.port), None, dir.path(), "");
+        let log = crate::legacy::hup(&srv, &format!("# legacy\n{on}")).await;
+        assert!(log.contains("CDR output: settings in force"), "{log}");
+        assert!(!log.contains("need a restart"), "{log}");
+        wait_receiver(&srv, "tcp", "up", None).await;
+        let (code, out, err) = outbox_cli(
+            &srv,
+            &[
+                "--receiver",
+                "tcp",
+                "--from",
+                "2026-03-28",
+                "--to",
+                "2026-03-29",
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{out}{err}");
+        first.log.wait(5, Duration::from_secs(10), "first").await;
+
+        // Another address: the next replay goes there.
+        let moved = output_config(Some(second.port), None, dir.path(), "");
+        crate::legacy::hup(&srv, &format!("# legacy\n{moved}")).await;
+        wait_until(
+            "the new target in force",
+            Duration::from_secs(10),
+            async || {
+                let r = receivers_health(&srv).await["tcp"].clone();
+                if r["target"] == format!("tcp://127.0.0.1:{}", second.port) {
+                    Ok(())
+                } else {
+                    Err(Text(r.to_string()))
+                }
+            },
+        )
+        .await;
+        outbox_cli(
+            &srv,
+            &[
+                "--receiver",
+                "tcp",
+                "--from",
+                "2026-03-28",
+                "--to",
+                "2026-03-29",
+            ],
+        )
+        .await;
+        second.log.wait(5, Duration::from_secs(10), "second").await;
+        assert_eq!(first.log.records().len(), 5, "{db:?}");
+
+        // An invalid file changes nothing.
+        let log = crate::legacy::hup(&srv, "# legacy\n[cdr_output]\nenable = true\n").await;
+        assert!(log.contains("configuration reload refused"), "{log}");
+        let r = receivers_health(&srv).await["tcp"].clone();
+        assert_eq!(r["target"], format!("tcp://127.0.0.1:{}", second.port));
+
+        let store = Store::connect(&srv.db_url, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let audit = store.recent_audit(20).await.unwrap();
+        for detail in ["cdr_output: enable", "cdr_output: receiver tcp"] {
+            assert!(
+                audit
+                    .iter()
+                    .any(|e| e.event == AuditEventKind::Settings && e.detail == detail),
+                "{detail}: {audit:?}"
+            );
+        }
+        srv.stop().await;
+    }
+}
