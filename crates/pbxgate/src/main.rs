@@ -463,17 +463,7 @@ async fn print_decisions(settings: Settings, limit: u32) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let time = |ms: i64| {
-        jiff::Timestamp::from_millisecond(ms)
-            .map(|t| {
-                settings
-                    .timezone
-                    .to_datetime(t)
-                    .strftime("%Y-%m-%d %H:%M:%S%.3f")
-                    .to_string()
-            })
-            .unwrap_or_else(|_| ms.to_string())
-    };
+    let time = |ms: i64| pbx_time(&settings.timezone, ms, "%Y-%m-%d %H:%M:%S%.3f");
     println!(
         "held at (pbx time)       channel                    caller           did          outcome   by          held ms  apply ms  detail"
     );
@@ -649,6 +639,14 @@ async fn set_admin_password(settings: Settings, username: String) -> ExitCode {
     }
 }
 
+/// Unix ms as a local time of the PBX (`format`: strftime), or the number
+/// when out of range.
+fn pbx_time(tz: &jiff::tz::TimeZone, ms: i64, format: &str) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| tz.to_datetime(t).strftime(format).to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
 /// A time as `pbxgate outbox --from/--to` takes it, in Unix ms.
 fn parse_time(text: &str, tz: &jiff::tz::TimeZone) -> Result<i64, String> {
     let text = text.trim();
@@ -732,17 +730,7 @@ async fn outbox_report(
     limit: u32,
 ) -> Result<(), store::Error> {
     use store::{AuditStore, OutboxStore};
-    let time = |ms: i64| {
-        jiff::Timestamp::from_millisecond(ms)
-            .map(|t| {
-                settings
-                    .timezone
-                    .to_datetime(t)
-                    .strftime("%Y-%m-%d %H:%M:%S")
-                    .to_string()
-            })
-            .unwrap_or_else(|_| ms.to_string())
-    };
+    let time = |ms: i64| pbx_time(&settings.timezone, ms, "%Y-%m-%d %H:%M:%S");
     let now = pbxgate::clock::now_ms();
     if let (Some(name), Some((from, to))) = (receiver, range) {
         let queued = store.outbox_replay(name, from, to, now).await?;

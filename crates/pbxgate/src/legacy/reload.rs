@@ -29,6 +29,21 @@ pub async fn watch(
     }
 }
 
+/// The audit trail's `settings` event `reloaded`, naming what changed.
+async fn audit_reloaded(app: &App, detail: String) {
+    let event = AuditEvent {
+        at_ms: crate::clock::now_ms(),
+        event: store::AuditEventKind::Settings,
+        username: String::new(),
+        ip: String::new(),
+        result: "reloaded".into(),
+        detail,
+    };
+    if let Err(e) = app.store.record_audit(&event).await {
+        tracing::error!(error = %e, "cannot write the audit trail");
+    }
+}
+
 /// One reload.
 pub async fn reload(
     old: &OldApi,
@@ -76,17 +91,7 @@ pub async fn reload(
 
     let changed = outbox.apply(&settings.cdr_output).await;
     if !changed.is_empty() {
-        let event = AuditEvent {
-            at_ms: crate::clock::now_ms(),
-            event: store::AuditEventKind::Settings,
-            username: String::new(),
-            ip: String::new(),
-            result: "reloaded".into(),
-            detail: format!("cdr_output: {}", changed.join(", ")),
-        };
-        if let Err(e) = app.store.record_audit(&event).await {
-            tracing::error!(error = %e, "cannot write the audit trail");
-        }
+        audit_reloaded(app, format!("cdr_output: {}", changed.join(", "))).await;
     }
 
     // The file's section with what the admin page saved over the keys the
@@ -117,17 +122,7 @@ pub async fn reload(
                 "configuration reloaded: https_api_old in force"
             );
             if !changed.is_empty() {
-                let event = AuditEvent {
-                    at_ms: crate::clock::now_ms(),
-                    event: store::AuditEventKind::Settings,
-                    username: String::new(),
-                    ip: String::new(),
-                    result: "reloaded".into(),
-                    detail: changed.join(", "),
-                };
-                if let Err(e) = app.store.record_audit(&event).await {
-                    tracing::error!(error = %e, "cannot write the audit trail");
-                }
+                audit_reloaded(app, changed.join(", ")).await;
             }
         }
         Err(e) => tracing::error!(

@@ -59,14 +59,7 @@ fn output_config(
 
 /// `/healthz`'s view of each receiver, by name.
 async fn receivers_health(srv: &Server) -> BTreeMap<String, Value> {
-    let h: Value = client(None)
-        .get(srv.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = srv.healthz().await;
     h["cdr_output"]
         .as_array()
         .unwrap_or_else(|| panic!("{h}"))

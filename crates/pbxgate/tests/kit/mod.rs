@@ -327,6 +327,18 @@ impl Server {
         }
     }
 
+    /// `GET /healthz`'s JSON.
+    pub async fn healthz(&self) -> Value {
+        client(None)
+            .get(self.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The DER certificate the server presents.
     pub async fn peer_certificate(&self) -> Vec<u8> {
         let resp = client(None)
