@@ -674,13 +674,39 @@ async fn outbox(
     replay: Option<(String, String)>,
     limit: u32,
 ) -> ExitCode {
-    let configured = &settings.cdr_output.receivers;
+    let store = match open_store_or_exit(&settings).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // The file's receivers and those added on the admin page.
+    let output = match pbxgate::apiconfig::ApiConfig::load(&settings, &store).await {
+        Ok(api) => api.cdr_output(),
+        Err(e) => {
+            store.close().await;
+            eprintln!("pbxgate: cannot read the saved settings: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = outbox_command(&settings, &store, &output, receiver, replay, limit).await;
+    store.close().await;
+    result
+}
+
+async fn outbox_command(
+    settings: &Settings,
+    store: &store::Store,
+    output: &pbxgate::config::cdr_output::CdrOutputSettings,
+    receiver: Option<String>,
+    replay: Option<(String, String)>,
+    limit: u32,
+) -> ExitCode {
+    let configured = &output.receivers;
     if let Some(name) = &receiver
         && !configured.iter().any(|r| &r.name == name)
     {
         let names: Vec<&str> = configured.iter().map(|r| r.name.as_str()).collect();
         eprintln!(
-            "pbxgate: no receiver named {name:?} in [cdr_output] (configured: {})",
+            "pbxgate: no receiver named {name:?} in [cdr_output] or on the admin page (configured: {})",
             if names.is_empty() {
                 "none".to_owned()
             } else {
@@ -707,13 +733,7 @@ async fn outbox(
         }
         None => None,
     };
-    let store = match open_store_or_exit(&settings).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let result = outbox_report(&settings, &store, receiver.as_deref(), range, limit).await;
-    store.close().await;
-    match result {
+    match outbox_report(settings, store, output, receiver.as_deref(), range, limit).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pbxgate: {e}");
@@ -725,6 +745,7 @@ async fn outbox(
 async fn outbox_report(
     settings: &Settings,
     store: &store::Store,
+    output: &pbxgate::config::cdr_output::CdrOutputSettings,
     receiver: Option<&str>,
     range: Option<(i64, i64)>,
     limit: u32,
@@ -766,7 +787,7 @@ async fn outbox_report(
     };
     println!(
         "CDR output {}",
-        if settings.cdr_output.enabled {
+        if output.enabled {
             "enabled"
         } else {
             "disabled"
@@ -776,7 +797,7 @@ async fn outbox_report(
         "{:<20} {:<44} {:>10}  oldest queued (pbx time)",
         "receiver", "target", "backlog"
     );
-    for r in &settings.cdr_output.receivers {
+    for r in &output.receivers {
         if receiver.is_some_and(|n| n != r.name) {
             continue;
         }

@@ -143,12 +143,14 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         crate::ingest::recording_desc::Describer::new(recordings.storage(), folder.to_owned())
     });
     let live = crate::live::Hub::new();
+    // The file's receivers and the admin page's, changed live through `api`.
     let outbox = Arc::new(crate::outbox::Outbox::start(
         &store,
-        &settings.cdr_output,
+        &api.cdr_output(),
         settings.cdrapi.output,
         &crate::outbox::holder_name(),
     ));
+    api.attach_cdr_output(Arc::new(OutboxSink(outbox.clone())));
     let pbx = settings
         .asterisk
         .as_ref()
@@ -293,6 +295,16 @@ pub async fn prepare(settings: Settings) -> Result<App> {
     })
 }
 
+/// The outbox as the API settings put CDR output settings in force.
+struct OutboxSink(Arc<crate::outbox::Outbox>);
+
+#[async_trait::async_trait]
+impl crate::apiconfig::CdrOutputSink for OutboxSink {
+    async fn apply(&self, settings: &crate::config::cdr_output::CdrOutputSettings) -> Vec<String> {
+        self.0.apply(settings).await
+    }
+}
+
 fn connect_pbx(
     a: &crate::config::AsteriskSettings,
     store: &Store,
@@ -433,7 +445,6 @@ pub async fn run_with_reload(
         tokio::spawn(legacy::reload::watch(
             old_api.clone(),
             app.old_api.clone(),
-            app.outbox.clone(),
             r.path,
             r.config,
             signal,

@@ -17,7 +17,11 @@ use serde::Deserialize;
 use super::login::tokens_match;
 use super::page::{Admin, Page, escape, forbidden, redirect};
 use crate::admin::App;
-use crate::apiconfig::{FieldErrors, OldOverlay, OverlayUser, OverlayWsUser, TlsChoice};
+use crate::apiconfig::{
+    FieldErrors, OldOverlay, OverlayReceiver, OverlayUser, OverlayWsUser, TlsChoice,
+};
+
+mod cdr;
 
 /// PEM files above this are refused (as the configuration's TLS files).
 const MAX_PEM_BYTES: usize = 2 * 1024 * 1024;
@@ -32,6 +36,12 @@ pub fn routes() -> Router<App> {
         .route("/admin/api-config/user/remove", post(remove_user))
         .route("/admin/api-config/ws-user", post(save_ws_user))
         .route("/admin/api-config/ws-user/remove", post(remove_ws_user))
+        .route("/admin/api-config/cdr-output", post(cdr::save_enable))
+        .route("/admin/api-config/cdr-receiver", post(cdr::save_receiver))
+        .route(
+            "/admin/api-config/cdr-receiver/remove",
+            post(cdr::remove_receiver),
+        )
         .route(
             "/admin/api-config/old",
             post(save_old).layer(DefaultBodyLimit::max(2 * MAX_PEM_BYTES + 256 * 1024)),
@@ -58,6 +68,12 @@ enum Failed {
         errors: FieldErrors,
         typed: OverlayWsUser,
     },
+    CdrEnable(FieldErrors),
+    Receiver {
+        index: Option<usize>,
+        errors: FieldErrors,
+        typed: OverlayReceiver,
+    },
 }
 
 #[derive(Deserialize, Default)]
@@ -74,6 +90,11 @@ async fn show(State(app): State<App>, admin: Admin, Query(q): Query<Shown>) -> R
         "old" => Some("HTTPS API (Old) saved and in force."),
         "ws-user" => Some("Websocket user saved and in force."),
         "ws-removed" => Some("Websocket user removed; its open sockets are closed."),
+        "cdr-output" => Some("CDR Real-Time Output saved and in force."),
+        "cdr-receiver" => Some("CDR output receiver saved and in force."),
+        "cdr-removed" => {
+            Some("CDR output receiver removed; what was queued for it stays in the outbox.")
+        }
         _ => None,
     };
     render(&app, &admin, StatusCode::OK, notice, Failed::None).await
@@ -281,6 +302,9 @@ async fn render(
 
     // ------------------------------------------------ HTTPS API Settings (Old)
     body.push_str(&old_form(app, &csrf, &keys, &failed).await);
+
+    // ------------------------------------------------ CDR Real-Time Output
+    body.push_str(&cdr::section(app, &csrf, &failed).await);
 
     Page::new("API Configuration")
         .status(status)

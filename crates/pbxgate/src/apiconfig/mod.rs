@@ -12,6 +12,7 @@
 //! (`config::api_user`, `config::old_api`), so the page cannot put in force
 //! what `pbxgate check-config` would refuse.
 
+mod cdr;
 mod overlay;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,11 @@ use std::time::Duration;
 
 use store::{AuditEvent, AuditStore, Store, WebSettingsStore};
 
-pub use overlay::{NewOverlay, OldOverlay, OverlayUser, OverlayWsUser, TlsChoice, WsOverlay};
+pub use cdr::{CDR_SECTION, CdrOutputSink};
+pub use overlay::{
+    CdrOverlay, NewOverlay, OldOverlay, OverlayReceiver, OverlayUser, OverlayWsUser, TlsChoice,
+    WsOverlay,
+};
 
 use crate::clock::now_ms;
 use crate::config::{
@@ -168,6 +173,8 @@ struct Saved {
     old_version: i64,
     ws: WsOverlay,
     ws_version: i64,
+    cdr: CdrOverlay,
+    cdr_version: i64,
 }
 
 /// The file's `[https_api_old]` (updated by SIGHUP reloads).
@@ -201,6 +208,10 @@ pub struct ApiConfig {
     ws: RwLock<Arc<WsUsers>>,
     old_api: OnceLock<Arc<dyn OldApiListener>>,
     call_control: OnceLock<Arc<dyn CallControlSwitch>>,
+    /// `[cdr_output]`: the file's, and what is in force (file and page).
+    file_cdr: Mutex<cdr::FileCdr>,
+    cdr: RwLock<crate::config::cdr_output::CdrOutputSettings>,
+    cdr_sink: OnceLock<Arc<dyn CdrOutputSink>>,
 }
 
 /// What a save changed, for the audit trail and the page (names, never
@@ -225,6 +236,12 @@ impl ApiConfig {
             ws: RwLock::new(Arc::new(WsUsers::default())),
             old_api: OnceLock::new(),
             call_control: OnceLock::new(),
+            file_cdr: Mutex::new(cdr::FileCdr {
+                settings: file.cdr_output.clone(),
+                keys: file.file_keys.clone(),
+            }),
+            cdr: RwLock::new(file.cdr_output.clone()),
+            cdr_sink: OnceLock::new(),
         };
         let mut saved = cfg.saved.lock().await;
         cfg.read_saved(&mut saved).await?;
@@ -236,6 +253,9 @@ impl ApiConfig {
         }
         cfg.current.set(cfg.effective_new(&saved.new));
         cfg.set_ws(cfg.effective_ws(&saved.ws, &cfg.new_api()));
+        // Nothing attached yet: only what is in force is set.
+        let cdr = cfg.effective_cdr(&saved.cdr);
+        cfg.put_cdr_in_force(cdr).await;
         drop(saved);
         Ok(cfg)
     }
@@ -268,15 +288,18 @@ impl ApiConfig {
     }
 
     pub fn file_keys(&self) -> FileKeys {
-        match self.file_old.lock() {
-            Ok(f) => FileKeys {
-                https_api: self.file.file_keys.https_api.clone(),
-                https_api_old: f.keys.https_api_old.clone(),
-            },
-            Err(p) => FileKeys {
-                https_api: self.file.file_keys.https_api.clone(),
-                https_api_old: p.into_inner().keys.https_api_old.clone(),
-            },
+        let old = match self.file_old.lock() {
+            Ok(f) => f.keys.https_api_old.clone(),
+            Err(p) => p.into_inner().keys.https_api_old.clone(),
+        };
+        let cdr = match self.file_cdr.lock() {
+            Ok(f) => f.keys.cdr_output.clone(),
+            Err(p) => p.into_inner().keys.cdr_output.clone(),
+        };
+        FileKeys {
+            https_api: self.file.file_keys.https_api.clone(),
+            https_api_old: old,
+            cdr_output: cdr,
         }
     }
 
@@ -317,6 +340,13 @@ impl ApiConfig {
                 WsOverlay::default()
             });
             saved.ws_version = row.version;
+        }
+        if let Some(row) = self.store.web_settings(CDR_SECTION).await? {
+            saved.cdr = serde_json::from_str(&row.body).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "saved CDR output settings are unreadable; ignored until saved again");
+                CdrOverlay::default()
+            });
+            saved.cdr_version = row.version;
         }
         Ok(())
     }
@@ -937,6 +967,7 @@ impl ApiConfig {
     async fn refresh_locked(&self, saved: &mut Saved) -> crate::error::Result<Vec<String>> {
         let mut ended = Vec::new();
         let (new_v, old_v, ws_v) = (saved.new_version, saved.old_version, saved.ws_version);
+        let cdr_v = saved.cdr_version;
         self.read_saved(saved).await?;
         if saved.new_version != new_v {
             let before = self.new_api();
@@ -949,6 +980,12 @@ impl ApiConfig {
             self.set_ws(self.effective_ws(&saved.ws, &self.new_api()));
             if saved.ws_version != ws_v {
                 tracing::info!("websocket users changed on another node: in force here too");
+            }
+        }
+        if saved.cdr_version != cdr_v {
+            let changed = self.put_cdr_in_force(self.effective_cdr(&saved.cdr)).await;
+            if !changed.is_empty() {
+                tracing::info!(changed = %changed.join(", "), "CDR output settings changed on another node: in force here too");
             }
         }
         if saved.old_version != old_v {

@@ -70,3 +70,62 @@ pub enum TlsChoice {
     /// under its own data directory).
     Uploaded { cert: String, key: String },
 }
+
+/// `[cdr_output]` as saved by the page: the switch (`None`: the file's) and
+/// the page's receivers.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CdrOverlay {
+    pub enable: Option<bool>,
+    pub receivers: Vec<OverlayReceiver>,
+}
+
+/// A CDR output receiver added on the page (the keys of
+/// `[[cdr_output.receivers]]`, secrets inline).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OverlayReceiver {
+    pub name: String,
+    pub delivery: String,
+    pub address: String,
+    pub port: u16,
+    pub path: String,
+    pub format: String,
+    pub username: String,
+    pub password: String,
+    pub signing_secret: String,
+    pub tls_verify: bool,
+    pub ca_file: String,
+    pub batch: u32,
+    pub only_answered: bool,
+    pub directions: Vec<String>,
+    pub max_backlog: u64,
+    pub max_age_days: u32,
+    pub timeout_secs: u64,
+}
+
+impl Default for OverlayReceiver {
+    /// The file's defaults.
+    fn default() -> Self {
+        let d = crate::config::cdr_output::ReceiverConfig::default();
+        OverlayReceiver {
+            name: d.name,
+            delivery: d.delivery,
+            address: d.address,
+            port: d.port,
+            path: d.path,
+            format: d.format,
+            username: d.username,
+            password: String::new(),
+            signing_secret: String::new(),
+            tls_verify: d.tls_verify,
+            ca_file: d.ca_file,
+            batch: d.batch,
+            only_answered: d.only_answered,
+            directions: d.directions,
+            max_backlog: d.max_backlog,
+            max_age_days: d.max_age_days,
+            timeout_secs: d.timeout_secs,
+        }
+    }
+}

@@ -112,6 +112,8 @@ pub struct Config {
 pub struct FileKeys {
     pub https_api: std::collections::BTreeSet<String>,
     pub https_api_old: std::collections::BTreeSet<String>,
+    /// `[cdr_output]` keys (`enable` set there is fixed on the page).
+    pub cdr_output: std::collections::BTreeSet<String>,
 }
 
 impl FileKeys {
@@ -125,6 +127,7 @@ impl FileKeys {
         FileKeys {
             https_api: keys("https_api"),
             https_api_old: keys("https_api_old"),
+            cdr_output: keys("cdr_output"),
         }
     }
 

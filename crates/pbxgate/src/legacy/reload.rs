@@ -19,13 +19,12 @@ use crate::config::{self, Config, OldApiSettings};
 pub async fn watch(
     old: Arc<OldApi>,
     app: App,
-    outbox: Arc<crate::outbox::Outbox>,
     path: PathBuf,
     startup: Config,
     mut hup: tokio::signal::unix::Signal,
 ) {
     while hup.recv().await.is_some() {
-        reload(&old, &app, &outbox, &path, &startup).await;
+        reload(&old, &app, &path, &startup).await;
     }
 }
 
@@ -45,13 +44,7 @@ async fn audit_reloaded(app: &App, detail: String) {
 }
 
 /// One reload.
-pub async fn reload(
-    old: &OldApi,
-    app: &App,
-    outbox: &crate::outbox::Outbox,
-    path: &Path,
-    startup: &Config,
-) {
+pub async fn reload(old: &OldApi, app: &App, path: &Path, startup: &Config) {
     tracing::info!(config = %path.display(), "SIGHUP: re-reading the configuration");
     let file = path.to_path_buf();
     let loaded = match tokio::task::spawn_blocking(move || config::load_full(&file)).await {
@@ -89,7 +82,11 @@ pub async fn reload(
         );
     }
 
-    let changed = outbox.apply(&settings.cdr_output).await;
+    // With the receivers the admin page added.
+    let changed = app
+        .api
+        .reload_file_cdr(settings.cdr_output.clone(), config.file_keys.clone())
+        .await;
     if !changed.is_empty() {
         audit_reloaded(app, format!("cdr_output: {}", changed.join(", "))).await;
     }

@@ -64,8 +64,9 @@ impl Tcp {
 /// Whether the receiver closed (or reset) the connection: a write would
 /// still succeed once and its bytes be lost. Bytes it sent are discarded.
 fn closed_by_peer(stream: &TcpStream) -> bool {
-    let mut buf = [0u8; 512];
-    loop {
+    let mut buf = [0u8; 4096];
+    // Bounded: a receiver that keeps sending cannot hold the worker here.
+    for _ in 0..16 {
         match stream.try_read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
@@ -73,6 +74,7 @@ fn closed_by_peer(stream: &TcpStream) -> bool {
             Err(_) => return true,
         }
     }
+    false
 }
 
 async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> Result<(), String> {

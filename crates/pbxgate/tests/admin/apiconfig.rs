@@ -961,7 +961,13 @@ async fn the_page_in_a_browser_changes_permitted_ips_at_once() {
     let srv = Server::start(&db, "").await;
     let (code, out, err) = set_password(&srv, None, &format!("{PASSWORD}\n")).await;
     assert_eq!(code, 0, "{out}{err}");
-    let mut run = admin_browser(&srv, "apiconfig.mjs", &[]);
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_port = receiver.local_addr().unwrap().port().to_string();
+    let mut run = admin_browser(
+        &srv,
+        "apiconfig.mjs",
+        &[("RECEIVER_PORT", receiver_port.as_str())],
+    );
     run.step("user-added", Duration::from_secs(60)).await;
     let c = client(Some("127.0.0.1"));
     let cookie = srv.login(&c, "crm", "browser pass 1").await.unwrap();
@@ -975,6 +981,12 @@ async fn the_page_in_a_browser_changes_permitted_ips_at_once() {
     let c2 = client(Some("127.0.0.2"));
     assert!(srv.login(&c2, "crm", "browser pass 1").await.is_ok());
     run.go("ips-checked").await;
+    run.step("receiver-added", Duration::from_secs(60)).await;
+    // The receiver saved in the browser is in force: pbxgate connects to it.
+    tokio::time::timeout(Duration::from_secs(20), receiver.accept())
+        .await
+        .expect("pbxgate connects to the receiver saved on the page")
+        .unwrap();
     run.finish(Duration::from_secs(60)).await;
     srv.stop().await;
 }

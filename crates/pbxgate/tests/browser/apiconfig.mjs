@@ -37,4 +37,22 @@ await run(async ({ page }) => {
   // The old API table is there with its help texts.
   assert.match(await page.textContent("#old-form"), /TLS Bind Address/);
   assert.ok(await page.isChecked("#old-enable") === false, "the old API is off by default");
+
+  // CDR Real-Time Output: a refused port is answered beside it, then the
+  // receiver is saved and the output switched on.
+  await page.fill("#receiver-new-name", "billing");
+  await page.fill("#receiver-new-address", "127.0.0.1");
+  await page.fill("#receiver-new-port", "0");
+  await page.click('#receiver-new button[type="submit"]');
+  await page.waitForSelector('#receiver-new [data-field="port"]');
+  assert.match(await page.textContent('#receiver-new [data-field="port"]'), /between 1 and 65535/);
+  assert.equal(await page.inputValue("#receiver-new-name"), "billing");
+  await page.fill("#receiver-new-port", process.env.RECEIVER_PORT);
+  await Promise.all([page.waitForURL(/saved=cdr-receiver/), page.click('#receiver-new button[type="submit"]')]);
+  assert.equal(await page.inputValue("#receiver-0-name"), "billing");
+  await page.check("#cdr-enable-box");
+  await Promise.all([page.waitForURL(/saved=cdr-output/), page.click('#cdr-enable button[type="submit"]')]);
+  assert.ok(await page.isChecked("#cdr-enable-box"));
+  await shot(page, "api-config-cdr-output");
+  step("receiver-added");
 });

@@ -707,3 +707,153 @@ async fn sighup_puts_cdr_output_changes_in_force() {
         srv.stop().await;
     }
 }
+
+/// The admin API Configuration page's third table: each refused value is
+/// answered beside its field; a saved receiver and the switch are in force
+/// at once (and audited), listed by `pbxgate outbox`, reach a second node,
+/// and a removed receiver stops.
+#[tokio::test]
+async fn receivers_added_on_the_admin_page_are_validated_and_in_force_at_once() {
+    use crate::admin::apiconfig::{AdminClient, assert_refused};
+    use reqwest::StatusCode;
+    for db in dbs().await {
+        let mut tcp = TcpReceiver::new(free_port());
+        tcp.start().await;
+        let srv = Server::start(&db, "[https_api]\npassword = \"pw\"\n").await;
+        let admin = AdminClient::new(&srv).await;
+        let page = admin.page().await;
+        assert!(page.contains("CDR Real-Time Output Settings"), "{page}");
+        let port = tcp.port.to_string();
+        let fields = |overrides: &[(&'static str, &'static str)]| {
+            let mut f: Vec<(&str, String)> = vec![
+                ("index", String::new()),
+                ("name", "billing".into()),
+                ("delivery", "tcp".into()),
+                ("address", "127.0.0.1".into()),
+                ("port", port.clone()),
+                ("path", "/".into()),
+                ("format", "json".into()),
+                ("username", String::new()),
+                ("password", String::new()),
+                ("signing_secret", String::new()),
+                ("tls_verify", "on".into()),
+                ("ca_file", String::new()),
+                ("batch", "100".into()),
+                ("directions", String::new()),
+                ("max_backlog", "1000000".into()),
+                ("max_age_days", "30".into()),
+                ("timeout_secs", "10".into()),
+            ];
+            for (k, v) in overrides {
+                match f.iter_mut().find(|(n, _)| n == k) {
+                    Some(slot) => slot.1 = (*v).to_owned(),
+                    None => f.push((k, (*v).to_owned())),
+                }
+            }
+            f
+        };
+        let post = async |f: Vec<(&str, String)>| {
+            let borrowed: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            admin
+                .post("/admin/api-config/cdr-receiver", &borrowed)
+                .await
+        };
+        for (bad, field, message) in [
+            (vec![("port", "0")], "port", "between 1 and 65535"),
+            (vec![("port", "http")], "port", "whole number"),
+            (
+                vec![("delivery", "udp")],
+                "delivery",
+                "or &quot;https&quot;",
+            ),
+            (vec![("address", "https://x/")], "address", "host name"),
+            (vec![("name", "a b")], "name", "letters, digits"),
+            (vec![("format", "yaml")], "format", "or &quot;csv&quot;"),
+            (vec![("batch", "0")], "batch", "between 1 and 10000"),
+            (vec![("directions", "sideways")], "directions", "inbound"),
+            (
+                vec![("signing_secret", "0123456789abcdefXYZ")],
+                "signing_secret",
+                "HTTP deliveries only",
+            ),
+            (vec![("password", "pw-no-user")], "username", "needed"),
+            (
+                vec![("delivery", "https"), ("ca_file", "/nonexistent.pem")],
+                "ca_file",
+                "cannot read",
+            ),
+        ] {
+            let answer = post(fields(&bad)).await;
+            assert_refused(&answer, field, message);
+            assert!(!answer.1.contains("pw-no-user") && !answer.1.contains("0123456789abcdefXYZ"));
+        }
+        assert!(receivers_health(&srv).await.is_empty(), "{db:?}");
+
+        // Saved: in force at once (the switch is still off: no worker).
+        let (code, to) = post(fields(&[])).await;
+        assert_eq!(
+            (code, to.as_str()),
+            (
+                StatusCode::SEE_OTHER,
+                "/admin/api-config?saved=cdr-receiver#cdr-output"
+            )
+        );
+        assert!(receivers_health(&srv).await.is_empty());
+        let (code, _) = admin
+            .post("/admin/api-config/cdr-output", &[("enable", "on")])
+            .await;
+        assert_eq!(code, StatusCode::SEE_OTHER);
+        wait_receiver(&srv, "billing", "up", None).await;
+        // Another receiver may not take its name.
+        assert_refused(&post(fields(&[])).await, "name", "already named");
+
+        // The command line knows it; a replayed day arrives.
+        seed(&srv, &history(0, 4, 0)).await;
+        let (code, out, err) = outbox_cli(
+            &srv,
+            &[
+                "--receiver",
+                "billing",
+                "--from",
+                "2026-03-28",
+                "--to",
+                "2026-03-29",
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{out}{err}");
+        tcp.log.wait(4, Duration::from_secs(10), "billing").await;
+
+        // A second node on the same database: PostgreSQL only (SQLite is one process).
+        if db.backend == store::Backend::Postgres {
+            let other = Server::start(&db, "[https_api]\npassword = \"pw\"\n").await;
+            let states = receivers_health(&other).await;
+            assert!(states.contains_key("billing"), "{states:?}");
+            other.stop().await;
+        }
+
+        // Removed: its worker ends.
+        let (code, _) = admin
+            .post(
+                "/admin/api-config/cdr-receiver/remove",
+                &[("index", "0"), ("username", "billing")],
+            )
+            .await;
+        assert_eq!(code, StatusCode::SEE_OTHER);
+        assert!(receivers_health(&srv).await.is_empty());
+
+        let store = Store::connect(&srv.db_url, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let audit = store.recent_audit(30).await.unwrap();
+        for detail in ["receiver billing", "enable"] {
+            assert!(
+                audit.iter().any(|e| e.event == AuditEventKind::Settings
+                    && e.detail.contains("cdr_output")
+                    && e.detail.contains(detail)),
+                "{detail}: {audit:?}"
+            );
+        }
+        srv.stop().await;
+    }
+}
