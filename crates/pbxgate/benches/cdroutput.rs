@@ -233,6 +233,7 @@ fn receiver(
         tls_verify: true,
         ca_file: ca.map(std::path::Path::to_path_buf),
         batch,
+        grouped: false,
         only_answered: false,
         directions: Vec::new(),
         max_backlog: 10_000_000,

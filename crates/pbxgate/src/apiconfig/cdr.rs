@@ -48,6 +48,7 @@ fn as_config(r: &OverlayReceiver) -> ReceiverConfig {
         tls_verify: r.tls_verify,
         ca_file: r.ca_file.clone(),
         batch: r.batch,
+        grouped: r.grouped,
         only_answered: r.only_answered,
         directions: r.directions.clone(),
         max_backlog: r.max_backlog,

@@ -59,6 +59,8 @@ pub struct ReceiverConfig {
     pub ca_file: String,
     /// Records per HTTP body (tcp: per write).
     pub batch: u32,
+    /// The legs of one call as one entry (`main_cdr`, `sub_cdr_N`).
+    pub grouped: bool,
     /// Only calls answered (`disposition` ANSWERED).
     pub only_answered: bool,
     /// Only these directions (`userfield`: "inbound", "outbound",
@@ -89,6 +91,7 @@ impl Default for ReceiverConfig {
             tls_verify: true,
             ca_file: String::new(),
             batch: 100,
+            grouped: false,
             only_answered: false,
             directions: Vec::new(),
             max_backlog: 1_000_000,
@@ -148,6 +151,7 @@ pub struct ReceiverSettings {
     pub tls_verify: bool,
     pub ca_file: Option<PathBuf>,
     pub batch: u32,
+    pub grouped: bool,
     pub only_answered: bool,
     /// Lower case; empty: all.
     pub directions: Vec<String>,
@@ -380,6 +384,7 @@ pub fn receiver(
         tls_verify: r.tls_verify,
         ca_file,
         batch: r.batch,
+        grouped: r.grouped,
         only_answered: r.only_answered,
         directions,
         max_backlog: r.max_backlog,

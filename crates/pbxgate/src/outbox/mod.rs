@@ -39,6 +39,14 @@ pub struct Receiver {
     /// Records per step (per HTTP body).
     pub batch: u32,
     pub filter: Filter,
+    /// The legs of one call (same `session`) as one entry (`main_cdr`,
+    /// `sub_cdr_N`), as `cdrapi` groups them; else each leg its own.
+    pub grouped: bool,
+}
+
+/// Where `session` is among a record's values.
+fn session_index() -> usize {
+    FIELDS.iter().position(|f| *f == "session").unwrap_or(0)
 }
 
 /// Which records a receiver takes; the others leave its outbox unsent.
@@ -164,10 +172,25 @@ impl<T: Transport> Delivery<T> {
                 std::sync::atomic::Ordering::Relaxed,
             );
         }
-        let records = self
-            .store
-            .outbox_records(name, now_ms, self.receiver.batch.max(1))
-            .await?;
+        let limit = self.receiver.batch.max(1);
+        let mut records = self.store.outbox_records(name, now_ms, limit).await?;
+        if self.receiver.grouped && records.len() == limit as usize {
+            // The last call may go on past what this step read: it goes
+            // whole with the next step (unless it is all there is). A call's
+            // legs are queued in one transaction, so a short read has them all.
+            let s = session_index();
+            let session = |r: &(store::OutboxItem, Option<Vec<String>>)| {
+                r.1.as_ref().and_then(|v| v.get(s).cloned())
+            };
+            if let Some(last) = records.last().and_then(session)
+                && !last.is_empty()
+                && let Some(end) = records
+                    .iter()
+                    .rposition(|r| session(r).as_ref() != Some(&last))
+            {
+                records.truncate(end + 1);
+            }
+        }
         let Some((first, _)) = records.first() else {
             return Ok(Step::Idle);
         };
@@ -214,17 +237,16 @@ impl<T: Transport> Delivery<T> {
 
     fn payload(&self, legs: &[Leg<'_>]) -> Payload {
         let r = &self.receiver;
+        let s = session_index();
+        let entries: Vec<&[Leg<'_>]> = legs
+            .chunk_by(|a, b| r.grouped && !a[s].is_empty() && a[s] == b[s])
+            .collect();
         let body = match r.framing {
-            Framing::Lines => legs
+            Framing::Lines => entries
                 .iter()
-                .flat_map(|leg| {
-                    ucm::cdr_output::line(r.format, r.options, std::slice::from_ref(leg))
-                })
+                .flat_map(|entry| ucm::cdr_output::line(r.format, r.options, entry))
                 .collect(),
-            Framing::Batch => {
-                let entries: Vec<&[Leg<'_>]> = legs.iter().map(std::slice::from_ref).collect();
-                ucm::cdr_output::body(r.format, r.options, &entries)
-            }
+            Framing::Batch => ucm::cdr_output::body(r.format, r.options, &entries),
         };
         let first = legs.first().map_or("", |l| l[0]);
         let last = legs.last().map_or("", |l| l[0]);

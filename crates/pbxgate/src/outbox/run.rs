@@ -337,6 +337,7 @@ impl Worker {
                     only_answered: r.only_answered,
                     directions: r.directions.clone(),
                 },
+                grouped: r.grouped,
             },
             holder: holder.clone(),
             transport,

@@ -60,6 +60,7 @@ fn receiver(framing: Framing, batch: u32) -> Receiver {
         framing,
         batch,
         filter: Filter::default(),
+        grouped: false,
     }
 }
 
@@ -173,4 +174,44 @@ async fn only_the_lease_holder_delivers() {
 fn backoff_doubles_up_to_five_minutes() {
     let secs: Vec<u64> = (0..12).map(|a| backoff(a).as_secs()).collect();
     assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+}
+
+#[tokio::test]
+async fn grouped_receivers_get_a_calls_legs_as_one_entry_never_split_across_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    // Two calls: three legs of "a", then two of "b".
+    let legs: Vec<NewCdr> = (0..5)
+        .map(|i| {
+            let mut c = cdr(i);
+            c.record.set("session", if i < 3 { "a" } else { "b" });
+            c
+        })
+        .collect();
+    s.insert_cdrs_queued(&legs, &["billing".into()], 1)
+        .await
+        .unwrap();
+    let t = Recorder::default();
+    let mut r = receiver(Framing::Lines, 4);
+    r.grouped = true;
+    let d = delivery(&s, r, "node-a", &t);
+    // Four read, the fourth is "b"'s first leg: it waits for the next step.
+    assert_eq!(d.step(10).await.unwrap(), Step::Delivered(3));
+    assert_eq!(d.step(20).await.unwrap(), Step::Delivered(2));
+    assert_eq!(d.step(30).await.unwrap(), Step::Idle);
+    let sent = t.sent.lock().unwrap();
+    let entries: Vec<serde_json::Value> = sent
+        .iter()
+        .map(|p| serde_json::from_slice(&p.body).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 2, "one line per call");
+    let subs = |e: &serde_json::Value| {
+        e.as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with("sub_cdr_"))
+            .count()
+    };
+    assert!(entries[0].get("main_cdr").is_some(), "{}", entries[0]);
+    assert_eq!((subs(&entries[0]), subs(&entries[1])), (3, 2));
 }

@@ -5,7 +5,7 @@
 //! nothing; the quota drops the oldest with an audit event; two processes on
 //! one PostgreSQL deliver each record once.
 
-mod receivers;
+pub(crate) mod receivers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;

@@ -29,6 +29,8 @@ pub struct Log {
     pub auth: Arc<Mutex<Vec<String>>>,
     /// HTTP: (signature header, body) of each request.
     pub signed: Arc<Mutex<Vec<Signed>>>,
+    /// TCP: each line as received (one entry: a leg, or a grouped call).
+    pub entries: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Log {
@@ -109,6 +111,7 @@ impl TcpReceiver {
                         let entry: Value = serde_json::from_str(&line)
                             .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
                         let at = Instant::now();
+                        log.entries.lock().unwrap().push(entry.clone());
                         for record in legs_of(&entry) {
                             log.records.lock().unwrap().push(Got {
                                 record,

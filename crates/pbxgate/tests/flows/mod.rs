@@ -176,6 +176,11 @@ struct Bench {
 
 impl Bench {
     async fn start(rig: &Rig, db: TestDb) -> Bench {
+        Self::start_with(rig, db, "").await
+    }
+
+    /// With `extra` configuration after the rig's.
+    async fn start_with(rig: &Rig, db: TestDb, extra: &str) -> Bench {
         // The rig's recordings, for recordfiles_desc.
         let spool = std::path::Path::new(rig.get("MONITOR_DIR"))
             .parent()
@@ -183,7 +188,7 @@ impl Bench {
             .display()
             .to_string();
         let config = format!(
-            "{}[dialing]\noutbound_prefix = \"9\"\nring_secs = 20\n[recordings]\nspool_dir = \"{spool}\"\n",
+            "{}[dialing]\noutbound_prefix = \"9\"\nring_secs = 20\n[recordings]\nspool_dir = \"{spool}\"\n{extra}",
             pbx_config(rig, "")
         );
         let srv = Server::start(&db, &config).await;
@@ -288,7 +293,15 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
     for db in dbs().await {
         let ami = connected_ami(&rig).await;
         hang_up_everything(&ami).await;
-        let b = Bench::start(&rig, db).await;
+        // A CDR output receiver taking whole calls, as cdrapi groups them.
+        let mut pushed = crate::cdroutput::receivers::TcpReceiver::new(free_port());
+        pushed.start().await;
+        let output = format!(
+            "[cdr_output]\nenable = true\n[[cdr_output.receivers]]\nname = \"calls\"\n\
+             address = \"127.0.0.1\"\nport = {}\ngrouped = true\n",
+            pushed.port
+        );
+        let b = Bench::start_with(&rig, db, &output).await;
         call(&ami, "phone-1001", "6000", "1001", 6).await;
         call(&ami, "phone-1001", "6100", "1001", 6).await;
         call(&ami, "phone-1001", "6400", "1001", 6).await;
@@ -397,6 +410,33 @@ async fn queue_ringgroup_ivr_and_voicemail_calls_are_one_entry_each_billed_once(
         assert_eq!(vm.legs[1]["lastapp"], "VoiceMail", "{what}");
         assert_eq!(vm.legs[1]["recordfiles"], "", "not the Dial's: {what}");
         assert_eq!(vm.legs[1]["userfield"], "Internal", "{what}");
+
+        // The receiver got each call as cdrapi's entry: the same legs, whole.
+        let all = b.entries().await;
+        let legs: usize = all.iter().map(|e| e.legs.len()).sum();
+        pushed
+            .log
+            .wait(legs, Duration::from_secs(10), "grouped")
+            .await;
+        let got = pushed.log.entries.lock().unwrap().clone();
+        let ids = |legs: &[Value]| -> Vec<String> {
+            legs.iter().map(|l| text(l, "AcctId").to_owned()).collect()
+        };
+        let mut pushed_calls: Vec<Vec<String>> = got
+            .iter()
+            .map(|e| ids(&crate::cdroutput::receivers::legs_of(e)))
+            .collect();
+        let mut cdrapi_calls: Vec<Vec<String>> = all.iter().map(|e| ids(&e.legs)).collect();
+        pushed_calls.sort();
+        cdrapi_calls.sort();
+        assert_eq!(
+            pushed_calls, cdrapi_calls,
+            "grouped pushes = cdrapi entries"
+        );
+        assert!(
+            cdrapi_calls.iter().any(|c| c.len() > 1),
+            "some call has several legs"
+        );
         b.srv.stop().await;
     }
 }

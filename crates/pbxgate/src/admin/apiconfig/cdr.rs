@@ -181,7 +181,7 @@ fn receiver_form(
          <label for=\"{id}-delivery\">Delivery</label>{delivery}{err_delivery}\
          {address}{port}{path}\
          <label for=\"{id}-format\">Format</label>{format}{err_format}\
-         {username}{password}{signing}{verify}{ca}{batch}{answered}{directions}{backlog}{age}{timeout}\
+         {username}{password}{signing}{verify}{ca}{batch}{grouped}{answered}{directions}{backlog}{age}{timeout}\
          <button type=\"submit\">{button}</button></form>{remove}</fieldset>",
         data = escape(current_name),
         form_error = form_error(errors),
@@ -247,6 +247,11 @@ fn receiver_form(
             "PEM file on the pbxgate server; empty: the system's roots."
         ),
         batch = text("batch", "Records per request", &typed.batch.to_string(), ""),
+        grouped = check(
+            "grouped",
+            "A call's legs as one entry (main_cdr, sub_cdr_N)",
+            typed.grouped
+        ),
         answered = check("only_answered", "Only answered calls", typed.only_answered),
         directions = text(
             "directions",
@@ -335,6 +340,7 @@ pub(super) struct ReceiverForm {
     ca_file: String,
     #[serde(default)]
     batch: String,
+    grouped: Option<String>,
     only_answered: Option<String>,
     #[serde(default)]
     directions: String,
@@ -401,6 +407,7 @@ pub(super) async fn save_receiver(
         tls_verify: form.tls_verify.is_some(),
         ca_file: form.ca_file.trim().to_owned(),
         batch: batch.unwrap_or(defaults.batch),
+        grouped: form.grouped.is_some(),
         only_answered: form.only_answered.is_some(),
         directions: name_list(&form.directions),
         max_backlog: max_backlog.unwrap_or(defaults.max_backlog),
