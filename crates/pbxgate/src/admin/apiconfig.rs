@@ -127,6 +127,39 @@ fn fixed_note(key: &str) -> String {
     )
 }
 
+/// The forms of a list the page edits: a form per item (the refused one
+/// with its errors and what was typed), the error of a refused form whose
+/// item no longer exists on top, and the form that adds one. `failed`: the
+/// refused form of this list, if it is this list's; `form(index, saved,
+/// typed, errors)` renders one.
+fn item_forms<T: Clone + Default>(
+    items: &[T],
+    failed: Option<(Option<usize>, &FieldErrors, &T)>,
+    mut form: impl FnMut(Option<usize>, &T, &T, &FieldErrors) -> String,
+) -> String {
+    let mut out = String::new();
+    if let Some((Some(i), errors, _)) = failed
+        && i >= items.len()
+    {
+        out.push_str(&form_error(errors));
+    }
+    let none = FieldErrors::default();
+    for (i, item) in items.iter().enumerate() {
+        let (errors, typed) = match failed {
+            Some((Some(j), errors, typed)) if j == i => (errors, typed),
+            _ => (&none, item),
+        };
+        out.push_str(&form(Some(i), item, typed, errors));
+    }
+    let blank = T::default();
+    let (errors, typed) = match failed {
+        Some((None, errors, typed)) => (errors, typed),
+        _ => (&none, &blank),
+    };
+    out.push_str(&form(None, &blank, typed, errors));
+    out
+}
+
 fn checked(on: bool) -> &'static str {
     if on { " checked" } else { "" }
 }
@@ -266,36 +299,17 @@ async fn render(
         ));
     }
     let (users, _) = api.page_users().await;
-    // A form about a user that no longer exists: its error goes on top.
-    if let Failed::User {
-        index: Some(i),
-        errors,
-        ..
-    } = &failed
-        && *i >= users.len()
-    {
-        body.push_str(&form_error(errors));
-    }
-    for (i, u) in users.iter().enumerate() {
-        let (errors, typed) = match &failed {
-            Failed::User {
-                index: Some(j),
-                errors,
-                typed,
-            } if *j == i => (errors.clone(), typed.clone()),
-            _ => (FieldErrors::default(), u.clone()),
-        };
-        body.push_str(&user_form(&csrf, Some(i), &u.username, &typed, &errors));
-    }
-    let (errors, typed) = match &failed {
+    let refusal = match &failed {
         Failed::User {
-            index: None,
+            index,
             errors,
             typed,
-        } => (errors.clone(), typed.clone()),
-        _ => (FieldErrors::default(), OverlayUser::default()),
+        } => Some((*index, errors, typed)),
+        _ => None,
     };
-    body.push_str(&user_form(&csrf, None, "", &typed, &errors));
+    body.push_str(&item_forms(&users, refusal, |i, saved, typed, errors| {
+        user_form(&csrf, i, &saved.username, typed, errors)
+    }));
 
     // ------------------------------------------------ websocket users
     body.push_str(&ws_section(app, &csrf, &failed).await);
@@ -516,35 +530,17 @@ async fn ws_section(app: &App, csrf: &str, failed: &Failed) -> String {
         ));
     }
     let (users, _) = app.api.page_ws_users().await;
-    if let Failed::WsUser {
-        index: Some(i),
-        errors,
-        ..
-    } = failed
-        && *i >= users.len()
-    {
-        out.push_str(&form_error(errors));
-    }
-    for (i, u) in users.iter().enumerate() {
-        let (errors, typed) = match failed {
-            Failed::WsUser {
-                index: Some(j),
-                errors,
-                typed,
-            } if *j == i => (errors.clone(), typed.clone()),
-            _ => (FieldErrors::default(), u.clone()),
-        };
-        out.push_str(&ws_user_form(csrf, Some(i), &u.username, &typed, &errors));
-    }
-    let (errors, typed) = match failed {
+    let refusal = match failed {
         Failed::WsUser {
-            index: None,
+            index,
             errors,
             typed,
-        } => (errors.clone(), typed.clone()),
-        _ => (FieldErrors::default(), OverlayWsUser::default()),
+        } => Some((*index, errors, typed)),
+        _ => None,
     };
-    out.push_str(&ws_user_form(csrf, None, "", &typed, &errors));
+    out.push_str(&item_forms(&users, refusal, |i, saved, typed, errors| {
+        ws_user_form(csrf, i, &saved.username, typed, errors)
+    }));
     out
 }
 

@@ -77,7 +77,8 @@ impl Filter {
 }
 
 /// One payload for a transport: the bytes, and a key that names them (the
-/// first and last `AcctId`), the same when the same records are sent again.
+/// record's `AcctId`, a batch's first and last), the same when the same
+/// records are sent again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload {
     pub body: Vec<u8>,
@@ -248,11 +249,17 @@ impl<T: Transport> Delivery<T> {
                 .collect(),
             Framing::Batch => ucm::cdr_output::body(r.format, r.options, &entries),
         };
+        // The record's AcctId; a batch's first and last.
         let first = legs.first().map_or("", |l| l[0]);
         let last = legs.last().map_or("", |l| l[0]);
+        let idempotency_key = if legs.len() == 1 {
+            first.to_owned()
+        } else {
+            format!("{first}-{last}")
+        };
         Payload {
             body,
-            idempotency_key: format!("{}-{first}-{last}", r.name),
+            idempotency_key,
             records: legs.len(),
         }
     }

@@ -7,8 +7,8 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{
-    Failed, FormResult, checked, field_error, fixed_note, form_error, form_index, help, name_list,
-    refused, with_csrf,
+    Failed, FormResult, checked, field_error, fixed_note, form_error, form_index, help, item_forms,
+    name_list, refused, with_csrf,
 };
 use crate::admin::App;
 use crate::admin::page::{Admin, escape, forbidden, redirect};
@@ -62,41 +62,18 @@ pub(super) async fn section(app: &App, csrf: &str, failed: &Failed) -> String {
         ));
     }
     let (receivers, _) = api.page_receivers().await;
-    if let Failed::Receiver {
-        index: Some(i),
-        errors,
-        ..
-    } = failed
-        && *i >= receivers.len()
-    {
-        out.push_str(&form_error(errors));
-    }
-    for (i, r) in receivers.iter().enumerate() {
-        let (errors, typed) = match failed {
-            Failed::Receiver {
-                index: Some(j),
-                errors,
-                typed,
-            } if *j == i => (errors.clone(), typed.clone()),
-            _ => (FieldErrors::default(), r.clone()),
-        };
-        out.push_str(&receiver_form(csrf, Some(i), &r.name, &typed, &errors, r));
-    }
-    let (errors, typed) = match failed {
+    let refusal = match failed {
         Failed::Receiver {
-            index: None,
+            index,
             errors,
             typed,
-        } => (errors.clone(), typed.clone()),
-        _ => (FieldErrors::default(), OverlayReceiver::default()),
+        } => Some((*index, errors, typed)),
+        _ => None,
     };
-    out.push_str(&receiver_form(
-        csrf,
-        None,
-        "",
-        &typed,
-        &errors,
-        &OverlayReceiver::default(),
+    out.push_str(&item_forms(
+        &receivers,
+        refusal,
+        |i, saved, typed, errors| receiver_form(csrf, i, &saved.name, typed, errors, saved),
     ));
     out
 }
