@@ -243,13 +243,14 @@ impl Outbox {
     }
 }
 
-/// Ends the workers of `running`: told to stop, then awaited up to `grace`
-/// each (a worker still sending after that is aborted: its records stay
-/// queued and are sent again).
+/// Ends the workers of `running`: told to stop, then awaited together for
+/// up to `grace` (a worker still sending after that is aborted: its records
+/// stay queued and are sent again).
 async fn finish(running: &mut Running, grace: Duration) {
     let _ = running.stop.send(true);
+    let deadline = tokio::time::Instant::now() + grace;
     for mut t in std::mem::take(&mut running.tasks) {
-        if tokio::time::timeout(grace, &mut t).await.is_err() {
+        if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
             t.abort();
             tracing::warn!(
                 "CDR output: a delivery did not end within the grace time; it is sent again later"
@@ -501,5 +502,47 @@ impl Worker {
                 tracing::warn!(receiver = %r.name, error = %e, "CDR output: cannot count the backlog")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn settings(text: &str) -> CdrOutputSettings {
+        crate::config::load_str(text, "t.toml", std::path::Path::new("/"), Vec::new())
+            .unwrap()
+            .cdr_output
+    }
+
+    #[test]
+    fn changes_name_the_switch_and_each_receiver() {
+        let a = settings(
+            "[cdr_output]\nenable = true\n[[cdr_output.receivers]]\nname = \"a\"\naddress = \"h\"\nport = 1\n\
+             [[cdr_output.receivers]]\nname = \"b\"\naddress = \"h\"\nport = 2\n",
+        );
+        assert!(changes(&a, &a).is_empty());
+        let b = settings(
+            "[cdr_output]\nenable = false\n[[cdr_output.receivers]]\nname = \"a\"\naddress = \"h\"\nport = 9\n\
+             [[cdr_output.receivers]]\nname = \"c\"\naddress = \"h\"\nport = 2\n",
+        );
+        assert_eq!(
+            changes(&a, &b),
+            ["enable", "receiver a", "receiver c", "receiver b (removed)"]
+        );
+        // A secret alone is a change too (it is compared, never shown).
+        let c = settings(
+            "[cdr_output]\nenable = true\n[[cdr_output.receivers]]\nname = \"a\"\naddress = \"h\"\nport = 1\n\
+             username = \"u\"\npassword = \"p1\"\n\
+             [[cdr_output.receivers]]\nname = \"b\"\naddress = \"h\"\nport = 2\n",
+        );
+        let d = settings(
+            "[cdr_output]\nenable = true\n[[cdr_output.receivers]]\nname = \"a\"\naddress = \"h\"\nport = 1\n\
+             username = \"u\"\npassword = \"p2\"\n\
+             [[cdr_output.receivers]]\nname = \"b\"\naddress = \"h\"\nport = 2\n",
+        );
+        assert_eq!(changes(&c, &d), ["receiver a"]);
     }
 }
