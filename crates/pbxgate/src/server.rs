@@ -440,7 +440,11 @@ pub async fn run_with_reload(
     if let Some(engine) = app.calls.engine() {
         app.api.attach_call_control(engine.clone());
     }
-    let settings_watch = tokio::spawn(settings_watch(app.api.clone(), app.auth.clone()));
+    let settings_watch = tokio::spawn(settings_watch(
+        app.api.clone(),
+        app.auth.clone(),
+        app.store.web_settings_saved(),
+    ));
     let watcher = hup.map(|(r, signal)| {
         tokio::spawn(legacy::reload::watch(
             old_api.clone(),
@@ -510,13 +514,32 @@ pub async fn run_with_reload(
     served.map_err(|e| Error::io("HTTPS server failed", e))
 }
 
-/// Polls the saved API settings for changes made on other nodes, and ends
-/// the sessions of the users they removed or gave a new password.
-async fn settings_watch(api: Arc<crate::apiconfig::ApiConfig>, auth: Arc<Auth>) {
+/// Reads the saved API settings again when another node saved them (told
+/// by PostgreSQL's `NOTIFY`; polled as well, in case a notification is
+/// lost), and ends the sessions of the users they removed or gave a new
+/// password.
+async fn settings_watch(
+    api: Arc<crate::apiconfig::ApiConfig>,
+    auth: Arc<Auth>,
+    mut saved: Option<tokio::sync::mpsc::Receiver<()>>,
+) {
     let mut tick = tokio::time::interval(crate::apiconfig::POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        let heard = async {
+            match saved.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {}
+            message = heard => {
+                if message.is_none() {
+                    saved = None;
+                }
+            }
+        }
         match api.refresh().await {
             Ok(ended) => auth.end_sessions_of_users(&ended).await,
             Err(e) => tracing::warn!(error = %e, "cannot read the saved API settings"),

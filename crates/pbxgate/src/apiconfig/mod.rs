@@ -5,8 +5,10 @@
 //! Keys set in the file (or by `PBXGATE_*` variables) are fixed: the page
 //! shows them read-only and saved values never override them. Users of the
 //! new API come from the file (read-only) and from the page (editable).
-//! Every node re-reads the saved sections every few seconds, so a change made
-//! on one node reaches the others without a restart.
+//! Every node re-reads the saved sections when PostgreSQL tells it another
+//! node saved them (`NOTIFY`, see `server::settings_watch`) and every few
+//! seconds in any case, so a change made on one node reaches the others
+//! without a restart.
 //!
 //! Every value saved goes through the same validation as the file's
 //! (`config::api_user`, `config::old_api`), so the page cannot put in force

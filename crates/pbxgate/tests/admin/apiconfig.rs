@@ -1127,3 +1127,49 @@ async fn call_control_switched_on_the_page_holds_calls_accepted_by_clicking() {
     );
     srv.stop().await;
 }
+
+/// A setting saved on one node is in force on another within a second
+/// (PostgreSQL's NOTIFY; the 2 s poll alone misses most of these deadlines):
+/// the new API switched off and on four times on node A, node B answering
+/// `challenge` with -47 / 0 each time.
+#[tokio::test]
+async fn a_setting_saved_on_one_node_is_in_force_on_another_within_a_second() {
+    let Some(db) = dbs()
+        .await
+        .into_iter()
+        .find(|d| d.backend == store::Backend::Postgres)
+    else {
+        store::testing::record_skip("several nodes need PostgreSQL");
+        return;
+    };
+    let a = Server::start(&db, "").await;
+    let b = Server::start(&db, "").await;
+    let admin = AdminClient::new(&a).await;
+    let c = client(None);
+    for round in 0..4 {
+        let on = round % 2 == 1;
+        let fields: &[(&str, &str)] = if on { &[("enable", "on")] } else { &[] };
+        let saved = admin.post("/admin/api-config/new", fields).await;
+        assert_eq!(saved.0, StatusCode::SEE_OTHER, "{}", saved.1);
+        let expect = if on { 0 } else { -47 };
+        let asked = std::time::Instant::now();
+        wait_until(
+            format!("node B to answer challenge with {expect} (round {round})"),
+            Duration::from_secs(1),
+            async || {
+                let r = b
+                    .api(&c, json!({"action": "challenge", "user": "cdrapi"}))
+                    .await;
+                if r["status"] == expect {
+                    Ok(())
+                } else {
+                    Err(r)
+                }
+            },
+        )
+        .await;
+        assert!(asked.elapsed() < Duration::from_secs(1));
+    }
+    b.stop().await;
+    a.stop().await;
+}

@@ -86,6 +86,73 @@ impl WebSettingsStore for Store {
                 .bind(expected_version)
                 .execute(pool).await?.rows_affected())
         };
+        if done == 1
+            && let Some(pool) = self.postgres_pool()
+        {
+            // Other nodes listening re-read the settings at once (the poll
+            // stays as the backstop for a lost notification).
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(WEB_SETTINGS_CHANNEL)
+                .bind(section)
+                .execute(pool)
+                .await?;
+        }
         Ok((done == 1).then_some(next))
+    }
+}
+
+/// The PostgreSQL `NOTIFY` channel of saved settings (payload: the section).
+pub const WEB_SETTINGS_CHANNEL: &str = "pbxgate_web_settings";
+
+impl Store {
+    /// PostgreSQL: a message each time any node saves settings (and after
+    /// the listening connection was re-established, when one may have been
+    /// missed). `None` on SQLite: one process, nothing to hear.
+    pub fn web_settings_saved(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        let pool = self.postgres_pool()?.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for saved settings; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen(WEB_SETTINGS_CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot listen for saved settings; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+                // Whatever was saved while not listening.
+                if tx.try_send(()).is_err() && tx.is_closed() {
+                    return;
+                }
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(_)) => {
+                            if tx.try_send(()).is_err() && tx.is_closed() {
+                                return;
+                            }
+                        }
+                        // The connection was lost (and is re-established by
+                        // the next call): something may have been missed.
+                        Ok(None) => {
+                            if tx.try_send(()).is_err() && tx.is_closed() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listening for saved settings failed; listening again");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Some(rx)
     }
 }
