@@ -816,3 +816,47 @@ async fn old_sqlite_files_are_converted_to_incremental_auto_vacuum() {
     assert!(s.sqlite_size().await.unwrap().unwrap() < 1_500_000);
     s.close().await;
 }
+
+/// PostgreSQL: every store listening hears each save of another (the
+/// settings of all nodes follow at once); SQLite has nothing to hear.
+#[tokio::test]
+async fn saved_settings_are_announced_to_the_other_nodes() {
+    on_every_backend!(|s, db| {
+        let other = common::open(db).await;
+        match (db.backend, other.web_settings_saved()) {
+            (Backend::Sqlite, heard) => assert!(heard.is_none()),
+            (Backend::Postgres, None) => panic!("PostgreSQL stores listen"),
+            (Backend::Postgres, Some(mut heard)) => {
+                // The first message: listening started (anything saved
+                // before may have been missed).
+                tokio::time::timeout(std::time::Duration::from_secs(5), heard.recv())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    s.save_web_settings("https_api", "{}", 0, 1, "admin")
+                        .await
+                        .unwrap(),
+                    Some(1)
+                );
+                tokio::time::timeout(std::time::Duration::from_secs(2), heard.recv())
+                    .await
+                    .expect("the save is announced")
+                    .unwrap();
+                // A refused save (stale version) is not announced.
+                assert_eq!(
+                    s.save_web_settings("https_api", "{}", 0, 2, "admin")
+                        .await
+                        .unwrap(),
+                    None
+                );
+                assert!(
+                    tokio::time::timeout(std::time::Duration::from_millis(500), heard.recv())
+                        .await
+                        .is_err()
+                );
+            }
+        }
+        other.close().await;
+    });
+}
