@@ -110,13 +110,10 @@ pub struct CdrOutputSettings {
 }
 
 impl CdrOutputSettings {
-    /// The receivers new CDRs are queued for (none while disabled).
-    pub fn queue_to(&self) -> Vec<String> {
-        if self.enabled {
-            self.receivers.iter().map(|r| r.name.clone()).collect()
-        } else {
-            Vec::new()
-        }
+    /// The receivers that run: new CDRs are queued for them and a worker
+    /// delivers to each (none while disabled).
+    pub fn active(&self) -> &[ReceiverSettings] {
+        if self.enabled { &self.receivers } else { &[] }
     }
 }
 

@@ -165,35 +165,33 @@ impl Outbox {
         let mut targets = Targets::default();
         let mut status = Vec::new();
         let mut tasks = Vec::new();
-        if settings.enabled {
-            for r in &settings.receivers {
-                let wake = Arc::new(Notify::new());
-                let s = Arc::new(Mutex::new(ReceiverStatus {
-                    name: r.name.clone(),
-                    target: r.target(),
-                    state: State::Starting,
-                    backlog: Backlog::default(),
-                    delivered: 0,
-                    dropped: 0,
-                    last_success_ms: None,
-                    last_error: None,
-                }));
-                targets.receivers.push(r.name.clone());
-                targets.wake.push(wake.clone());
-                status.push(s.clone());
-                let worker = Worker {
-                    store: self.store.clone(),
-                    settings: r.clone(),
-                    status: s,
-                    wake,
-                };
-                tasks.push(tokio::spawn(worker.run(
-                    self.options,
-                    self.holder.clone(),
-                    settings.lease,
-                    stop_rx.clone(),
-                )));
-            }
+        for r in settings.active() {
+            let wake = Arc::new(Notify::new());
+            let s = Arc::new(Mutex::new(ReceiverStatus {
+                name: r.name.clone(),
+                target: r.target(),
+                state: State::Starting,
+                backlog: Backlog::default(),
+                delivered: 0,
+                dropped: 0,
+                last_success_ms: None,
+                last_error: None,
+            }));
+            targets.receivers.push(r.name.clone());
+            targets.wake.push(wake.clone());
+            status.push(s.clone());
+            let worker = Worker {
+                store: self.store.clone(),
+                settings: r.clone(),
+                status: s,
+                wake,
+            };
+            tasks.push(tokio::spawn(worker.run(
+                self.options,
+                self.holder.clone(),
+                settings.lease,
+                stop_rx.clone(),
+            )));
         }
         self.queue.set(targets);
         if let Ok(mut st) = self.status.write() {

@@ -671,7 +671,7 @@ async fn sighup_puts_cdr_output_changes_in_force() {
             },
         )
         .await;
-        outbox_cli(
+        let (code, out, err) = outbox_cli(
             &srv,
             &[
                 "--receiver",
@@ -683,6 +683,7 @@ async fn sighup_puts_cdr_output_changes_in_force() {
             ],
         )
         .await;
+        assert_eq!(code, 0, "{out}{err}");
         second.log.wait(5, Duration::from_secs(10), "second").await;
         assert_eq!(first.log.records().len(), 5, "{db:?}");
 
