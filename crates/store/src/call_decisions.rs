@@ -1,8 +1,9 @@
 //! How each inbound call held by call control ended, and who decided.
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{Row, SqlSafeStr};
 
+use crate::cluster::now_sql;
 use crate::connection::{Store, with_pool};
 use crate::error::Error;
 use crate::states::state_enum;
@@ -44,11 +45,38 @@ pub struct CallDecision {
     pub detail: String,
 }
 
+/// The answer to a claim of the decision on a held call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This claim is the one: apply the decision.
+    Won,
+    /// Another claim came first: `node` decided `decision`.
+    Taken { node: String, decision: String },
+    /// The node no longer holds the lease it claimed under.
+    Fenced,
+}
+
 #[async_trait]
 pub trait DecisionStore: Send + Sync {
     async fn record_decision(&self, decision: &CallDecision) -> Result<(), Error>;
     /// The newest `limit` decisions, newest first.
     async fn recent_decisions(&self, limit: i64) -> Result<Vec<CallDecision>, Error>;
+    /// Claims the one decision on the held call `channel_id` for `node`
+    /// (cluster-wide: the first claim wins). With `fence` (`pbx`, `epoch`)
+    /// the claim only counts while `node` holds that lease of `pbx`.
+    async fn claim_call(
+        &self,
+        channel_id: &str,
+        node: &str,
+        decision: &str,
+        fence: Option<(&str, i64)>,
+    ) -> Result<Claim, Error>;
+    /// Withdraws `node`'s claim (Asterisk did not apply the decision).
+    async fn unclaim_call(&self, channel_id: &str, node: &str) -> Result<(), Error>;
+    /// Who claimed the decision on `channel_id`, and what.
+    async fn call_claim(&self, channel_id: &str) -> Result<Option<(String, String)>, Error>;
+    /// Forgets claims older than `before_ms` (the calls are long over).
+    async fn prune_claims(&self, before_ms: i64) -> Result<u64, Error>;
 }
 
 #[async_trait]
@@ -86,5 +114,58 @@ impl DecisionStore for Store {
             }).collect::<Result<Vec<_>, _>>()?
         });
         Ok(rows)
+    }
+
+    async fn claim_call(
+        &self,
+        channel_id: &str,
+        node: &str,
+        decision: &str,
+        fence: Option<(&str, i64)>,
+    ) -> Result<Claim, Error> {
+        let now = now_sql(self.backend());
+        let (pbx, epoch) = fence.unwrap_or(("", 0));
+        let sql = format!(
+            "INSERT INTO call_claims (channel_id, node, decision, claimed_ms) \
+             SELECT $1, $2, $3, {now} WHERE $4 = '' OR EXISTS (SELECT 1 FROM pbx_owners \
+             WHERE pbx = $4 AND node = $2 AND epoch = $5 AND expires_ms > {now}) \
+             ON CONFLICT (channel_id) DO NOTHING"
+        );
+        let won = with_pool!(self, write pool => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()).into_sql_str())
+            .bind(channel_id).bind(node).bind(decision).bind(pbx).bind(epoch)
+            .execute(pool).await?.rows_affected());
+        if won == 1 {
+            return Ok(Claim::Won);
+        }
+        Ok(match self.call_claim(channel_id).await? {
+            Some((node, decision)) => Claim::Taken { node, decision },
+            None => Claim::Fenced,
+        })
+    }
+
+    async fn unclaim_call(&self, channel_id: &str, node: &str) -> Result<(), Error> {
+        with_pool!(self, write pool => sqlx::query(
+            "DELETE FROM call_claims WHERE channel_id = $1 AND node = $2")
+            .bind(channel_id).bind(node)
+            .execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn call_claim(&self, channel_id: &str) -> Result<Option<(String, String)>, Error> {
+        // The writer: a claim just taken must be seen (SQLite's reader may lag).
+        let row = with_pool!(self, write pool => sqlx::query(
+            "SELECT node, decision FROM call_claims WHERE channel_id = $1")
+            .bind(channel_id)
+            .fetch_optional(pool).await?
+            .map(|r| -> Result<(String, String), Error> { Ok((r.try_get(0)?, r.try_get(1)?)) }));
+        row.transpose()
+    }
+
+    async fn prune_claims(&self, before_ms: i64) -> Result<u64, Error> {
+        let n = with_pool!(self, write pool => sqlx::query(
+            "DELETE FROM call_claims WHERE claimed_ms < $1")
+            .bind(before_ms)
+            .execute(pool).await?.rows_affected());
+        Ok(n)
     }
 }

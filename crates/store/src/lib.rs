@@ -13,7 +13,9 @@
 //!   - `auth`: sessions, login challenges and the login guard of the HTTPS API;
 //!   - `admin`: accounts, sessions and saved settings of the admin web interface;
 //!   - `audit`: the audit trail;
-//!   - `call_decisions`: how calls held by call control ended;
+//!   - `call_decisions`: how calls held by call control ended, and the
+//!     cluster-wide claim of each decision;
+//!   - `cluster`: which node owns each Asterisk, and the nodes seen;
 //!   - `settings_digests`: what changed in the settings between starts;
 //!   - `meta`: identity of the installation;
 //!   - `pms`: hotel rooms and wake-up calls;
@@ -25,6 +27,7 @@ mod audit;
 mod auth;
 mod call_decisions;
 mod cdr;
+mod cluster;
 mod connection;
 mod error;
 mod meta;
@@ -37,11 +40,12 @@ pub mod traits;
 pub use admin::{AdminSession, AdminStore, WebSettings, WebSettingsStore};
 pub use audit::{AuditEvent, AuditEventKind, AuditStore};
 pub use auth::{ChallengeStore, LoginAttempt, LoginGuardStore, Session, SessionStore};
-pub use call_decisions::{CallDecision, DecisionOutcome, DecisionStore};
+pub use call_decisions::{CallDecision, Claim, DecisionOutcome, DecisionStore};
 pub use cdr::{
     CallBucket, CdrFilter, CdrPage, CdrStore, Grouping, NewCdr, Order, PageKey, PageLeg, PageQuery,
     RecordedCdr, RecordedCursor,
 };
+pub use cluster::{ClusterStore, ClusterView, Lease, NodeSeen, Owner};
 pub use connection::{
     Backend, ConnectOptions, Store, backend_of, check_url, scrub_url_secrets, sqlite_file,
     url_secrets,

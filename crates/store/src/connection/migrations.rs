@@ -70,6 +70,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "cdr output audit",
         include_str!("../../migrations/sqlite/0013_cdr_output_audit.sql"),
     ),
+    (
+        14,
+        "cluster",
+        include_str!("../../migrations/sqlite/0014_cluster.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -136,6 +141,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "cdr output audit",
         include_str!("../../migrations/postgres/0013_cdr_output_audit.sql"),
+    ),
+    (
+        14,
+        "cluster",
+        include_str!("../../migrations/postgres/0014_cluster.sql"),
     ),
 ];
 
