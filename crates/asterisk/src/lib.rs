@@ -19,6 +19,8 @@ pub enum ConnState {
     Up,
     /// Disconnected; retrying. The reason of the last failure.
     Down(String),
+    /// Not connected on purpose: another pbxgate node owns this Asterisk.
+    Standby,
     Stopped,
 }
 

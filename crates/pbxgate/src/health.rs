@@ -16,6 +16,8 @@ pub struct Health {
     pub ari: Option<tokio::sync::watch::Receiver<ConnState>>,
     pub calls: crate::callcontrol::CallControl,
     pub outbox: std::sync::Arc<crate::outbox::Outbox>,
+    /// This node among the nodes serving the Asterisk.
+    pub member: Option<crate::cluster::Membership>,
 }
 
 fn describe(state: Option<ConnState>) -> String {
@@ -24,6 +26,7 @@ fn describe(state: Option<ConnState>) -> String {
         Some(ConnState::Up) => "up".into(),
         Some(ConnState::Connecting) => "connecting".into(),
         Some(ConnState::Down(reason)) => format!("down: {reason}"),
+        Some(ConnState::Standby) => "standby (another node owns this Asterisk)".into(),
         Some(ConnState::Stopped) => "stopped".into(),
     }
 }
@@ -32,8 +35,11 @@ pub async fn healthz(State(app): State<std::sync::Arc<Health>>) -> (StatusCode, 
     let db = app.store.ping().await;
     let ami = app.ami.as_ref().map(|s| s.borrow().clone());
     let ari = app.ari.as_ref().map(|s| s.borrow().clone());
-    let asterisk_ok =
-        ami.as_ref().is_none_or(ConnState::is_up) && ari.as_ref().is_none_or(ConnState::is_up);
+    // A standby node holds no ARI application on purpose.
+    let asterisk_ok = ami.as_ref().is_none_or(ConnState::is_up)
+        && ari
+            .as_ref()
+            .is_none_or(|s| s.is_up() || *s == ConnState::Standby);
     let status = match (&db, asterisk_ok) {
         (Err(_), _) => "unhealthy",
         (Ok(()), false) => "degraded",
@@ -53,6 +59,10 @@ pub async fn healthz(State(app): State<std::sync::Arc<Health>>) -> (StatusCode, 
             "ari": describe(ari),
             "held_calls": app.calls.engine().map(|c| c.held()),
             "cdr_output": app.outbox.status().iter().map(|r| r.json()).collect::<Vec<_>>(),
+            "cluster": match &app.member {
+                Some(m) => m.status().await,
+                None => Value::Null,
+            },
             "version": env!("CARGO_PKG_VERSION"),
         })),
     )
@@ -116,6 +126,7 @@ pub fn state_name(state: Option<&ConnState>) -> &'static str {
         Some(ConnState::Up) => "up",
         Some(ConnState::Connecting) => "connecting",
         Some(ConnState::Down(_)) => "down",
+        Some(ConnState::Standby) => "standby",
         Some(ConnState::Stopped) => "stopped",
     }
 }

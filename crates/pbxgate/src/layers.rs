@@ -14,6 +14,7 @@ const FEATURES: &[&str] = &[
     "callcontrol",
     "cdrapi",
     "channels",
+    "cluster",
     "directory",
     "ingest",
     "live",

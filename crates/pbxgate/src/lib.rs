@@ -17,6 +17,7 @@ pub mod callcontrol;
 pub mod cdrapi;
 pub mod channels;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod directory;
 pub mod error;

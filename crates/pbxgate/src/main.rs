@@ -83,6 +83,18 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Show which node owns each Asterisk (holds its ARI application), since
+    /// when, the age of its lease, and the standby nodes (a shared
+    /// PostgreSQL database; with SQLite there is one node). Exit status 1
+    /// when the configured Asterisk has no owner.
+    Cluster {
+        /// Configuration file (TOML): the database and [cluster].
+        #[arg(short, long, env = "PBXGATE_CONFIG", default_value = "pbxgate.toml")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file and print a summary (secrets are never printed).
     CheckConfig {
         /// Configuration file (TOML).
@@ -201,6 +213,7 @@ fn main() -> ExitCode {
         } => run_with(&config, |settings| {
             outbox(settings, receiver, from.zip(to), limit)
         }),
+        Command::Cluster { config, json } => run_with(&config, |settings| cluster(settings, json)),
         Command::ImportCsv { config, file } => {
             run_with(&config, |settings| import_csv(settings, file))
         }
@@ -666,6 +679,62 @@ fn parse_time(text: &str, tz: &jiff::tz::TimeZone) -> Result<i64, String> {
         .compatible()
         .map(|z| z.timestamp().as_millisecond())
         .map_err(|e| format!("{text:?}: {e}"))
+}
+
+async fn cluster(settings: Settings, as_json: bool) -> ExitCode {
+    use store::ClusterStore;
+    let store = match open_store_or_exit(&settings).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let pbx = settings.cluster.pbx.clone();
+    let view = store
+        .cluster_view(i64::try_from(settings.cluster.lease.as_millis() * 3).unwrap_or(i64::MAX))
+        .await;
+    let sqlite = store.backend() == store::Backend::Sqlite;
+    store.close().await;
+    let view = match view {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("pbxgate: cannot read the cluster view: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let d = pbxgate::cluster::describe(&view, &pbx);
+    let owned = !d["owner"].is_null();
+    if as_json {
+        println!("{d}");
+    } else if sqlite {
+        println!("embedded SQLite database: one node, which owns {pbx} while it runs");
+        return ExitCode::SUCCESS;
+    } else {
+        let secs = |v: &serde_json::Value| v.as_i64().unwrap_or(0) as f64 / 1000.0;
+        println!("Asterisk {pbx}");
+        match d["owner"].as_object() {
+            Some(o) => println!(
+                "owner    {} (epoch {}) for {:.1} s, lease renewed {:.1} s ago, lapses in {:.1} s",
+                o["node"].as_str().unwrap_or(""),
+                o["epoch"],
+                secs(&o["owner_for_ms"]),
+                secs(&o["lease_age_ms"]),
+                secs(&o["expires_in_ms"]),
+            ),
+            None => println!("owner    none (no node holds a lease: calls are not held)"),
+        }
+        for n in d["nodes"].as_array().into_iter().flatten() {
+            println!(
+                "node     {:<32} {:<8} seen {:.1} s ago",
+                n["node"].as_str().unwrap_or(""),
+                n["role"].as_str().unwrap_or(""),
+                secs(&n["seen_ago_ms"]),
+            );
+        }
+    }
+    if owned || sqlite {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 async fn outbox(

@@ -71,6 +71,8 @@ pub struct Pbx {
     pub ami_log: health::ConnLog,
     pub ari_log: Option<health::ConnLog>,
     pub ingest_stats: Arc<ingest::Stats>,
+    /// This node's part among the nodes serving this Asterisk.
+    pub member: crate::cluster::Membership,
 }
 
 /// The routes of the new API's listener; each part has its own state.
@@ -239,6 +241,7 @@ pub async fn prepare(settings: Settings) -> Result<App> {
             ami_log: p.ami_log.clone(),
             ari_log: p.ari_log.clone(),
             ingest_stats: p.ingest_stats.clone(),
+            member: p.member.clone(),
         }),
         channels,
         recordings: recordings.clone(),
@@ -263,6 +266,7 @@ pub async fn prepare(settings: Settings) -> Result<App> {
         ari: pbx.as_ref().and_then(|p| p.ari.as_ref()).map(|a| a.state()),
         calls: calls.clone(),
         outbox: outbox.clone(),
+        member: pbx.as_ref().map(|p| p.member.clone()),
     });
     let old_api = Arc::new(legacy::Deps {
         settings: settings.clone(),
@@ -319,6 +323,11 @@ fn connect_pbx(
         a.ami_username.clone(),
         a.ami_secret.expose(),
     ));
+    // On a shared database one node at a time owns the Asterisk.
+    let member = match store.backend() {
+        store::Backend::Postgres => crate::cluster::Membership::start(&settings.cluster, store),
+        store::Backend::Sqlite => crate::cluster::Membership::sole(&settings.cluster),
+    };
     // The features hold the PBX through the seam's traits.
     let manager: Arc<dyn Manager> = Arc::new(ami.clone());
     crate::pbxcheck::start(&manager, a.cdr_csv.clone());
@@ -338,7 +347,8 @@ fn connect_pbx(
                 c.password.expose(),
                 c.app.clone(),
             )
-            .with_ami(ami.clone()),
+            .with_ami(ami.clone())
+            .with_gate(member.gate()),
         )?),
         None => None,
     };
@@ -350,14 +360,22 @@ fn connect_pbx(
         settings.timezone.clone(),
         settings.dialing.trunk_contexts.clone(),
     );
-    let calls = stasis
-        .as_ref()
-        .map(|ari| callcontrol::start(&settings.call_control, ari, &manager, store, call_control));
+    let calls = stasis.as_ref().map(|ari| {
+        callcontrol::start(
+            &member,
+            &settings.call_control,
+            ari,
+            &manager,
+            store,
+            call_control,
+        )
+    });
     let pms = crate::pms::Service::start(&manager, store, &settings.pms);
     Ok(Pbx {
         ami_log: health::ConnLog::follow(ami.state()),
         ari_log: ari.as_ref().map(|a| health::ConnLog::follow(a.state())),
         ingest_stats: ingest.stats(),
+        member,
         ami,
         ari,
         manager,
@@ -460,10 +478,17 @@ pub async fn run_with_reload(
     let calls = app.calls.engine().cloned();
     let old_signal = old_api.clone();
     let stopping_app = app.clone();
+    let member = app.pbx.as_ref().map(|p| p.member.clone());
     tokio::spawn(async move {
         shutdown.await;
         stopping_app.stopping.send_replace(true);
-        if let Some(calls) = calls {
+        let handed_over = match &member {
+            Some(m) => m.hand_over().await,
+            None => false,
+        };
+        if let Some(calls) = calls
+            && !handed_over
+        {
             calls.release_all().await;
         }
         tracing::info!(
@@ -497,9 +522,12 @@ pub async fn run_with_reload(
         if let Some(ingest) = ingest {
             ingest.stop(grace).await;
         }
-        if let Some(calls) = &pbx.calls {
+        if let Some(calls) = &pbx.calls
+            && pbx.member.role().acting().is_some()
+        {
             calls.release_all().await;
         }
+        pbx.member.leave().await;
         pbx.pms.stop();
         pbx.ami.shutdown();
         if let Some(ari) = &pbx.ari {
@@ -558,6 +586,11 @@ async fn maintenance(app: Arc<App>) {
         }
         if let Err(e) = admin::prune(&app.admin).await {
             tracing::warn!(error = %e, "admin session maintenance failed; will retry");
+        }
+        // The calls of claims a day old are long over.
+        let day_ago = crate::clock::now_ms() - 86_400_000;
+        if let Err(e) = store::DecisionStore::prune_claims(&app.store, day_ago).await {
+            tracing::warn!(error = %e, "cannot forget old call control claims; will retry");
         }
     }
 }

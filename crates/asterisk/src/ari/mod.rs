@@ -45,6 +45,9 @@ pub struct AriConfig {
     /// Asks Asterisk which websocket holds the application after another
     /// client replaced this one.
     pub ami: Option<Ami>,
+    /// Holds the application only while this says so (this node owns the
+    /// Asterisk); always when `None`. REST requests work either way.
+    pub active: Option<watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for AriConfig {
@@ -79,7 +82,14 @@ impl AriConfig {
             max_backoff: Duration::from_secs(30),
             check_interval: Duration::from_secs(5),
             ami: None,
+            active: None,
         }
+    }
+
+    /// Holds the application only while `active` is true.
+    pub fn with_gate(mut self, active: watch::Receiver<bool>) -> Self {
+        self.active = Some(active);
+        self
     }
 
     /// Uses `ami` to see who holds the application after a replacement.
@@ -435,6 +445,48 @@ async fn holder(http: &reqwest::Client, config: &AriConfig) -> Holder {
 enum Ended {
     Closed,
     Replaced,
+    /// The gate closed: another node owns the Asterisk now.
+    Standby,
+}
+
+fn gate_open(gate: &Option<watch::Receiver<bool>>) -> bool {
+    gate.as_ref().is_none_or(|g| *g.borrow())
+}
+
+/// Until the gate opens (reported as `Standby`); false when shutting down.
+async fn wait_until_active(
+    config: &AriConfig,
+    gate: &mut Option<watch::Receiver<bool>>,
+    state: &watch::Sender<ConnState>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let Some(g) = gate.as_mut() else {
+        return true;
+    };
+    loop {
+        if *shutdown.borrow() {
+            return false;
+        }
+        if *g.borrow_and_update() {
+            return true;
+        }
+        if *state.borrow() != ConnState::Standby {
+            tracing::info!(
+                app = config.app,
+                "standing by: another pbxgate node holds the ARI application"
+            );
+            let _ = state.send(ConnState::Standby);
+        }
+        tokio::select! {
+            changed = g.changed() => {
+                if changed.is_err() {
+                    *gate = None;
+                    return true;
+                }
+            }
+            _ = shutdown.changed() => return false,
+        }
+    }
 }
 
 async fn run(
@@ -445,10 +497,18 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut reconnect = Reconnect::new("ARI events", &config.url, config.max_backoff);
+    let mut gate = config.active.clone();
     loop {
-        let result = session(&config, &http, &events, &state, &mut shutdown).await;
+        if !wait_until_active(&config, &mut gate, &state, &mut shutdown).await {
+            let _ = state.send(ConnState::Stopped);
+            return;
+        }
+        let result = session(&config, &http, &events, &state, &mut shutdown, &mut gate).await;
+        if let Ok(Ended::Standby) = result {
+            continue;
+        }
         if let Ok(Ended::Replaced) = result {
-            if !wait_while_replaced(&config, &http, &state, &mut shutdown).await {
+            if !wait_while_replaced(&config, &http, &state, &mut shutdown, &gate).await {
                 let _ = state.send(ConnState::Stopped);
                 return;
             }
@@ -471,6 +531,7 @@ async fn wait_while_replaced(
     http: &reqwest::Client,
     state: &watch::Sender<ConnState>,
     shutdown: &mut watch::Receiver<bool>,
+    gate: &Option<watch::Receiver<bool>>,
 ) -> bool {
     let reason = format!(
         "Stasis application \"{}\" taken over by another ARI client; registering again when it leaves",
@@ -491,6 +552,10 @@ async fn wait_while_replaced(
         if *shutdown.borrow() {
             return false;
         }
+        if !gate_open(gate) {
+            // Standing by now: the gate decides when to register again.
+            return true;
+        }
         match holder(http, config).await {
             Holder::Nobody => {
                 tracing::info!(
@@ -510,6 +575,7 @@ async fn session(
     events: &broadcast::Sender<Arc<Event>>,
     state: &watch::Sender<ConnState>,
     shutdown: &mut watch::Receiver<bool>,
+    gate: &mut Option<watch::Receiver<bool>>,
 ) -> Result<Ended, Error> {
     let ws_url = format!(
         "{}/ari/events?app={}&subscribeAll=false",
@@ -606,8 +672,31 @@ async fn session(
                 let _ = sink.send(WsMessage::Close(None)).await;
                 return Ok(Ended::Closed);
             }
+            _ = gate_closed(gate) => {
+                // Stop holding the application at once (fencing); a stalled
+                // peer must not hold that up.
+                let _ = tokio::time::timeout(
+                    config.request_timeout,
+                    sink.send(WsMessage::Close(None)),
+                )
+                .await;
+                tracing::info!(app = config.app, "ARI application given up: this node no longer owns the Asterisk");
+                return Ok(Ended::Standby);
+            }
         }
     }
+}
+
+/// Completes when the gate closes; never without a gate (one whose sender
+/// is gone is no gate any more).
+async fn gate_closed(gate: &mut Option<watch::Receiver<bool>>) {
+    if let Some(g) = gate.as_mut() {
+        if g.wait_for(|open| !*open).await.is_ok() {
+            return;
+        }
+        *gate = None;
+    }
+    std::future::pending().await
 }
 
 #[cfg(test)]

@@ -78,11 +78,31 @@
           row("Last success", time(r.last_success_ms)),
           row("Last error", r.last_error ? `${r.last_error.message} (${time(r.last_error.at_ms)})` : "none"),
         ])),
+      ...(s.cluster ? [clusterCard(s.cluster, now)] : []),
       card("card-pbxgate", "pbxgate", "ok", [
         row("Version", s.version),
         row("Up for", duration(s.uptime_secs)),
       ]),
     ];
+  }
+
+  // Which node owns the Asterisk (holds its ARI application), and the others.
+  function clusterCard(c, now) {
+    if (!c.shared_database) {
+      return card("card-cluster", "Nodes", "ok", [
+        row("This node", c.node, " (the only one: embedded database)"),
+      ]);
+    }
+    const o = c.owner;
+    const rows = [
+      row("This node", c.node, " ", pill(c.role, c.role === "owner" ? "up" : "warn")),
+      row("Asterisk", c.pbx),
+      row("Owner", o ? o.node : "none", o ? el("span", { class: "muted" },
+        ` since ${time(o.since_ms)} (${duration(o.owner_for_ms / 1000)}), lease renewed ${duration(o.lease_age_ms / 1000)} ago`) : ""),
+      row("Standby nodes", (c.nodes || []).filter((n) => n.role !== "owner").map((n) => n.node).join(", ") || "none"),
+    ];
+    if (c.error) rows.push(row("Error", c.error));
+    return card("card-cluster", "Nodes", c.error || !o ? "bad" : "ok", rows);
   }
 
   function certRow(c) {

@@ -65,6 +65,7 @@ pub struct PbxView {
     pub ami_log: crate::health::ConnLog,
     pub ari_log: Option<crate::health::ConnLog>,
     pub ingest_stats: Arc<crate::ingest::Stats>,
+    pub member: crate::cluster::Membership,
 }
 
 pub(crate) type App = Arc<Console>;

@@ -246,6 +246,10 @@ async fn status(app: &App) -> Value {
             "enabled": app.settings.cdr_output.enabled,
             "receivers": app.outbox.status().iter().map(|r| r.json()).collect::<Vec<_>>(),
         },
+        "cluster": match &app.pbx {
+            Some(p) => p.member.status().await,
+            None => Value::Null,
+        },
         "requests": crate::recent::latest(LATEST),
         "audit": audit,
     })

@@ -18,13 +18,14 @@ use std::time::Duration;
 use asterisk::ConnState;
 use asterisk::ari::{Channel, Event};
 use asterisk::pbx::{Manager, Stasis};
-use store::{CallDecision, DecisionStore};
+use store::{CallDecision, Claim, DecisionStore};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 // tokio's clock, which tests can pause; the same as std's otherwise.
 use tokio::time::Instant;
 
 use crate::clock::now_ms;
+use crate::cluster::Membership;
 use crate::config::CallControlSettings;
 
 /// How many decided channels are remembered, to tell "already decided" from
@@ -37,6 +38,25 @@ const RETRY: Duration = Duration::from_secs(1);
 pub enum Decision {
     Accept,
     Refuse,
+}
+
+impl Decision {
+    /// As claimed in the database.
+    fn word(self) -> &'static str {
+        match self {
+            Decision::Accept => "accept",
+            Decision::Refuse => "refuse",
+        }
+    }
+
+    /// The outcome of a decision another node claimed.
+    fn claimed_outcome(word: &str) -> Outcome {
+        if word == "refuse" {
+            Outcome::Refused
+        } else {
+            Outcome::Accepted
+        }
+    }
 }
 
 /// Who decided.
@@ -122,6 +142,10 @@ pub enum DecideError {
     Gone,
     /// Asterisk did not confirm; the call stays held (the timer still runs).
     Failed(asterisk::Error),
+    /// The database did not take the claim; the call stays held.
+    Store(String),
+    /// This node does not own the Asterisk (any more).
+    NotOwner,
 }
 
 struct Held {
@@ -174,6 +198,8 @@ pub struct Engine {
     ami: Arc<dyn Manager>,
     store: Arc<dyn DecisionStore>,
     settings: CallControlSettings,
+    /// This node and its role for the Asterisk: only its owner holds calls.
+    member: Membership,
     /// Call control is on for at least one API user (switched live by the
     /// API settings; calls already held stay held until decided).
     enabled: std::sync::atomic::AtomicBool,
@@ -209,7 +235,24 @@ pub struct Decided {
 }
 
 impl Engine {
+    /// The engine of the only node (tests).
     pub fn start(
+        ari: Arc<dyn Stasis>,
+        ami: Arc<dyn Manager>,
+        store: Arc<dyn DecisionStore>,
+        settings: CallControlSettings,
+        enabled: bool,
+    ) -> Arc<Engine> {
+        let member = Membership::sole(&crate::config::ClusterSettings {
+            node: "local".into(),
+            pbx: String::new(),
+            lease: Duration::from_secs(3),
+        });
+        Engine::start_as(member, ari, ami, store, settings, enabled)
+    }
+
+    pub fn start_as(
+        member: Membership,
         ari: Arc<dyn Stasis>,
         ami: Arc<dyn Manager>,
         store: Arc<dyn DecisionStore>,
@@ -221,6 +264,7 @@ impl Engine {
             ami,
             store,
             settings,
+            member,
             enabled: std::sync::atomic::AtomicBool::new(enabled),
             stopping: std::sync::atomic::AtomicBool::new(false),
             table: Mutex::new(Table::default()),
@@ -229,7 +273,167 @@ impl Engine {
         });
         tokio::spawn(run_events(engine.clone()));
         tokio::spawn(run_adoption(engine.clone()));
+        tokio::spawn(run_fencing(engine.clone()));
         engine
+    }
+
+    /// The fence to claim under while this node may act on held calls.
+    fn acting(&self) -> Option<Option<(&str, i64)>> {
+        let fence = self.member.role().acting()?;
+        Some(fence.map(|epoch| (self.member.pbx.as_str(), epoch)))
+    }
+
+    /// This node lost the Asterisk: its held calls are the new owner's
+    /// (adopted with what is left of their timeout); nothing is decided or
+    /// recorded here any more.
+    fn forget_all(&self) {
+        let n = {
+            let mut t = self.table();
+            for h in t.held.values() {
+                if let Some(timer) = &h.timer {
+                    timer.abort();
+                }
+            }
+            let n = t.held.len();
+            t.held.clear();
+            t.names.clear();
+            n
+        };
+        if n > 0 {
+            tracing::warn!(
+                calls = n,
+                "no longer the owner of the Asterisk: its held calls are left to the new owner"
+            );
+        }
+        self.changed();
+    }
+
+    /// Decides the held call on channel `name` from any node: the owner
+    /// decides from its table, a standby finds the call in Asterisk.
+    pub async fn decide_any(
+        self: &Arc<Self>,
+        name: &str,
+        decision: Decision,
+        by: By,
+    ) -> Result<Decided, DecideError> {
+        if self.acting().is_some() {
+            match self.decide(name, decision, by.clone()).await {
+                Err(DecideError::NotOwner) => {}
+                other => return other,
+            }
+        }
+        self.decide_remote(name, decision, by).await
+    }
+
+    /// A standby's decision: the call is held by the owner's application;
+    /// the first claim in the database wins, cluster-wide.
+    async fn decide_remote(
+        self: &Arc<Self>,
+        name: &str,
+        decision: Decision,
+        by: By,
+    ) -> Result<Decided, DecideError> {
+        let ids = match self.ari.app_channel_ids().await {
+            Ok(ids) => ids,
+            Err(asterisk::Error::NotFound(_)) => return Err(DecideError::Unknown),
+            Err(e) => return Err(DecideError::Failed(e)),
+        };
+        let mut found = None;
+        for id in ids {
+            match self.ari.channel(&id).await {
+                Ok(c) if c.name == name => {
+                    found = Some(c);
+                    break;
+                }
+                Ok(_) | Err(asterisk::Error::NotFound(_)) => {}
+                Err(e) => return Err(DecideError::Failed(e)),
+            }
+        }
+        let Some(channel) = found else {
+            return Err(DecideError::Unknown);
+        };
+        let mut args = channel.dialplan.app_data.split(',');
+        if args.nth(1) != Some("inbound") {
+            return Err(DecideError::Unknown);
+        }
+        let did = args.next().unwrap_or("").to_owned();
+        match self
+            .store
+            .claim_call(&channel.id, &self.member.node, decision.word(), None)
+            .await
+        {
+            Ok(Claim::Won) => {}
+            Ok(Claim::Taken { decision, .. }) => {
+                return Err(DecideError::AlreadyDecided(Decision::claimed_outcome(
+                    &decision,
+                )));
+            }
+            Ok(Claim::Fenced) => return Err(DecideError::Unknown),
+            Err(e) => return Err(DecideError::Store(e.to_string())),
+        }
+        let started = Instant::now();
+        let result = match decision {
+            Decision::Accept => self.ari.continue_in_dialplan(&channel.id).await,
+            Decision::Refuse => {
+                self.ari
+                    .hangup(&channel.id, &self.settings.refuse_reason)
+                    .await
+            }
+        };
+        let apply = started.elapsed();
+        let age = channel_age(&channel.creationtime).unwrap_or(Duration::ZERO);
+        let held = Held {
+            id: channel.id.clone(),
+            name: channel.name.clone(),
+            caller: channel.caller.number.clone(),
+            did,
+            held_at: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+            held_at_ms: now_ms() - i64::try_from(age.as_millis()).unwrap_or(0),
+            deciding: true,
+            timer: None,
+        };
+        match result {
+            Ok(()) => {
+                let outcome = match decision {
+                    Decision::Accept => Outcome::Accepted,
+                    Decision::Refuse => Outcome::Refused,
+                };
+                let detail = match outcome {
+                    Outcome::Refused => self.settings.refuse_reason.as_str(),
+                    _ => "",
+                };
+                self.record(&held, outcome, by.name(), apply, detail);
+                Ok(Decided { outcome, apply })
+            }
+            Err(asterisk::Error::NotFound(_)) => {
+                // Our claim stands: the owner leaves the record to us.
+                self.record(
+                    &held,
+                    Outcome::Hangup,
+                    "caller",
+                    apply,
+                    "the channel had left when the decision came",
+                );
+                Err(DecideError::Gone)
+            }
+            Err(e) => {
+                self.unclaim(&channel.id);
+                Err(DecideError::Failed(e))
+            }
+        }
+    }
+
+    /// Withdraws this node's claim after Asterisk did not apply it, so that
+    /// a retry (or the timer) can claim again.
+    fn unclaim(&self, id: &str) {
+        let store = self.store.clone();
+        let node = self.member.node.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = store.unclaim_call(&id, &node).await {
+                tracing::warn!(channel_id = id, error = %e, "cannot withdraw a call control claim");
+            }
+        });
     }
 
     pub fn enabled(&self) -> bool {
@@ -348,6 +552,7 @@ impl Engine {
             }
         };
         self.changed();
+        self.claim(name, &id, decision).await?;
         let started = Instant::now();
         let result = match decision {
             Decision::Accept => self.ari.continue_in_dialplan(&id).await,
@@ -389,12 +594,52 @@ impl Engine {
                 }
             }
             Err(e) => {
-                if let Some(h) = self.table().held.get_mut(name) {
-                    h.deciding = false;
-                }
-                self.changed();
+                self.undecided(name);
+                self.unclaim(&id);
                 tracing::warn!(channel = name, by = by.name(), error = %e, "call control: Asterisk did not confirm the decision; the call stays held");
                 Err(DecideError::Failed(e))
+            }
+        }
+    }
+
+    /// The decision in flight on `name` did not happen: the call is held as before.
+    fn undecided(&self, name: &str) {
+        if let Some(h) = self.table().held.get_mut(name) {
+            h.deciding = false;
+        }
+        self.changed();
+    }
+
+    /// Claims the decision on the held call `name` (channel `id`) under
+    /// this node's lease: exactly one decision per call, cluster-wide.
+    async fn claim(&self, name: &str, id: &str, decision: Decision) -> Result<(), DecideError> {
+        let Some(fence) = self.acting() else {
+            self.undecided(name);
+            return Err(DecideError::NotOwner);
+        };
+        match self
+            .store
+            .claim_call(id, &self.member.node, decision.word(), fence)
+            .await
+        {
+            Ok(Claim::Won) => Ok(()),
+            // Our own earlier claim (a retry after its withdrawal failed).
+            Ok(Claim::Taken { node, .. }) if node == self.member.node => Ok(()),
+            Ok(Claim::Taken { decision, .. }) => {
+                // Decided on another node, which records it.
+                let outcome = Decision::claimed_outcome(&decision);
+                self.table().remove(name, outcome);
+                self.changed();
+                Err(DecideError::AlreadyDecided(outcome))
+            }
+            Ok(Claim::Fenced) => {
+                self.undecided(name);
+                Err(DecideError::NotOwner)
+            }
+            Err(e) => {
+                self.undecided(name);
+                tracing::warn!(channel = name, error = %e, "call control: cannot claim the decision in the database; the call stays held");
+                Err(DecideError::Store(e.to_string()))
             }
         }
     }
@@ -516,7 +761,9 @@ impl Engine {
     async fn accept_by_timer(self: &Arc<Self>, name: &str, by: By) {
         loop {
             match self.decide(name, Decision::Accept, by.clone()).await {
-                Err(DecideError::Failed(_)) => tokio::time::sleep(RETRY).await,
+                Err(DecideError::Failed(_) | DecideError::Store(_)) => {
+                    tokio::time::sleep(RETRY).await
+                }
                 // Decided by someone else, or ended: nothing left to do.
                 _ => return,
             }
@@ -524,7 +771,7 @@ impl Engine {
     }
 
     /// The channel left the application or hung up without a decision of ours.
-    fn ended(&self, channel: &Channel, outcome: Outcome, by: &str, detail: &str) {
+    fn ended(self: &Arc<Self>, channel: &Channel, outcome: Outcome, by: &str, detail: &str) {
         let mut t = self.table();
         let Some(name) = t.names.get(&channel.id).cloned() else {
             return;
@@ -536,8 +783,32 @@ impl Engine {
         if let Some(h) = t.remove(&name, outcome) {
             drop(t);
             self.changed();
-            self.record(&h, outcome, by, Duration::ZERO, detail);
+            self.record_unless_claimed(h, outcome, by, detail);
         }
+    }
+
+    /// Records how a held call ended without a decision of this node —
+    /// unless another node claimed its decision (a standby's acceptCall
+    /// ends the hold here too): that node records it.
+    fn record_unless_claimed(self: &Arc<Self>, h: Held, outcome: Outcome, by: &str, detail: &str) {
+        let engine = self.clone();
+        let by = by.to_owned();
+        let detail = detail.to_owned();
+        let recording = self.recording.clone();
+        recording.send_modify(|n| *n += 1);
+        tokio::spawn(async move {
+            match engine.store.call_claim(&h.id).await {
+                Ok(Some((node, decision))) if node != engine.member.node => {
+                    let mut t = engine.table();
+                    if t.done.contains_key(&h.name) {
+                        t.done
+                            .insert(h.name.clone(), Decision::claimed_outcome(&decision));
+                    }
+                }
+                _ => engine.record(&h, outcome, &by, Duration::ZERO, &detail),
+            }
+            recording.send_modify(|n| *n = n.saturating_sub(1));
+        });
     }
 
     fn on_event(self: &Arc<Self>, event: &Event) {
@@ -549,6 +820,11 @@ impl Engine {
                 if args.first().map(String::as_str) == Some("inbound") =>
             {
                 let did = args.get(1).map_or("", String::as_str);
+                if self.acting().is_none() {
+                    // The owner's call (events seen while the application
+                    // is being let go).
+                    return;
+                }
                 if self.holding() {
                     self.hold(channel, did, Duration::ZERO, false);
                 } else {
@@ -587,6 +863,9 @@ impl Engine {
     /// taken over with what is left of their timeout; calls that left while
     /// pbxgate was away are recorded.
     async fn adopt(self: &Arc<Self>) {
+        if self.acting().is_none() {
+            return;
+        }
         let ids = match self.ari.app_channel_ids().await {
             Ok(ids) => ids,
             Err(e) => {
@@ -684,6 +963,37 @@ async fn run_events(engine: Arc<Engine>) {
                 engine.adopt().await;
             }
             Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Forgets the held calls when this node stops acting as the owner.
+async fn run_fencing(engine: Arc<Engine>) {
+    let mut roles = engine.member.roles();
+    let mut acting = roles.borrow_and_update().acting().is_some();
+    loop {
+        let next = roles.borrow_and_update().acting().is_some();
+        if acting && !next {
+            engine.forget_all();
+        }
+        acting = next;
+        // The lease can lapse without a change of role being sent yet.
+        let until = match &*roles.borrow() {
+            crate::cluster::Role::Owner { until, .. } if *until > Instant::now() => Some(*until),
+            _ => None,
+        };
+        tokio::select! {
+            changed = roles.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = async {
+                match until {
+                    Some(u) => tokio::time::sleep_until(u).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
     }
 }

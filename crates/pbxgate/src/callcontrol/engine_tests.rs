@@ -16,9 +16,13 @@ use super::*;
 const TIMEOUT: Duration = Duration::from_secs(10);
 const GRACE: Duration = Duration::from_secs(1);
 
-/// Decisions as they are recorded.
+/// Decisions as they are recorded, and the claims of decisions (the
+/// database every node shares).
 #[derive(Default)]
-struct Recorded(StdMutex<Vec<CallDecision>>);
+struct Recorded(
+    StdMutex<Vec<CallDecision>>,
+    StdMutex<std::collections::HashMap<String, (String, String)>>,
+);
 
 #[async_trait::async_trait]
 impl DecisionStore for Recorded {
@@ -41,6 +45,45 @@ impl DecisionStore for Recorded {
             .take(usize::try_from(limit).unwrap_or(0))
             .cloned()
             .collect())
+    }
+
+    async fn claim_call(
+        &self,
+        channel_id: &str,
+        node: &str,
+        decision: &str,
+        fence: Option<(&str, i64)>,
+    ) -> Result<store::Claim, store::Error> {
+        // The lease itself is the cluster tests' (store tests, e2e); here a
+        // fence with epoch 0 stands for a lapsed one.
+        if fence.is_some_and(|(_, epoch)| epoch == 0) {
+            return Ok(store::Claim::Fenced);
+        }
+        let mut claims = self.1.lock().unwrap();
+        if let Some((node, decision)) = claims.get(channel_id) {
+            return Ok(store::Claim::Taken {
+                node: node.clone(),
+                decision: decision.clone(),
+            });
+        }
+        claims.insert(channel_id.into(), (node.into(), decision.into()));
+        Ok(store::Claim::Won)
+    }
+
+    async fn unclaim_call(&self, channel_id: &str, node: &str) -> Result<(), store::Error> {
+        let mut claims = self.1.lock().unwrap();
+        if claims.get(channel_id).is_some_and(|(n, _)| n == node) {
+            claims.remove(channel_id);
+        }
+        Ok(())
+    }
+
+    async fn call_claim(&self, channel_id: &str) -> Result<Option<(String, String)>, store::Error> {
+        Ok(self.1.lock().unwrap().get(channel_id).cloned())
+    }
+
+    async fn prune_claims(&self, _before_ms: i64) -> Result<u64, store::Error> {
+        Ok(0)
     }
 }
 
@@ -98,6 +141,20 @@ impl Pbx {
     /// An engine (a pbxgate process) on this PBX, running once this returns.
     async fn engine(&self, timeout: Duration, enabled: bool) -> Arc<Engine> {
         self.engine_with(settings(timeout), enabled).await
+    }
+
+    /// The engine of node `node`, whose role the test drives.
+    async fn node(&self, node: &str, role: watch::Receiver<crate::cluster::Role>) -> Arc<Engine> {
+        let engine = Engine::start_as(
+            Membership::driven(node, "pbx", role),
+            self.ari.clone(),
+            self.ami.clone(),
+            self.store.clone(),
+            settings(TIMEOUT),
+            true,
+        );
+        settle().await;
+        engine
     }
 
     async fn engine_with(&self, settings: CallControlSettings, enabled: bool) -> Arc<Engine> {
@@ -914,4 +971,118 @@ async fn decisions_reach_a_real_store_once_each() {
     want.sort();
     assert_eq!(got, want);
     db.close().await;
+}
+
+fn owner(epoch: i64, for_: Duration) -> crate::cluster::Role {
+    crate::cluster::Role::Owner {
+        epoch,
+        since_ms: 0,
+        until: Instant::now() + for_,
+    }
+}
+
+/// A standby decides a call the owner holds: one claim, one record (the
+/// standby's); the owner lets go of the call without recording it, and its
+/// timer decides nothing.
+#[tokio::test(start_paused = true)]
+async fn a_standby_decides_a_call_the_owner_holds_exactly_once() {
+    let pbx = Pbx::new();
+    let (_a_role, a_rx) = watch::channel(owner(1, Duration::from_secs(3600)));
+    let (_b_role, b_rx) = watch::channel(crate::cluster::Role::Standby);
+    let a = pbx.node("a", a_rx).await;
+    let b = pbx.node("b", b_rx).await;
+    let (id, name) = pbx.call("+15550101").await;
+    // Only the owner holds it (both see the event on the fake).
+    assert_eq!((a.held(), b.held()), (1, 0));
+    let d = b.decide_any(&name, Decision::Refuse, user()).await.unwrap();
+    assert_eq!(d.outcome, Outcome::Refused);
+    settle().await;
+    assert_eq!(a.held(), 0, "the owner let go of the call");
+    assert!(matches!(
+        a.decide_any(&name, Decision::Accept, user()).await,
+        Err(DecideError::AlreadyDecided(Outcome::Refused))
+    ));
+    tokio::time::sleep(TIMEOUT * 2).await;
+    assert_eq!((pbx.hangups(&id), pbx.continues(&id)), (1, 0));
+    assert_eq!(pbx.store.one(&name), outcome("refused", "crm", "busy"));
+    // A second standby decision finds the call gone.
+    assert!(matches!(
+        b.decide_any(&name, Decision::Accept, user()).await,
+        Err(DecideError::Unknown)
+    ));
+}
+
+/// Claimed by another node first (it applies it): the owner's decision and
+/// timer do nothing, and nothing is recorded here.
+#[tokio::test(start_paused = true)]
+async fn a_call_claimed_elsewhere_is_not_decided_here() {
+    let pbx = Pbx::new();
+    let (_role, rx) = watch::channel(owner(1, Duration::from_secs(3600)));
+    let a = pbx.node("a", rx).await;
+    let (id, name) = pbx.call("+15550102").await;
+    pbx.store
+        .claim_call(&id, "b", "accept", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        a.decide_any(&name, Decision::Refuse, user()).await,
+        Err(DecideError::AlreadyDecided(Outcome::Accepted))
+    ));
+    assert_eq!(a.held(), 0);
+    tokio::time::sleep(TIMEOUT * 2).await;
+    assert_eq!((pbx.hangups(&id), pbx.continues(&id)), (0, 0));
+    assert!(pbx.store.of(&name).is_empty());
+}
+
+/// Losing the ownership (another node took over, or the lease lapsed
+/// without renewal) stops this node at once: its calls are forgotten, its
+/// timers decide nothing, a decision asked of it goes the standby's way.
+#[tokio::test(start_paused = true)]
+async fn a_node_that_stops_owning_decides_nothing_more() {
+    let pbx = Pbx::new();
+    let (role, rx) = watch::channel(owner(1, Duration::from_secs(3600)));
+    let a = pbx.node("a", rx).await;
+    let (id, name) = pbx.call("+15550103").await;
+    assert_eq!(a.held(), 1);
+    role.send_replace(crate::cluster::Role::Standby);
+    settle().await;
+    assert_eq!(a.held(), 0);
+    tokio::time::sleep(TIMEOUT * 2).await;
+    assert_eq!((pbx.hangups(&id), pbx.continues(&id)), (0, 0));
+    assert!(pbx.store.of(&name).is_empty());
+
+    // A lease that lapses without a word from the database: the same, at
+    // the moment it lapses, before the timer would fire.
+    let (_role2, rx2) = watch::channel(owner(2, Duration::from_secs(4)));
+    let pbx2 = Pbx::new();
+    let c = pbx2.node("c", rx2).await;
+    let (id2, name2) = pbx2.call("+15550104").await;
+    assert_eq!(c.held(), 1);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(c.held(), 0);
+    assert!(matches!(
+        c.decide(&name2, Decision::Accept, user()).await,
+        Err(DecideError::Unknown)
+    ));
+    tokio::time::sleep(TIMEOUT * 2).await;
+    assert_eq!(pbx2.continues(&id2), 0);
+    assert!(pbx2.store.of(&name2).is_empty());
+}
+
+/// A claim the database refuses under the lease (fenced: the lease lapsed
+/// there first) leaves the call held and decides nothing.
+#[tokio::test(start_paused = true)]
+async fn a_fenced_claim_applies_nothing() {
+    let pbx = Pbx::new();
+    // Epoch 0 is what the fake store fences.
+    let (_role, rx) = watch::channel(owner(0, Duration::from_secs(3600)));
+    let a = pbx.node("a", rx).await;
+    let (id, name) = pbx.call("+15550105").await;
+    assert!(matches!(
+        a.decide(&name, Decision::Accept, user()).await,
+        Err(DecideError::NotOwner)
+    ));
+    assert_eq!(a.held(), 1);
+    assert_eq!(pbx.continues(&id), 0);
+    assert!(pbx.store.of(&name).is_empty());
 }

@@ -30,6 +30,7 @@ const EARLY_DECISION_WAIT: Duration = Duration::from_millis(500);
 /// Starts the engine on the ARI connection; `enabled` when the API is on
 /// and some API user has call control (the API settings in force decide).
 pub fn start(
+    member: &crate::cluster::Membership,
     settings: &crate::config::CallControlSettings,
     ari: &Arc<dyn asterisk::pbx::Stasis>,
     ami: &Arc<dyn asterisk::pbx::Manager>,
@@ -42,7 +43,8 @@ pub fn start(
             "call control on: inbound calls wait for acceptCall/refuseCall"
         );
     }
-    Engine::start(
+    Engine::start_as(
+        member.clone(),
         ari.clone(),
         ami.clone(),
         Arc::new(store.clone()),
@@ -106,7 +108,7 @@ pub async fn api(
     let by = By::User(user.username.clone());
     let started = Instant::now();
     let result = loop {
-        match engine.decide(&channel, decision, by.clone()).await {
+        match engine.decide_any(&channel, decision, by.clone()).await {
             Err(DecideError::Unknown) if started.elapsed() < EARLY_DECISION_WAIT => {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -146,6 +148,15 @@ fn refusal(channel: &str, e: DecideError) -> ActionError {
         DecideError::Failed(e) => ActionError::Explained(
             Status::AbnormalSystemError,
             format!("Asterisk did not confirm: {e}"),
+        ),
+        DecideError::Store(e) => ActionError::Explained(
+            Status::AbnormalSystemError,
+            format!("the decision could not be recorded in the database: {e}"),
+        ),
+        // Only while the ownership changes hands: the caller may retry.
+        DecideError::NotOwner => ActionError::Explained(
+            Status::AbnormalSystemError,
+            "the node holding this call changed; try again".into(),
         ),
     }
 }

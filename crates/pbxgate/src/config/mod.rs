@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 pub use keys::known_keys;
 pub use secret::Secret;
 pub use validate::{
-    ApiUser, AriSettings, AsteriskSettings, CallControlSettings, CdrApiSettings, DialingSettings,
-    LockoutSettings, NetSettings, OldApiSettings, PmsSettings, RecordingStore, RecordingsSettings,
-    S3Settings, Settings, WsUser, api_user, old_api, overlaps, parse_bind_address, ws_user,
+    ApiUser, AriSettings, AsteriskSettings, CallControlSettings, CdrApiSettings, ClusterSettings,
+    DialingSettings, LockoutSettings, NetSettings, OldApiSettings, PmsSettings, RecordingStore,
+    RecordingsSettings, S3Settings, Settings, WsUser, api_user, old_api, overlaps,
+    parse_bind_address, ws_user,
 };
 
 /// A problem with the configuration, naming the key it is about.
@@ -100,6 +101,7 @@ pub struct Config {
     pub pms: PmsConfig,
     pub websockify: WebsockifyConfig,
     pub cdr_output: cdr_output::CdrOutputConfig,
+    pub cluster: ClusterConfig,
     /// Which keys of the API sections the file (or the environment) sets.
     #[serde(skip)]
     pub file_keys: FileKeys,
@@ -238,6 +240,33 @@ impl Default for CallControlConfig {
             timeout_secs: 10.0,
             refuse_reason: "busy".into(),
             backstop_grace_secs: 1.0,
+        }
+    }
+}
+
+/// Several pbxgate nodes for one Asterisk on one PostgreSQL database: one
+/// of them at a time owns the Asterisk (holds the ARI application).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name, unique among the nodes; empty: `<hostname>:<port
+    /// of web.listen>`.
+    pub node_name: String,
+    /// The name the nodes share for the Asterisk they serve; empty: the
+    /// AMI address (`asterisk.ami_address`).
+    pub pbx_name: String,
+    /// Seconds an owner's lease lasts without renewal (renewed every third
+    /// of it): a standby takes over within about this long after the owner
+    /// died.
+    pub lease_secs: f64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_name: String::new(),
+            pbx_name: String::new(),
+            lease_secs: 3.0,
         }
     }
 }

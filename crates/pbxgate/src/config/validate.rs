@@ -61,6 +61,16 @@ pub struct Settings {
     pub file_keys: super::FileKeys,
     /// `[cdr_output]`: CDR Real-Time Output.
     pub cdr_output: super::cdr_output::CdrOutputSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// `[cluster]`, resolved: names filled in.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub node: String,
+    /// The shared name of the Asterisk; empty without one.
+    pub pbx: String,
+    pub lease: Duration,
 }
 
 /// `[web]` limits that keep the listeners alive under hostile clients.
@@ -680,8 +690,10 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
     let cdr_output = super::cdr_output::validate(&c.cdr_output, base)?;
     let call_control = call_control(&c.call_control)?;
     let dialing = dialing(&c.dialing)?;
+    let cluster = cluster(&c.cluster, &c.asterisk, listen)?;
 
     Ok(Settings {
+        cluster,
         cdrapi,
         call_control,
         dialing,
@@ -786,6 +798,44 @@ fn seconds(key: &str, v: f64, min: f64, max: f64) -> Result<Duration, ConfigErro
         ));
     }
     Ok(Duration::from_secs_f64(v))
+}
+
+fn cluster(
+    c: &super::ClusterConfig,
+    asterisk: &super::AsteriskConfig,
+    listen: SocketAddr,
+) -> Result<ClusterSettings, ConfigError> {
+    let name = |key: &str, v: &str| -> Result<String, ConfigError> {
+        let v = v.trim();
+        if v.len() > 120 || v.chars().any(char::is_control) {
+            return Err(ConfigError::invalid(
+                key,
+                "must be at most 120 printable characters",
+            ));
+        }
+        Ok(v.to_owned())
+    };
+    let mut node = name("cluster.node_name", &c.node_name)?;
+    if node.is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        let host = if host.is_empty() {
+            "pbxgate".to_owned()
+        } else {
+            host
+        };
+        node = format!("{host}:{}", listen.port());
+    }
+    let mut pbx = name("cluster.pbx_name", &c.pbx_name)?;
+    if pbx.is_empty() {
+        pbx = asterisk.ami_address.trim().to_owned();
+    }
+    Ok(ClusterSettings {
+        node,
+        pbx,
+        lease: seconds("cluster.lease_secs", c.lease_secs, 1.0, 60.0)?,
+    })
 }
 
 fn call_control(c: &CallControlConfig) -> Result<CallControlSettings, ConfigError> {
