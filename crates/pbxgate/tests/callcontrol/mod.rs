@@ -15,6 +15,8 @@ use ucm::cdr::CdrRecord;
 use crate::calls::{CALLS, pbx_config, wait_connected};
 use crate::kit::*;
 
+mod cluster;
+
 type Seen = Vec<(Instant, Arc<Message>)>;
 
 /// Every AMI event, with the time this test received it.

@@ -1,0 +1,377 @@
+//! Several pbxgate nodes for the rig's Asterisk on one PostgreSQL database
+//! (issue 20): one owner holds the ARI application and the held calls; a
+//! standby answers acceptCall / refuseCall for them, shows their events to
+//! its websocket clients, and takes them over when the owner is killed or
+//! cut off from the database — each call decided exactly once.
+
+use super::*;
+
+/// A fresh PostgreSQL test database (these tests need one).
+async fn postgres() -> Option<store::testing::TestDb> {
+    let found = dbs()
+        .await
+        .into_iter()
+        .find(|d| d.backend == store::Backend::Postgres);
+    if found.is_none() {
+        store::testing::record_skip("several nodes need PostgreSQL");
+    }
+    found
+}
+
+fn node_config(rig: &Rig, timeout_secs: f64, node: &str) -> String {
+    format!(
+        "{}[cluster]\nnode_name = \"{node}\"\n",
+        config(rig, timeout_secs)
+    )
+}
+
+/// `node` standing by: no ARI application on purpose, healthy, and it sees
+/// `owner` owning the Asterisk.
+async fn standing_by(srv: &Server, owner: &str) {
+    health_until(
+        srv,
+        &format!("standby, {owner} owning"),
+        Duration::from_secs(10),
+        |h| {
+            h["cluster"]["role"] == "standby"
+                && h["status"] == "ok"
+                && h["ari"].as_str().unwrap_or("").starts_with("standby")
+                && h["cluster"]["owner"]["node"] == owner
+        },
+    )
+    .await;
+}
+
+async fn owning(srv: &Server, limit: Duration) {
+    health_until(srv, "owner, ARI up", limit, |h| {
+        h["cluster"]["role"] == "owner" && h["ari"] == "up"
+    })
+    .await;
+}
+
+/// The owner SIGKILLed with three calls held: the standby owns the Asterisk
+/// within 5 s and takes the calls over; one is accepted and one refused by
+/// API calls sent to it, the third accepted by its timer at the original
+/// deadline. One decision each, none by the dead node.
+#[tokio::test]
+async fn the_owner_killed_with_held_calls_another_node_takes_them_over() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let Some(db) = postgres().await else { return };
+    let ami = Ami::start(rig.ami_config());
+    let rec = Recorder::start(&ami);
+    // Timeout 8 s: the failover (about 3.5 s) leaves the calls held.
+    let a = Server::start(&db, &node_config(&rig, 8.0, "node-a")).await;
+    wait_connected(&a).await;
+    let b = Server::start(&db, &node_config(&rig, 8.0, "node-b")).await;
+    standing_by(&b, "node-a").await;
+    let store = open(&b).await;
+
+    let callers = ["+15557100001", "+15557100002", "+15557100003"];
+    let mut held = Vec::new();
+    for caller in callers {
+        inbound(&ami, "5550100", caller, 30_000, 1).await;
+        held.push(rec.held(caller).await);
+    }
+    for (_, ch) in &held {
+        // Node A holds them: it has set Asterisk's own limit (8 + 1 s).
+        wait_backstop(&ami, ch, 9.0).await;
+    }
+    let killed = Instant::now();
+    a.kill().await;
+    owning(&b, Duration::from_secs(8)).await;
+    let failover = killed.elapsed();
+    assert!(
+        failover <= Duration::from_secs(5),
+        "node B owned the Asterisk {failover:?} after node A was killed"
+    );
+
+    let c = client(None);
+    let cookie = b.login(&c, "crm", "pw").await.unwrap();
+    let (t3, ch3) = &held[2];
+    let r = decide(&b, &c, &cookie, "acceptCall", &held[0].1).await;
+    assert_eq!(r["status"], 0, "{r}\n{}", b.log_text());
+    rec.dialled(&held[0].1, Duration::from_secs(2)).await;
+    let r = decide(&b, &c, &cookie, "refuseCall", &held[1].1).await;
+    assert_eq!(r["status"], 0, "{r}\n{}", b.log_text());
+    // The third: B's timer, at the deadline A had started.
+    let went_on = rec.dialled(ch3, Duration::from_secs(10)).await;
+    let waited = went_on - *t3;
+    assert!(
+        waited >= Duration::from_millis(7500) && waited <= Duration::from_millis(8800),
+        "the taken-over call went on after {waited:?}, expected the 8 s timeout"
+    );
+    assert!(!rec.was_dialled(&held[1].1), "the refused call went on");
+    let want = [
+        ("accepted", "crm"),
+        ("refused", "crm"),
+        ("timeout", "restart"),
+    ];
+    for ((_, ch), (outcome, by)) in held.iter().zip(want) {
+        // One decision per call (`decision` fails on a second).
+        let d = decision(&store, ch).await;
+        assert_eq!(
+            (d.outcome.as_str(), d.decided_by.as_str()),
+            (outcome, by),
+            "{ch}"
+        );
+    }
+    let log = b.stop().await;
+    assert!(
+        log.contains("took over a call held in the application"),
+        "{log}"
+    );
+    store.close().await;
+}
+
+/// Notifications of one websocket client: (received, eventname, item).
+type Notes = Arc<Mutex<Vec<(Instant, Value)>>>;
+
+async fn listen(srv: &Server) -> Notes {
+    let mut c = crate::websockify::Client::connect(srv).await;
+    assert_eq!(c.login("crm", "pw").await, 0);
+    assert_eq!(c.subscribe(&["ActiveCallStatus"]).await, 0);
+    let notes: Notes = Arc::default();
+    let keep = notes.clone();
+    tokio::spawn(async move {
+        while let Some(frame) = c.frame(Duration::from_secs(3600)).await {
+            let at = Instant::now();
+            for n in frame["message"].as_array().into_iter().flatten() {
+                for item in n["eventbody"].as_array().into_iter().flatten() {
+                    keep.lock().unwrap().push((at, item.clone()));
+                }
+            }
+        }
+    });
+    notes
+}
+
+/// The actions a client saw for `channel`, in order, with their times.
+fn story(notes: &Notes, channel: &str) -> Vec<(Instant, String)> {
+    notes
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, i)| i["chantype"] == "unbridge" && i["channel"] == channel)
+        .map(|(t, i)| (*t, i["action"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+/// acceptCall / refuseCall sent to the standby decide calls the owner
+/// holds, once (a second decision at the owner is refused); a websocket
+/// client of the standby sees each call's add, updates and delete in order
+/// (the same story as a client of the owner), each within 50 ms of it.
+#[tokio::test]
+async fn a_standby_node_decides_the_owners_calls_and_shows_their_events() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let Some(db) = postgres().await else { return };
+    let ami = Ami::start(rig.ami_config());
+    let rec = Recorder::start(&ami);
+    let a = Server::start(&db, &node_config(&rig, 30.0, "node-a")).await;
+    wait_connected(&a).await;
+    let b = Server::start(&db, &node_config(&rig, 30.0, "node-b")).await;
+    standing_by(&b, "node-a").await;
+    let store = open(&b).await;
+    let on_a = listen(&a).await;
+    let on_b = listen(&b).await;
+    let c = client(None);
+    let cookie_a = a.login(&c, "crm", "pw").await.unwrap();
+    let cookie_b = b.login(&c, "crm", "pw").await.unwrap();
+
+    inbound(&ami, "5550100", "+15557100011", 30_000, 1).await;
+    let (_, ch) = rec.held("+15557100011").await;
+    health_until(&a, "the call held by node A", Duration::from_secs(5), |h| {
+        h["held_calls"] == 1
+    })
+    .await;
+    let r = decide(&b, &c, &cookie_b, "acceptCall", &ch).await;
+    assert_eq!(r, json!({"response": {}, "status": 0}), "{}", b.log_text());
+    rec.dialled(&ch, Duration::from_secs(2)).await;
+    let d = decision(&store, &ch).await;
+    assert_eq!(
+        (d.outcome.as_str(), d.decided_by.as_str()),
+        ("accepted", "crm")
+    );
+    // Decided: the owner refuses a second decision.
+    let r = decide(&a, &c, &cookie_a, "refuseCall", &ch).await;
+    assert_eq!(r["status"], -43, "{r}");
+
+    inbound(&ami, "5550100", "+15557100012", 30_000, 1).await;
+    let (_, ch2) = rec.held("+15557100012").await;
+    health_until(
+        &a,
+        "the second call held by node A",
+        Duration::from_secs(5),
+        |h| h["held_calls"] == 1,
+    )
+    .await;
+    let r = decide(&b, &c, &cookie_b, "refuseCall", &ch2).await;
+    assert_eq!(r["status"], 0, "{r}\n{}", b.log_text());
+    let d = decision(&store, &ch2).await;
+    assert_eq!((d.outcome.as_str(), d.detail.as_str()), ("refused", "busy"));
+    assert!(!rec.was_dialled(&ch2));
+    health_until(&a, "no call held by node A", Duration::from_secs(5), |h| {
+        h["held_calls"] == 0
+    })
+    .await;
+
+    // Both calls' stories on node B's socket: add, updates, delete, in order,
+    // as on node A's.
+    for channel in [&ch, &ch2] {
+        let on_b_story = wait_until(
+            format!("node B's client to see {channel} deleted"),
+            Duration::from_secs(15),
+            async || {
+                let s = story(&on_b, channel);
+                if s.last().is_some_and(|(_, a)| a == "delete") {
+                    Ok(s)
+                } else {
+                    Err(format!(
+                        "{:?}",
+                        s.iter().map(|(_, a)| a).collect::<Vec<_>>()
+                    ))
+                }
+            },
+        )
+        .await;
+        let on_a_story = wait_until(
+            format!("node A's client to see {channel} deleted"),
+            Duration::from_secs(15),
+            async || {
+                let s = story(&on_a, channel);
+                if s.last().is_some_and(|(_, a)| a == "delete") {
+                    Ok(s)
+                } else {
+                    Err(format!("{s:?}"))
+                }
+            },
+        )
+        .await;
+        let actions: Vec<&str> = on_b_story.iter().map(|(_, a)| a.as_str()).collect();
+        assert_eq!(actions.first(), Some(&"add"), "{actions:?}");
+        if channel == &ch {
+            // Accepted: it rings on; the refused one only comes and goes.
+            assert!(actions.contains(&"update"), "{actions:?}");
+        }
+        assert_eq!(
+            actions.iter().filter(|a| **a == "delete").count(),
+            1,
+            "{actions:?}"
+        );
+        let a_actions: Vec<&str> = on_a_story.iter().map(|(_, a)| a.as_str()).collect();
+        assert_eq!(actions, a_actions, "node B's story differs from node A's");
+        for ((tb, action), (ta, _)) in on_b_story.iter().zip(&on_a_story) {
+            let gap = if tb > ta { *tb - *ta } else { *ta - *tb };
+            assert!(
+                gap <= Duration::from_millis(50),
+                "{channel} {action}: node B's client {gap:?} apart from node A's"
+            );
+        }
+    }
+    b.stop().await;
+    a.stop().await;
+    store.close().await;
+}
+
+/// The owner cut off from PostgreSQL for 10 s (a TCP relay the test cuts):
+/// it stops acting (its ARI application let go) before its lease lapses,
+/// the other node takes over within 5 s and decides the held call; when the
+/// owner is back it stands by, and no call is decided twice.
+#[tokio::test]
+async fn an_owner_cut_off_from_the_database_stops_and_another_takes_over() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let Some(db) = postgres().await else { return };
+    let ami = Ami::start(rig.ami_config());
+    let rec = Recorder::start(&ami);
+    let (host_port, rest) = db
+        .url
+        .trim_start_matches("postgres://")
+        .split_once('@')
+        .map(|(_, r)| r.split_once('/').unwrap())
+        .unwrap();
+    let relay = Relay::start(host_port.to_owned()).await;
+    let relayed = store::testing::TestDb {
+        backend: store::Backend::Postgres,
+        url: db.url.replace(
+            &format!("{host_port}/{rest}"),
+            &format!("127.0.0.1:{}/{rest}", relay.port),
+        ),
+    };
+    assert_ne!(relayed.url, db.url);
+    let a = Server::start(&relayed, &node_config(&rig, 30.0, "node-a")).await;
+    wait_connected(&a).await;
+    let b = Server::start(&db, &node_config(&rig, 30.0, "node-b")).await;
+    standing_by(&b, "node-a").await;
+    let store = open(&b).await;
+    let c = client(None);
+    let cookie_b = b.login(&c, "crm", "pw").await.unwrap();
+
+    inbound(&ami, "5550100", "+15557100021", 40_000, 1).await;
+    let (_, ch) = rec.held("+15557100021").await;
+    wait_backstop(&ami, &ch, 31.0).await;
+    let cut = Instant::now();
+    relay.cut();
+    // Node A stops acting on its own clock, before its lease can lapse.
+    health_until(&a, "node A no longer acting", Duration::from_secs(4), |h| {
+        h["cluster"]["role"] == "standby"
+    })
+    .await;
+    let stopped = cut.elapsed();
+    owning(&b, Duration::from_secs(8)).await;
+    let taken = cut.elapsed();
+    assert!(
+        stopped < taken && taken <= Duration::from_secs(5),
+        "node A stopped {stopped:?} and node B owned {taken:?} after the cut"
+    );
+    let r = decide(&b, &c, &cookie_b, "acceptCall", &ch).await;
+    assert_eq!(r["status"], 0, "{r}\n{}", b.log_text());
+    rec.dialled(&ch, Duration::from_secs(2)).await;
+
+    // A call arriving during the outage: held by node B.
+    inbound(&ami, "5550100", "+15557100022", 40_000, 1).await;
+    let (_, ch2) = rec.held("+15557100022").await;
+    health_until(
+        &b,
+        "the new call held by node B",
+        Duration::from_secs(5),
+        |h| h["held_calls"] == 1,
+    )
+    .await;
+    // The outage lasts 10 s (the stimulus: a sleep on purpose).
+    tokio::time::sleep_until(cut + Duration::from_secs(10)).await;
+    relay.restore();
+    health_until(
+        &a,
+        "node A back, standing by",
+        Duration::from_secs(10),
+        |h| h["database"] == "up" && h["cluster"]["role"] == "standby",
+    )
+    .await;
+    // Node A, standing by, decides node B's call.
+    let cookie_a = a.login(&c, "crm", "pw").await.unwrap();
+    let r = decide(&a, &c, &cookie_a, "acceptCall", &ch2).await;
+    assert_eq!(r["status"], 0, "{r}\n{}", a.log_text());
+    rec.dialled(&ch2, Duration::from_secs(2)).await;
+    for ch in [&ch, &ch2] {
+        let d = decision(&store, ch).await;
+        assert_eq!(
+            (d.outcome.as_str(), d.decided_by.as_str()),
+            ("accepted", "crm")
+        );
+    }
+    let log = a.stop().await;
+    assert!(log.contains("no longer acting as its owner"), "{log}");
+    b.stop().await;
+    // Nothing decided twice once both are gone.
+    for ch in [&ch, &ch2] {
+        let all = store.recent_decisions(1000).await.unwrap();
+        assert_eq!(
+            all.iter().filter(|d| &d.channel == ch).count(),
+            1,
+            "{all:?}"
+        );
+    }
+    store.close().await;
+}
