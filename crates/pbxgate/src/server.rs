@@ -500,6 +500,10 @@ pub async fn run_with_reload(
     });
 
     let maintenance = tokio::spawn(maintenance(app.clone()));
+    let history = tokio::spawn(ingest::history::run(
+        app.store.clone(),
+        settings.cdr_retention_months,
+    ));
     tracing::info!(
         url = %format!("https://{local}/api"),
         database = ?app.store.backend(),
@@ -516,6 +520,7 @@ pub async fn run_with_reload(
     old_api.shutdown(grace).await;
     settings_watch.abort();
     maintenance.abort();
+    history.abort();
     if let Some(pbx) = &app.pbx {
         // Store every CDR already received before the database closes.
         let ingest = pbx.ingest.lock().ok().and_then(|mut i| i.take());

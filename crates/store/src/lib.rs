@@ -42,8 +42,8 @@ pub use audit::{AuditEvent, AuditEventKind, AuditStore};
 pub use auth::{ChallengeStore, LoginAttempt, LoginGuardStore, Session, SessionStore};
 pub use call_decisions::{CallDecision, Claim, DecisionOutcome, DecisionStore};
 pub use cdr::{
-    CallBucket, CdrFilter, CdrPage, CdrStore, Grouping, NewCdr, Order, PageKey, PageLeg, PageQuery,
-    RecordedCdr, RecordedCursor,
+    CallBucket, CdrFilter, CdrHistoryStore, CdrMonth, CdrPage, CdrStore, Grouping, NewCdr, Order,
+    PageKey, PageLeg, PageQuery, RecordedCdr, RecordedCursor, Retention,
 };
 pub use cluster::{ClusterStore, ClusterView, Lease, NodeSeen, Owner};
 pub use connection::{

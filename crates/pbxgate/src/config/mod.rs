@@ -486,6 +486,8 @@ impl Default for Web {
 pub struct Database {
     pub url: Secret,
     pub max_connections: u32,
+    /// Months of CDRs kept besides the current one; 0 keeps every CDR.
+    pub cdr_retention_months: u32,
 }
 
 // The URL can carry a PostgreSQL password.
@@ -494,6 +496,7 @@ impl std::fmt::Debug for Database {
         f.debug_struct("Database")
             .field("url", &self.url)
             .field("max_connections", &self.max_connections)
+            .field("cdr_retention_months", &self.cdr_retention_months)
             .finish()
     }
 }
@@ -503,6 +506,7 @@ impl Default for Database {
         Database {
             url: Secret::new("sqlite://data/pbxgate.db"),
             max_connections: 8,
+            cdr_retention_months: 0,
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Settings {
     pub net: NetSettings,
     pub database_url: Secret,
     pub database_max_connections: u32,
+    /// Months of CDRs kept besides the current one (UTC months); 0: all.
+    pub cdr_retention_months: u32,
     pub timezone_name: String,
     pub timezone: jiff::tz::TimeZone,
     /// The file's `[https_api]` switch and users, `[[websockify.users]]`
@@ -522,6 +524,12 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
             ),
         ));
     }
+    if c.database.cdr_retention_months > 1200 {
+        return Err(ConfigError::invalid(
+            "database.cdr_retention_months",
+            "must be at most 1200 (100 years); 0 keeps every CDR",
+        ));
+    }
     if c.database.max_connections == 0 {
         return Err(ConfigError::invalid(
             "database.max_connections",
@@ -711,6 +719,7 @@ pub(super) fn validate(c: Config, base: &Path) -> Result<Settings, ConfigError> 
         net,
         database_url: c.database.url,
         database_max_connections: c.database.max_connections,
+        cdr_retention_months: c.database.cdr_retention_months,
         timezone_name: c.pbx.timezone,
         timezone,
         api_enabled: api.enable,

@@ -7,6 +7,7 @@ pub mod assemble;
 pub mod csv;
 pub mod derive;
 pub mod flow;
+pub mod history;
 pub mod recording_desc;
 
 use std::path::PathBuf;

@@ -61,7 +61,8 @@ fn cdr_insert_sql_postgres() -> String {
     for i in 1..ucm::cdr::FIELDS.len() {
         sql.push_str(&format!(", unnest(${}::text[])", i + 4));
     }
-    sql.push_str(" ON CONFLICT (dedupe_key) DO NOTHING");
+    // (dedupe_key, start_ms): the partitioned table's constraint (migration 0015).
+    sql.push_str(" ON CONFLICT (dedupe_key, start_ms) DO NOTHING");
     sql
 }
 

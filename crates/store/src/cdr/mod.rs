@@ -8,6 +8,7 @@
 
 mod checkpoints;
 mod export;
+mod history;
 mod insert;
 mod query;
 mod read;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 
 use crate::connection::Store;
 use crate::error::Error;
+pub use history::{CdrHistoryStore, CdrMonth, Retention};
 pub use query::{CallBucket, CdrFilter, CdrPage, Grouping, Order, PageKey, PageLeg, PageQuery};
 pub use record::NewCdr;
 pub use recordings::{RecordedCdr, RecordedCursor};

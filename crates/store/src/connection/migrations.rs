@@ -75,6 +75,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "cluster",
         include_str!("../../migrations/sqlite/0014_cluster.sql"),
     ),
+    (
+        15,
+        "cdr partitions",
+        include_str!("../../migrations/sqlite/0015_cdr_partitions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -146,6 +151,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "cluster",
         include_str!("../../migrations/postgres/0014_cluster.sql"),
+    ),
+    (
+        15,
+        "cdr partitions",
+        include_str!("../../migrations/postgres/0015_cdr_partitions.sql"),
     ),
 ];
 
@@ -290,5 +300,113 @@ mod tests {
             .await
             .is_err()
         );
+    }
+
+    /// 0015 converts an existing CDR table: every leg moves to its month's
+    /// partition (or the default one), AcctIds are kept and new ones follow
+    /// on, the dedupe key still refuses a second copy, the entries' table
+    /// still follows deletes.
+    #[tokio::test]
+    async fn postgres_partitioning_keeps_an_existing_cdr_table() {
+        use sqlx::PgConnection;
+        let admin = match crate::testing::postgres_admin_url() {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                crate::testing::record_skip("PostgreSQL half of the partitioning migration");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let url = crate::testing::create_postgres_database(&admin)
+            .await
+            .unwrap();
+        let mut c = PgConnection::connect(&url).await.unwrap();
+        let (before, after) = super::POSTGRES_MIGRATIONS.split_at(14);
+        assert_eq!(after[0].0, 15);
+        for (_, _, sql) in before {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        // 2026-10-15, 2026-11-15 and a start Asterisk could not give (0).
+        let legs = [
+            ("a", 1_792_022_400_000_i64),
+            ("b", 1_794_700_800_000),
+            ("c", 0),
+        ];
+        for (key, start) in legs {
+            sqlx::query(
+                "INSERT INTO cdr (dedupe_key, start_ms, call_ms, \"session\", src) VALUES ($1, $2, $2, $1, '1001')",
+            )
+            .bind(key)
+            .bind(start)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO cdr_session (call_ms, \"session\") SELECT call_ms, \"session\" FROM cdr",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        let ids: Vec<i64> = sqlx::query("SELECT acctid FROM cdr ORDER BY acctid")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut tx = c.begin().await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(after[0].2))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let placed: Vec<(String, String, i64)> = sqlx::query(
+            "SELECT dedupe_key, tableoid::regclass::text, acctid FROM cdr ORDER BY dedupe_key",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+        assert_eq!(
+            placed,
+            [
+                ("a".into(), "cdr_p202610".into(), ids[0]),
+                ("b".into(), "cdr_p202611".into(), ids[1]),
+                ("c".into(), "cdr_default".into(), ids[2]),
+            ]
+        );
+        let next: i64 = sqlx::query(
+            "INSERT INTO cdr (dedupe_key, start_ms, call_ms) VALUES ('d', 1794700900000, 1) RETURNING acctid",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+        .get(0);
+        assert_eq!(next, ids[2] + 1);
+        let again = sqlx::query(
+            "INSERT INTO cdr (dedupe_key, start_ms, call_ms) VALUES ('a', 1792022400000, 1) \
+             ON CONFLICT (dedupe_key, start_ms) DO NOTHING",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        assert_eq!(again.rows_affected(), 0);
+        sqlx::query("DELETE FROM cdr WHERE dedupe_key = 'b'")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let sessions: i64 = sqlx::query("SELECT count(*) FROM cdr_session")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(sessions, 2, "the deleted leg's entry went with it");
     }
 }
