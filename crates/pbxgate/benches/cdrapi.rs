@@ -761,6 +761,17 @@ async fn prepare(
                     return Err(format!("cannot open the PostgreSQL database: {e}"));
                 }
             };
+            // The monthly partitions of the generated year, as an operator's
+            // history has them (the migration made those of its legs; these
+            // are made ahead of loading here).
+            let months: Vec<i64> = (0..12)
+                .filter_map(|m| pbxgate::ingest::history::month_start_ms(YEAR_START * 1000, m))
+                .collect();
+            if let Err(e) = store::CdrHistoryStore::cdr_months_make(&store, &months).await {
+                store.close().await;
+                remove(db);
+                return Err(format!("cannot make the monthly partitions: {e}"));
+            }
             match load(&store, legs, "a fresh PostgreSQL database").await {
                 Ok(data) => {
                     vacuum(&db.url);

@@ -28,6 +28,13 @@ await run(async ({ page }) => {
   assert.match(await page.locator("#card-db").innerText(), /Query latency\s*[\d.]+ ms/);
   assert.match(await page.locator("#card-ingest").innerText(), /Newest CDR\s*none stored/);
 
+  // The nodes serving the Asterisk: this one owns it (PostgreSQL: it took the
+  // lease; SQLite: the only node).
+  await page.waitForFunction(() => /owner|the only one/.test(document.querySelector("#card-cluster")?.innerText ?? ""), null, WAIT);
+  const nodes = await page.locator("#card-cluster").innerText();
+  assert.match(nodes, /This node\s*\S+:\d+/);
+  assert.match(nodes, /Owner\s*\S+:\d+ since .*lease renewed|the only one/);
+
   // A CDR output receiver nobody answers: failing, with the reason.
   await page.waitForFunction(() => /failing/.test(document.querySelector("#card-out-billing")?.innerText ?? ""), null, WAIT);
   const out = await page.locator("#card-out-billing").innerText();
