@@ -75,7 +75,10 @@
 //! `1M`), `BENCH_BACKENDS` (`sqlite,postgres`, default both),
 //! `BENCH_PAGE_REQUESTS`, `BENCH_ROWS` (`pages,export,legs`: rows 1+2a, 3,
 //! 2b; default all), `BENCH_CACHE`, `BENCH_CACHE_DIR`, `BENCH_KEEP_DB`,
-//! `BENCH_DIAGNOSE`, `PBXGATE_TEST_POSTGRES_URL`.
+//! `BENCH_DIAGNOSE`, `PBXGATE_TEST_POSTGRES_URL`, `BENCH_PG_MONTHS` (`0`: the
+//! generated year's legs all in one partition, as the unpartitioned table
+//! before migration 0015; by default the year's monthly partitions are made
+//! before loading).
 //! Run with `cargo bench -p pbxgate --bench cdrapi` or `scripts/bench`.
 //! Exits with status 1 on a wrong result (a failed or unparsable answer, a
 //! wrong number of entries or rows, an export that differs from the
@@ -764,9 +767,18 @@ async fn prepare(
             // The monthly partitions of the generated year, as an operator's
             // history has them (the migration made those of its legs; these
             // are made ahead of loading here).
-            let months: Vec<i64> = (0..12)
-                .filter_map(|m| pbxgate::ingest::history::month_start_ms(YEAR_START * 1000, m))
-                .collect();
+            // BENCH_PG_MONTHS=0 leaves them unmade: every leg in the default
+            // partition, as one unpartitioned table (the layout before issue 20).
+            let months: Vec<i64> = if std::env::var("BENCH_PG_MONTHS").is_ok_and(|v| v == "0") {
+                println!(
+                    "  BENCH_PG_MONTHS=0: no monthly partition, every leg in one (the old layout)"
+                );
+                Vec::new()
+            } else {
+                (0..12)
+                    .filter_map(|m| pbxgate::ingest::history::month_start_ms(YEAR_START * 1000, m))
+                    .collect()
+            };
             if let Err(e) = store::CdrHistoryStore::cdr_months_make(&store, &months).await {
                 store.close().await;
                 remove(db);

@@ -175,3 +175,65 @@ async fn retention_removes_only_whole_old_months() {
         );
     });
 }
+
+/// The legs of an entry are found whatever months they started in: an
+/// entry across the end of October, one whose legs come in two batches (the
+/// second widening its range), one with a leg whose start Asterisk could not
+/// give (default partition) — on every page shape.
+#[tokio::test]
+async fn an_entrys_legs_are_found_across_months_and_batches() {
+    on_every_backend!(|s, db| {
+        let b = db.backend;
+        s.cdr_months_make(&[OCT, NOV]).await.unwrap();
+        let session = |key: &str, session: &str, call_ms: i64, start_ms: i64| {
+            let mut l = leg(key, "1001", start_ms);
+            l.call_ms = call_ms;
+            l.record.set("session", session);
+            l
+        };
+        let eve = NOV - 60_000;
+        s.insert_cdrs(&[
+            session("x1", "across", eve, eve),
+            session("x2", "across", eve, NOV + 60_000),
+            session("y1", "later", OCT + DAY, OCT + DAY),
+            session("z1", "unknown", OCT + 2 * DAY, OCT + 2 * DAY),
+            session("z2", "unknown", OCT + 2 * DAY, 0),
+        ])
+        .await
+        .unwrap();
+        // The second batch brings a leg of "later" a month on.
+        s.insert_cdrs(&[session("y2", "later", OCT + DAY, NOV + DAY)])
+            .await
+            .unwrap();
+        let all = CdrFilter::default();
+        for grouping in [Grouping::Sessions, Grouping::Legs] {
+            for order in [Order::OldestFirst, Order::NewestFirst] {
+                let q = PageQuery {
+                    filter: &all,
+                    grouping,
+                    after: None,
+                    offset: 0,
+                    limit: 100,
+                };
+                let page = s.cdr_page_in(&q, order).await.unwrap();
+                let mut keys: Vec<String> = page
+                    .legs()
+                    .unwrap()
+                    .iter()
+                    .map(|l| {
+                        format!(
+                            "{}@{}",
+                            l.values[ucm::cdr::FIELDS
+                                .iter()
+                                .position(|f| *f == "session")
+                                .unwrap()],
+                            l.start_ms
+                        )
+                    })
+                    .collect();
+                keys.sort();
+                assert_eq!(keys.len(), 6, "{b:?} {grouping:?} {order:?}: {keys:?}");
+            }
+        }
+    });
+}

@@ -49,10 +49,11 @@ async fn owning(srv: &Server, limit: Duration) {
     .await;
 }
 
-/// The owner SIGKILLed with three calls held: the standby owns the Asterisk
-/// within 5 s and takes the calls over; one is accepted and one refused by
-/// API calls sent to it, the third accepted by its timer at the original
-/// deadline. One decision each, none by the dead node.
+/// Three nodes; the owner SIGKILLed with three calls held: exactly one of
+/// the two others owns the Asterisk within 5 s and takes the calls over, the
+/// third stands by; one call is accepted by an API call sent to that standby,
+/// one refused at the new owner, the third accepted by the new owner's timer
+/// at the original deadline. One decision each, none by the dead node.
 #[tokio::test]
 async fn the_owner_killed_with_held_calls_another_node_takes_them_over() {
     let Some(rig) = rig() else { return };
@@ -64,7 +65,9 @@ async fn the_owner_killed_with_held_calls_another_node_takes_them_over() {
     let a = Server::start(&db, &node_config(&rig, 8.0, "node-a")).await;
     wait_connected(&a).await;
     let b = Server::start(&db, &node_config(&rig, 8.0, "node-b")).await;
+    let c3 = Server::start(&db, &node_config(&rig, 8.0, "node-c")).await;
     standing_by(&b, "node-a").await;
+    standing_by(&c3, "node-a").await;
     let store = open(&b).await;
 
     let callers = ["+15557100001", "+15557100002", "+15557100003"];
@@ -79,22 +82,52 @@ async fn the_owner_killed_with_held_calls_another_node_takes_them_over() {
     }
     let killed = Instant::now();
     a.kill().await;
-    owning(&b, Duration::from_secs(8)).await;
+    // Exactly one of B and C owns it (ARI up), the other stands by.
+    let c = client(None);
+    let roles = async |srv: &Server| -> Value {
+        c.get(srv.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let (new_owner, standby) = wait_until(
+        "one of nodes B and C to own the Asterisk",
+        Duration::from_secs(8),
+        async || {
+            let (hb, hc) = (roles(&b).await, roles(&c3).await);
+            let owns = |h: &Value| h["cluster"]["role"] == "owner" && h["ari"] == "up";
+            match (owns(&hb), owns(&hc)) {
+                (true, false) if hc["cluster"]["role"] == "standby" => Ok((&b, &c3)),
+                (false, true) if hb["cluster"]["role"] == "standby" => Ok((&c3, &b)),
+                _ => Err(format!("B: {}\nC: {}", hb["cluster"], hc["cluster"])),
+            }
+        },
+    )
+    .await;
     let failover = killed.elapsed();
     assert!(
         failover <= Duration::from_secs(5),
-        "node B owned the Asterisk {failover:?} after node A was killed"
+        "a node owned the Asterisk {failover:?} after node A was killed"
     );
+    let owner_name = if std::ptr::eq(new_owner, &b) {
+        "node-b"
+    } else {
+        "node-c"
+    };
+    standing_by(standby, owner_name).await;
 
-    let c = client(None);
-    let cookie = b.login(&c, "crm", "pw").await.unwrap();
+    let cookie_owner = new_owner.login(&c, "crm", "pw").await.unwrap();
+    let cookie_standby = standby.login(&c, "crm", "pw").await.unwrap();
     let (t3, ch3) = &held[2];
-    let r = decide(&b, &c, &cookie, "acceptCall", &held[0].1).await;
-    assert_eq!(r["status"], 0, "{r}\n{}", b.log_text());
+    let r = decide(standby, &c, &cookie_standby, "acceptCall", &held[0].1).await;
+    assert_eq!(r["status"], 0, "{r}\n{}", standby.log_text());
     rec.dialled(&held[0].1, Duration::from_secs(2)).await;
-    let r = decide(&b, &c, &cookie, "refuseCall", &held[1].1).await;
-    assert_eq!(r["status"], 0, "{r}\n{}", b.log_text());
-    // The third: B's timer, at the deadline A had started.
+    let r = decide(new_owner, &c, &cookie_owner, "refuseCall", &held[1].1).await;
+    assert_eq!(r["status"], 0, "{r}\n{}", new_owner.log_text());
+    // The third: the new owner's timer, at the deadline A had started.
     let went_on = rec.dialled(ch3, Duration::from_secs(10)).await;
     let waited = went_on - *t3;
     assert!(
@@ -116,11 +149,13 @@ async fn the_owner_killed_with_held_calls_another_node_takes_them_over() {
             "{ch}"
         );
     }
-    let log = b.stop().await;
+    let owner_log = new_owner.log_text();
     assert!(
-        log.contains("took over a call held in the application"),
-        "{log}"
+        owner_log.contains("took over a call held in the application"),
+        "{owner_log}"
     );
+    b.stop().await;
+    c3.stop().await;
     store.close().await;
 }
 
@@ -373,5 +408,62 @@ async fn an_owner_cut_off_from_the_database_stops_and_another_takes_over() {
             "{all:?}"
         );
     }
+    store.close().await;
+}
+
+/// A stopping owner (SIGTERM) with another node there hands over at once:
+/// its lease given up, the other node owns the Asterisk within a second and
+/// holds the call, which the stopping node did not accept on its way out.
+#[tokio::test]
+async fn a_stopping_owner_hands_its_held_calls_over() {
+    let Some(rig) = rig() else { return };
+    let _one_at_a_time = CALLS.lock().await;
+    let Some(db) = postgres().await else { return };
+    let ami = Ami::start(rig.ami_config());
+    let rec = Recorder::start(&ami);
+    let a = Server::start(&db, &node_config(&rig, 30.0, "node-a")).await;
+    wait_connected(&a).await;
+    let b = Server::start(&db, &node_config(&rig, 30.0, "node-b")).await;
+    standing_by(&b, "node-a").await;
+    let store = open(&b).await;
+
+    inbound(&ami, "5550100", "+15557100031", 40_000, 1).await;
+    let (_, ch) = rec.held("+15557100031").await;
+    wait_backstop(&ami, &ch, 31.0).await;
+    let stopping = Instant::now();
+    let stopped = tokio::spawn(a.stop());
+    // Well before the lease (3 s) would lapse by itself.
+    health_until(
+        &b,
+        "node B owning, the call held",
+        Duration::from_secs(2),
+        |h| h["cluster"]["role"] == "owner" && h["held_calls"] == 1,
+    )
+    .await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "handed over after {:?}",
+        stopping.elapsed()
+    );
+    let log = stopped.await.unwrap();
+    assert!(
+        log.contains("handing the Asterisk and its held calls over"),
+        "{log}"
+    );
+    assert!(
+        !rec.was_dialled(&ch),
+        "the stopping node let the call go on"
+    );
+    let c = client(None);
+    let cookie = b.login(&c, "crm", "pw").await.unwrap();
+    let r = decide(&b, &c, &cookie, "acceptCall", &ch).await;
+    assert_eq!(r["status"], 0, "{r}\n{}", b.log_text());
+    rec.dialled(&ch, Duration::from_secs(2)).await;
+    let d = decision(&store, &ch).await;
+    assert_eq!(
+        (d.outcome.as_str(), d.decided_by.as_str()),
+        ("accepted", "crm")
+    );
+    b.stop().await;
     store.close().await;
 }

@@ -78,6 +78,25 @@ fn session_pairs(batch: &[NewCdr]) -> Vec<(i64, &str)> {
     pairs
 }
 
+/// The distinct entries of a batch with the first and last start of their
+/// legs in it, for PostgreSQL's `cdr_session` (migration 0015: the legs of an
+/// entry are fetched from the monthly partitions of that range only).
+fn session_ranges(batch: &[NewCdr]) -> Vec<(i64, &str, i64, i64)> {
+    let mut legs: Vec<(i64, &str, i64)> = batch
+        .iter()
+        .map(|c| (c.call_ms, c.record.values()[SESSION].as_str(), c.start_ms))
+        .collect();
+    legs.sort_unstable();
+    let mut out: Vec<(i64, &str, i64, i64)> = Vec::new();
+    for (call, session, start) in legs {
+        match out.last_mut() {
+            Some(last) if last.0 == call && last.1 == session => last.3 = start,
+            _ => out.push((call, session, start, start)),
+        }
+    }
+    out
+}
+
 /// Entries per `cdr_session` insert on SQLite (two parameters each).
 const CDR_SESSION_ROWS_PER_STATEMENT: usize = 2000;
 
@@ -260,13 +279,26 @@ pub(super) async fn insert_cdrs(
                     next = following;
                 }
             }
-            let (calls, sessions): (Vec<i64>, Vec<&str>) = session_pairs(batch).into_iter().unzip();
+            let ranges = session_ranges(batch);
+            let calls: Vec<i64> = ranges.iter().map(|r| r.0).collect();
+            let sessions: Vec<&str> = ranges.iter().map(|r| r.1).collect();
+            let firsts: Vec<i64> = ranges.iter().map(|r| r.2).collect();
+            let lasts: Vec<i64> = ranges.iter().map(|r| r.3).collect();
+            // An entry already known only widens its range (rarely: a leg
+            // stored in a later batch than its entry's first).
             sqlx::query(
-                "INSERT INTO cdr_session (call_ms, \"session\") \
-                 SELECT unnest($1::bigint[]), unnest($2::text[]) ON CONFLICT DO NOTHING",
+                "INSERT INTO cdr_session (call_ms, \"session\", min_start_ms, max_start_ms) \
+                 SELECT unnest($1::bigint[]), unnest($2::text[]), unnest($3::bigint[]), unnest($4::bigint[]) \
+                 ON CONFLICT (call_ms, \"session\") DO UPDATE SET \
+                 min_start_ms = LEAST(cdr_session.min_start_ms, excluded.min_start_ms), \
+                 max_start_ms = GREATEST(cdr_session.max_start_ms, excluded.max_start_ms) \
+                 WHERE excluded.min_start_ms < cdr_session.min_start_ms \
+                 OR excluded.max_start_ms > cdr_session.max_start_ms",
             )
             .bind(calls)
             .bind(sessions)
+            .bind(firsts)
+            .bind(lasts)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

@@ -591,7 +591,15 @@ pub(crate) fn page_sql_in(backend: Backend, q: &PageQuery<'_>, order: Order) -> 
             let (l, o) = (sql.bind(limit), sql.bind(offset));
             // Without a filter every entry counts: they are rows of
             // cdr_session (migration 0005), walked without grouping legs.
-            let entries = if q.filter.is_empty() {
+            let unfiltered = q.filter.is_empty();
+            let entries = if unfiltered && backend == Backend::Postgres {
+                // With the range of its legs' starts, so that they are read
+                // from those months' partitions only (migration 0015).
+                format!(
+                    "SELECT i.call_ms, i.\"session\", i.min_start_ms, i.max_start_ms FROM cdr_session i \
+                     WHERE {inner}{after} ORDER BY i.call_ms{dir}, i.\"session\"{dir} LIMIT {l} OFFSET {o}"
+                )
+            } else if unfiltered {
                 format!(
                     "SELECT i.call_ms, i.\"session\" FROM cdr_session i WHERE {inner}{after} \
                      ORDER BY i.call_ms{dir}, i.\"session\"{dir} LIMIT {l} OFFSET {o}"
@@ -602,7 +610,11 @@ pub(crate) fn page_sql_in(backend: Backend, q: &PageQuery<'_>, order: Order) -> 
                      GROUP BY i.call_ms, i.\"session\" ORDER BY i.call_ms{dir}, i.\"session\"{dir} LIMIT {l} OFFSET {o}"
                 )
             };
-            let outer = filter_sql(backend, &mut sql, "c", q.filter);
+            let mut outer = filter_sql(backend, &mut sql, "c", q.filter);
+            if unfiltered && backend == Backend::Postgres {
+                // A filtered page's own time window already prunes them.
+                outer = "c.start_ms BETWEEN e.min_start_ms AND e.max_start_ms".into();
+            }
             // The legs of each entry are fetched through the (call_ms,
             // session) index. PostgreSQL is told so with LATERAL: left to
             // itself it hashes the entries and reads the whole table
@@ -641,10 +653,12 @@ pub(crate) fn page_sql_in(backend: Backend, q: &PageQuery<'_>, order: Order) -> 
             let (l, o) = (sql.bind(limit), sql.bind(offset));
             // Offsets are counted on the keys alone (an index-only walk
             // without filters), and only the page's rows are read whole.
+            // The start as well: on PostgreSQL it names the leg's monthly
+            // partition (and completes its primary key).
             sql.text = format!(
-                "SELECT {agg} FROM (SELECT i.acctid FROM cdr i WHERE {inner}{after} \
+                "SELECT {agg} FROM (SELECT i.acctid, i.start_ms FROM cdr i WHERE {inner}{after} \
                  ORDER BY i.call_ms{dir}, i.\"session\"{dir}, i.start_ms{dir}, i.acctid{dir} LIMIT {l} OFFSET {o}) e \
-                 JOIN cdr c ON c.acctid = e.acctid",
+                 JOIN cdr c ON c.acctid = e.acctid AND c.start_ms = e.start_ms",
                 agg = agg(
                     &row_expr(backend, "c"),
                     &format!("c.call_ms{dir}, c.\"session\"{dir}, c.start_ms{dir}, c.acctid{dir}")
