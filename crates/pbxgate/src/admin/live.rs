@@ -38,6 +38,8 @@ use crate::clock::now_ms;
 use crate::error::ActionError;
 use crate::sessions::Authenticated;
 
+/// Held calls a standby looks up for the page (one ARI request each).
+const HELD_LISTED: usize = 100;
 /// Longest channel name accepted (as the channel actions).
 const MAX_CHANNEL: usize = 256;
 /// A burst of channel events (a call being set up) becomes one snapshot.
@@ -174,9 +176,12 @@ async fn snapshot(app: &App) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let held: Vec<Value> = engine
-        .map(|e| e.held_calls())
-        .unwrap_or_default()
+    // A standby lists the owner's held calls through ARI's REST interface.
+    let held_calls = match engine {
+        Some(e) => e.held_calls_anywhere(HELD_LISTED).await,
+        None => Vec::new(),
+    };
+    let held: Vec<Value> = held_calls
         .into_iter()
         .map(|h| {
             json!({

@@ -518,6 +518,44 @@ impl Engine {
         calls
     }
 
+    /// The calls held now, from any node: the owner's table, or on a
+    /// standby the inbound calls in the owner's application as ARI's REST
+    /// interface lists them (at most `limit` looked up, for a second at most).
+    pub async fn held_calls_anywhere(&self, limit: usize) -> Vec<HeldCall> {
+        if self.acting().is_some() {
+            return self.held_calls();
+        }
+        let lookup = async {
+            let Ok(ids) = self.ari.app_channel_ids().await else {
+                return Vec::new();
+            };
+            let mut calls = Vec::new();
+            for id in ids.into_iter().take(limit) {
+                let Ok(channel) = self.ari.channel(&id).await else {
+                    continue;
+                };
+                let mut args = channel.dialplan.app_data.split(',');
+                if args.nth(1) != Some("inbound") {
+                    continue;
+                }
+                let age = channel_age(&channel.creationtime).unwrap_or(Duration::ZERO);
+                calls.push(HeldCall {
+                    channel: channel.name.clone(),
+                    caller: channel.caller.number.clone(),
+                    did: args.next().unwrap_or("").to_owned(),
+                    held_at_ms: now_ms() - i64::try_from(age.as_millis()).unwrap_or(0),
+                    remaining: self.settings.timeout.saturating_sub(age),
+                    deciding: false,
+                });
+            }
+            calls.sort_by(|a, b| (a.held_at_ms, &a.channel).cmp(&(b.held_at_ms, &b.channel)));
+            calls
+        };
+        tokio::time::timeout(Duration::from_secs(1), lookup)
+            .await
+            .unwrap_or_default()
+    }
+
     /// Changes whenever a call is held, a decision starts or fails, or a
     /// held call ends.
     pub fn changes(&self) -> watch::Receiver<u64> {

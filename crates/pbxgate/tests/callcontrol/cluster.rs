@@ -208,6 +208,32 @@ async fn a_standby_node_decides_the_owners_calls_and_shows_their_events() {
     let b = Server::start(&db, &node_config(&rig, 30.0, "node-b")).await;
     standing_by(&b, "node-a").await;
     let store = open(&b).await;
+    // The operator's view from the command line, on either node's file.
+    let cli = |json: bool| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["cluster", "--config"]).arg(&b.config);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = cli(false);
+    assert!(text.contains("owner    node-a (epoch 1)"), "{text}");
+    assert!(text.contains("lease renewed"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("node ") && l.contains("node-b") && l.contains("standby")),
+        "{text}"
+    );
+    let view: Value = serde_json::from_str(&cli(true)).unwrap();
+    assert_eq!(view["owner"]["node"], "node-a", "{view}");
+    assert!(
+        view["owner"]["lease_age_ms"].as_i64().unwrap() < 3000,
+        "{view}"
+    );
+    assert_eq!(view["nodes"].as_array().unwrap().len(), 2, "{view}");
     let on_a = listen(&a).await;
     let on_b = listen(&b).await;
     let c = client(None);
@@ -239,6 +265,24 @@ async fn a_standby_node_decides_the_owners_calls_and_shows_their_events() {
         "the second call held by node A",
         Duration::from_secs(5),
         |h| h["held_calls"] == 1,
+    )
+    .await;
+    // Node B's Live calls page lists the call node A holds.
+    let admin = crate::admin::live::admin_login(&b).await;
+    wait_until(
+        "node B's Live calls page to list node A's held call",
+        Duration::from_secs(5),
+        async || {
+            let snap = admin.get_json(&b, "/admin/api/live").await;
+            let listed = snap["held"].as_array().is_some_and(|h| {
+                h.iter().any(|h| {
+                    h["channel"] == ch2.as_str()
+                        && h["did"] == "5550100"
+                        && h["remaining_ms"].as_u64().is_some_and(|r| r > 20_000)
+                })
+            });
+            if listed { Ok(()) } else { Err(snap) }
+        },
     )
     .await;
     let r = decide(&b, &c, &cookie_b, "refuseCall", &ch2).await;
