@@ -144,7 +144,10 @@ impl Store {
                 Inner::Sqlite { read, write }
             }
             Backend::Postgres => {
-                let connect = pg_options(url)?;
+                // No JIT: a page over a year of monthly partitions is planned
+                // above jit_above_cost, and compiling its expressions took
+                // longer than running it (156 ms against 11 ms at 10 M legs).
+                let connect = pg_options(url)?.options([("jit", "off")]);
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections.max(1))
                     .test_before_acquire(false)
