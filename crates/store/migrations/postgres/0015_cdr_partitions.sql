@@ -1,8 +1,8 @@
 -- The CDR table partitioned by month of start_ms (UTC), so that a day's
 -- queries read one month and old months are dropped whole (issue 20).
 -- An existing table is rewritten once, in this migration's transaction:
--- measured at about 1 minute per 10 million legs on the benchmark machine
--- (docs/configuration.md#cdr-history-on-postgresql).
+-- about 22 s per million legs on 2 cores (scripts/bench-migration;
+-- docs/configuration.md#cdr-history-on-postgresql).
 --
 -- Unique constraints of a partitioned table include the partition key: the
 -- AcctId stays unique (one sequence), and a dedupe key always comes with
