@@ -42,6 +42,21 @@ async fn standing_by(srv: &Server, owner: &str) {
     .await;
 }
 
+/// Node A owning the Asterisk (ARI up), node B standing by, and a store on
+/// their database.
+async fn two_nodes(
+    rig: &Rig,
+    db: &store::testing::TestDb,
+    timeout_secs: f64,
+) -> (Server, Server, Store) {
+    let a = Server::start(db, &node_config(rig, timeout_secs, "node-a")).await;
+    wait_connected(&a).await;
+    let b = Server::start(db, &node_config(rig, timeout_secs, "node-b")).await;
+    standing_by(&b, "node-a").await;
+    let store = open(&b).await;
+    (a, b, store)
+}
+
 async fn owning(srv: &Server, limit: Duration) {
     health_until(srv, "owner, ARI up", limit, |h| {
         h["cluster"]["role"] == "owner" && h["ari"] == "up"
@@ -192,6 +207,26 @@ fn story(notes: &Notes, channel: &str) -> Vec<(Instant, String)> {
         .collect()
 }
 
+/// The story of `channel` on a client of node `node`, once it ends with its delete.
+async fn deleted_story(notes: &Notes, node: &str, channel: &str) -> Vec<(Instant, String)> {
+    wait_until(
+        format!("node {node}'s client to see {channel} deleted"),
+        Duration::from_secs(15),
+        async || {
+            let s = story(notes, channel);
+            if s.last().is_some_and(|(_, a)| a == "delete") {
+                Ok(s)
+            } else {
+                Err(format!(
+                    "{:?}",
+                    s.iter().map(|(_, a)| a).collect::<Vec<_>>()
+                ))
+            }
+        },
+    )
+    .await
+}
+
 /// acceptCall / refuseCall sent to the standby decide calls the owner
 /// holds, once (a second decision at the owner is refused); a websocket
 /// client of the standby sees each call's add, updates and delete in order
@@ -203,11 +238,7 @@ async fn a_standby_node_decides_the_owners_calls_and_shows_their_events() {
     let Some(db) = postgres().await else { return };
     let ami = Ami::start(rig.ami_config());
     let rec = Recorder::start(&ami);
-    let a = Server::start(&db, &node_config(&rig, 30.0, "node-a")).await;
-    wait_connected(&a).await;
-    let b = Server::start(&db, &node_config(&rig, 30.0, "node-b")).await;
-    standing_by(&b, "node-a").await;
-    let store = open(&b).await;
+    let (a, b, store) = two_nodes(&rig, &db, 30.0).await;
     // The operator's view from the command line, on either node's file.
     let cli = |json: bool| {
         let mut cmd = std::process::Command::new(BIN);
@@ -298,35 +329,8 @@ async fn a_standby_node_decides_the_owners_calls_and_shows_their_events() {
     // Both calls' stories on node B's socket: add, updates, delete, in order,
     // as on node A's.
     for channel in [&ch, &ch2] {
-        let on_b_story = wait_until(
-            format!("node B's client to see {channel} deleted"),
-            Duration::from_secs(15),
-            async || {
-                let s = story(&on_b, channel);
-                if s.last().is_some_and(|(_, a)| a == "delete") {
-                    Ok(s)
-                } else {
-                    Err(format!(
-                        "{:?}",
-                        s.iter().map(|(_, a)| a).collect::<Vec<_>>()
-                    ))
-                }
-            },
-        )
-        .await;
-        let on_a_story = wait_until(
-            format!("node A's client to see {channel} deleted"),
-            Duration::from_secs(15),
-            async || {
-                let s = story(&on_a, channel);
-                if s.last().is_some_and(|(_, a)| a == "delete") {
-                    Ok(s)
-                } else {
-                    Err(format!("{s:?}"))
-                }
-            },
-        )
-        .await;
+        let on_b_story = deleted_story(&on_b, "B", channel).await;
+        let on_a_story = deleted_story(&on_a, "A", channel).await;
         let actions: Vec<&str> = on_b_story.iter().map(|(_, a)| a.as_str()).collect();
         assert_eq!(actions.first(), Some(&"add"), "{actions:?}");
         if channel == &ch {
@@ -465,11 +469,7 @@ async fn a_stopping_owner_hands_its_held_calls_over() {
     let Some(db) = postgres().await else { return };
     let ami = Ami::start(rig.ami_config());
     let rec = Recorder::start(&ami);
-    let a = Server::start(&db, &node_config(&rig, 30.0, "node-a")).await;
-    wait_connected(&a).await;
-    let b = Server::start(&db, &node_config(&rig, 30.0, "node-b")).await;
-    standing_by(&b, "node-a").await;
-    let store = open(&b).await;
+    let (a, b, store) = two_nodes(&rig, &db, 30.0).await;
 
     inbound(&ami, "5550100", "+15557100031", 40_000, 1).await;
     let (_, ch) = rec.held("+15557100031").await;
