@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use asterisk::ami::Ami;
-use common::server::{PASSWORD, Server, api, toml_string};
+use common::server::{PASSWORD, Server, api};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use store::{ConnectOptions, DecisionStore, Store};
@@ -43,15 +43,6 @@ fn now_s() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
 }
 
 fn md5_hex(s: &str) -> String {
@@ -318,19 +309,7 @@ async fn main() {
     let n = common::env_number("BENCH_HELD", 50, 1, 500) as usize;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let extra = format!(
-        "[[https_api.users]]\nusername = \"cc\"\npassword = \"{PASSWORD}\"\ncall_control = true\n\n\
-         [call_control]\ntimeout_secs = 120\n\n\
-         [asterisk]\nami_address = {}\nami_username = {}\nami_secret = {}\n\
-         ari_url = {}\nari_username = {}\nari_password = {}\nari_app = {}\ncdr_csv = \"\"\n",
-        toml_string(&rig.ami_address()),
-        toml_string(rig.get("AMI_USER")),
-        toml_string(rig.get("AMI_SECRET")),
-        toml_string(&rig.http_url()),
-        toml_string(rig.get("ARI_USER")),
-        toml_string(rig.get("ARI_PASSWORD")),
-        toml_string(rig.get("ARI_APP")),
-    );
+    let extra = common::server::call_control_config(&rig, 120);
     let http = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .http1_only()
@@ -357,21 +336,9 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let cookie = {
-        let r = api(&http, &srv.url(), json!({"action":"challenge","user":"cc"}))
-            .await
-            .unwrap();
-        let ch = r["response"]["challenge"].as_str().unwrap().to_owned();
-        let token = md5_hex(&format!("{ch}{PASSWORD}"));
-        let r = api(
-            &http,
-            &srv.url(),
-            json!({"action":"login","user":"cc","token":token}),
-        )
+    let cookie = common::server::login_as(&http, &srv.url(), "cc")
         .await
-        .unwrap();
-        r["response"]["cookie"].as_str().unwrap().to_owned()
-    };
+        .unwrap_or_else(|e| panic!("{e}"));
     // Warm n keep-alive connections, as a CTI client with n workers would have.
     let url = srv.url();
     futures_util::future::join_all((0..n).map(|_| {
@@ -412,16 +379,16 @@ async fn main() {
                     println!(
                         "{:<44} {:>9.2} {:>9.2} {:>9.2}",
                         name,
-                        pct(v, 0.5),
-                        pct(v, 0.99),
-                        pct(v, 1.0)
+                        common::percentile(v, 0.5),
+                        common::percentile(v, 0.99),
+                        common::percentile(v, 1.0)
                     );
                 };
                 row(
                     &format!("StasisStart -> notify ({label})"),
                     &mut r.notify_ms,
                 );
-                notify_p99 = notify_p99.max(pct(&mut r.notify_ms, 0.99));
+                notify_p99 = notify_p99.max(common::percentile(&mut r.notify_ms, 0.99));
                 row(&format!("acceptCall request ({label})"), &mut r.request_ms);
                 row("  decision -> ARI continue done", &mut r.apply_ms);
             }

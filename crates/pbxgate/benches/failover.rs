@@ -32,23 +32,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use asterisk::ami::Ami;
-use common::server::{PASSWORD, Server, api, toml_string};
+use common::server::{Server, api};
 use serde_json::{Value, json};
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
-}
-
-fn md5_hex(s: &str) -> String {
-    use md5::{Digest, Md5};
-    let d = Md5::digest(s.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 async fn health(http: &reqwest::Client, srv: &Server) -> Value {
     let url = srv.url().replace("/api", "/healthz");
@@ -73,22 +58,6 @@ async fn until(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-async fn login(http: &reqwest::Client, srv: &Server) -> String {
-    let r = api(http, &srv.url(), json!({"action":"challenge","user":"cc"}))
-        .await
-        .unwrap();
-    let ch = r["response"]["challenge"].as_str().unwrap().to_owned();
-    let token = md5_hex(&format!("{ch}{PASSWORD}"));
-    let r = api(
-        http,
-        &srv.url(),
-        json!({"action":"login","user":"cc","token":token}),
-    )
-    .await
-    .unwrap();
-    r["response"]["cookie"].as_str().unwrap().to_owned()
 }
 
 async fn start(dir: &Path, node: &str, db: &str, extra: &str, http: &reqwest::Client) -> Server {
@@ -129,19 +98,7 @@ async fn main() {
     let kills = common::env_number("BENCH_KILLS", 20, 1, 500) as usize;
     let dir = tempfile::tempdir().unwrap();
     let db = common::db::Db::create(store::Backend::Postgres, dir.path(), Some(&admin)).await;
-    let extra = format!(
-        "[[https_api.users]]\nusername = \"cc\"\npassword = \"{PASSWORD}\"\ncall_control = true\n\n\
-         [call_control]\ntimeout_secs = 120\n\n\
-         [asterisk]\nami_address = {}\nami_username = {}\nami_secret = {}\n\
-         ari_url = {}\nari_username = {}\nari_password = {}\nari_app = {}\ncdr_csv = \"\"\n",
-        toml_string(&rig.ami_address()),
-        toml_string(rig.get("AMI_USER")),
-        toml_string(rig.get("AMI_SECRET")),
-        toml_string(&rig.http_url()),
-        toml_string(rig.get("ARI_USER")),
-        toml_string(rig.get("ARI_PASSWORD")),
-        toml_string(rig.get("ARI_APP")),
-    );
+    let extra = common::server::call_control_config(&rig, 120);
     let http = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .http1_only()
@@ -175,7 +132,7 @@ async fn main() {
                 },
             )
             .await?;
-            let cookie = login(&http, &standby).await;
+            let cookie = common::server::login_as(&http, &standby.url(), "cc").await?;
             let caller = format!("+1555930{k:04}");
             let r = ami
                 .action(
@@ -259,12 +216,12 @@ async fn main() {
         println!(
             "{:<52} {:>9.0} {:>9.0} {:>9.0}",
             label,
-            pct(v, 0.5),
-            pct(v, 0.99),
-            pct(v, 1.0)
+            common::percentile(v, 0.5),
+            common::percentile(v, 0.99),
+            common::percentile(v, 1.0)
         );
     }
-    let p99 = pct(&mut owned_ms, 0.99);
+    let p99 = common::percentile(&mut owned_ms, 0.99);
     println!(
         "target failover p99 <= 5000 ms over {} kills: {}",
         owned_ms.len(),

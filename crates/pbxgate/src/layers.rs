@@ -34,6 +34,7 @@ const SUPPORT: &[&str] = &[
     "config",
     "error",
     "files",
+    "host",
     "listing",
     "net",
     "permissions",

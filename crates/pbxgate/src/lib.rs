@@ -23,6 +23,7 @@ pub mod directory;
 pub mod error;
 pub mod files;
 pub mod health;
+pub mod host;
 pub mod ingest;
 #[cfg(test)]
 mod layers;

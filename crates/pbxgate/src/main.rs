@@ -689,7 +689,7 @@ async fn cluster(settings: Settings, as_json: bool) -> ExitCode {
     };
     let pbx = settings.cluster.pbx.clone();
     let view = store
-        .cluster_view(i64::try_from(settings.cluster.lease.as_millis() * 3).unwrap_or(i64::MAX))
+        .cluster_view(pbxgate::cluster::recent(settings.cluster.lease))
         .await;
     let sqlite = store.backend() == store::Backend::Sqlite;
     store.close().await;

@@ -178,11 +178,8 @@ pub fn ensure_self_signed(cert: &Path, key: &Path, ip: IpAddr) -> Result<(PathBu
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
     ];
-    if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
-        let host = host.trim();
-        if !host.is_empty() {
-            names.push(host.to_owned());
-        }
+    if let Some(host) = crate::host::hostname() {
+        names.push(host);
     }
     if !ip.is_unspecified() {
         names.push(ip.to_string());

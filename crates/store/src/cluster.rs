@@ -65,9 +65,17 @@ pub trait ClusterStore: Send + Sync {
     async fn own_pbx(&self, pbx: &str, node: &str, ttl_ms: i64) -> Result<Option<Lease>, Error>;
     /// Gives the lease up (at shutdown), so another node need not wait.
     async fn release_pbx(&self, pbx: &str, node: &str, epoch: i64) -> Result<(), Error>;
-    /// Records that `node` serves `pbx` now.
-    async fn node_seen(&self, node: &str, pbx: &str, started_ms: i64) -> Result<(), Error>;
-    /// Owners and the nodes seen within `recent_ms`; older node rows go.
+    /// Records that `node` serves `pbx` now, and forgets the nodes not seen
+    /// for `forget_ms`.
+    async fn node_seen(
+        &self,
+        node: &str,
+        pbx: &str,
+        started_ms: i64,
+        forget_ms: i64,
+    ) -> Result<(), Error>;
+    /// Owners and the nodes seen within `recent_ms` (a read only: the
+    /// operator view is polled).
     async fn cluster_view(&self, recent_ms: i64) -> Result<ClusterView, Error>;
 }
 
@@ -106,24 +114,32 @@ impl ClusterStore for Store {
         Ok(())
     }
 
-    async fn node_seen(&self, node: &str, pbx: &str, started_ms: i64) -> Result<(), Error> {
+    async fn node_seen(
+        &self,
+        node: &str,
+        pbx: &str,
+        started_ms: i64,
+        forget_ms: i64,
+    ) -> Result<(), Error> {
         let now = now_sql(self.backend());
         let sql = format!(
             "INSERT INTO cluster_nodes (node, pbx, started_ms, seen_ms) VALUES ($1, $2, $3, {now}) \
              ON CONFLICT (node, pbx) DO UPDATE SET started_ms = excluded.started_ms, \
              seen_ms = excluded.seen_ms"
         );
-        with_pool!(self, write pool => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()).into_sql_str())
-            .bind(node).bind(pbx).bind(started_ms)
-            .execute(pool).await.map(|_| ()))?;
+        let forget = format!("DELETE FROM cluster_nodes WHERE seen_ms < {now} - $1");
+        with_pool!(self, write pool => {
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()).into_sql_str())
+                .bind(node).bind(pbx).bind(started_ms)
+                .execute(pool).await?;
+            sqlx::query(sqlx::AssertSqlSafe(forget.as_str()).into_sql_str())
+                .bind(forget_ms).execute(pool).await?;
+        });
         Ok(())
     }
 
     async fn cluster_view(&self, recent_ms: i64) -> Result<ClusterView, Error> {
         let now_expr = now_sql(self.backend());
-        let forget = format!("DELETE FROM cluster_nodes WHERE seen_ms < {now_expr} - $1");
-        with_pool!(self, write pool => sqlx::query(sqlx::AssertSqlSafe(forget.as_str()).into_sql_str())
-            .bind(recent_ms.saturating_mul(100)).execute(pool).await.map(|_| ()))?;
         let now_q = format!("SELECT {now_expr}");
         let nodes_q = format!(
             "SELECT node, pbx, started_ms, seen_ms FROM cluster_nodes \

@@ -48,6 +48,17 @@ fn history() -> Vec<NewCdr> {
     legs
 }
 
+/// The first page of up to 5000 entries of `filter`.
+fn first_page(filter: &CdrFilter, grouping: Grouping) -> PageQuery<'_> {
+    PageQuery {
+        filter,
+        grouping,
+        after: None,
+        offset: 0,
+        limit: 5000,
+    }
+}
+
 fn count_from(months: &[CdrMonth], name: &str) -> bool {
     months.iter().any(|m| m.name == name)
 }
@@ -74,13 +85,7 @@ async fn a_day_window_reads_one_month_and_months_move_out_of_the_default_partiti
         assert_eq!(s.cdr_months_make(&[OCT]).await.unwrap(), ["cdr_p202610"]);
         // Every leg still there, the moved ones included.
         let all = CdrFilter::default();
-        let q = PageQuery {
-            filter: &all,
-            grouping: Grouping::Sessions,
-            after: None,
-            offset: 0,
-            limit: 5000,
-        };
+        let q = first_page(&all, Grouping::Sessions);
         assert_eq!(
             s.cdr_page(&q).await.unwrap().legs().unwrap().len(),
             legs.len()
@@ -134,13 +139,7 @@ async fn retention_removes_only_whole_old_months() {
         // Keep from November on: September and October go, whole.
         let r = s.drop_cdrs_before(NOV).await.unwrap();
         let all = CdrFilter::default();
-        let q = PageQuery {
-            filter: &all,
-            grouping: Grouping::Sessions,
-            after: None,
-            offset: 0,
-            limit: 5000,
-        };
+        let q = first_page(&all, Grouping::Sessions);
         let page = s.cdr_page(&q).await.unwrap();
         let left = page.legs().unwrap();
         // November (30 days) and December's 14 days stay.
@@ -208,13 +207,7 @@ async fn an_entrys_legs_are_found_across_months_and_batches() {
         let all = CdrFilter::default();
         for grouping in [Grouping::Sessions, Grouping::Legs] {
             for order in [Order::OldestFirst, Order::NewestFirst] {
-                let q = PageQuery {
-                    filter: &all,
-                    grouping,
-                    after: None,
-                    offset: 0,
-                    limit: 100,
-                };
+                let q = first_page(&all, grouping);
                 let page = s.cdr_page_in(&q, order).await.unwrap();
                 let mut keys: Vec<String> = page
                     .legs()

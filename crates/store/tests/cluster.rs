@@ -87,9 +87,10 @@ async fn one_node_owns_a_pbx_until_its_lease_lapses() {
 async fn the_nodes_seen_lately_are_listed() {
     on_every_backend!(|s, db| {
         let b = db.backend;
-        s.node_seen("node-a", "pbx1", 1000).await.unwrap();
-        s.node_seen("node-b", "pbx1", 2000).await.unwrap();
-        s.node_seen("node-a", "pbx1", 3000).await.unwrap(); // restarted
+        const KEEP: i64 = 3_600_000;
+        s.node_seen("node-a", "pbx1", 1000, KEEP).await.unwrap();
+        s.node_seen("node-b", "pbx1", 2000, KEEP).await.unwrap();
+        s.node_seen("node-a", "pbx1", 3000, KEEP).await.unwrap(); // restarted
         let view = s.cluster_view(60_000).await.unwrap();
         let nodes: Vec<(&str, i64)> = view
             .nodes
@@ -101,6 +102,17 @@ async fn the_nodes_seen_lately_are_listed() {
         // Not seen within the window: not listed.
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(s.cluster_view(10).await.unwrap().nodes.is_empty(), "{b:?}");
+        // A node's visit forgets the nodes not seen for its window.
+        s.node_seen("node-c", "pbx1", 4000, 10).await.unwrap();
+        let left: Vec<String> = s
+            .cluster_view(KEEP)
+            .await
+            .unwrap()
+            .nodes
+            .into_iter()
+            .map(|n| n.node)
+            .collect();
+        assert_eq!(left, ["node-c"], "{b:?}");
     });
 }
 

@@ -93,3 +93,13 @@ pub fn drop_postgres_database(admin_url: &str, url: &str) {
         );
     }
 }
+
+/// The `p` quantile (0..=1, nearest rank) of `v`, which it sorts; NaN when empty.
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}

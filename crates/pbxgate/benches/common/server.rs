@@ -207,22 +207,22 @@ pub async fn api(c: &reqwest::Client, url: &str, request: Value) -> Result<Value
 }
 
 pub async fn login(c: &reqwest::Client, url: &str) -> Result<String, String> {
+    login_as(c, url, "cdrapi").await
+}
+
+/// Logs `user` (password [`PASSWORD`]) in; the cookie.
+pub async fn login_as(c: &reqwest::Client, url: &str, user: &str) -> Result<String, String> {
     let r = api(
         c,
         url,
-        json!({"action":"challenge","user":"cdrapi","version":"1.0"}),
+        json!({"action":"challenge","user":user,"version":"1.0"}),
     )
     .await?;
     let challenge = r["response"]["challenge"]
         .as_str()
         .ok_or_else(|| format!("challenge refused: {r}"))?;
     let token = ucm::auth::hex(&Md5::digest(format!("{challenge}{PASSWORD}").as_bytes()));
-    let r = api(
-        c,
-        url,
-        json!({"action":"login","user":"cdrapi","token":token}),
-    )
-    .await?;
+    let r = api(c, url, json!({"action":"login","user":user,"token":token})).await?;
     r["response"]["cookie"]
         .as_str()
         .map(str::to_owned)
@@ -260,4 +260,23 @@ impl RssSampler {
 /// the peak of what follows. False when the kernel refused.
 pub fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// The configuration of a call-control benchmark on the rig: API user `cc`
+/// with call control, held calls accepted by the timer after
+/// `timeout_secs`, the rig's AMI and ARI.
+pub fn call_control_config(rig: &asterisk::testing::Rig, timeout_secs: u32) -> String {
+    format!(
+        "[[https_api.users]]\nusername = \"cc\"\npassword = \"{PASSWORD}\"\ncall_control = true\n\n\
+         [call_control]\ntimeout_secs = {timeout_secs}\n\n\
+         [asterisk]\nami_address = {}\nami_username = {}\nami_secret = {}\n\
+         ari_url = {}\nari_username = {}\nari_password = {}\nari_app = {}\ncdr_csv = \"\"\n",
+        toml_string(&rig.ami_address()),
+        toml_string(rig.get("AMI_USER")),
+        toml_string(rig.get("AMI_SECRET")),
+        toml_string(&rig.http_url()),
+        toml_string(rig.get("ARI_USER")),
+        toml_string(rig.get("ARI_PASSWORD")),
+        toml_string(rig.get("ARI_APP")),
+    )
 }

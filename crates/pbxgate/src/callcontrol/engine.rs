@@ -31,6 +31,8 @@ use crate::config::CallControlSettings;
 /// How many decided channels are remembered, to tell "already decided" from
 /// "unknown channel".
 const REMEMBERED: usize = 10_000;
+/// Channels of the application a standby looks up to find a held call.
+const REMOTE_LOOKUPS: usize = 1000;
 /// How long a failed `continue` by the timer waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -236,6 +238,7 @@ pub struct Decided {
 
 impl Engine {
     /// The engine of the only node (tests).
+    #[cfg(test)]
     pub fn start(
         ari: Arc<dyn Stasis>,
         ami: Arc<dyn Manager>,
@@ -275,6 +278,12 @@ impl Engine {
         tokio::spawn(run_adoption(engine.clone()));
         tokio::spawn(run_fencing(engine.clone()));
         engine
+    }
+
+    /// The only node (embedded database): nobody else decides its calls, so
+    /// decisions need no claim in the database.
+    fn alone(&self) -> bool {
+        self.member.role() == crate::cluster::Role::Sole
     }
 
     /// The fence to claim under while this node may act on held calls.
@@ -333,30 +342,13 @@ impl Engine {
         decision: Decision,
         by: By,
     ) -> Result<Decided, DecideError> {
-        let ids = match self.ari.app_channel_ids().await {
-            Ok(ids) => ids,
-            Err(asterisk::Error::NotFound(_)) => return Err(DecideError::Unknown),
-            Err(e) => return Err(DecideError::Failed(e)),
-        };
-        let mut found = None;
-        for id in ids {
-            match self.ari.channel(&id).await {
-                Ok(c) if c.name == name => {
-                    found = Some(c);
-                    break;
-                }
-                Ok(_) | Err(asterisk::Error::NotFound(_)) => {}
-                Err(e) => return Err(DecideError::Failed(e)),
-            }
-        }
-        let Some(channel) = found else {
+        let calls = self
+            .app_inbound_calls(REMOTE_LOOKUPS)
+            .await
+            .map_err(DecideError::Failed)?;
+        let Some((channel, did)) = calls.into_iter().find(|(c, _)| c.name == name) else {
             return Err(DecideError::Unknown);
         };
-        let mut args = channel.dialplan.app_data.split(',');
-        if args.nth(1) != Some("inbound") {
-            return Err(DecideError::Unknown);
-        }
-        let did = args.next().unwrap_or("").to_owned();
         match self
             .store
             .claim_call(&channel.id, &self.member.node, decision.word(), None)
@@ -426,6 +418,9 @@ impl Engine {
     /// Withdraws this node's claim after Asterisk did not apply it, so that
     /// a retry (or the timer) can claim again.
     fn unclaim(&self, id: &str) {
+        if self.alone() {
+            return;
+        }
         let store = self.store.clone();
         let node = self.member.node.clone();
         let id = id.to_owned();
@@ -526,34 +521,57 @@ impl Engine {
             return self.held_calls();
         }
         let lookup = async {
-            let Ok(ids) = self.ari.app_channel_ids().await else {
-                return Vec::new();
-            };
-            let mut calls = Vec::new();
-            for id in ids.into_iter().take(limit) {
-                let Ok(channel) = self.ari.channel(&id).await else {
-                    continue;
-                };
-                let mut args = channel.dialplan.app_data.split(',');
-                if args.nth(1) != Some("inbound") {
-                    continue;
-                }
-                let age = channel_age(&channel.creationtime).unwrap_or(Duration::ZERO);
-                calls.push(HeldCall {
-                    channel: channel.name.clone(),
-                    caller: channel.caller.number.clone(),
-                    did: args.next().unwrap_or("").to_owned(),
-                    held_at_ms: now_ms() - i64::try_from(age.as_millis()).unwrap_or(0),
-                    remaining: self.settings.timeout.saturating_sub(age),
-                    deciding: false,
-                });
-            }
+            let mut calls: Vec<HeldCall> = self
+                .app_inbound_calls(limit)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(channel, did)| {
+                    let age = channel_age(&channel.creationtime).unwrap_or(Duration::ZERO);
+                    HeldCall {
+                        channel: channel.name,
+                        caller: channel.caller.number,
+                        did,
+                        held_at_ms: now_ms() - i64::try_from(age.as_millis()).unwrap_or(0),
+                        remaining: self.settings.timeout.saturating_sub(age),
+                        deciding: false,
+                    }
+                })
+                .collect();
             calls.sort_by(|a, b| (a.held_at_ms, &a.channel).cmp(&(b.held_at_ms, &b.channel)));
             calls
         };
         tokio::time::timeout(Duration::from_secs(1), lookup)
             .await
             .unwrap_or_default()
+    }
+
+    /// The inbound calls in the application (the owner's, when this node
+    /// stands by) as ARI's REST interface lists them, with their DID: at
+    /// most `limit` channels looked up. None when the application is gone.
+    async fn app_inbound_calls(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(Channel, String)>, asterisk::Error> {
+        let ids = match self.ari.app_channel_ids().await {
+            Ok(ids) => ids,
+            Err(asterisk::Error::NotFound(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut calls = Vec::new();
+        for id in ids.into_iter().take(limit) {
+            match self.ari.channel(&id).await {
+                Ok(c) => {
+                    if let Some(did) = inbound_did(&c) {
+                        let did = did.to_owned();
+                        calls.push((c, did));
+                    }
+                }
+                Err(asterisk::Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(calls)
     }
 
     /// Changes whenever a call is held, a decision starts or fails, or a
@@ -655,6 +673,10 @@ impl Engine {
             self.undecided(name);
             return Err(DecideError::NotOwner);
         };
+        if self.alone() {
+            // No other node can decide: the table's `deciding` mark is the claim.
+            return Ok(());
+        }
         match self
             .store
             .claim_call(id, &self.member.node, decision.word(), fence)
@@ -829,6 +851,10 @@ impl Engine {
     /// unless another node claimed its decision (a standby's acceptCall
     /// ends the hold here too): that node records it.
     fn record_unless_claimed(self: &Arc<Self>, h: Held, outcome: Outcome, by: &str, detail: &str) {
+        if self.alone() {
+            self.record(&h, outcome, by, Duration::ZERO, detail);
+            return;
+        }
         let engine = self.clone();
         let by = by.to_owned();
         let detail = detail.to_owned();
@@ -953,10 +979,9 @@ impl Engine {
                     continue;
                 }
             };
-            let mut app_args = channel.dialplan.app_data.split(',');
-            if app_args.nth(1) != Some("inbound") {
+            let Some(did) = inbound_did(&channel).map(str::to_owned) else {
                 continue;
-            }
+            };
             if !self.holding() {
                 if let Err(e) = self.ari.continue_in_dialplan(&id).await {
                     tracing::warn!(channel = channel.name, error = %e, "cannot let the call continue");
@@ -964,13 +989,6 @@ impl Engine {
                 continue;
             }
             let age = channel_age(&channel.creationtime).unwrap_or(self.settings.timeout);
-            let did = channel
-                .dialplan
-                .app_data
-                .split(',')
-                .nth(2)
-                .unwrap_or("")
-                .to_owned();
             tracing::info!(
                 channel = channel.name,
                 age_ms = u64::try_from(age.as_millis()).unwrap_or(0),
@@ -978,6 +996,18 @@ impl Engine {
             );
             self.hold(&channel, &did, age, true);
         }
+    }
+}
+
+/// The DID of a call the dialplan holds with `Stasis(<app>,inbound,<did>)`;
+/// `None` for the application's other channels (e.g. the snoop channels of
+/// the channel actions).
+fn inbound_did(channel: &Channel) -> Option<&str> {
+    let mut args = channel.dialplan.app_data.split(',');
+    if args.nth(1) == Some("inbound") {
+        Some(args.next().unwrap_or(""))
+    } else {
+        None
     }
 }
 

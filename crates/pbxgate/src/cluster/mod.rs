@@ -243,7 +243,7 @@ pub fn describe(view: &ClusterView, pbx: &str) -> serde_json::Value {
 }
 
 /// Nodes seen within this long are listed.
-fn recent(lease: Duration) -> i64 {
+pub fn recent(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis().saturating_mul(3)).unwrap_or(i64::MAX)
 }
 
@@ -260,6 +260,8 @@ async fn run(
     let retry = settings.lease / 6;
     let margin = settings.lease / 6;
     let started_ms = crate::clock::now_ms();
+    // Rows of nodes gone this long are removed (the view lists only recent ones).
+    let forget_ms = recent(settings.lease).saturating_mul(100);
     let mut last_seen: Option<Instant> = None;
     let set = |r: Role| {
         let open = r.acting().is_some();
@@ -314,7 +316,7 @@ async fn run(
         if last_seen.is_none_or(|t| t.elapsed() >= settings.lease) {
             match tokio::time::timeout(
                 renew.max(Duration::from_millis(200)),
-                store.node_seen(&settings.node, &settings.pbx, started_ms),
+                store.node_seen(&settings.node, &settings.pbx, started_ms, forget_ms),
             )
             .await
             {

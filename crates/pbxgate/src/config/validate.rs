@@ -826,14 +826,7 @@ fn cluster(
     };
     let mut node = name("cluster.node_name", &c.node_name)?;
     if node.is_empty() {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default();
-        let host = if host.is_empty() {
-            "pbxgate".to_owned()
-        } else {
-            host
-        };
+        let host = crate::host::hostname().unwrap_or_else(|| "pbxgate".to_owned());
         node = format!("{host}:{}", listen.port());
     }
     let mut pbx = name("cluster.pbx_name", &c.pbx_name)?;

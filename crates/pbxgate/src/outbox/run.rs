@@ -281,9 +281,7 @@ fn changes(before: &CdrOutputSettings, after: &CdrOutputSettings) -> Vec<String>
 
 /// A unique name for this process in the leases: host, pid, random.
 pub fn holder_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
+    let host = crate::host::hostname().unwrap_or_default();
     let tag = crate::random::u64().unwrap_or_default();
     format!("{host}:{}:{tag:016x}", std::process::id())
 }
