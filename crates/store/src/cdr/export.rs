@@ -14,6 +14,12 @@ use super::read::next_legs;
 use crate::connection::Store;
 use crate::error::Error;
 
+/// A COPY page is cut at this many bytes even before `page` rows: the
+/// stream has no round trips to save, and buffers this small are reused by
+/// the allocator instead of being large blocks that stay mapped (1000 legs
+/// are about 350 KB; see docs/architecture.md, "CDR history").
+const COPY_PAGE_BYTES: usize = 64 * 1024;
+
 pub(crate) type Pages = mpsc::Receiver<Result<CdrPage, Error>>;
 
 /// Starts the export; dropping the receiver stops it.
@@ -63,7 +69,9 @@ async fn copy_pages(
         let mut packer = CopyPacker::default();
         while let Some(chunk) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
             packer.push(&chunk?)?;
-            if packer.rows() >= page && tx.send(Ok(packer.take()?)).await.is_err() {
+            let full =
+                packer.rows() >= page || (packer.bytes() >= COPY_PAGE_BYTES && packer.rows() > 0);
+            if full && tx.send(Ok(packer.take()?)).await.is_err() {
                 return Ok(false);
             }
         }

@@ -151,7 +151,7 @@ impl CdrPage {
         if self.packed.is_empty() {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.leg_count());
         for row in self.packed.split(ROW_SEP) {
             let mut leg = PageLeg {
                 call_ms: 0,
@@ -353,18 +353,65 @@ fn pattern_sql(backend: Backend, sql: &mut Sql, col: &str, p: &Pattern) -> Strin
             format!("{col} {op} {}", sql.bind(Bind::Text(wildcard(backend, w))))
         }
         Pattern::NonNumeric => format!("NOT {}", all_digits(col)),
-        Pattern::Range { lo, hi } => {
-            // The bounds come without leading zeros.
-            let width = hi.len().max(lo.len()).max(1);
-            let (trimmed, padded) = padded_number(backend, col, width);
-            let lo = sql.bind(Bind::Text(zero_pad(lo, width)));
-            let hi = sql.bind(Bind::Text(zero_pad(hi, width)));
-            format!(
-                "({} AND length({trimmed}) <= {width} AND {padded} >= {lo} AND {padded} <= {hi})",
-                all_digits(col)
-            )
-        }
+        Pattern::Range { lo, hi } => range_sql(backend, sql, col, lo, hi),
     }
+}
+
+/// Widest spread of bound lengths a range is split by (`9-1000`: 4 lengths);
+/// wider ranges take the general form alone.
+const RANGE_LENGTHS: usize = 4;
+
+/// `lo-hi` (bounds without leading zeros). The general form pads every value
+/// (`ltrim`/`lpad` per row: most of a filtered page's time when tried on
+/// every leg of a day). Values without a leading zero are first tested with
+/// plain comparisons, one per length of number in the range: an `L`-digit
+/// string compares as text the way its number does (byte order: the columns
+/// are `COLLATE "C"` on PostgreSQL, SQLite compares bytes). Values with a
+/// leading zero keep the general form behind the same kind of test on their
+/// last `width` characters.
+fn range_sql(backend: Backend, sql: &mut Sql, col: &str, lo: &str, hi: &str) -> String {
+    let width = hi.len().max(lo.len()).max(1);
+    let (trimmed, padded) = padded_number(backend, col, width);
+    let lo_pad = sql.bind(Bind::Text(zero_pad(lo, width)));
+    let hi_pad = sql.bind(Bind::Text(zero_pad(hi, width)));
+    let general = format!(
+        "({} AND length({trimmed}) <= {width} AND {padded} >= {lo_pad} AND {padded} <= {hi_pad})",
+        all_digits(col)
+    );
+    let lo_len = lo.len().max(1);
+    if width + 1 - lo_len > RANGE_LENGTHS || (lo.starts_with('0') && lo != "0") {
+        return general;
+    }
+    let mut branches = Vec::new();
+    for len in lo_len..=width {
+        let from = if len == lo_len {
+            lo.to_owned()
+        } else {
+            format!("1{}", "0".repeat(len - 1))
+        };
+        let to = if len == width {
+            hi.to_owned()
+        } else {
+            "9".repeat(len)
+        };
+        let (from, to) = (sql.bind(Bind::Text(from)), sql.bind(Bind::Text(to)));
+        // Cheapest test first: `AND` stops at the first false.
+        branches.push(format!(
+            "({col} >= {from} AND {col} <= {to} AND length({col}) = {len} AND {})",
+            all_digits(col)
+        ));
+    }
+    let last = match backend {
+        Backend::Sqlite => format!("substr({col}, -{width})"),
+        Backend::Postgres => format!("right({col}, {width})"),
+    };
+    // With leading zeros, the last `width` characters of a match are its
+    // padded number.
+    branches.push(format!(
+        "({col} >= '0' AND {col} < '1' AND (length({col}) < {width} OR \
+         ({last} >= {lo_pad} AND {last} <= {hi_pad})) AND {general})"
+    ));
+    format!("({})", branches.join(" OR "))
 }
 
 /// Items of one kind up to this many are one expression each (the planner
@@ -747,6 +794,11 @@ impl CopyPacker {
         self.rows
     }
 
+    /// Bytes held, complete rows and an open one.
+    pub(crate) fn bytes(&self) -> usize {
+        self.packed.len()
+    }
+
     /// Bytes of an unfinished row are held.
     pub(crate) fn is_open(&self) -> bool {
         self.in_row || self.escape
@@ -820,9 +872,11 @@ impl CopyPacker {
         } else {
             Vec::new()
         };
-        let packed = String::from_utf8(std::mem::take(&mut self.packed))
+        // The next page is about as big: one allocation instead of doubling.
+        let mut next = Vec::with_capacity(self.packed.len().max(rest.len()));
+        next.extend_from_slice(&rest);
+        let packed = String::from_utf8(std::mem::replace(&mut self.packed, next))
             .map_err(|_| Error::Corrupt("COPY data is not UTF-8"))?;
-        self.packed = rest;
         self.rows = 0;
         Ok(CdrPage::from_packed(Some(packed)))
     }
