@@ -467,9 +467,14 @@ async fn filters_seek_indexes_instead_of_scanning_the_table() {
             time_field: TimeField::End,
             ..day.clone()
         };
+        let range = CdrFilter {
+            caller: parse_list("1000-1049,12@").unwrap(),
+            ..day.clone()
+        };
         let none = CdrFilter::default();
         let cases = [
             ("one-day window", &day, "cdr_start_ms"),
+            ("caller ranges in a window", &range, "cdr_start_ms"),
             ("caller list in a window", &caller, "cdr_src"),
             ("callee prefix", &prefix, "cdr_dst"),
             ("end-time window", &end, "cdr_end_ms"),
@@ -500,7 +505,19 @@ async fn filters_seek_indexes_instead_of_scanning_the_table() {
                     assert!(
                         !common::scans_cdr_table(&plan),
                         "{what} on {b:?} scans the table:\n{plan}"
-                    )
+                    );
+                    // The window's legs are filtered and grouped from the
+                    // index alone (migration 0016), in this process alone.
+                    if index == "cdr_start_ms" {
+                        assert!(
+                            plan.contains("Index Only Scan using cdr_"),
+                            "{what} on {b:?}: not an index-only scan:\n{plan}"
+                        );
+                        assert!(
+                            !plan.contains("Gather"),
+                            "{what}: parallel workers:\n{plan}"
+                        );
+                    }
                 }
             }
         }

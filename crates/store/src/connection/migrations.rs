@@ -80,6 +80,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "cdr partitions",
         include_str!("../../migrations/sqlite/0015_cdr_partitions.sql"),
     ),
+    (
+        16,
+        "cdr day filter",
+        include_str!("../../migrations/sqlite/0016_cdr_day_filter.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -156,6 +161,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "cdr partitions",
         include_str!("../../migrations/postgres/0015_cdr_partitions.sql"),
+    ),
+    (
+        16,
+        "cdr day filter",
+        include_str!("../../migrations/postgres/0016_cdr_day_filter.sql"),
     ),
 ];
 

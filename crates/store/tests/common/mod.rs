@@ -34,7 +34,7 @@ pub fn uses_index(plan: &str, name: &str) -> bool {
         return true;
     }
     let suffix = match name {
-        "cdr_start_ms" => "_start_ms_idx",
+        "cdr_start_ms" => "_start_ms_src_dst_call_ms_session_idx",
         "cdr_src" => "_src_start_ms_idx",
         "cdr_dst" => "_dst_start_ms_idx",
         "cdr_end_ms" => "_end_ms_idx",
