@@ -26,7 +26,7 @@
 //! dispositions 60% ANSWERED, 20% NO ANSWER, 10% BUSY, 10% FAILED (`billsec`
 //! 0 unless answered); recordings on 40% of answered legs; caller names, some
 //! with commas; `lastdata` with commas. Calls are spread uniformly over the
-//! 365 days of 2025 (about N/365 legs a day); times are UTC.
+//! 365 days of 2025 (about N/365 legs a day; `BENCH_DAYS` below); times are UTC.
 //!
 //! Rows per backend and size (targets apply at 1,000,000 legs; other sizes
 //! are reported with the verdict in brackets):
@@ -78,7 +78,9 @@
 //! `BENCH_DIAGNOSE`, `PBXGATE_TEST_POSTGRES_URL`, `BENCH_PG_MONTHS` (`0`: the
 //! generated year's legs all in one partition, as the unpartitioned table
 //! before migration 0015; by default the year's monthly partitions are made
-//! before loading).
+//! before loading), `BENCH_DAYS` (days the calls are spread over from
+//! 2025-01-01, default 365: more legs make busier days; more days make a
+//! longer history at the same rate a day).
 //! Run with `cargo bench -p pbxgate --bench cdrapi` or `scripts/bench`.
 //! Exits with status 1 on a wrong result (a failed or unparsable answer, a
 //! wrong number of entries or rows, an export that differs from the
@@ -107,7 +109,13 @@ const SHAPE_SEED: u64 = 0x5a4e_ca11_f10e_5eed;
 /// 2025-01-01 00:00:00 UTC.
 const YEAR_START: i64 = 1_735_689_600;
 const DAY: i64 = 86_400;
-const DAYS: i64 = 365;
+
+/// Days the generated calls are spread over from `YEAR_START`
+/// (`BENCH_DAYS`, default 365: N legs make N/365 legs a day; 1095 with 30 M
+/// legs keeps the 10 M rate a day and makes the history three years long).
+fn days() -> i64 {
+    env_number("BENCH_DAYS", 365, 1, 36_500) as i64
+}
 /// Legs per `insert_cdrs` call while loading.
 const BATCH: usize = 5000;
 /// Asterisk-style uniqueid sequence numbers start here, so that they all
@@ -290,7 +298,7 @@ struct Generator {
 impl Generator {
     fn new(legs: u64) -> Generator {
         let plan = plan(legs);
-        let step = ((DAYS * DAY) / plan.len().max(1) as i64).max(1);
+        let step = ((days() * DAY) / plan.len().max(1) as i64).max(1);
         Generator {
             rng: Rng(SEED),
             sessions: Vec::with_capacity(plan.len()),
@@ -299,7 +307,7 @@ impl Generator {
             step,
             leg: 0,
             chan: 0,
-            day_matches: vec![0; DAYS as usize + 2],
+            day_matches: vec![0; days() as usize + 2],
             leg_src: Vec::with_capacity(legs as usize),
             caller: ucm::cdrapi::pattern::parse_list(CALLER).expect("CALLER parses"),
         }
@@ -660,7 +668,11 @@ async fn generate_into(store: Option<&Store>, legs: u64) -> Result<(Dataset, f64
 }
 
 async fn load(store: &Store, legs: u64, label: &str) -> Result<Dataset, String> {
-    println!("  loading {legs} generated legs into {label} (insert_cdrs, batches of {BATCH})");
+    println!(
+        "  loading {legs} generated legs over {} days ({:.0} a day) into {label} (insert_cdrs, batches of {BATCH})",
+        days(),
+        legs as f64 / days() as f64
+    );
     let (data, secs) = generate_into(Some(store), legs).await?;
     let t = Instant::now();
     store.analyze().await.map_err(|e| format!("analyze: {e}"))?;
@@ -707,7 +719,12 @@ async fn prepare(
                         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                     (
                         dir.join(format!(
-                            "cdrapi-{legs}-{SEED:016x}-g{GEN_VERSION}-s{digest:016x}.db"
+                            "cdrapi-{legs}-{SEED:016x}-g{GEN_VERSION}-s{digest:016x}{}.db",
+                            if days() == 365 {
+                                String::new()
+                            } else {
+                                format!("-d{}", days())
+                            }
                         )),
                         true,
                     )
@@ -775,8 +792,12 @@ async fn prepare(
                 );
                 Vec::new()
             } else {
-                (0..12)
-                    .filter_map(|m| pbxgate::ingest::history::month_start_ms(YEAR_START * 1000, m))
+                let end_ms = (YEAR_START + days() * DAY) * 1000;
+                (0..)
+                    .map_while(|m| {
+                        pbxgate::ingest::history::month_start_ms(YEAR_START * 1000, m)
+                            .filter(|&start| start < end_ms)
+                    })
                     .collect()
             };
             if let Err(e) = store::CdrHistoryStore::cdr_months_make(&store, &months).await {
@@ -1025,7 +1046,7 @@ fn page_stats(times: Vec<f64>, entries: u64, bytes: u64) -> PageStats {
 /// Days of 2025 for the filtered pages: warm-up first, then measured.
 fn page_days(n: usize) -> Vec<u32> {
     let mut rng = Rng(SEED ^ 0xda7e_da7e_da7e_da7e);
-    (0..n).map(|_| rng.below(DAYS as u64) as u32).collect()
+    (0..n).map(|_| rng.below(days() as u64) as u32).collect()
 }
 
 fn day_request(cookie: &str, day: u32) -> String {
