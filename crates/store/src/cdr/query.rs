@@ -379,7 +379,7 @@ fn range_sql(backend: Backend, sql: &mut Sql, col: &str, lo: &str, hi: &str) -> 
         all_digits(col)
     );
     let lo_len = lo.len().max(1);
-    if width + 1 - lo_len > RANGE_LENGTHS || (lo.starts_with('0') && lo != "0") {
+    if width + 1 - lo_len > RANGE_LENGTHS {
         return general;
     }
     let mut branches = Vec::new();
