@@ -427,12 +427,12 @@ async fn entries_are_sessions_and_every_way_of_paging_agrees() {
     });
 }
 
-#[tokio::test]
-async fn filters_seek_indexes_instead_of_scanning_the_table() {
-    // Enough rows that PostgreSQL prefers an index where one applies.
-    let rows: Vec<NewCdr> = (0..20_000)
+/// 20,000 one-leg calls a minute apart from extensions 1000-1499 to
+/// 2000-2699: enough rows that PostgreSQL prefers an index where one applies.
+fn minute_calls() -> Vec<NewCdr> {
+    (0..20_000)
         .map(|i| {
-            let l = Leg {
+            new_cdr(&Leg {
                 key: format!("p{i}"),
                 src: format!("{}", 1000 + i % 500),
                 dst: format!("{}", 2000 + i % 700),
@@ -442,10 +442,14 @@ async fn filters_seek_indexes_instead_of_scanning_the_table() {
                 call_ms: T0 + i as i64 * 60_000,
                 start_ms: T0 + i as i64 * 60_000,
                 billsec: 10,
-            };
-            new_cdr(&l)
+            })
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn filters_seek_indexes_instead_of_scanning_the_table() {
+    let rows = minute_calls();
     on_every_backend!(|s, db| {
         let b = db.backend;
         s.insert_cdrs(&rows).await.unwrap();
@@ -909,21 +913,7 @@ async fn postgres_pages_are_planned_without_parallel_workers() {
     // The database is told that parallel plans cost nothing, as a server
     // with other defaults might: pbxgate's connections must still plan a
     // day page without workers (2 cores: a Gather made it slower).
-    let rows: Vec<NewCdr> = (0..20_000)
-        .map(|i| {
-            new_cdr(&Leg {
-                key: format!("w{i}"),
-                src: format!("{}", 1000 + i % 500),
-                dst: format!("{}", 2000 + i % 700),
-                answered: String::new(),
-                name: String::new(),
-                session: format!("{}-{}", 1_795_736_000 + i, 1000 + i % 500),
-                call_ms: T0 + i as i64 * 60_000,
-                start_ms: T0 + i as i64 * 60_000,
-                billsec: 10,
-            })
-        })
-        .collect();
+    let rows = minute_calls();
     let dir = tempfile::tempdir().unwrap();
     for db in store::testing::databases(dir.path()).await {
         if db.backend != Backend::Postgres {
